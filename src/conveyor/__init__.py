@@ -1,0 +1,37 @@
+"""Conveyor: a production job platform for any Celery app.
+
+import conveyor
+app = conveyor.create_celery("myapp")      # or conveyor.install(existing_app)
+
+@app.task
+def resize(image_id: int, width: int = 800) -> str:
+    conveyor.progress(0, 3, step="download")
+    ...
+"""
+
+from conveyor.config import Settings
+from conveyor.errors import (
+    ConveyorError,
+    IdempotencyConflict,
+    InvalidArguments,
+    JobCancelled,
+    JobNotFound,
+    UnknownTask,
+)
+from conveyor.runtime.app import create_celery
+from conveyor.runtime.install import install
+from conveyor.runtime.progress import check_cancelled, progress
+
+__all__ = [
+    "ConveyorError",
+    "IdempotencyConflict",
+    "InvalidArguments",
+    "JobCancelled",
+    "JobNotFound",
+    "Settings",
+    "UnknownTask",
+    "check_cancelled",
+    "create_celery",
+    "install",
+    "progress",
+]

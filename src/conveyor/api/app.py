@@ -1,0 +1,72 @@
+"""FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from celery import Celery
+from fastapi import FastAPI
+
+from conveyor.api.deps import Services
+from conveyor.api.errors import install_error_handlers
+from conveyor.config import Settings
+from conveyor.control import Control
+from conveyor.ledger.db import make_engine
+from conveyor.runtime.context import discover
+
+
+def load_celery_app(spec: str) -> Celery:
+    """Import ``module:attribute`` and make sure Conveyor is installed on it."""
+    import importlib
+
+    from conveyor.runtime.install import install
+
+    module_name, _, attr = spec.partition(":")
+    module = importlib.import_module(module_name)
+    app = getattr(module, attr or "app")
+    install(app)
+    return app  # type: ignore[no-any-return]
+
+
+def create_app(settings: Settings | None = None, celery_app: Celery | None = None) -> FastAPI:
+    settings = discover(settings or Settings())
+    if not settings.database_url:
+        from conveyor.errors import ConfigurationError
+
+        raise ConfigurationError("CONVEYOR_DATABASE_URL is not set and no `conveyor up` is running")
+    celery_app = celery_app or load_celery_app(settings.app)
+    from conveyor.runtime.install import install
+
+    install(celery_app, settings)
+    celery_app.loader.import_default_modules()
+    celery_app.finalize()
+    engine = make_engine(settings.database_url)
+    services = Services(
+        settings=settings, app=celery_app, engine=engine, control=Control(celery_app, engine)
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Conveyor",
+        version="0.1.0",
+        description="Control plane for Celery jobs: submit, follow, cancel, retry.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+
+    from conveyor.api.routes import jobs, system
+
+    app.include_router(jobs.router, prefix="/api/v1")
+    app.include_router(system.router, prefix="/api/v1")
+    app.include_router(system.health)
+
+    from conveyor.web.routes import mount_web
+
+    mount_web(app)
+    return app

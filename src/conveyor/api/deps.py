@@ -1,0 +1,28 @@
+"""What every route needs, built once in create_app and reached through typed dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+
+from conveyor.config import Settings
+from conveyor.control import Control
+
+
+@dataclass
+class Services:
+    settings: Settings
+    app: Celery
+    engine: Engine
+    control: Control
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,0 +1,413 @@
+"""`conveyor`: run the platform and drive jobs from the terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from conveyor.config import Settings
+from conveyor.errors import ConveyorError
+
+cli = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Conveyor: a production job platform on Celery.",
+)
+jobs_cli = typer.Typer(no_args_is_help=True, help="List, inspect, cancel, retry, watch jobs.")
+cli.add_typer(jobs_cli, name="jobs")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def settings() -> Settings:
+    from conveyor.runtime.context import discover
+
+    return discover(Settings())
+
+
+def celery_app(s: Settings) -> Any:
+    from conveyor.api.app import load_celery_app
+    from conveyor.runtime.install import install
+
+    app = load_celery_app(s.app)
+    install(app, s)
+    app.loader.import_default_modules()
+    return app
+
+
+def require(s: Settings) -> Settings:
+    if not s.database_url or not s.redis_url:
+        err.print(
+            "[red]No ledger configured:[/] set CONVEYOR_DATABASE_URL and CONVEYOR_REDIS_URL,"
+            " or start the embedded stack with `conveyor up` in another terminal."
+        )
+        raise typer.Exit(2)
+    return s
+
+
+@cli.command()
+def up(
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    concurrency: Annotated[int | None, typer.Option("-c", help="pool size per worker")] = None,
+) -> None:
+    """Start everything: embedded PostgreSQL/Redis if unset, API, worker, beat, recorder."""
+    from conveyor.cli.stack import run_stack
+
+    raise typer.Exit(run_stack(Settings(), workers=workers, concurrency=concurrency))
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the ledger's database migrations."""
+    from conveyor.ledger.migrate import upgrade
+
+    s = require(settings())
+    assert s.database_url
+    upgrade(s.database_url)
+    err.print("ledger schema is up to date")
+
+
+@cli.command()
+def api(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the REST API and dashboard."""
+    import uvicorn
+
+    s = require(settings())
+    os.environ.setdefault("CONVEYOR_DATABASE_URL", s.database_url or "")
+    os.environ.setdefault("CONVEYOR_REDIS_URL", s.redis_url or "")
+    if s.broker_url:
+        os.environ.setdefault("CONVEYOR_BROKER_URL", s.broker_url)
+    uvicorn.run(
+        "conveyor.api:create_app",
+        factory=True,
+        host=host or s.api_host,
+        port=port or s.api_port,
+        workers=workers,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+
+
+@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(ctx: typer.Context) -> None:
+    """Run a Celery worker with Conveyor's defaults (extra options go to `celery worker`)."""
+    s = require(settings())
+    app = celery_app(s)
+    argv = ["worker", "--loglevel", "INFO", *ctx.args]
+    if "-Q" not in ctx.args and "--queues" not in ctx.args:
+        argv += ["-Q", "critical,high,default,low"]
+    app.worker_main(argv)
+
+
+@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def beat(ctx: typer.Context) -> None:
+    """Run Celery beat (periodic schedules)."""
+    s = require(settings())
+    app = celery_app(s)
+    schedule = os.path.join(str(s.home), "beat-schedule")
+    os.makedirs(str(s.home), exist_ok=True)
+    app.start(["beat", "--loglevel", "INFO", "-s", schedule, *ctx.args])
+
+
+@cli.command()
+def recorder() -> None:
+    """Move job events into the ledger and publish the outbox (run one or more anywhere)."""
+    import logging
+
+    import redis
+
+    from conveyor.ledger.db import make_engine
+    from conveyor.ledger.recorder import Recorder
+    from conveyor.ledger.relay import OutboxRelay
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    s = require(settings())
+    assert s.database_url and s.redis_url
+    app = celery_app(s)
+    engine = make_engine(s.database_url, pool_size=4)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    rec = Recorder(
+        engine,
+        redis.Redis.from_url(s.redis_url),
+        batch=s.recorder_batch,
+        block_ms=s.recorder_block_ms,
+        inline_max=s.result_inline_max_bytes,
+    )
+    relay = OutboxRelay(
+        app, engine, grace_seconds=s.outbox_publish_grace, poll_interval=s.outbox_poll_interval
+    )
+    threads = [
+        threading.Thread(target=rec.run, args=(stop,), name="recorder"),
+        threading.Thread(target=relay.run, args=(stop,), name="outbox-relay"),
+    ]
+    for t in threads:
+        t.start()
+    while not stop.is_set():
+        stop.wait(0.5)
+    for t in threads:
+        t.join(timeout=10)
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+@cli.command()
+def submit(
+    task: Annotated[str, typer.Argument(help="registered task name, e.g. demo.add")],
+    args: Annotated[list[str] | None, typer.Argument(help="positional args (JSON or text)")] = None,
+    kwarg: Annotated[
+        list[str] | None, typer.Option("--kwarg", "-k", help="k=v (v as JSON or text)")
+    ] = None,
+    queue: Annotated[str | None, typer.Option()] = None,
+    priority: Annotated[int | None, typer.Option(min=0, max=9)] = None,
+    countdown: Annotated[float | None, typer.Option(min=0)] = None,
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="follow progress until the job ends")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to --wait")] = 3600,
+) -> None:
+    """Submit a job; with --wait, show a live progress bar and then the result or error."""
+    from conveyor.control import Control
+    from conveyor.ledger.db import make_engine
+
+    s = require(settings())
+    kwargs: dict[str, Any] = {}
+    for item in kwarg or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            err.print(f"[red]--kwarg {item!r}: expected key=value[/]")
+            raise typer.Exit(2)
+        kwargs[key] = _parse_value(value)
+    app = celery_app(s)
+    engine = make_engine(s.database_url or "", pool_size=2)
+    try:
+        job, created = Control(app, engine).submit(
+            task,
+            [_parse_value(a) for a in args or []],
+            kwargs,
+            queue=queue,
+            priority=priority,
+            countdown=countdown,
+            idempotency_key=idempotency_key,
+        )
+    except ConveyorError as exc:
+        err.print(f"[red]refused:[/] {exc}")
+        raise typer.Exit(2) from None
+    job_id = str(job["id"])
+    if not wait:
+        out.print(job_id)
+        return
+    err.print(f"job {job_id} {'submitted' if created else '(existing, same idempotency key)'}")
+    from conveyor.cli.watch import watch_job
+
+    raise typer.Exit(watch_job(engine, job_id, timeout=timeout, console=err, out=out))
+
+
+@jobs_cli.command("list")
+def jobs_list(
+    state: Annotated[list[str] | None, typer.Option("--state", "-s")] = None,
+    task: Annotated[str | None, typer.Option()] = None,
+    queue: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Newest jobs first, optionally filtered."""
+    from conveyor.core.states import JobState
+    from conveyor.ledger import repository as repo
+    from conveyor.ledger.db import make_engine
+
+    s = require(settings())
+    for st in state or []:
+        if st not in {x.value for x in JobState}:
+            err.print(
+                f"[red]unknown state {st!r}[/]; one of: {', '.join(x.value for x in JobState)}"
+            )
+            raise typer.Exit(2)
+    engine = make_engine(s.database_url or "", pool_size=1)
+    with engine.connect() as conn:
+        rows, _ = repo.list_jobs(
+            conn, repo.JobFilter(states=tuple(state or ()), task=task, queue=queue), limit=limit
+        )
+    if as_json:
+        out.print_json(json.dumps(rows, default=str))
+        return
+    table = Table("id", "task", "state", "queue", "attempt", "created", "progress")
+    for r in rows:
+        prog = ""
+        if r.get("progress_current") is not None:
+            total = r.get("progress_total")
+            prog = f"{r['progress_current']:g}/{total:g}" if total else f"{r['progress_current']:g}"
+        table.add_row(
+            str(r["id"]),
+            r["task"],
+            r["state"],
+            r["queue"],
+            str(r["attempt"]),
+            r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            prog,
+        )
+    out.print(table)
+
+
+def _with_job(job_id: str) -> tuple[Any, Any]:
+    from conveyor.control import Control
+    from conveyor.ledger.db import make_engine
+
+    s = require(settings())
+    app = celery_app(s)
+    engine = make_engine(s.database_url or "", pool_size=1)
+    return Control(app, engine), engine
+
+
+@jobs_cli.command("show")
+def jobs_show(job_id: str) -> None:
+    """Everything the ledger knows about one job."""
+    from conveyor.ledger import repository as repo
+
+    _, engine = _with_job(job_id)
+    try:
+        with engine.connect() as conn:
+            row = repo.get_job(conn, _valid_id(job_id))
+            row["attempts"] = repo.get_attempts(conn, str(row["id"]))
+    except ConveyorError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    out.print_json(json.dumps(row, default=str))
+
+
+def _valid_id(job_id: str) -> str:
+    import uuid
+
+    from conveyor.errors import JobNotFound
+
+    try:
+        return str(uuid.UUID(job_id))
+    except ValueError:
+        raise JobNotFound(job_id) from None
+
+
+@jobs_cli.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    """Cancel a job (a waiting one never runs; a running one stops at its next check)."""
+    control, _ = _with_job(job_id)
+    try:
+        row = control.cancel(_valid_id(job_id))
+    except ConveyorError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    out.print(
+        f"{row['id']} {row['state']}" + (" (cancel requested)" if row["state"] == "running" else "")
+    )
+
+
+@jobs_cli.command("retry")
+def jobs_retry(job_id: str) -> None:
+    """Submit a finished job again as a new job linked to it."""
+    control, _ = _with_job(job_id)
+    try:
+        row = control.retry(_valid_id(job_id))
+    except ConveyorError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    out.print(str(row["id"]))
+
+
+@jobs_cli.command("watch")
+def jobs_watch(job_id: str, timeout: float = 3600) -> None:
+    """Follow a job's progress until it ends."""
+    from conveyor.cli.watch import watch_job
+
+    _, engine = _with_job(job_id)
+    try:
+        raise typer.Exit(
+            watch_job(engine, _valid_id(job_id), timeout=timeout, console=err, out=out)
+        )
+    except ConveyorError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+@cli.command()
+def workers() -> None:
+    """Workers alive (from their heartbeats)."""
+    from types import SimpleNamespace
+
+    from conveyor.api.routes.system import worker_list
+    from conveyor.ledger.db import make_engine
+
+    s = require(settings())
+    svc = SimpleNamespace(app=celery_app(s), engine=make_engine(s.database_url or "", pool_size=1))
+    table = Table("hostname", "pid", "concurrency", "active", "queues", "heartbeat", "alive")
+    for w in worker_list(svc):
+        table.add_row(
+            w["hostname"],
+            str(w["pid"]),
+            str(w["concurrency"]),
+            str(w["active"]),
+            ",".join(w["queues"]),
+            f"{w['heartbeat_age']:.1f}s ago",
+            "yes" if w["alive"] else "[red]no[/]",
+        )
+    out.print(table)
+
+
+@cli.command()
+def queues() -> None:
+    """Queue depth, consumers and oldest waiting job."""
+    from types import SimpleNamespace
+
+    from conveyor.api.routes.system import queue_list
+    from conveyor.ledger.db import make_engine
+
+    s = require(settings())
+    svc = SimpleNamespace(app=celery_app(s), engine=make_engine(s.database_url or "", pool_size=1))
+    table = Table("queue", "depth", "consumers", "oldest waiting")
+    for q in queue_list(svc):
+        age = q["oldest_age_seconds"]
+        table.add_row(
+            q["name"],
+            str(q["depth"]),
+            str(q["consumers"]),
+            f"{age:.1f}s" if age is not None else "-",
+        )
+    out.print(table)
+
+
+@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Run the benchmarks in bench/ (same as `make bench`)."""
+    import runpy
+
+    sys.argv = ["bench", *ctx.args]
+    runpy.run_module("bench", run_name="__main__")
+
+
+def main() -> None:
+    try:
+        cli()
+    except ConveyorError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+
+
+__all__ = ["main", "time"]

@@ -1,0 +1,124 @@
+"""`conveyor up`: embedded services, migrations, then API, worker, beat and recorder as children.
+
+Every child runs in the same session as `conveyor up`; on Ctrl-C or SIGTERM they are all
+asked to stop, given a grace period, then killed, and the embedded servers are stopped last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+
+from conveyor.config import Settings
+from conveyor.embedded.stack import EmbeddedStack
+from conveyor.ledger.migrate import upgrade
+from conveyor.runtime.context import STACK_FILE
+
+console = Console(stderr=True)
+
+
+def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "conveyor", *args], env=env)
+
+
+def stop_children(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
+    """SIGTERM each child, wait up to ``grace`` seconds, then kill whatever of their process
+    trees is left (a worker's pool children included), so nothing outlives us."""
+    tree: list[psutil.Process] = []
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            tree.extend(psutil.Process(proc.pid).children(recursive=True))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    _, alive = psutil.wait_procs(tree, timeout=max(0.1, deadline - time.monotonic()))
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+
+
+def run_stack(
+    settings: Settings,
+    *,
+    workers: int = 1,
+    concurrency: int | None = None,
+    open_banner: bool = True,
+) -> int:
+    home = Path(settings.home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    stack = EmbeddedStack(settings.model_copy(update={"home": home}))
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    state_path = home / STACK_FILE
+    try:
+        started = time.monotonic()
+        resolved = stack.start()
+        assert resolved.database_url
+        upgrade(resolved.database_url)
+        state_path.write_text(
+            json.dumps(
+                {
+                    "database_url": resolved.database_url,
+                    "redis_url": resolved.redis_url,
+                    "broker_url": resolved.broker_url,
+                    "pid": os.getpid(),
+                }
+            )
+        )
+        env = {**os.environ, **stack.env(), "CONVEYOR_HOME": str(home)}
+        conc = str(concurrency or os.cpu_count() or 2)
+        children.append(("api", _child(["api"], env)))
+        for i in range(workers):
+            children.append(
+                (f"worker{i + 1}", _child(["worker", "-c", conc, "-n", f"worker{i + 1}@%h"], env))
+            )
+        children.append(("beat", _child(["beat"], env)))
+        children.append(("recorder", _child(["recorder"], env)))
+        url = f"http://{settings.api_host}:{settings.api_port}/"
+        console.rule("[bold green]Conveyor is up")
+        console.print(f"  dashboard  [bold]{url}[/]")
+        console.print(f"  API docs   {url}docs")
+        console.print(f"  ledger     {resolved.database_url}")
+        console.print(f"  redis      {resolved.redis_url}")
+        console.print(f"  started in {time.monotonic() - started:.1f}s; Ctrl-C stops everything")
+        if open_banner and settings.env != "production":
+            console.print(
+                "[bold yellow]  ! the API and dashboard are open: no login is required "
+                "(local development mode)[/]"
+            )
+        while not stopping:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    console.print(f"[red]{name} exited with {proc.returncode}; stopping[/]")
+                    stopping = True
+                    break
+            time.sleep(0.2)
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stop_children([proc for _, proc in children], grace=15)
+        state_path.unlink(missing_ok=True)
+        stack.stop()
+        console.print("Conveyor stopped.")

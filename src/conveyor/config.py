@@ -1,0 +1,54 @@
+"""Conveyor's one settings object.
+
+Built only at entry points (`conveyor` CLI, `create_app`, the worker factory) and passed down.
+Every field reads from a ``CONVEYOR_``-prefixed environment variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PRIORITY_QUEUES: tuple[str, ...] = ("critical", "high", "default", "low")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+
+    # Connections. Unset means: start the embedded server under `home`.
+    database_url: str | None = None
+    redis_url: str | None = None
+    broker_url: str | None = None
+    home: Path = Path(".conveyor")
+
+    # Which Celery app the worker, beat and API serve ("module:attribute").
+    app: str = "conveyor.demo:app"
+
+    # Runtime defaults (see docs/runtime.md for why each one is what it is).
+    prefetch_multiplier: int = Field(default=1, ge=1)
+    soft_time_limit: float = Field(default=300.0, gt=0)
+    time_limit: float = Field(default=330.0, gt=0)
+    max_tasks_per_child: int = Field(default=1000, ge=1)
+    max_memory_per_child_kb: int = Field(default=512_000, ge=1024)
+    visibility_timeout: int = Field(default=3600, ge=10)
+    worker_concurrency: int | None = None
+    routes: dict[str, str] = Field(default_factory=dict)
+
+    # Ledger.
+    result_inline_max_bytes: int = Field(default=64 * 1024, ge=1024)
+    payload_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    recorder_batch: int = Field(default=1000, ge=1)
+    recorder_block_ms: int = Field(default=50, ge=1)
+    outbox_poll_interval: float = Field(default=0.25, gt=0)
+    outbox_publish_grace: float = Field(default=5.0, ge=0)
+
+    # Web.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    progress_min_interval: float = Field(default=0.1, ge=0)
+    heartbeat_interval: float = Field(default=5.0, gt=0)

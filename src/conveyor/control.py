@@ -1,0 +1,220 @@
+"""Control-plane operations shared by the REST API and the CLI: submit, cancel, retry.
+
+Submitting writes the job row and its outbox row in one transaction, then publishes after
+commit; if publishing fails the job stays accepted and the outbox relay publishes it later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from celery import Celery
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from conveyor.config import PRIORITY_QUEUES
+from conveyor.core.ids import new_job_id
+from conveyor.core.schema import TaskSignature
+from conveyor.errors import (
+    IdempotencyConflict,
+    InvalidArguments,
+    LedgerUnavailable,
+    PayloadTooLarge,
+    UnknownTask,
+)
+from conveyor.ledger import repository as repo
+from conveyor.ledger.events import CANCEL_KEY, CANCEL_TTL
+from conveyor.runtime.context import publishing_recorded_job, runtime_of
+
+log = logging.getLogger(__name__)
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def task_signature(app: Celery, name: str) -> TaskSignature:
+    task = app.tasks.get(name)
+    if task is None or name.startswith("celery."):
+        raise UnknownTask(name)
+    cached = getattr(task, "_conveyor_signature", None)
+    if cached is None:
+        # For bind=True tasks `task.run` is a bound method, so `self` is already left out.
+        cached = TaskSignature(name, task.run)
+        task._conveyor_signature = cached
+    return cached  # type: ignore[no-any-return]
+
+
+def task_queue(app: Celery, name: str) -> str:
+    """The queue a task goes to unless a submission says otherwise."""
+    route = app.amqp.router.route({}, name, (), {}) if app.amqp.router else {}
+    queue = route.get("queue")
+    return getattr(queue, "name", None) or queue or app.conf.task_default_queue or "default"
+
+
+def payload_hash(
+    task: str, args: list[Any], kwargs: dict[str, Any], queue: str | None, priority: int | None
+) -> str:
+    body = json.dumps([task, args, kwargs, queue, priority], sort_keys=True, default=repr)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class Control:
+    def __init__(self, app: Celery, engine: Engine) -> None:
+        self.app = app
+        self.engine = engine
+        self.settings = runtime_of(app).settings
+
+    @property
+    def redis(self) -> redis.Redis:
+        return runtime_of(self.app).redis
+
+    # --- submit --------------------------------------------------------------------------
+    def submit(
+        self,
+        task: str,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        idempotency_key: str | None = None,
+        retry_of: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Validate, record and publish a job. Returns (job, created)."""
+        args = list(args or [])
+        kwargs = dict(kwargs or {})
+        task_signature(self.app, task).validate(args, kwargs)
+
+        def refuse(field: str, msg: str) -> InvalidArguments:
+            return InvalidArguments(task, [{"loc": (field,), "msg": msg}])
+
+        if queue is not None and queue not in self._known_queues():
+            known = ", ".join(sorted(self._known_queues()))
+            raise refuse("queue", f"unknown queue {queue!r}; known queues: {known}")
+        if priority is not None and not 0 <= priority <= 9:
+            raise refuse("priority", "must be 0..9")
+        if countdown is not None and eta is not None:
+            raise refuse("countdown", "give countdown or eta, not both")
+        if countdown is not None:
+            if countdown < 0:
+                raise refuse("countdown", "must be >= 0")
+            eta = datetime.now(UTC) + timedelta(seconds=countdown)
+        if eta is not None and eta.tzinfo is None:
+            eta = eta.replace(tzinfo=UTC)
+        if eta is not None and eta <= datetime.now(UTC):
+            eta = None
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise refuse("Idempotency-Key", f"must be 1..{MAX_IDEMPOTENCY_KEY} characters")
+        encoded = json.dumps([args, kwargs], default=None)
+        if len(encoded) > self.settings.payload_max_bytes:
+            raise PayloadTooLarge(
+                f"arguments are {len(encoded)} bytes encoded; the limit is "
+                f"{self.settings.payload_max_bytes} (CONVEYOR_PAYLOAD_MAX_BYTES)"
+            )
+        resolved_queue = queue or task_queue(self.app, task)
+        digest = payload_hash(task, args, kwargs, queue, priority)
+        job = repo.NewJob(
+            id=new_job_id(),
+            task=task,
+            args=args,
+            kwargs=kwargs,
+            queue=resolved_queue,
+            priority=priority,
+            eta=eta,
+            idempotency_key=idempotency_key,
+            payload_hash=digest if idempotency_key else None,
+            retry_of=retry_of,
+        )
+        try:
+            with self.engine.begin() as conn:
+                row = repo.insert_job(conn, job)
+                if row is None:
+                    assert idempotency_key is not None
+                    existing = repo.job_by_idempotency_key(conn, idempotency_key)
+                    assert existing is not None
+                    if existing["payload_hash"] != digest:
+                        raise IdempotencyConflict(idempotency_key, str(existing["id"]))
+                    return existing, False
+        except OperationalError as exc:
+            raise LedgerUnavailable(f"PostgreSQL is unreachable: {exc.orig}") from exc
+        if eta is None:
+            self._publish_now(job)
+        return row, True
+
+    def _known_queues(self) -> set[str]:
+        return set(self.app.amqp.queues.keys()) | set(PRIORITY_QUEUES)
+
+    def _publish_now(self, job: repo.NewJob) -> None:
+        try:
+            publish(self.app, job.id, job.message)
+        except Exception as exc:  # the outbox relay will publish it once the broker is back
+            log.warning("publish of job %s deferred to the outbox: %s", job.id, exc)
+            return
+        try:
+            with self.engine.begin() as conn:
+                repo.delete_outbox(conn, job.id)
+        except OperationalError:
+            log.warning(
+                "outbox row of published job %s kept; the relay may publish it again", job.id
+            )
+
+    # --- cancel / retry -------------------------------------------------------------------
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job: waiting jobs never run; a running one stops at its next check."""
+        with self.engine.begin() as conn:
+            repo.get_job(conn, job_id)  # 404 before touching Redis
+        # The flag goes first: a worker that picks the job up from here on skips it.
+        self.redis.set(CANCEL_KEY + job_id, "1", ex=CANCEL_TTL)
+        with self.engine.begin() as conn:
+            return repo.request_cancel(conn, job_id)
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        """A new job with the same task and arguments, linked to the original."""
+        with self.engine.begin() as conn:
+            old = repo.get_job(conn, job_id)
+        from conveyor.core.states import JobState
+        from conveyor.errors import InvalidTransition
+
+        if not JobState(old["state"]).terminal:
+            raise InvalidTransition(
+                f"job {job_id} is {old['state']}; only finished jobs can be retried"
+            )
+        row, _ = self.submit(
+            old["task"],
+            old["args"],
+            old["kwargs"],
+            queue=old["queue"],
+            priority=old["priority"],
+            retry_of=str(old["id"]),
+        )
+        return row
+
+
+def publish(app: Celery, job_id: str, message: dict[str, Any]) -> None:
+    """Publish a job whose ledger row exists, with the id the ledger gave it."""
+    token = publishing_recorded_job.set(True)
+    try:
+        app.send_task(
+            message["task"],
+            args=message.get("args") or [],
+            kwargs=message.get("kwargs") or {},
+            task_id=job_id,
+            queue=message.get("queue"),
+            routing_key=message.get("queue"),
+            priority=message.get("priority"),
+            retry=True,
+            retry_policy={
+                "max_retries": 1,
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.2,
+            },
+        )
+    finally:
+        publishing_recorded_job.reset(token)

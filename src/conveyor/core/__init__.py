@@ -1,0 +1,1 @@
+"""Pure domain logic: job states, argument schemas, progress maths. No I/O, no frameworks."""

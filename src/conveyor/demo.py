@@ -1,0 +1,76 @@
+"""Demo tasks that `conveyor up` serves by default, so a newcomer sees jobs move.
+
+They double as the tasks the test-suite drives through real workers.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from conveyor.runtime.app import create_celery
+from conveyor.runtime.progress import progress
+
+app = create_celery("conveyor-demo")
+
+
+class FlakyError(Exception):
+    """A transient failure that the `flaky` task retries."""
+
+
+@app.task(name="demo.noop")
+def noop() -> None:
+    """Does nothing: for throughput benchmarks."""
+
+
+@app.task(name="demo.add")
+def add(x: int, y: int) -> int:
+    """Add two integers."""
+    return x + y
+
+
+@app.task(name="demo.crunch")
+def crunch(steps: int = 20, delay: float = 0.25) -> dict[str, Any]:
+    """Work through `steps` steps of `delay` seconds, reporting progress after each."""
+    for i in range(1, steps + 1):
+        time.sleep(delay)
+        progress(i, steps, step="crunching", message=f"step {i} of {steps}")
+    return {"steps": steps, "seconds": steps * delay}
+
+
+@app.task(name="demo.sleep")
+def sleep(seconds: float = 1.0) -> float:
+    """Sleep, checking for cancellation ten times a second."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(0.1, left))
+        progress(seconds - max(left, 0), seconds)
+    return seconds
+
+
+@app.task(name="demo.fail")
+def fail(message: str = "this task always fails") -> None:
+    """Raise an error, for seeing failures and tracebacks."""
+    raise RuntimeError(message)
+
+
+@app.task(
+    name="demo.flaky",
+    autoretry_for=(FlakyError,),
+    max_retries=4,
+    retry_backoff=1,
+    retry_backoff_max=10,
+    retry_jitter=True,
+)
+def flaky(fail_rate: float = 0.5) -> str:
+    """Fail at random with probability `fail_rate`; retried with exponential backoff."""
+    if random.random() < fail_rate:
+        raise FlakyError(f"unlucky draw (fail_rate={fail_rate})")
+    return "lucky"
+
+
+@app.task(name="demo.echo")
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Return what it was given."""
+    return {"args": list(args), "kwargs": kwargs}

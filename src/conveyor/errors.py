@@ -1,0 +1,93 @@
+"""Conveyor's exception tree.
+
+ConveyorError                 root of everything Conveyor raises on purpose
+├── ConfigurationError        settings that cannot work (bad URL, unsafe production setup)
+├── EmbeddedServiceError      an embedded PostgreSQL or Redis failed to start or stop
+├── LedgerError               PostgreSQL could not be read or written
+│   └── LedgerUnavailable     PostgreSQL is unreachable right now (API answers 503)
+├── BrokerUnavailable         the broker is unreachable right now
+├── SubmitError               a submission was refused; nothing was enqueued
+│   ├── UnknownTask           no task of that name is registered
+│   ├── InvalidArguments      the arguments do not fit the task's signature
+│   ├── PayloadTooLarge       the encoded payload exceeds the cap
+│   └── IdempotencyConflict   the key was used before with a different payload
+├── JobNotFound               no job with that id is in the ledger
+├── InvalidTransition         the job's state does not allow the action
+└── JobCancelled              raised inside a running task whose cancel was requested
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConveyorError(Exception):
+    """Root of every error Conveyor raises on purpose."""
+
+
+class ConfigurationError(ConveyorError):
+    pass
+
+
+class EmbeddedServiceError(ConveyorError):
+    pass
+
+
+class LedgerError(ConveyorError):
+    pass
+
+
+class LedgerUnavailable(LedgerError):
+    pass
+
+
+class BrokerUnavailable(ConveyorError):
+    pass
+
+
+class SubmitError(ConveyorError):
+    pass
+
+
+class UnknownTask(SubmitError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown task {name!r}: it is not registered with the Celery app")
+        self.name = name
+
+
+class InvalidArguments(SubmitError):
+    def __init__(self, task: str, problems: list[dict[str, Any]]) -> None:
+        detail = "; ".join(
+            f"{'.'.join(map(str, p['loc'])) or 'arguments'}: {p['msg']}" for p in problems
+        )
+        super().__init__(f"arguments do not match task {task!r}: {detail}")
+        self.task = task
+        self.problems = problems
+
+
+class PayloadTooLarge(SubmitError):
+    pass
+
+
+class IdempotencyConflict(SubmitError):
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was already used for job {job_id} with a different payload; "
+            "use a new key for a different submission"
+        )
+        self.key = key
+        self.job_id = job_id
+
+
+class JobNotFound(ConveyorError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r} in the ledger")
+        self.job_id = job_id
+
+
+class InvalidTransition(ConveyorError):
+    pass
+
+
+class JobCancelled(ConveyorError):
+    """Raised inside a task at a progress()/check point once its cancel was requested."""

@@ -1,0 +1,1 @@
+"""The job ledger in PostgreSQL: tables, repository, recorder and outbox relay."""

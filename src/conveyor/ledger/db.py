@@ -1,0 +1,19 @@
+"""Engines for the ledger, with driver errors mapped onto Conveyor's."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine
+
+
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Engine:
+    """A psycopg 3 engine; ``postgresql://`` URLs are pointed at the psycopg driver."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5, "application_name": "conveyor"},
+    )

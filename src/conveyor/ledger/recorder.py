@@ -1,0 +1,264 @@
+"""The recorder: moves job events from the Redis stream into PostgreSQL in batches.
+
+Entries are acknowledged (and deleted from the stream) only after the transaction that wrote
+them commits, so a recorder killed at any point loses nothing: its pending entries are read
+again on restart, or claimed by another recorder once they have been idle long enough.
+Applying the same events twice is harmless because every write is guarded by the state order
+in ``conveyor.core.states``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from conveyor.ledger import events as ev
+from conveyor.ledger.fold import Folded, fold
+
+log = logging.getLogger(__name__)
+
+_TERMINAL = "('succeeded','failed','cancelled','dead')"
+
+
+def _rank(expr: str) -> str:
+    return (
+        f"(CASE {expr} WHEN 'scheduled' THEN 0 WHEN 'queued' THEN 1 WHEN 'running' THEN 2 "
+        "WHEN 'retrying' THEN 3 ELSE 4 END)"
+    )
+
+
+UPSERT_JOB = text(f"""
+INSERT INTO conveyor_jobs AS j (
+  id, task, state, queue, priority, args, kwargs, attempt, max_attempts, worker,
+  parent_id, root_id, eta, queued_at, started_at, finished_at, result, result_ref,
+  error_type, error_message, traceback, created_at, updated_at)
+VALUES (
+  :id, :task, :state, COALESCE(:queue, 'default'), :priority,
+  CAST(COALESCE(:args, '[]') AS jsonb), CAST(COALESCE(:kwargs, '{{}}') AS jsonb),
+  :attempt, :max_attempts, :worker, :parent_id, :root_id, :eta, :queued_at, :started_at,
+  :finished_at, CAST(:result AS jsonb), :result_ref, :error_type, :error_message, :traceback,
+  COALESCE(:queued_at, :started_at, :finished_at, now()), now())
+ON CONFLICT (id) DO UPDATE SET
+  state = EXCLUDED.state,
+  attempt = EXCLUDED.attempt,
+  worker = COALESCE(EXCLUDED.worker, j.worker),
+  eta = COALESCE(EXCLUDED.eta, j.eta),
+  queued_at = COALESCE(j.queued_at, EXCLUDED.queued_at),
+  started_at = COALESCE(EXCLUDED.started_at, j.started_at),
+  finished_at = EXCLUDED.finished_at,
+  result = CASE WHEN :has_result THEN EXCLUDED.result ELSE j.result END,
+  result_ref = CASE WHEN :has_result THEN EXCLUDED.result_ref ELSE j.result_ref END,
+  error_type = CASE WHEN EXCLUDED.state = 'succeeded' THEN NULL
+                    ELSE COALESCE(EXCLUDED.error_type, j.error_type) END,
+  error_message = CASE WHEN EXCLUDED.state = 'succeeded' THEN NULL
+                       ELSE COALESCE(EXCLUDED.error_message, j.error_message) END,
+  traceback = CASE WHEN EXCLUDED.state = 'succeeded' THEN NULL
+                   ELSE COALESCE(EXCLUDED.traceback, j.traceback) END,
+  updated_at = now()
+WHERE j.state NOT IN {_TERMINAL}
+  AND (EXCLUDED.state IN {_TERMINAL}
+       OR (EXCLUDED.attempt, {_rank("EXCLUDED.state")}) > (j.attempt, {_rank("j.state")}))
+""")
+
+UPSERT_ATTEMPT = text("""
+INSERT INTO conveyor_attempts AS a (
+  job_id, attempt, worker, started_at, finished_at, outcome, error_type, error_message, traceback)
+SELECT :job_id, :attempt, :worker, :started_at, :finished_at, :outcome, :error_type,
+       :error_message, :traceback
+WHERE EXISTS (SELECT 1 FROM conveyor_jobs WHERE id = :job_id)
+ON CONFLICT (job_id, attempt) DO UPDATE SET
+  worker = COALESCE(EXCLUDED.worker, a.worker),
+  started_at = COALESCE(a.started_at, EXCLUDED.started_at),
+  finished_at = COALESCE(EXCLUDED.finished_at, a.finished_at),
+  outcome = COALESCE(EXCLUDED.outcome, a.outcome),
+  error_type = COALESCE(EXCLUDED.error_type, a.error_type),
+  error_message = COALESCE(EXCLUDED.error_message, a.error_message),
+  traceback = COALESCE(EXCLUDED.traceback, a.traceback)
+""")
+
+UPDATE_PROGRESS = text("""
+UPDATE conveyor_jobs SET
+  progress_current = :current, progress_total = :total, progress_step = :step,
+  progress_message = :message, progress_at = :at,
+  progress_first_current = COALESCE(progress_first_current, :first_current),
+  progress_first_at = COALESCE(progress_first_at, :first_at)
+WHERE id = :job_id AND (progress_at IS NULL OR progress_at <= :at)
+""")
+
+INSERT_BLOB = text("""
+INSERT INTO conveyor_blobs (id, content_type, data) VALUES (:id, 'application/json', :data)
+ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data
+""")
+
+
+def write(conn: Connection, folded: Folded, inline_max: int) -> None:
+    """Write one folded batch inside the caller's transaction."""
+    if folded.jobs:
+        rows, blobs = [], []
+        for row in folded.jobs.values():
+            info = row.info
+            result_json = json.dumps(row.result, default=repr) if row.has_result else None
+            result_ref = None
+            if result_json is not None and len(result_json) > inline_max:
+                result_ref = f"blob:{row.id}"
+                blobs.append({"id": result_ref, "data": result_json.encode()})
+                result_json = None
+            rows.append(
+                {
+                    "id": row.id,
+                    "task": info.get("task") or "unknown",
+                    "state": row.state.value,
+                    "queue": info.get("queue"),
+                    "priority": info.get("priority"),
+                    "args": json.dumps(info["args"], default=repr) if "args" in info else None,
+                    "kwargs": json.dumps(info["kwargs"], default=repr)
+                    if "kwargs" in info
+                    else None,
+                    "attempt": row.attempt,
+                    "max_attempts": info.get("max_attempts"),
+                    "worker": row.worker,
+                    "parent_id": info.get("parent_id"),
+                    "root_id": info.get("root_id"),
+                    "eta": row.eta,
+                    "queued_at": row.queued_at,
+                    "started_at": row.started_at,
+                    "finished_at": row.finished_at,
+                    "result": result_json,
+                    "result_ref": result_ref,
+                    "has_result": row.has_result,
+                    "error_type": row.error_type,
+                    "error_message": row.error_message,
+                    "traceback": row.traceback,
+                }
+            )
+        if blobs:
+            conn.execute(INSERT_BLOB, blobs)
+        conn.execute(UPSERT_JOB, rows)
+    if folded.attempts:
+        conn.execute(UPSERT_ATTEMPT, [vars(a) for a in folded.attempts.values()])
+    if folded.progress:
+        conn.execute(UPDATE_PROGRESS, [vars(p) for p in folded.progress.values()])
+
+
+class Recorder:
+    """Consume the event stream into PostgreSQL; run one or several, anywhere."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        client: redis.Redis,
+        *,
+        batch: int = 1000,
+        block_ms: int = 50,
+        inline_max: int = 64 * 1024,
+        claim_idle_ms: int = 30_000,
+        name: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.redis = client
+        self.batch = batch
+        self.block_ms = block_ms
+        self.inline_max = inline_max
+        self.claim_idle_ms = claim_idle_ms
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self._own_pending = True  # first drain what this consumer read but never acked
+        self._last_claim = 0.0
+        self.recorded = 0
+
+    def ensure_group(self) -> None:
+        try:
+            self.redis.xgroup_create(ev.STREAM, ev.GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _read(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        now = time.monotonic()
+        if now - self._last_claim > self.claim_idle_ms / 1000:
+            self._last_claim = now
+            # Entries a dead recorder read but never acknowledged.
+            _, claimed, *_ = self.redis.xautoclaim(
+                ev.STREAM, ev.GROUP, self.name, self.claim_idle_ms, "0-0", count=self.batch
+            )
+            if claimed:
+                return [(i, f) for i, f in claimed if f]
+        start = "0" if self._own_pending else ">"
+        block = None if self._own_pending else self.block_ms
+        reply = self.redis.xreadgroup(
+            ev.GROUP, self.name, {ev.STREAM: start}, count=self.batch, block=block
+        )
+        entries = reply[0][1] if reply else []
+        if self._own_pending and not entries:
+            self._own_pending = False
+        return entries
+
+    def step(self) -> int:
+        """Record one batch; returns how many stream entries it consumed."""
+        entries = self._read()
+        if not entries:
+            return 0
+        ids = [entry_id for entry_id, _ in entries]
+        decoded: list[dict[str, Any]] = []
+        for entry_id, fields in entries:
+            try:
+                decoded.append(ev.decode(fields[b"e"]))
+            except (KeyError, ValueError) as exc:
+                log.error("dropping malformed ledger event %s: %s", entry_id, exc)
+        try:
+            with self.engine.begin() as conn:
+                write(conn, fold(decoded), self.inline_max)
+        except OperationalError:
+            self._own_pending = True  # not acked: read them again once PostgreSQL is back
+            raise
+        except DBAPIError:
+            log.exception("batch of %d events failed; recording them one job at a time", len(ids))
+            self._write_each(decoded)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(ev.STREAM, ev.GROUP, *ids)
+        pipe.xdel(ev.STREAM, *ids)
+        pipe.execute()
+        self.recorded += len(ids)
+        return len(ids)
+
+    def _write_each(self, decoded: list[dict[str, Any]]) -> None:
+        by_job: dict[str, list[dict[str, Any]]] = {}
+        for e in decoded:
+            by_job.setdefault(e["id"], []).append(e)
+        for job_id, job_events in by_job.items():
+            try:
+                with self.engine.begin() as conn:
+                    write(conn, fold(job_events), self.inline_max)
+            except OperationalError:
+                raise
+            except DBAPIError:
+                log.exception("dropping %d unrecordable events of job %s", len(job_events), job_id)
+
+    def run(self, stop: threading.Event) -> None:
+        """Record until ``stop`` is set, riding out PostgreSQL and Redis outages."""
+        backoff = 0.1
+        group_ready = False
+        while not stop.is_set():
+            try:
+                if not group_ready:
+                    self.ensure_group()
+                    group_ready = True
+                self.step()
+                backoff = 0.1
+            except (OperationalError, redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("recorder waiting for its stores: %s", exc)
+                group_ready = False
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                group_ready = False  # Redis restarted without its data: make the group again

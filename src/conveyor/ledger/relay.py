@@ -1,0 +1,68 @@
+"""The outbox relay: publishes jobs the API could not (broker down) and delayed jobs when due.
+
+Delays are held here, in PostgreSQL, rather than as broker ETAs: a Redis broker redelivers an
+ETA message whose delay exceeds its visibility timeout, so the job would run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from conveyor.ledger import repository as repo
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        app: Celery,
+        engine: Engine,
+        *,
+        grace_seconds: float = 5.0,
+        poll_interval: float = 0.25,
+        batch: int = 200,
+    ) -> None:
+        self.app = app
+        self.engine = engine
+        self.grace = grace_seconds
+        self.poll = poll_interval
+        self.batch = batch
+        self.published = 0
+
+    def step(self) -> int:
+        """Publish one batch of due outbox rows; returns how many were published."""
+        from conveyor.control import publish
+
+        with self.engine.begin() as conn:
+            rows = repo.due_outbox(conn, grace_seconds=self.grace, limit=self.batch)
+            done_ids: list[int] = []
+            done_jobs: list[str] = []
+            for row in rows:
+                try:
+                    publish(self.app, str(row["job_id"]), row["message"])
+                except Exception as exc:
+                    log.warning("outbox: broker refused job %s: %s", row["job_id"], exc)
+                    break  # broker down: keep the rest for the next round
+                done_ids.append(row["id"])
+                done_jobs.append(str(row["job_id"]))
+            if done_ids:
+                repo.mark_published(conn, done_ids, done_jobs)
+        self.published += len(done_ids)
+        return len(done_ids)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                n = self.step()
+            except OperationalError as exc:
+                log.warning("outbox relay waiting for PostgreSQL: %s", exc)
+                n = 0
+                stop.wait(1.0)
+            if n < self.batch:
+                stop.wait(self.poll)

@@ -1,0 +1,282 @@
+"""Reads and writes of the ledger that the API, CLI and services share.
+
+Every function takes a SQLAlchemy ``Connection`` so the caller owns the transaction.
+Rows come back as plain dicts (``RowMapping``) so callers never hold ORM state.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Text,
+    and_,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from conveyor.core.states import ACTIVE_STATES, TERMINAL_STATES, JobState
+from conveyor.errors import InvalidTransition, JobNotFound
+from conveyor.ledger.tables import attempts, blobs, jobs, outbox
+
+
+@dataclass(frozen=True)
+class NewJob:
+    id: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int | None
+    eta: datetime | None
+    idempotency_key: str | None = None
+    payload_hash: str | None = None
+    retry_of: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+
+    @property
+    def message(self) -> dict[str, Any]:
+        """What the outbox relay needs to publish this job."""
+        return {
+            "task": self.task,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "queue": self.queue,
+            "priority": self.priority,
+        }
+
+
+def insert_job(conn: Connection, job: NewJob) -> dict[str, Any] | None:
+    """Insert a job and its outbox row; returns the row, or None if the idempotency key exists."""
+    state = JobState.SCHEDULED if job.eta is not None else JobState.QUEUED
+    values = {
+        "id": job.id,
+        "task": job.task,
+        "state": state.value,
+        "queue": job.queue,
+        "priority": job.priority,
+        "args": job.args,
+        "kwargs": job.kwargs,
+        "eta": job.eta,
+        "idempotency_key": job.idempotency_key,
+        "payload_hash": job.payload_hash,
+        "retry_of": job.retry_of,
+        "parent_id": job.parent_id,
+        "root_id": job.root_id or job.id,
+        "queued_at": func.now() if job.eta is None else None,
+    }
+    stmt = pg_insert(jobs).values(**values)
+    if job.idempotency_key is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
+    row = conn.execute(stmt.returning(*jobs.c)).mappings().first()
+    if row is None:
+        return None
+    conn.execute(
+        insert(outbox).values(
+            job_id=job.id,
+            message=job.message,
+            available_at=job.eta if job.eta is not None else func.now(),
+        )
+    )
+    return dict(row)
+
+
+def job_by_idempotency_key(conn: Connection, key: str) -> dict[str, Any] | None:
+    row = conn.execute(select(jobs).where(jobs.c.idempotency_key == key)).mappings().first()
+    return dict(row) if row else None
+
+
+def get_job(conn: Connection, job_id: str) -> dict[str, Any]:
+    row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+    if row is None:
+        raise JobNotFound(job_id)
+    return dict(row)
+
+
+def get_attempts(conn: Connection, job_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.attempt)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def get_children(conn: Connection, job_id: str, limit: int = 500) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(jobs.c.id, jobs.c.task, jobs.c.state, jobs.c.parent_id, jobs.c.created_at)
+        .where(jobs.c.parent_id == job_id)
+        .order_by(jobs.c.created_at)
+        .limit(limit)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def get_blob(conn: Connection, ref: str) -> bytes | None:
+    return conn.execute(select(blobs.c.data).where(blobs.c.id == ref)).scalar()
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    states: tuple[str, ...] = ()
+    task: str | None = None
+    queue: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    text: str | None = None
+    root_id: str | None = None
+
+
+def encode_cursor(row: dict[str, Any]) -> str:
+    raw = json.dumps([row["created_at"].isoformat(), str(row["id"])])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Inverse of encode_cursor; ValueError with a readable message on garbage."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, job_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(created), str(job_id)
+    except Exception as exc:
+        raise ValueError("cursor is not one this API returned") from exc
+
+
+def list_jobs(
+    conn: Connection, flt: JobFilter, *, limit: int = 50, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    columns = [c for c in jobs.c if c.name not in ("traceback", "result")]
+    q = select(*columns)
+    conds = []
+    if flt.states:
+        conds.append(jobs.c.state.in_(flt.states))
+    if flt.task:
+        conds.append(jobs.c.task == flt.task)
+    if flt.queue:
+        conds.append(jobs.c.queue == flt.queue)
+    if flt.created_after:
+        conds.append(jobs.c.created_at >= flt.created_after)
+    if flt.created_before:
+        conds.append(jobs.c.created_at < flt.created_before)
+    if flt.root_id:
+        conds.append(jobs.c.root_id == flt.root_id)
+    if flt.text:
+        pattern = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conds.append(
+            or_(
+                cast(jobs.c.args, Text).ilike(pattern),
+                cast(jobs.c.kwargs, Text).ilike(pattern),
+                jobs.c.error_message.ilike(pattern),
+            )
+        )
+    if cursor:
+        created, job_id = decode_cursor(cursor)
+        conds.append(
+            tuple_(jobs.c.created_at, jobs.c.id)
+            < tuple_(literal(created), literal(job_id, UUID(as_uuid=False)))
+        )
+    if conds:
+        q = q.where(and_(*conds))
+    q = q.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
+    rows = [dict(r) for r in conn.execute(q).mappings()]
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def state_counts(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state)).all()
+    counts = {s.value: 0 for s in JobState}
+    counts.update({state: n for state, n in rows})
+    return counts
+
+
+def oldest_queued(conn: Connection) -> dict[str, datetime]:
+    """Per queue, when its oldest still-waiting job was queued."""
+    rows = conn.execute(
+        select(jobs.c.queue, func.min(jobs.c.queued_at))
+        .where(jobs.c.state == JobState.QUEUED.value)
+        .group_by(jobs.c.queue)
+    ).all()
+    return {queue: at for queue, at in rows if at is not None}
+
+
+def request_cancel(conn: Connection, job_id: str) -> dict[str, Any]:
+    """Mark a job cancelled (waiting) or cancel-requested (running); idempotent on terminal."""
+    row = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id).with_for_update()).first()
+    if row is None:
+        raise JobNotFound(job_id)
+    state = JobState(row.state)
+    if state.terminal:
+        if state is JobState.CANCELLED:
+            return get_job(conn, job_id)
+        raise InvalidTransition(f"job {job_id} already ended as {state.value}; nothing to cancel")
+    waiting = state in (JobState.QUEUED, JobState.SCHEDULED, JobState.RETRYING)
+    values: dict[str, Any] = {"cancel_requested_at": func.now(), "updated_at": func.now()}
+    if waiting:
+        values.update(state=JobState.CANCELLED.value, finished_at=func.now())
+        conn.execute(delete(outbox).where(outbox.c.job_id == job_id))
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+    return get_job(conn, job_id)
+
+
+def due_outbox(conn: Connection, *, grace_seconds: float, limit: int) -> list[dict[str, Any]]:
+    """Lock outbox rows that are due: delays whose time came, and immediate ones the API
+    did not publish within ``grace_seconds`` (broker down, or the API died after commit)."""
+    rows = conn.execute(
+        select(outbox)
+        .where(
+            outbox.c.available_at <= func.now(),
+            or_(
+                outbox.c.available_at > outbox.c.created_at,
+                outbox.c.created_at < func.now() - timedelta(seconds=grace_seconds),
+            ),
+        )
+        .order_by(outbox.c.available_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def mark_published(conn: Connection, outbox_ids: list[int], job_ids: list[str]) -> None:
+    conn.execute(delete(outbox).where(outbox.c.id.in_(outbox_ids)))
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(job_ids), jobs.c.state == JobState.SCHEDULED.value)
+        .values(state=JobState.QUEUED.value, queued_at=func.now(), updated_at=func.now())
+    )
+
+
+def delete_outbox(conn: Connection, job_id: str) -> None:
+    conn.execute(delete(outbox).where(outbox.c.job_id == job_id))
+
+
+__all__ = [
+    "ACTIVE_STATES",
+    "TERMINAL_STATES",
+    "JobFilter",
+    "NewJob",
+    "get_attempts",
+    "get_blob",
+    "get_children",
+    "get_job",
+    "insert_job",
+    "job_by_idempotency_key",
+    "list_jobs",
+    "request_cancel",
+    "state_counts",
+]

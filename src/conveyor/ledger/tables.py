@@ -1,0 +1,122 @@
+"""Ledger tables (SQLAlchemy Core). Alembic migrations in ``migrations/`` must equal these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+NOW = text("now()")
+
+jobs = Table(
+    "conveyor_jobs",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("task", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("queue", String(255), nullable=False, server_default="default"),
+    Column("priority", SmallInteger, nullable=True),
+    Column("args", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("kwargs", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=True),
+    Column("worker", String(255), nullable=True),
+    Column("parent_id", UUID(as_uuid=False), nullable=True),
+    Column("root_id", UUID(as_uuid=False), nullable=True),
+    Column("retry_of", UUID(as_uuid=False), nullable=True),
+    Column("idempotency_key", String(255), nullable=True, unique=True),
+    Column("payload_hash", String(64), nullable=True),
+    Column("eta", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("queued_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("result", JSONB, nullable=True),
+    Column("result_ref", String(255), nullable=True),
+    Column("error_type", String(255), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("traceback", Text, nullable=True),
+    Column("cancel_requested_at", DateTime(timezone=True), nullable=True),
+    Column("progress_current", Double, nullable=True),
+    Column("progress_total", Double, nullable=True),
+    Column("progress_step", String(255), nullable=True),
+    Column("progress_message", Text, nullable=True),
+    Column("progress_first_current", Double, nullable=True),
+    Column("progress_first_at", DateTime(timezone=True), nullable=True),
+    Column("progress_at", DateTime(timezone=True), nullable=True),
+    # Listing is newest-first with keyset pagination on (created_at, id); each filter that a
+    # dashboard offers gets an index whose trailing columns match that order.
+    Index("ix_conveyor_jobs_created", "created_at", "id"),
+    Index("ix_conveyor_jobs_state_created", "state", "created_at", "id"),
+    Index("ix_conveyor_jobs_task_created", "task", "created_at", "id"),
+    Index("ix_conveyor_jobs_queue_created", "queue", "created_at", "id"),
+    Index("ix_conveyor_jobs_root", "root_id", postgresql_where=text("root_id IS NOT NULL")),
+    Index("ix_conveyor_jobs_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
+)
+
+attempts = Table(
+    "conveyor_attempts",
+    metadata,
+    Column(
+        "job_id",
+        UUID(as_uuid=False),
+        ForeignKey("conveyor_jobs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("attempt", Integer, primary_key=True),
+    Column("worker", String(255), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("outcome", String(16), nullable=True),
+    Column("error_type", String(255), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("traceback", Text, nullable=True),
+)
+
+# Rows written in the same transaction as a job; the relay publishes those the API could not
+# (broker down) and those whose time has come (delays held in PostgreSQL, not broker ETAs).
+outbox = Table(
+    "conveyor_outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column(
+        "job_id",
+        UUID(as_uuid=False),
+        ForeignKey("conveyor_jobs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("message", JSONB, nullable=False),
+    Column("available_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Index("ix_conveyor_outbox_available", "available_at"),
+    Index("ix_conveyor_outbox_job", "job_id"),
+)
+
+# Results over the inline cap, referenced from jobs.result_ref.
+blobs = Table(
+    "conveyor_blobs",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("content_type", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)

@@ -1,0 +1,1 @@
+"""Conveyor's Celery runtime: app factory, install(), progress and cancel checks."""

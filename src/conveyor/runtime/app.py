@@ -1,0 +1,114 @@
+"""A Celery app factory with safe defaults.
+
+Each default answers a way Celery loses or repeats work out of the box:
+
+- JSON only: a pickle message is never deserialised (code execution from the broker).
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged after the task
+  ran, and a worker that dies mid-task hands the message back instead of dropping it.
+- prefetch 1: a worker holds one message per process, so a long task does not hoard others.
+- soft/hard time limits by default: nothing runs forever; the soft one lets a task clean up.
+- ``worker_max_tasks_per_child`` / ``worker_max_memory_per_child``: leaks are recycled.
+- task events on: Flower and ``celery events`` work beside Conveyor.
+- one ``visibility_timeout`` for broker, results and the Redis transport's unacked restore.
+- priority queues ``critical > high > default > low``, consumed in that order.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from conveyor.config import PRIORITY_QUEUES, Settings
+
+MAX_PRIORITY = 9
+
+
+def queues() -> list[Queue]:
+    exchange = Exchange("conveyor", type="direct")
+    # x-max-priority lets RabbitMQ order messages inside a queue by their priority; the Redis
+    # transport emulates the same with `priority_steps`.
+    return [
+        Queue(name, exchange, routing_key=name, queue_arguments={"x-max-priority": MAX_PRIORITY})
+        for name in PRIORITY_QUEUES
+    ]
+
+
+class PatternRouter:
+    """Route tasks by name pattern (``fnmatch``), first match wins: {"reports.*": "low"}."""
+
+    def __init__(self, rules: dict[str, str]) -> None:
+        self.rules = list(rules.items())
+
+    def __call__(
+        self, name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any
+    ) -> dict[str, str] | None:
+        for pattern, queue in self.rules:
+            if fnmatch.fnmatchcase(name, pattern):
+                return {"queue": queue, "routing_key": queue}
+        return None
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Conveyor's Celery settings; also usable on an app Conveyor did not create."""
+    broker = settings.broker_url or settings.redis_url
+    transport_options: dict[str, Any] = {
+        "visibility_timeout": settings.visibility_timeout,
+    }
+    if broker and broker.startswith(("redis://", "rediss://", "unix://")):
+        transport_options.update(
+            {
+                "queue_order_strategy": "priority",
+                "priority_steps": list(range(MAX_PRIORITY + 1)),
+                "sep": ":",
+            }
+        )
+    return {
+        "broker_url": broker,
+        "result_backend": settings.redis_url,
+        "result_expires": 24 * 3600,
+        "result_extended": False,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "event_serializer": "json",
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        "task_soft_time_limit": settings.soft_time_limit,
+        "task_time_limit": settings.time_limit,
+        "worker_max_tasks_per_child": settings.max_tasks_per_child,
+        "worker_max_memory_per_child": settings.max_memory_per_child_kb,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": transport_options,
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "task_queues": queues(),
+        "task_default_queue": "default",
+        "task_default_exchange": "conveyor",
+        "task_default_routing_key": "default",
+        "task_default_priority": None,
+        "task_queue_max_priority": MAX_PRIORITY,
+        "task_routes": (PatternRouter(settings.routes),) if settings.routes else None,
+        "worker_concurrency": settings.worker_concurrency,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }
+
+
+def create_celery(name: str = "conveyor", settings: Settings | None = None) -> Celery:
+    """A Celery app with Conveyor's defaults and ledger recording installed.
+
+    Settings are read lazily (at first use by a worker, API or submitter), so importing the
+    module that calls this does not touch the environment or the network.
+    """
+    from conveyor.runtime.install import install
+
+    app = Celery(name)
+    install(app, settings)
+    return app

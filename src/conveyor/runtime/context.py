@@ -1,0 +1,121 @@
+"""Per-process runtime state: settings and the Redis client for job events.
+
+Created lazily on first use so importing an app module neither reads the environment nor
+connects anywhere; redis-py resets its pool after fork, so prefork children are safe.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import redis
+from celery import Celery
+
+from conveyor.config import Settings
+from conveyor.errors import ConfigurationError
+from conveyor.ledger import events as ev
+
+# Set while Conveyor itself publishes a job whose ledger row it already wrote (API, outbox).
+publishing_recorded_job: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "conveyor_publishing_recorded_job", default=False
+)
+
+STACK_FILE = "stack.json"
+
+
+def discover(settings: Settings) -> Settings:
+    """Fill unset URLs from a running `conveyor up` stack under ``settings.home``, if any."""
+    if settings.database_url and settings.redis_url:
+        return settings
+    path = Path(settings.home) / STACK_FILE
+    try:
+        stack = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return settings
+    update = {
+        key: stack[key]
+        for key in ("database_url", "redis_url", "broker_url")
+        if getattr(settings, key) is None and stack.get(key)
+    }
+    return settings.model_copy(update=update)
+
+
+class Runtime:
+    """What an installed app needs at run time; one per app per process."""
+
+    def __init__(self, app: Celery, settings: Settings | None) -> None:
+        self.app = app
+        self._settings = settings
+        self._redis: redis.Redis | None = None
+        self._lock = threading.Lock()
+        self._record: Any = None
+        self._record_unless_cancelled: Any = None
+
+    def configure(self, settings: Settings) -> None:
+        """Replace the settings (an entry point resolved them after the app was imported)."""
+        self._settings = settings
+        self._redis = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = discover(Settings())
+        return self._settings
+
+    @property
+    def redis(self) -> redis.Redis:
+        if self._redis is None:
+            with self._lock:
+                if self._redis is None:
+                    url = self.settings.redis_url
+                    if not url:
+                        raise ConfigurationError(
+                            "CONVEYOR_REDIS_URL is not set and no `conveyor up` stack is running "
+                            f"under {self.settings.home}; set it or start `conveyor up`"
+                        )
+                    client = redis.Redis.from_url(
+                        url,
+                        socket_timeout=10,
+                        socket_connect_timeout=5,
+                        health_check_interval=30,
+                    )
+                    self._record = client.register_script(ev.RECORD)
+                    self._record_unless_cancelled = client.register_script(
+                        ev.RECORD_UNLESS_CANCELLED
+                    )
+                    self._redis = client
+        return self._redis
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Append one event to the ledger stream and notify live subscribers."""
+        client = self.redis
+        self._record(
+            keys=[ev.STREAM, ev.JOB_CHANNEL + event["id"]], args=[ev.encode(event)], client=client
+        )
+
+    def record_unless_cancelled(self, event: dict[str, Any]) -> bool:
+        """Like record(), unless the job's cancel flag is set; returns True if cancelled."""
+        client = self.redis
+        job_id = event["id"]
+        cancelled = self._record_unless_cancelled(
+            keys=[ev.STREAM, ev.CANCEL_KEY + job_id, ev.JOB_CHANNEL + job_id],
+            args=[ev.encode(event)],
+            client=client,
+        )
+        return bool(cancelled)
+
+    def is_cancelled(self, job_id: str) -> bool:
+        return bool(self.redis.exists(ev.CANCEL_KEY + job_id))
+
+
+def runtime_of(app: Celery) -> Runtime:
+    rt = getattr(app, "conveyor_runtime", None)
+    if rt is None:
+        raise ConfigurationError(
+            f"Celery app {app.main!r} is not set up for Conveyor; call conveyor.install(app)"
+        )
+    return rt  # type: ignore[no-any-return]

@@ -1,0 +1,259 @@
+"""``install(app)``: ledger recording, progress and cancel checks on any Celery app.
+
+Recording hooks Celery's own signals, so tasks written with plain ``@app.task`` and sent with
+plain ``.delay()``, ``apply_async`` or ``send_task`` are recorded too:
+
+- publish (any process that imported the app): a ``queued``/``scheduled`` event;
+- task start (worker child): cancel check + ``running`` in one Redis round trip;
+- outcome (worker child, or the main process for timeouts and lost workers): one event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+from celery import Celery, Task, signals
+from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
+
+from conveyor.config import Settings
+from conveyor.core.states import JobState
+from conveyor.errors import JobCancelled
+from conveyor.runtime.app import celery_config
+from conveyor.runtime.context import Runtime, publishing_recorded_job, runtime_of
+
+log = logging.getLogger(__name__)
+
+
+class ConveyorTaskMixin:
+    """Mixed into every task class of an installed app (see ``_adopt_tasks``)."""
+
+    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        task: Task = self  # type: ignore[assignment]
+        rt = runtime_of(task.app)
+        req = task.request
+        delivery = req.delivery_info or {}
+        event = {
+            "k": JobState.RUNNING.value,
+            "id": task_id,
+            "ts": time.time(),
+            "task": task.name,
+            "attempt": (req.retries or 0) + 1,
+            "worker": req.hostname,
+            "args": list(args or ()),
+            "kwargs": dict(kwargs or {}),
+            "queue": delivery.get("routing_key"),
+            "priority": delivery.get("priority"),
+            "parent_id": req.parent_id,
+            "root_id": req.root_id,
+        }
+        if rt.record_unless_cancelled(event):
+            rt.record(_outcome(task, task_id, JobState.CANCELLED, skipped=True))
+            raise Ignore(f"job {task_id} was cancelled before it started")
+        super().before_start(task_id, args, kwargs)  # type: ignore[misc]
+
+
+def _outcome(task: Task, task_id: str, state: JobState, **fields: Any) -> dict[str, Any]:
+    req = task.request
+    return {
+        "k": state.value,
+        "id": task_id,
+        "ts": time.time(),
+        "task": task.name,
+        "attempt": (getattr(req, "retries", 0) or 0) + 1,
+        "worker": getattr(req, "hostname", None),
+        **fields,
+    }
+
+
+def _error_fields(exc: BaseException | None, einfo: Any) -> dict[str, Any]:
+    if exc is None:
+        return {}
+    tb = getattr(einfo, "traceback", None)
+    return {
+        "etype": type(exc).__qualname__,
+        "emsg": str(exc)[:10_000],
+        "tb": tb[-50_000:] if isinstance(tb, str) else None,
+    }
+
+
+def _adopt(task: Task) -> None:
+    cls = type(task)
+    if not issubclass(cls, ConveyorTaskMixin):
+        task.__class__ = type(
+            cls.__name__, (ConveyorTaskMixin, cls), {"__module__": cls.__module__}
+        )
+
+
+def _adopt_tasks(app: Celery) -> None:
+    for task in list(app.tasks.values()):
+        if not task.name.startswith("celery."):
+            _adopt(task)
+
+
+def _installed(sender: Any) -> Runtime | None:
+    app = getattr(sender, "app", None)
+    return getattr(app, "conveyor_runtime", None)
+
+
+# --- signal handlers (connected once, dispatch to the task's app runtime) -------------------
+
+
+def _on_success(sender: Task, result: Any = None, **_: Any) -> None:
+    rt = _installed(sender)
+    if rt is None:
+        return
+    rt.record(_outcome(sender, sender.request.id, JobState.SUCCEEDED, result=result))
+
+
+def _on_failure(
+    sender: Task,
+    task_id: str,
+    exception: BaseException | None = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    rt = _installed(sender)
+    if rt is None:
+        return
+    if isinstance(exception, JobCancelled):
+        state = JobState.CANCELLED
+    else:
+        retries = getattr(sender.request, "retries", 0) or 0
+        exhausted = bool(sender.max_retries) and retries >= (sender.max_retries or 0) > 0
+        state = JobState.DEAD if exhausted else JobState.FAILED
+    timeout = isinstance(exception, TimeLimitExceeded | SoftTimeLimitExceeded)
+    rt.record(
+        _outcome(sender, task_id, state, timeout=timeout or None, **_error_fields(exception, einfo))
+    )
+
+
+def _on_retry(
+    sender: Task, request: Any = None, reason: Any = None, einfo: Any = None, **_: Any
+) -> None:
+    rt = _installed(sender)
+    if rt is None or request is None:
+        return
+    exc = reason if isinstance(reason, BaseException) else None
+    eta = None
+    when = getattr(reason, "when", None)
+    if isinstance(when, datetime):
+        eta = when.timestamp()
+    elif isinstance(when, int | float):
+        eta = time.time() + when
+    rt.record(
+        {
+            "k": JobState.RETRYING.value,
+            "id": request.id,
+            "ts": time.time(),
+            "task": sender.name,
+            "attempt": (request.retries or 0) + 1,
+            "worker": request.hostname,
+            "eta": eta,
+            **_error_fields(getattr(exc, "exc", None) or exc, einfo),
+        }
+    )
+
+
+def _on_revoked(sender: Task, request: Any = None, **_: Any) -> None:
+    rt = _installed(sender)
+    if rt is None or request is None:
+        return
+    rt.record(
+        {
+            "k": JobState.CANCELLED.value,
+            "id": request.id,
+            "ts": time.time(),
+            "task": sender.name,
+            "attempt": (getattr(request, "retries", 0) or 0) + 1,
+        }
+    )
+
+
+_connected = False
+
+
+def _connect_signals() -> None:
+    global _connected
+    if _connected:
+        return
+    signals.task_success.connect(_on_success, weak=False)
+    signals.task_failure.connect(_on_failure, weak=False)
+    signals.task_retry.connect(_on_retry, weak=False)
+    signals.task_revoked.connect(_on_revoked, weak=False)
+    _connected = True
+
+
+def _publish_handler(rt: Runtime) -> Any:
+    def on_publish(
+        sender: str | None = None,
+        body: Any = None,
+        routing_key: str | None = None,
+        headers: dict[str, Any] | None = None,
+        properties: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> None:
+        if publishing_recorded_job.get() or not headers or sender not in rt.app.tasks:
+            return
+        if headers.get("retries"):
+            return  # a retry republished by the worker, which records `retrying` itself
+        try:
+            args, kwargs = body[0], body[1]
+        except (TypeError, IndexError, KeyError):
+            args, kwargs = [], {}
+        eta = headers.get("eta")
+        eta_ts = datetime.fromisoformat(eta).timestamp() if isinstance(eta, str) else None
+        state = JobState.SCHEDULED if eta_ts and eta_ts > time.time() else JobState.QUEUED
+        try:
+            rt.record(
+                {
+                    "k": state.value,
+                    "id": headers["id"],
+                    "ts": time.time(),
+                    "task": sender,
+                    "args": args,
+                    "kwargs": kwargs,
+                    "queue": routing_key,
+                    "priority": (properties or {}).get("priority"),
+                    "parent_id": headers.get("parent_id"),
+                    "root_id": headers.get("root_id"),
+                    "eta": eta_ts,
+                }
+            )
+        except Exception:  # recording must never stop a publish; the worker records it too
+            log.warning("could not record publish of %s", headers.get("id"), exc_info=True)
+
+    return on_publish
+
+
+def install(app: Celery, settings: Settings | None = None) -> Celery:
+    """Add Conveyor's recording, progress and cancel checks to ``app``; returns ``app``.
+
+    Conveyor's Celery settings are added as defaults (what the app sets explicitly wins),
+    except that only JSON is ever accepted. Call it where the app is created, before or
+    after its tasks are defined.
+    """
+    existing: Runtime | None = getattr(app, "conveyor_runtime", None)
+    if existing is not None:
+        if settings is not None:
+            existing.configure(settings)
+        return app
+    rt = Runtime(app, settings)
+    app.conveyor_runtime = rt  # type: ignore[attr-defined]
+    app.add_defaults(lambda: celery_config(rt.settings))
+
+    def enforce_json(sender: Celery, **_: Any) -> None:
+        sender.conf.accept_content = ["json"]
+        sender.conf.result_accept_content = ["json"]
+
+    app.on_after_configure.connect(enforce_json, weak=False)
+    app.on_after_finalize.connect(lambda sender, **_: _adopt_tasks(sender), weak=False)
+    signals.worker_init.connect(lambda sender=None, **_: _adopt_tasks(app), weak=False)
+    signals.before_task_publish.connect(_publish_handler(rt), weak=False)
+    _connect_signals()
+    from conveyor.runtime.heartbeat import connect_heartbeat
+
+    connect_heartbeat(app)
+    return app

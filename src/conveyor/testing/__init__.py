@@ -1,0 +1,1 @@
+"""Fixtures other projects can use to test against real Conveyor parts."""

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor.testing.services import Process, ServiceSet, provision_services
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[ServiceSet]:
+    home = Path(tempfile.mkdtemp(prefix="conveyor-test-"))
+    try:
+        with provision_services(home) as svc:
+            yield svc
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(services: ServiceSet):  # type: ignore[no-untyped-def]
+    return services.settings
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    path = Path(os.environ.get("CONVEYOR_TEST_ARTIFACTS", "artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def runtime(services: ServiceSet, artifacts: Path) -> Iterator[dict[str, Process]]:
+    """A real worker (prefork, 2 processes) and a recorder, as child processes."""
+    env = services.env()
+    procs = {
+        "worker": Process(
+            ["worker", "-c", "2", "-n", "testworker@%h"], env, artifacts / "worker.log"
+        ).start(),
+        "recorder": Process(["recorder"], env, artifacts / "recorder.log").start(),
+    }
+    yield procs
+    for p in procs.values():
+        p.stop()
+
+
+@pytest.fixture(scope="session")
+def client(settings, runtime):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from conveyor.api import create_app
+    from conveyor.testing.services import wait_for
+
+    with TestClient(create_app(settings)) as c:
+        wait_for(
+            lambda: any(w["alive"] for w in c.get("/api/v1/workers").json()),
+            timeout=60,
+            message="the test worker's first heartbeat",
+        )
+        yield c

@@ -1,0 +1,50 @@
+from conveyor.core.states import JobState
+from conveyor.ledger.fold import fold
+
+
+def ev(k: str, ts: float, **kw: object) -> dict[str, object]:
+    return {"k": k, "id": "j1", "ts": ts, "task": "t", **kw}
+
+
+def test_events_out_of_order_fold_to_final_state() -> None:
+    out = fold(
+        [
+            ev("running", 2.0, attempt=1, worker="w1", args=[1]),
+            ev("queued", 1.0, args=[1], queue="high"),
+            ev("succeeded", 3.0, attempt=1, result={"ok": True}),
+        ]
+    )
+    row = out.jobs["j1"]
+    assert row.state is JobState.SUCCEEDED
+    assert row.info["queue"] == "high"
+    assert row.started_at is not None and row.finished_at is not None
+    assert row.result == {"ok": True} and row.has_result
+    attempt = out.attempts[("j1", 1)]
+    assert attempt.worker == "w1" and attempt.outcome == "succeeded"
+
+
+def test_retry_then_second_attempt_records_both_attempts() -> None:
+    out = fold(
+        [
+            ev("running", 1.0, attempt=1, worker="w1"),
+            ev("retrying", 2.0, attempt=1, etype="IOError", emsg="flaky"),
+            ev("running", 3.0, attempt=2, worker="w2"),
+        ]
+    )
+    row = out.jobs["j1"]
+    assert row.state is JobState.RUNNING and row.attempt == 2
+    assert out.attempts[("j1", 1)].outcome == "retrying"
+    assert out.attempts[("j1", 1)].error_type == "IOError"
+    assert out.attempts[("j1", 2)].worker == "w2"
+
+
+def test_progress_keeps_first_and_last_report() -> None:
+    out = fold(
+        [
+            {"k": "progress", "id": "j1", "ts": 10.0, "current": 1, "total": 10},
+            {"k": "progress", "id": "j1", "ts": 12.0, "current": 5, "total": 10, "step": "b"},
+        ]
+    )
+    p = out.progress["j1"]
+    assert (p.first_current, p.current, p.step) == (1.0, 5.0, "b")
+    assert (p.at - p.first_at).total_seconds() == 2.0
