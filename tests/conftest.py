@@ -39,7 +39,9 @@ def runtime(services: ServiceSet, artifacts: Path) -> Iterator[dict[str, Process
     env = services.env()
     procs = {
         "worker": Process(
-            ["worker", "-c", "2", "-n", "testworker@%h"], env, artifacts / "worker.log"
+            ["worker", "-c", "2", "-n", f"testworker-{os.getpid()}@%h"],
+            env,
+            artifacts / "worker.log",
         ).start(),
         "recorder": Process(["recorder"], env, artifacts / "recorder.log").start(),
     }

@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PRIORITY_QUEUES: tuple[str, ...] = ("critical", "high", "default", "low")
+MAX_PRIORITY = 9  # message priorities run 0 (lowest) .. 9 (most urgent) on every broker
 
 
 class Settings(BaseSettings):
@@ -38,6 +39,15 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(default=3600, ge=10)
     worker_concurrency: int | None = None
     routes: dict[str, str] = Field(default_factory=dict)
+    # Queues in priority order, highest first; the third is the default unless `default_queue`.
+    queues: list[str] = Field(default_factory=lambda: list(PRIORITY_QUEUES), min_length=1)
+    default_queue: str | None = None
+
+    @property
+    def task_default_queue(self) -> str:
+        if self.default_queue:
+            return self.default_queue
+        return self.queues[2] if len(self.queues) > 2 else self.queues[-1]
 
     # Ledger.
     result_inline_max_bytes: int = Field(default=64 * 1024, ge=1024)

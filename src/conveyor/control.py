@@ -17,7 +17,6 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from conveyor.config import PRIORITY_QUEUES
 from conveyor.core.ids import new_job_id
 from conveyor.core.schema import TaskSignature
 from conveyor.errors import (
@@ -45,7 +44,7 @@ def task_signature(app: Celery, name: str) -> TaskSignature:
         # For bind=True tasks `task.run` is a bound method, so `self` is already left out.
         cached = TaskSignature(name, task.run)
         task._conveyor_signature = cached
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def task_queue(app: Celery, name: str) -> str:
@@ -148,7 +147,7 @@ class Control:
         return row, True
 
     def _known_queues(self) -> set[str]:
-        return set(self.app.amqp.queues.keys()) | set(PRIORITY_QUEUES)
+        return set(self.app.amqp.queues.keys()) | set(self.settings.queues)
 
     def _publish_now(self, job: repo.NewJob) -> None:
         try:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import psutil
 import pytest
 
 from conveyor.testing.services import wait_for
+
+if TYPE_CHECKING:
+    # Only for the annotations: a conftest is not importable as a module at run time.
+    from conftest import ConveyorUp
 
 
 def conveyor(
@@ -69,66 +68,25 @@ def test_jobs_list_show_and_cancel(services: Any, client: Any) -> None:
     assert '"state": "cancelled"' in shown.stdout
 
 
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
+def test_up_serves_jobs_and_sigint_leaves_no_process(
+    conveyor_up: Callable[[str], ConveyorUp],
+) -> None:
+    up = conveyor_up("up.log").wait_ready()
+    job_id = up.submit("demo.crunch", steps=6, delay=0.2)
+    saw_progress = False
 
+    def finished() -> bool:
+        nonlocal saw_progress
+        body = up.get(f"/api/v1/jobs/{job_id}")
+        if body["progress"] and body["state"] == "running":
+            saw_progress = True
+        return bool(body["state"] == "succeeded")
 
-def test_up_serves_jobs_and_sigint_leaves_no_process(tmp_path: Path, artifacts: Path) -> None:
-    port = 18000 + os.getpid() % 1000
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    env.update({"CONVEYOR_HOME": str(tmp_path / "home"), "CONVEYOR_API_PORT": str(port)})
-    log = open(artifacts / "up.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "up", "-c", "1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    base = f"http://127.0.0.1:{port}"
-    watched: list[psutil.Process] = []
-    try:
-
-        def ready() -> bool:
-            try:
-                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, timeout=90, interval=0.3, message="conveyor up to be ready")
-        job = httpx.post(
-            f"{base}/api/v1/jobs",
-            json={"task": "demo.crunch", "kwargs": {"steps": 6, "delay": 0.2}},
-        )
-        assert job.status_code == 202
-        job_id = job.json()["id"]
-        saw_progress = False
-
-        def finished() -> bool:
-            nonlocal saw_progress
-            body = httpx.get(f"{base}/api/v1/jobs/{job_id}").json()
-            if body["progress"] and body["state"] == "running":
-                saw_progress = True
-            return body["state"] == "succeeded"
-
-        wait_for(finished, timeout=60, message="demo job to succeed under `conveyor up`")
-        assert saw_progress
-        watched = _descendants(proc.pid)
-        # The embedded servers run in their own sessions but are still our descendants.
-        names = {p.name() for p in watched}
-        assert {"postgres", "redis-server"} <= names, names
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
-        _, alive = psutil.wait_procs(watched, timeout=10)
-        assert alive == [], f"left running: {[(p.pid, p.name()) for p in alive]}"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        for p in watched:
-            if p.is_running():
-                p.kill()
-        log.close()
-    time.sleep(0)
+    wait_for(finished, timeout=60, message="demo job to succeed under `conveyor up`")
+    assert saw_progress
+    # The embedded servers run in their own sessions but are still its descendants.
+    names = {p.name() for p in up.descendants()}
+    assert {"postgres", "redis-server"} <= names, names
+    assert up.interrupt(group=False, timeout=60) == 0
+    left = up.left_running()
+    assert left == [], f"left running: {left}"

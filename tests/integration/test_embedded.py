@@ -193,6 +193,22 @@ def test_redis_refuses_a_second_server_on_the_same_directory(tmp_path: Path) -> 
         assert second.pid is None
 
 
+# --- both -------------------------------------------------------------------------------
+
+
+def test_servers_run_in_sessions_of_their_own(tmp_path: Path) -> None:
+    with (
+        EmbeddedPostgres(tmp_path / "pg", durable=False) as pg,
+        EmbeddedRedis(tmp_path / "redis", durable=False) as rd,
+    ):
+        for pid in (pg.pid, rd.pid):
+            assert pid is not None
+            # A terminal's Ctrl-C reaches our process group, not theirs: the servers must
+            # outlive the processes that write to them until they are stopped explicitly.
+            assert os.getsid(pid) == pid != os.getsid(0)
+            assert os.getpgid(pid) != os.getpgid(0)
+
+
 # --- the stack ----------------------------------------------------------------------------
 
 

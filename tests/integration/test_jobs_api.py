@@ -47,7 +47,7 @@ def test_submit_runs_and_records_result(client: Any) -> None:
     assert job["state"] == "queued"
     done = until_state(client, job["id"], "succeeded")
     assert done["attempts"][0]["outcome"] == "succeeded"
-    assert done["attempts"][0]["worker"].startswith("testworker@")
+    assert done["attempts"][0]["worker"].startswith("testworker-")
     assert done["started_at"] and done["finished_at"]
     result = client.get(f"/api/v1/jobs/{job['id']}/result").json()
     assert result == {
@@ -266,7 +266,7 @@ def test_tasks_workers_queues_and_health(client: Any) -> None:
     assert tasks["demo.add"]["schema"]["required"] == ["x", "y"]
     assert "Add two integers" in (tasks["demo.add"]["doc"] or "")
     workers = client.get("/api/v1/workers").json()
-    w = next(w for w in workers if w["hostname"].startswith("testworker@"))
+    w = next(w for w in workers if w["hostname"].startswith("testworker-"))
     assert w["alive"] and w["concurrency"] == 2 and "default" in w["queues"]
     queues = {q["name"]: q for q in client.get("/api/v1/queues").json()}
     assert set(queues) >= {"critical", "high", "default", "low"}

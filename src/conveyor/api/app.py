@@ -26,7 +26,7 @@ def load_celery_app(spec: str) -> Celery:
     module = importlib.import_module(module_name)
     app = getattr(module, attr or "app")
     install(app)
-    return app  # type: ignore[no-any-return]
+    return app
 
 
 def create_app(settings: Settings | None = None, celery_app: Celery | None = None) -> FastAPI:

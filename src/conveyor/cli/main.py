@@ -108,7 +108,7 @@ def worker(ctx: typer.Context) -> None:
     app = celery_app(s)
     argv = ["worker", "--loglevel", "INFO", *ctx.args]
     if "-Q" not in ctx.args and "--queues" not in ctx.args:
-        argv += ["-Q", "critical,high,default,low"]
+        argv += ["-Q", ",".join(s.queues)]
     app.worker_main(argv)
 
 
@@ -269,22 +269,12 @@ def jobs_list(
     out.print(table)
 
 
-def _with_job(job_id: str) -> tuple[Any, Any]:
-    from conveyor.control import Control
-    from conveyor.ledger.db import make_engine
-
-    s = require(settings())
-    app = celery_app(s)
-    engine = make_engine(s.database_url or "", pool_size=1)
-    return Control(app, engine), engine
-
-
 @jobs_cli.command("show")
 def jobs_show(job_id: str) -> None:
     """Everything the ledger knows about one job."""
     from conveyor.ledger import repository as repo
 
-    _, engine = _with_job(job_id)
+    engine = _services().engine
     try:
         with engine.connect() as conn:
             row = repo.get_job(conn, _valid_id(job_id))
@@ -309,7 +299,7 @@ def _valid_id(job_id: str) -> str:
 @jobs_cli.command("cancel")
 def jobs_cancel(job_id: str) -> None:
     """Cancel a job (a waiting one never runs; a running one stops at its next check)."""
-    control, _ = _with_job(job_id)
+    control = _services().control
     try:
         row = control.cancel(_valid_id(job_id))
     except ConveyorError as exc:
@@ -323,7 +313,7 @@ def jobs_cancel(job_id: str) -> None:
 @jobs_cli.command("retry")
 def jobs_retry(job_id: str) -> None:
     """Submit a finished job again as a new job linked to it."""
-    control, _ = _with_job(job_id)
+    control = _services().control
     try:
         row = control.retry(_valid_id(job_id))
     except ConveyorError as exc:
@@ -337,7 +327,7 @@ def jobs_watch(job_id: str, timeout: float = 3600) -> None:
     """Follow a job's progress until it ends."""
     from conveyor.cli.watch import watch_job
 
-    _, engine = _with_job(job_id)
+    engine = _services().engine
     try:
         raise typer.Exit(
             watch_job(engine, _valid_id(job_id), timeout=timeout, console=err, out=out)
@@ -347,18 +337,24 @@ def jobs_watch(job_id: str, timeout: float = 3600) -> None:
         raise typer.Exit(1) from None
 
 
-@cli.command()
-def workers() -> None:
-    """Workers alive (from their heartbeats)."""
-    from types import SimpleNamespace
-
-    from conveyor.api.routes.system import worker_list
+def _services() -> Any:
+    from conveyor.api.deps import Services
+    from conveyor.control import Control
     from conveyor.ledger.db import make_engine
 
     s = require(settings())
-    svc = SimpleNamespace(app=celery_app(s), engine=make_engine(s.database_url or "", pool_size=1))
+    app = celery_app(s)
+    engine = make_engine(s.database_url or "", pool_size=1)
+    return Services(settings=s, app=app, engine=engine, control=Control(app, engine))
+
+
+@cli.command()
+def workers() -> None:
+    """Workers alive (from their heartbeats)."""
+    from conveyor.api.routes.system import worker_list
+
     table = Table("hostname", "pid", "concurrency", "active", "queues", "heartbeat", "alive")
-    for w in worker_list(svc):
+    for w in worker_list(_services()):
         table.add_row(
             w["hostname"],
             str(w["pid"]),
@@ -374,15 +370,10 @@ def workers() -> None:
 @cli.command()
 def queues() -> None:
     """Queue depth, consumers and oldest waiting job."""
-    from types import SimpleNamespace
-
     from conveyor.api.routes.system import queue_list
-    from conveyor.ledger.db import make_engine
 
-    s = require(settings())
-    svc = SimpleNamespace(app=celery_app(s), engine=make_engine(s.database_url or "", pool_size=1))
     table = Table("queue", "depth", "consumers", "oldest waiting")
-    for q in queue_list(svc):
+    for q in queue_list(_services()):
         age = q["oldest_age_seconds"]
         table.add_row(
             q["name"],

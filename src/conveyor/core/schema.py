@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -41,8 +41,8 @@ class TaskSignature:
             annotation = hints.get(p.name, Any)
             default = ... if p.default is inspect.Parameter.empty else p.default
             fields[p.name] = (annotation, default)
-        extra = "allow" if self.accepts_var_kwargs else "forbid"
-        self.model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        extra: Literal["allow", "forbid"] = "allow" if self.accepts_var_kwargs else "forbid"
+        self.model: type[BaseModel] = create_model(
             f"{name.replace('.', '_')}_arguments",
             __config__=ConfigDict(extra=extra, arbitrary_types_allowed=True),
             **fields,

@@ -6,16 +6,14 @@ A connection URL left unset in the settings means "run it here": PostgreSQL unde
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Self
-
 from conveyor.config import Settings
 from conveyor.embedded.postgres import EmbeddedPostgres
+from conveyor.embedded.process import Lifecycle
 from conveyor.embedded.redis import EmbeddedRedis
 from conveyor.errors import EmbeddedServiceError
 
 
-class EmbeddedStack:
+class EmbeddedStack(Lifecycle):
     """Starts the embedded servers `settings` needs and hands back settings that point at them.
 
     ``durable=False`` is for tests: faster servers whose data may not survive a crash.
@@ -87,15 +85,3 @@ class EmbeddedStack:
             "CONVEYOR_REDIS_URL": resolved.redis_url,
             "CONVEYOR_BROKER_URL": resolved.broker_url,
         }
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

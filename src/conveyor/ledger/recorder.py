@@ -193,10 +193,10 @@ class Recorder:
                 return [(i, f) for i, f in claimed if f]
         start = "0" if self._own_pending else ">"
         block = None if self._own_pending else self.block_ms
-        reply = self.redis.xreadgroup(
+        reply: Any = self.redis.xreadgroup(  # RESP2 reply: [[stream, [(id, fields), ...]]]
             ev.GROUP, self.name, {ev.STREAM: start}, count=self.batch, block=block
         )
-        entries = reply[0][1] if reply else []
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1] if reply else []
         if self._own_pending and not entries:
             self._own_pending = False
         return entries

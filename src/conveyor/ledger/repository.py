@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Text,
     and_,
@@ -161,7 +162,7 @@ def list_jobs(
     """Newest first, keyset-paginated on (created_at, id)."""
     columns = [c for c in jobs.c if c.name not in ("traceback", "result")]
     q = select(*columns)
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     if flt.states:
         conds.append(jobs.c.state.in_(flt.states))
     if flt.task:

@@ -19,20 +19,20 @@ import fnmatch
 from typing import Any
 
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
-from conveyor.config import PRIORITY_QUEUES, Settings
-
-MAX_PRIORITY = 9
+from conveyor.config import MAX_PRIORITY, Settings
 
 
-def queues() -> list[Queue]:
-    exchange = Exchange("conveyor", type="direct")
+def queues(names: list[str]) -> list[Queue]:
+    exchange = Exchange("conveyor", type="direct")  # type: ignore[no-untyped-call]
     # x-max-priority lets RabbitMQ order messages inside a queue by their priority; the Redis
     # transport emulates the same with `priority_steps`.
     return [
-        Queue(name, exchange, routing_key=name, queue_arguments={"x-max-priority": MAX_PRIORITY})
-        for name in PRIORITY_QUEUES
+        Queue(  # type: ignore[no-untyped-call]
+            name, exchange, routing_key=name, queue_arguments={"x-max-priority": MAX_PRIORITY}
+        )
+        for name in names
     ]
 
 
@@ -88,10 +88,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": transport_options,
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
-        "task_queues": queues(),
-        "task_default_queue": "default",
+        "task_queues": queues(settings.queues),
+        "task_default_queue": settings.task_default_queue,
         "task_default_exchange": "conveyor",
-        "task_default_routing_key": "default",
+        "task_default_routing_key": settings.task_default_queue,
         "task_default_priority": None,
         "task_queue_max_priority": MAX_PRIORITY,
         "task_routes": (PatternRouter(settings.routes),) if settings.routes else None,

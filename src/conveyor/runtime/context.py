@@ -15,7 +15,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from conveyor.config import Settings
+from conveyor.config import MAX_PRIORITY, Settings
 from conveyor.errors import ConfigurationError
 from conveyor.ledger import events as ev
 
@@ -54,6 +54,19 @@ class Runtime:
         self._lock = threading.Lock()
         self._record: Any = None
         self._record_unless_cancelled: Any = None
+
+    @property
+    def redis_broker(self) -> bool:
+        """Kombu's Redis transport serves priority 0 first, RabbitMQ serves 9 first. Conveyor
+        means 9 = most urgent everywhere and flips the number on its way to a Redis broker."""
+        broker = self.settings.broker_url or self.settings.redis_url or ""
+        return broker.startswith(("redis://", "rediss://", "unix://"))
+
+    def transport_priority(self, priority: int | None) -> int | None:
+        """Conveyor priority (0 lowest .. 9 highest, None = 0) -> what the broker expects."""
+        if not self.redis_broker:
+            return priority
+        return MAX_PRIORITY - (priority or 0)
 
     def configure(self, settings: Settings) -> None:
         """Replace the settings (an entry point resolved them after the app was imported)."""

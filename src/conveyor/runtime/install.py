@@ -31,7 +31,7 @@ class ConveyorTaskMixin:
     """Mixed into every task class of an installed app (see ``_adopt_tasks``)."""
 
     def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
-        task: Task = self  # type: ignore[assignment]
+        task: Task = self
         rt = runtime_of(task.app)
         req = task.request
         delivery = req.delivery_info or {}
@@ -45,7 +45,8 @@ class ConveyorTaskMixin:
             "args": list(args or ()),
             "kwargs": dict(kwargs or {}),
             "queue": delivery.get("routing_key"),
-            "priority": delivery.get("priority"),
+            "priority": rt.transport_priority(delivery.get("priority")),
+            "max_attempts": task.max_retries + 1 if task.max_retries is not None else None,
             "parent_id": req.parent_id,
             "root_id": req.root_id,
         }
@@ -195,7 +196,17 @@ def _publish_handler(rt: Runtime) -> Any:
         properties: dict[str, Any] | None = None,
         **_: Any,
     ) -> None:
-        if publishing_recorded_job.get() or not headers or sender not in rt.app.tasks:
+        props = properties if properties is not None else {}
+        priority = props.get("priority")
+        if rt.redis_broker and not (headers or {}).get("retries"):
+            # (a retry republishes the priority it was delivered with: already flipped)
+            # Kombu passes this same dict on to the producer: flip to the broker's order.
+            props["priority"] = rt.transport_priority(priority)
+        # Any publish through Celery in this process is recorded, including send_task() of a
+        # task whose code lives elsewhere; Celery's own helpers (chord_unlock, ...) are not jobs.
+        if publishing_recorded_job.get() or not headers or not sender:
+            return
+        if sender.startswith("celery."):
             return
         if headers.get("retries"):
             return  # a retry republished by the worker, which records `retrying` itself
@@ -216,7 +227,7 @@ def _publish_handler(rt: Runtime) -> Any:
                     "args": args,
                     "kwargs": kwargs,
                     "queue": routing_key,
-                    "priority": (properties or {}).get("priority"),
+                    "priority": priority,
                     "parent_id": headers.get("parent_id"),
                     "root_id": headers.get("root_id"),
                     "eta": eta_ts,
@@ -241,7 +252,7 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
             existing.configure(settings)
         return app
     rt = Runtime(app, settings)
-    app.conveyor_runtime = rt  # type: ignore[attr-defined]
+    app.conveyor_runtime = rt
     app.add_defaults(lambda: celery_config(rt.settings))
 
     def enforce_json(sender: Celery, **_: Any) -> None:

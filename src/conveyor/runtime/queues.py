@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from celery import Celery
 
-from conveyor.runtime.app import MAX_PRIORITY
+from conveyor.config import MAX_PRIORITY
 
 
 @dataclass

@@ -204,7 +204,7 @@ async def job_events(job_id: str, services: ServicesDep, request: Request) -> St
                     if JobState(fresh["state"]).terminal:
                         return
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
             await client.aclose()
 
     return StreamingResponse(

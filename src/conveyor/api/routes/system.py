@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from conveyor.api.deps import ServicesDep
-from conveyor.config import PRIORITY_QUEUES
 from conveyor.control import task_queue, task_signature
 from conveyor.ledger import events as ev
 from conveyor.ledger import repository as repo
@@ -83,7 +82,7 @@ def list_workers(services: ServicesDep) -> list[dict[str, Any]]:
 
 
 def queue_list(services: Any) -> list[dict[str, Any]]:
-    names = list(dict.fromkeys([*PRIORITY_QUEUES, *services.app.amqp.queues.keys()]))
+    names = list(dict.fromkeys([*services.settings.queues, *services.app.amqp.queues.keys()]))
     stats = broker_queue_stats(services.app, names)
     with services.engine.connect() as conn:
         oldest = repo.oldest_queued(conn)
