@@ -13,6 +13,11 @@ from conveyor.runtime.app import create_celery
 from conveyor.runtime.progress import progress
 
 app = create_celery("conveyor-demo")
+# Something moves on the dashboard of a fresh `conveyor up` even before you submit anything.
+app.conf.beat_schedule = {
+    "demo-crunch": {"task": "demo.crunch", "schedule": 60.0, "kwargs": {"steps": 20}},
+    "demo-flaky": {"task": "demo.flaky", "schedule": 30.0, "kwargs": {"fail_rate": 0.5}},
+}
 
 
 class FlakyError(Exception):
