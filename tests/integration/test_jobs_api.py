@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 import sys
 from typing import Any
 
@@ -229,15 +230,16 @@ def test_flaky_task_retries_with_attempts_recorded(client: Any) -> None:
 
 
 def test_listing_filters_and_paginates(client: Any) -> None:
-    ids = [submit(client, "demo.echo", f"needle-{i}")["id"] for i in range(5)]
+    needle = f"needle{uuid.uuid4().hex[:8]}-"
+    ids = [submit(client, "demo.echo", f"{needle}{i}")["id"] for i in range(5)]
     for i in ids:
         until_state(client, i, "succeeded")
-    page1 = client.get("/api/v1/jobs", params={"task": "demo.echo", "q": "needle-", "limit": 3})
+    page1 = client.get("/api/v1/jobs", params={"task": "demo.echo", "q": needle, "limit": 3})
     body1 = page1.json()
     assert len(body1["items"]) == 3 and body1["next_cursor"]
     body2 = client.get(
         "/api/v1/jobs",
-        params={"task": "demo.echo", "q": "needle-", "limit": 3, "cursor": body1["next_cursor"]},
+        params={"task": "demo.echo", "q": needle, "limit": 3, "cursor": body1["next_cursor"]},
     ).json()
     seen = [j["id"] for j in body1["items"] + body2["items"]]
     assert sorted(seen) == sorted(ids)
@@ -275,3 +277,16 @@ def test_tasks_workers_queues_and_health(client: Any) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"]["broker"] == "ok"
     assert client.get("/openapi.json").json()["paths"]["/api/v1/jobs"]
+
+
+def test_listing_refuses_nul_and_forged_cursors(client: Any) -> None:
+    import base64
+    import json
+
+    for params in ({"q": "a\x00b"}, {"task": "\x00"}, {"queue": "x\x00"}):
+        r = client.get("/api/v1/jobs", params=params)
+        assert r.status_code == 422, (params, r.text)
+        assert "NUL" in r.text
+    forged = base64.urlsafe_b64encode(json.dumps(["2026-01-01T00:00:00", "x"]).encode())
+    r = client.get("/api/v1/jobs", params={"cursor": forged.decode()})
+    assert r.status_code == 422 and "cursor" in r.text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,6 +110,17 @@ def get_job(conn: Connection, job_id: str) -> dict[str, Any]:
     return dict(row)
 
 
+_SUMMARY_COLUMNS = [c for c in jobs.c if c.name not in ("args", "kwargs", "result", "traceback")]
+
+
+def get_jobs(conn: Connection, job_ids: list[str]) -> list[dict[str, Any]]:
+    """Several jobs in one indexed lookup, without their payloads; unknown ids are left out."""
+    if not job_ids:
+        return []
+    rows = conn.execute(select(*_SUMMARY_COLUMNS).where(jobs.c.id.in_(job_ids))).mappings()
+    return [dict(r) for r in rows]
+
+
 def get_attempts(conn: Connection, job_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(
         select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.attempt)
@@ -151,7 +163,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, job_id = json.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(created), str(job_id)
+        return datetime.fromisoformat(created), str(uuid.UUID(job_id))
     except Exception as exc:
         raise ValueError("cursor is not one this API returned") from exc
 
@@ -159,7 +171,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 def list_jobs(
     conn: Connection, flt: JobFilter, *, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first, keyset-paginated on (created_at, id)."""
+    """Newest first, keyset-paginated on (created_at, id); ValueError on unusable filters."""
+    for name in ("task", "queue", "text"):
+        value = getattr(flt, name)
+        if value is not None and "\x00" in value:
+            raise ValueError(f"{name} filter contains a NUL character")
     columns = [c for c in jobs.c if c.name not in ("traceback", "result")]
     q = select(*columns)
     conds: list[ColumnElement[bool]] = []

@@ -1,0 +1,274 @@
+"""What the job pages show, built from ledger rows: the plain logic behind ``jobs.py``.
+
+Views are frozen dataclasses of display-ready values, so templates stay free of arithmetic and
+the live JSON endpoint sends exactly what the first render showed.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from conveyor.api.schemas import progress_of
+from conveyor.core.states import JobState
+from conveyor.errors import JobNotFound
+from conveyor.ledger import repository as repo
+from conveyor.web import formatting as fmt
+
+TERMINAL: frozenset[str] = frozenset(s.value for s in JobState if s.terminal)
+STATES: tuple[str, ...] = tuple(s.value for s in JobState)
+LIVE_MAX_IDS = 200
+"""Most jobs one live request may ask about (a page shows at most this many)."""
+
+
+def parse_job_id(raw: str) -> str:
+    """The canonical form of a job id; anything that is not a UUID cannot be in the ledger."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise JobNotFound(raw) from None
+
+
+@dataclass(frozen=True)
+class ProgressView:
+    """A job's progress as shown: bar percentage and the words around it."""
+
+    percent: float | None
+    current: float
+    total: float | None
+    count: str
+    rate: str | None
+    eta: str | None
+    eta_seconds: float | None
+    step: str | None
+    message: str | None
+    first_current: float | None
+    first_at: float | None  # epoch seconds, so the browser can recompute the rate
+
+    def as_json(self) -> dict[str, Any]:
+        """The fields the browser updates."""
+        return {
+            "percent": self.percent,
+            "count": self.count,
+            "rate": self.rate,
+            "eta": self.eta,
+            "eta_seconds": self.eta_seconds,
+            "step": self.step,
+            "message": self.message,
+        }
+
+
+def progress_view(row: dict[str, Any]) -> ProgressView | None:
+    """Progress of a job row (None until its task first reports)."""
+    p = progress_of(row)
+    if p is None:
+        return None
+    total = f" / {fmt.format_number(p.total)}" if p.total is not None else ""
+    return ProgressView(
+        percent=round(p.percent, 1) if p.percent is not None else None,
+        current=p.current,
+        total=p.total,
+        count=fmt.format_number(p.current) + total,
+        rate=fmt.format_rate(p.rate),
+        eta=fmt.format_duration(p.eta_seconds) if p.eta_seconds is not None else None,
+        eta_seconds=p.eta_seconds,
+        step=p.step,
+        message=p.message,
+        first_current=row.get("progress_first_current"),
+        first_at=fmt.epoch(row.get("progress_first_at")),
+    )
+
+
+def run_seconds(row: dict[str, Any], now: datetime) -> float | None:
+    """How long the job ran, or has been running so far."""
+    if row.get("started_at") is None:
+        return None
+    if row.get("finished_at") is not None:
+        return fmt.seconds_between(row["started_at"], row["finished_at"])
+    if row["state"] in TERMINAL:
+        return None
+    return fmt.seconds_between(row["started_at"], now)
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One row of the jobs table."""
+
+    id: str
+    task: str
+    state: str
+    terminal: bool
+    queue: str
+    attempt: int
+    created_at: datetime
+    duration: str
+    progress: ProgressView | None
+    cancel_requested: bool
+
+    def as_json(self) -> dict[str, Any]:
+        """What the list page's script needs to refresh this row."""
+        return {
+            "state": self.state,
+            "terminal": self.terminal,
+            "attempt": self.attempt,
+            "duration": self.duration,
+            "cancel_requested": self.cancel_requested,
+            "progress": self.progress.as_json() if self.progress else None,
+        }
+
+
+def job_summary(row: dict[str, Any], now: datetime) -> JobSummary:
+    """A ledger row as a row of the jobs table."""
+    return JobSummary(
+        id=str(row["id"]),
+        task=row["task"],
+        state=row["state"],
+        terminal=row["state"] in TERMINAL,
+        queue=row["queue"],
+        attempt=row["attempt"],
+        created_at=row["created_at"],
+        duration=fmt.format_duration(run_seconds(row, now)),
+        progress=progress_view(row),
+        cancel_requested=row.get("cancel_requested_at") is not None,
+    )
+
+
+def live_jobs(conn: Connection, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The current state of the given jobs, keyed by id; ids not in the ledger are left out."""
+    wanted: list[str] = []
+    for raw in ids[:LIVE_MAX_IDS]:
+        try:
+            wanted.append(parse_job_id(raw))
+        except JobNotFound:
+            continue
+    if not wanted:
+        return {}
+    now = datetime.now(UTC)
+    return {str(r["id"]): job_summary(r, now).as_json() for r in repo.get_jobs(conn, wanted)}
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    """One attempt of a job, as the attempts table shows it."""
+
+    attempt: int
+    worker: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: str
+    outcome: str | None
+    error_type: str | None
+    error_message: str | None
+    traceback: str | None
+
+
+def attempt_view(row: dict[str, Any], now: datetime) -> AttemptView:
+    """An attempt row; an unfinished attempt's duration counts up to ``now``."""
+    end = row.get("finished_at") or (now if row.get("outcome") is None else None)
+    return AttemptView(
+        attempt=row["attempt"],
+        worker=row.get("worker"),
+        started_at=row.get("started_at"),
+        finished_at=row.get("finished_at"),
+        duration=fmt.format_duration(fmt.seconds_between(row.get("started_at"), end)),
+        outcome=row.get("outcome"),
+        error_type=row.get("error_type"),
+        error_message=row.get("error_message"),
+        traceback=row.get("traceback"),
+    )
+
+
+@dataclass(frozen=True)
+class ResultView:
+    """A finished job's return value, as text to show in a ``<pre>``."""
+
+    text: str
+    truncated: bool
+    size: int | None  # bytes of the stored JSON, when it came from a blob
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """Everything the job page shows."""
+
+    summary: JobSummary
+    row: dict[str, Any]
+    attempts: list[AttemptView]
+    children: list[dict[str, Any]]
+    result: ResultView | None
+    waited: str
+
+    @property
+    def id(self) -> str:
+        return self.summary.id
+
+    @property
+    def state(self) -> str:
+        return self.summary.state
+
+    @property
+    def terminal(self) -> bool:
+        return self.summary.terminal
+
+    @property
+    def can_cancel(self) -> bool:
+        return not self.summary.terminal
+
+    @property
+    def can_retry(self) -> bool:
+        return self.summary.terminal
+
+
+def result_view(conn: Connection, row: dict[str, Any]) -> ResultView | None:
+    """The job's result from the ledger row, or from its blob when it was too large to inline."""
+    limit = fmt.JSON_DISPLAY_LIMIT
+    if row.get("result_ref"):
+        blob = repo.get_blob(conn, row["result_ref"])
+        if blob is None:
+            return None
+        raw = bytes(blob)
+        if len(raw) <= limit:
+            try:
+                return ResultView(fmt.json_text(json.loads(raw)), truncated=False, size=len(raw))
+            except ValueError:
+                pass  # not JSON after all: show it as stored
+        # Too big to re-indent usefully: show its start as stored.
+        text = raw[:limit].decode("utf-8", errors="replace")
+        if len(raw) > limit:
+            text += f"\n… {len(raw) - limit:,} more bytes not shown"
+        return ResultView(text=text, truncated=len(raw) > limit, size=len(raw))
+    if row.get("result") is None:
+        return None
+    full = fmt.json_text(row["result"])
+    return ResultView(fmt.truncate(full, limit), truncated=len(full) > limit, size=None)
+
+
+def load_job_detail(conn: Connection, job_id: str) -> JobDetail:
+    """Read a job, its attempts, children and result; JobNotFound if it is not in the ledger."""
+    row = repo.get_job(conn, job_id)
+    now = datetime.now(UTC)
+    children = [
+        {"id": str(c["id"]), "task": c["task"], "state": c["state"], "created_at": c["created_at"]}
+        for c in repo.get_children(conn, job_id)
+    ]
+    for key in ("id", "parent_id", "root_id", "retry_of"):
+        if row.get(key) is not None:
+            row[key] = str(row[key])
+    attempts = repo.get_attempts(conn, job_id)
+    # Time in the queue before the first attempt (later attempts wait on their retry delay).
+    queued = row.get("queued_at") or row.get("eta") or row.get("created_at")
+    first_start = attempts[0]["started_at"] if attempts else None
+    return JobDetail(
+        summary=job_summary(row, now),
+        row=row,
+        attempts=[attempt_view(a, now) for a in attempts],
+        children=children,
+        result=result_view(conn, row),
+        waited=fmt.format_duration(fmt.seconds_between(queued, first_start)),
+    )

@@ -1,0 +1,179 @@
+"""Dashboard pages for jobs: the list, one job, its cancel and retry buttons, live refresh.
+
+Handlers stay thin: parse, read through the ledger repository (``job_views``) or act through
+``services.control``, render. Actions answer with a 303 back to the job page, so reloading
+the page never repeats them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from conveyor.api.deps import Services, ServicesDep
+from conveyor.api.errors import status_for
+from conveyor.config import PRIORITY_QUEUES
+from conveyor.core.states import JobState
+from conveyor.errors import InvalidTransition, JobNotFound, SubmitError
+from conveyor.ledger import repository as repo
+from conveyor.web.job_views import STATES, job_summary, live_jobs, load_job_detail, parse_job_id
+from conveyor.web.list_query import ListQuery
+from conveyor.web.pages import Pages, PagesDep, page_errors, require_same_origin
+
+router = APIRouter(include_in_schema=False)
+
+NOTICES: dict[str, str] = {
+    "cancelled": "Cancelled: the job will not run.",
+    "cancel_requested": (
+        "Cancel requested: the job stops at its next progress or cancel check, "
+        "or is terminated after a grace period."
+    ),
+    "retried": "Retry submitted: this is a new job with the same task and arguments.",
+}
+"""Messages an action can leave for the page it redirects to; the URL carries only the key."""
+
+
+def task_names(services: Services) -> list[str]:
+    """Registered task names, for the task filter's suggestions."""
+    return sorted(name for name in services.app.tasks if not name.startswith("celery."))
+
+
+def queue_names(services: Services) -> list[str]:
+    """Known queues in priority order, for the queue filter's suggestions."""
+    declared = [str(q) for q in services.app.amqp.queues]
+    return list(dict.fromkeys([*services.settings.queues, *PRIORITY_QUEUES, *declared]))
+
+
+@router.get("/jobs", name="web_jobs", response_class=HTMLResponse)
+def jobs_page(
+    request: Request,
+    services: ServicesDep,
+    pages: PagesDep,
+    state: Annotated[list[str] | None, Query()] = None,
+    task: str | None = None,
+    queue: str | None = None,
+    q: str | None = None,
+    cursor: str | None = None,
+    limit: str | None = None,
+) -> HTMLResponse:
+    """Jobs newest first, filtered by state, task, queue and text; per-state counts on top."""
+    query = ListQuery.parse(state, task, queue, q, cursor, limit)
+    now = datetime.now(UTC)
+    with page_errors(), services.engine.connect() as conn:
+        rows, next_cursor = repo.list_jobs(
+            conn, query.job_filter(), limit=query.limit, cursor=query.cursor
+        )
+        counts = repo.state_counts(conn)
+    context: dict[str, Any] = {
+        "query": query,
+        "jobs": [job_summary(r, now) for r in rows],
+        "next_cursor": next_cursor,
+        "counts": counts,
+        "total": sum(counts.values()),
+        "states": STATES,
+        "task_names": task_names(services),
+        "queue_names": queue_names(services),
+        "error": "; ".join(query.problems) or None,
+    }
+    status = 400 if query.problems else 200
+    return pages.render(request, "jobs.html", context, status_code=status, active="jobs")
+
+
+def render_job(
+    request: Request,
+    services: Services,
+    pages: Pages,
+    job_id: str,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The job page; an unknown or malformed id is a 404 page."""
+    with page_errors():
+        canonical = parse_job_id(job_id)
+        with services.engine.connect() as conn:
+            detail = load_job_detail(conn, canonical)
+    context = {"job": detail, "notice": notice, "error": error}
+    return pages.render(request, "job.html", context, status_code=status_code, active="jobs")
+
+
+@router.get("/jobs/{job_id}", name="web_job", response_class=HTMLResponse)
+def job_page(
+    job_id: str,
+    request: Request,
+    services: ServicesDep,
+    pages: PagesDep,
+    notice: str | None = None,
+) -> HTMLResponse:
+    """One job: details, arguments, live progress, attempts, error or result, relations."""
+    return render_job(request, services, pages, job_id, notice=NOTICES.get(notice or ""))
+
+
+def redirect_to_job(request: Request, job_id: str, notice: str) -> RedirectResponse:
+    """303 to a job page, naming the message it should show."""
+    url = request.url_for("web_job", job_id=job_id).include_query_params(notice=notice)
+    return RedirectResponse(str(url), status_code=303)
+
+
+@router.post("/jobs/{job_id}/cancel", name="web_job_cancel")
+def cancel_job(job_id: str, request: Request, services: ServicesDep, pages: PagesDep) -> Response:
+    """Cancel: a waiting job never runs; a running one is asked to stop."""
+    require_same_origin(request)
+    with page_errors():
+        canonical = parse_job_id(job_id)
+        try:
+            row = services.control.cancel(canonical)
+        except InvalidTransition as exc:
+            return render_job(request, services, pages, canonical, error=str(exc), status_code=409)
+    done = row["state"] == JobState.CANCELLED.value
+    return redirect_to_job(request, canonical, "cancelled" if done else "cancel_requested")
+
+
+@router.post("/jobs/{job_id}/retry", name="web_job_retry")
+def retry_job(job_id: str, request: Request, services: ServicesDep, pages: PagesDep) -> Response:
+    """Retry a finished job as a new job, and show the new one."""
+    require_same_origin(request)
+    with page_errors():
+        canonical = parse_job_id(job_id)
+        try:
+            row = services.control.retry(canonical)
+        except (InvalidTransition, SubmitError) as exc:
+            status = status_for(exc)
+            return render_job(
+                request, services, pages, canonical, error=str(exc), status_code=status
+            )
+    return redirect_to_job(request, str(row["id"]), "retried")
+
+
+@router.api_route("/jobs/{rest:path}", methods=["GET", "POST"], name="web_job_unknown")
+def unknown_job_path(rest: str, request: Request) -> Response:
+    """Anything else below /jobs/: an id with a slash in it cannot be a job, so a 404 page.
+
+    A GET of an action's URL (a bookmark, the back button) leads to the job page instead.
+    """
+    head, _, action = rest.rpartition("/")
+    if head and action in ("cancel", "retry"):
+        if request.method == "GET" and "/" not in head:
+            return RedirectResponse(str(request.url_for("web_job", job_id=head)), status_code=303)
+        rest = head
+    with page_errors():
+        raise JobNotFound(rest)
+
+
+@router.get("/live/jobs", name="web_live_jobs")
+def live(
+    services: ServicesDep,
+    ids: Annotated[list[str] | None, Query(alias="id")] = None,
+    counts: bool = False,
+) -> JSONResponse:
+    """State, progress and duration of the given jobs (and optionally the per-state counts),
+    for the pages' script to refresh in place."""
+    with services.engine.connect() as conn:
+        body: dict[str, Any] = {"jobs": live_jobs(conn, ids or [])}
+        if counts:
+            body["counts"] = repo.state_counts(conn)
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,192 @@
+"""The dashboard's page machinery: templates, navigation, security headers and error pages.
+
+Every page group (``jobs.py`` today; overview, workers, queues, dead letters later) renders
+through one :class:`Pages` object that ``mount_web`` stores on the app, and signals failures by
+raising :class:`PageError`, which becomes an HTML error page instead of the API's JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import jinja2
+import redis
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import OperationalError
+
+from conveyor.errors import JobNotFound, LedgerUnavailable
+from conveyor.web import formatting
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def asset_version(directory: Path = STATIC_DIR) -> str:
+    """A digest of the static files, appended to their URLs so a browser never pairs new
+    pages with a stale cached script or stylesheet."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.iterdir()):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """One entry of the top navigation: its label, the route name it links to, its key."""
+
+    label: str
+    route: str
+    key: str
+
+
+NAV: tuple[NavItem, ...] = (NavItem("Jobs", "web_jobs", "jobs"),)
+"""The navigation, in order. A new page group adds its entry here."""
+
+# Job arguments, results and errors are arbitrary text from users and tasks: besides escaping
+# everything, the pages allow no inline script or style, so an escaping slip cannot run code.
+SECURITY_HEADERS: Mapping[str, str] = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+class PageError(Exception):
+    """Raised by a dashboard route to answer with an HTML error page."""
+
+    def __init__(self, status_code: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.title = title
+        self.message = message
+
+
+def make_environment() -> jinja2.Environment:
+    """The Jinja environment: autoescaping always on, undefined names are errors."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        duration=formatting.format_duration,
+        rate=formatting.format_rate,
+        number=formatting.format_number,
+        when=formatting.format_time,
+        iso=formatting.iso_time,
+        pretty_json=formatting.pretty_json,
+        truncate_text=formatting.truncate,
+        short_id=formatting.short_id,
+    )
+    return env
+
+
+class Pages:
+    """Renders dashboard templates with the context every page shares."""
+
+    def __init__(self, nav: Sequence[NavItem] = NAV) -> None:
+        self.nav = tuple(nav)
+        self.templates = Jinja2Templates(env=make_environment())
+        self.asset_version = asset_version()
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        context: Mapping[str, Any] | None = None,
+        *,
+        status_code: int = 200,
+        active: str = "",
+    ) -> HTMLResponse:
+        """Render ``template`` with the shared context (nav, flash messages, asset URLs)."""
+        base: dict[str, Any] = {
+            "nav": self.nav,
+            "active": active,
+            "notice": None,
+            "error": None,
+            "docs_url": request.app.docs_url,
+            "asset_version": self.asset_version,
+        }
+        base.update(context or {})
+        return self.templates.TemplateResponse(
+            request, template, base, status_code=status_code, headers=SECURITY_HEADERS
+        )
+
+    def error(self, request: Request, status_code: int, title: str, message: str) -> HTMLResponse:
+        """An error page that keeps the navigation, so the user can find their way back."""
+        return self.render(
+            request,
+            "error.html",
+            {"status_code": status_code, "title": title, "message": message},
+            status_code=status_code,
+        )
+
+
+def get_pages(request: Request) -> Pages:
+    """The app's :class:`Pages`, created by ``mount_web``."""
+    return request.app.state.pages  # type: ignore[no-any-return]
+
+
+PagesDep = Annotated[Pages, Depends(get_pages)]
+
+
+@contextmanager
+def page_errors() -> Iterator[None]:
+    """Turn the errors a page can expect into error pages: unknown job, services down."""
+    try:
+        yield
+    except JobNotFound as exc:
+        raise PageError(404, "Job not found", str(exc)) from None
+    except (LedgerUnavailable, OperationalError):
+        raise PageError(
+            503, "Ledger unavailable", "PostgreSQL is unreachable right now; try again shortly."
+        ) from None
+    except redis.RedisError:
+        raise PageError(
+            503, "Redis unavailable", "Redis is unreachable right now; try again shortly."
+        ) from None
+
+
+def require_same_origin(request: Request) -> None:
+    """Refuse a state-changing request that a browser sent on behalf of another site.
+
+    Browsers say where a request came from (``Sec-Fetch-Site``, else ``Origin``); clients
+    that send neither (curl, scripts) are not browsers riding on someone's session.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        allowed = site in ("same-origin", "none")
+    else:
+        origin = request.headers.get("origin")
+        allowed = origin is None or urlsplit(origin).netloc == request.headers.get("host")
+    if not allowed:
+        raise PageError(
+            403, "Cross-site request refused", "This action must be sent from the dashboard."
+        )
+
+
+def install(app: FastAPI, pages: Pages) -> None:
+    """Store ``pages`` on the app and answer :class:`PageError` with its error page."""
+    app.state.pages = pages
+
+    async def page_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, PageError)
+        return pages.error(request, exc.status_code, exc.title, exc.message)
+
+    app.add_exception_handler(PageError, page_error)

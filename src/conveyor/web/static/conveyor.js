@@ -1,0 +1,309 @@
+/* Conveyor dashboard: live updates for the server-rendered pages.
+ *
+ * Jobs list: polls one small JSON endpoint (data-live-url) each second for the visible jobs
+ *   that have not ended; one request per page however many rows, which stays within the
+ *   browser's per-host connection limit (twenty EventSource streams would not).
+ * Job page: follows the job over Server-Sent Events (data-events-url); if the stream cannot
+ *   be opened it falls back to polling. When the ledger says the job ended, the page reloads
+ *   once to show the attempts, error or result.
+ *
+ * Everything is written with textContent, never innerHTML: job data is untrusted.
+ * formatDuration and formatRate mirror conveyor/web/formatting.py.
+ */
+(function () {
+  "use strict";
+
+  var TERMINAL = ["succeeded", "failed", "cancelled", "dead"];
+  var ACTIVE_BAR = ["running", "retrying"];
+  var LIST_INTERVAL_MS = 1000;
+  var COUNTS_INTERVAL_MS = 10000;
+  var JOB_POLL_MS = 2000;
+
+  function isTerminal(state) { return TERMINAL.indexOf(state) >= 0; }
+  function num(value) {
+    if (value === undefined || value === null || value === "") { return null; }
+    var n = Number(value);
+    return isFinite(n) ? n : null;
+  }
+  function pad2(n) { return (n < 10 ? "0" : "") + n; }
+
+  function formatDuration(seconds) {
+    if (seconds === null || seconds === undefined || isNaN(seconds)) { return "—"; }
+    seconds = Math.max(0, seconds);
+    if (seconds < 0.9995) { return Math.round(seconds * 1000) + " ms"; }
+    if (seconds < 59.95) { return seconds.toFixed(1) + " s"; }
+    var whole = Math.round(seconds);
+    if (whole < 3600) { return Math.floor(whole / 60) + "m " + pad2(whole % 60) + "s"; }
+    if (whole < 86400) {
+      return Math.floor(whole / 3600) + "h " + pad2(Math.floor((whole % 3600) / 60)) + "m";
+    }
+    return Math.floor(whole / 86400) + "d " + pad2(Math.floor((whole % 86400) / 3600)) + "h";
+  }
+
+  function formatRate(perSecond) {
+    if (perSecond === null || perSecond === undefined || !(perSecond > 0)) { return null; }
+    if (perSecond < 0.1) { return (perSecond * 60).toFixed(1) + "/min"; }
+    if (perSecond < 10) { return perSecond.toFixed(2) + "/s"; }
+    return Math.round(perSecond).toLocaleString("en-US") + "/s";
+  }
+
+  function formatNumber(value) {
+    if (value === null || value === undefined) { return "—"; }
+    if (Number.isInteger(value)) { return value.toLocaleString("en-US"); }
+    return String(Math.round(value * 100) / 100);
+  }
+
+  function setText(el, text) {
+    if (el && el.textContent !== text) { el.textContent = text; }
+  }
+
+  /* Every badge marked data-field="state" inside root shows the new state. */
+  function setState(root, state) {
+    root.querySelectorAll('[data-field="state"]').forEach(function (badge) {
+      badge.className = "badge state-" + state;
+      setText(badge, state);
+    });
+  }
+
+  function getJSON(url) {
+    return fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" })
+      .then(function (resp) {
+        if (!resp.ok) { throw new Error("HTTP " + resp.status); }
+        return resp.json();
+      });
+  }
+
+  /* ---------------------------------------------------------------- jobs list */
+
+  function updateRowProgress(cell, job) {
+    if (!cell) { return; }
+    if (ACTIVE_BAR.indexOf(job.state) < 0) {
+      if (cell.firstChild) { cell.replaceChildren(); }
+      return;
+    }
+    var bar = cell.querySelector("progress");
+    var label = cell.querySelector(".progress-label");
+    if (!bar) {
+      bar = document.createElement("progress");
+      bar.max = 100;
+      bar.setAttribute("aria-label", "progress");
+      label = document.createElement("span");
+      label.className = "progress-label";
+      cell.replaceChildren(bar, label);
+    }
+    var p = job.progress;
+    if (p && p.percent !== null) {
+      bar.value = p.percent;
+      setText(label, Math.round(p.percent) + "%");
+    } else {
+      bar.removeAttribute("value");
+      setText(label, p ? p.count : "");
+    }
+  }
+
+  function updateRow(row, job) {
+    row.dataset.state = job.state;
+    setState(row, job.state);
+    setText(row.querySelector('[data-field="attempt"]'), String(job.attempt));
+    setText(row.querySelector('[data-field="duration"]'), job.duration);
+    updateRowProgress(row.querySelector('[data-field="progress"]'), job);
+    var hint = row.querySelector(".hint");
+    if (hint && (job.terminal || !job.cancel_requested)) { hint.remove(); }
+  }
+
+  function updateCounts(counts) {
+    var total = 0;
+    Object.keys(counts).forEach(function (state) {
+      total += counts[state];
+      setText(document.querySelector('[data-count="' + state + '"]'), formatNumber(counts[state]));
+    });
+    setText(document.querySelector('[data-count="all"]'), formatNumber(total));
+  }
+
+  function initJobsList() {
+    var table = document.querySelector("table.jobs[data-live-url]");
+    if (!table) { return; }
+    var url = table.dataset.liveUrl;
+    var failures = 0;
+    var countsAt = Date.now();
+
+    function pendingRows() {
+      return Array.prototype.filter.call(
+        table.querySelectorAll("tr[data-job-id]"),
+        function (row) { return !isTerminal(row.dataset.state); }
+      );
+    }
+
+    function tick() {
+      var rows = pendingRows();
+      var wantCounts = Date.now() - countsAt >= COUNTS_INTERVAL_MS;
+      if (document.hidden || (!rows.length && !wantCounts)) {
+        setTimeout(tick, LIST_INTERVAL_MS);
+        return;
+      }
+      var params = new URLSearchParams();
+      rows.slice(0, 200).forEach(function (row) { params.append("id", row.dataset.jobId); });
+      if (wantCounts) { params.set("counts", "true"); }
+      getJSON(url + "?" + params.toString())
+        .then(function (body) {
+          rows.forEach(function (row) {
+            var job = body.jobs[row.dataset.jobId];
+            if (job) { updateRow(row, job); }
+          });
+          if (body.counts) { updateCounts(body.counts); countsAt = Date.now(); }
+          failures = 0;
+          setTimeout(tick, LIST_INTERVAL_MS);
+        })
+        .catch(function () {
+          failures += 1; // back off while the API is away, up to 30 s
+          setTimeout(tick, Math.min(30000, LIST_INTERVAL_MS * Math.pow(2, failures)));
+        });
+    }
+
+    setTimeout(tick, LIST_INTERVAL_MS);
+  }
+
+  /* ----------------------------------------------------------------- job page */
+
+  function initJobPage() {
+    var root = document.querySelector(".job[data-job-id]");
+    if (!root || isTerminal(root.dataset.state)) { return; }
+    var jobId = root.dataset.jobId;
+    var panel = document.getElementById("progress");
+    var status = document.getElementById("live-status");
+    var ds = panel ? panel.dataset : {};
+    // The rate is measured from the first progress report, as the server does.
+    var anchor = { current: num(ds.firstCurrent), at: num(ds.firstAt) };
+    var eta = { seconds: num(ds.etaSeconds), at: performance.now() };
+    var ended = false;
+    var source = null;
+
+    function showProgress(p) {
+      if (!panel) { return; }
+      var bar = document.getElementById("progress-bar");
+      if (p.percent !== null) {
+        bar.value = p.percent;
+        setText(document.getElementById("progress-percent"), p.percent.toFixed(1) + "%");
+      } else {
+        bar.removeAttribute("value");
+      }
+      setText(document.getElementById("progress-count"), p.count);
+      if (p.rate) { setText(document.getElementById("progress-rate"), p.rate); }
+      setText(document.getElementById("progress-step"), p.step || "—");
+      setText(document.getElementById("progress-message"), p.message || "");
+      eta = { seconds: p.etaSeconds, at: performance.now() };
+      showEta();
+    }
+
+    function showEta() {
+      var el = document.getElementById("progress-eta");
+      if (!el) { return; }
+      if (eta.seconds === null || ended) { setText(el, "—"); return; }
+      setText(el, formatDuration(eta.seconds - (performance.now() - eta.at) / 1000));
+    }
+
+    function countText(current, total) {
+      return formatNumber(current) + (total !== null && total !== undefined ? " / " + formatNumber(total) : "");
+    }
+
+    function finish() {
+      if (ended) { return; }
+      ended = true;
+      if (source) { source.close(); }
+      setText(status, "The job ended; loading its outcome…");
+      window.location.replace(window.location.pathname);
+    }
+
+    function applyState(state, attempt) {
+      // A live terminal event can outrun the ledger; never show the job going back.
+      if (ended || (isTerminal(root.dataset.state) && !isTerminal(state))) { return; }
+      setState(root, state);
+      root.dataset.state = state;
+      if (attempt !== null && attempt !== undefined) {
+        setText(root.querySelector('[data-field="attempt"]'), String(attempt));
+      }
+    }
+
+    /* A full job from the API (SSE `job` event): the ledger's word, so it may end the page. */
+    function onJob(job) {
+      applyState(job.state, job.attempt);
+      var p = job.progress;
+      if (p) {
+        showProgress({
+          percent: p.percent, count: countText(p.current, p.total), rate: formatRate(p.rate),
+          etaSeconds: p.eta_seconds, step: p.step, message: p.message,
+        });
+      }
+      if (isTerminal(job.state)) { finish(); }
+    }
+
+    /* A progress report straight from the worker (SSE `progress` event). */
+    function onProgress(ev) {
+      var current = Number(ev.current);
+      var total = num(ev.total);
+      if (anchor.at === null) { anchor = { current: current, at: ev.ts }; }
+      var rate = null;
+      if (ev.ts - anchor.at > 0 && current - anchor.current > 0) {
+        rate = (current - anchor.current) / (ev.ts - anchor.at);
+      }
+      var percent = total !== null && total > 0 ? Math.max(0, Math.min(100, 100 * current / total)) : null;
+      showProgress({
+        percent: percent, count: countText(current, total), rate: formatRate(rate),
+        etaSeconds: rate && total !== null && total >= current ? (total - current) / rate : null,
+        step: ev.step, message: ev.message,
+      });
+    }
+
+    /* Without SSE: the dashboard's own JSON, already formatted by the server. */
+    function poll() {
+      if (ended) { return; }
+      getJSON(root.dataset.liveUrl + "?id=" + encodeURIComponent(jobId))
+        .then(function (body) {
+          var job = body.jobs[jobId];
+          if (!job) { return; }
+          applyState(job.state, job.attempt);
+          var p = job.progress;
+          if (p) {
+            showProgress({
+              percent: p.percent, count: p.count, rate: p.rate, etaSeconds: p.eta_seconds,
+              step: p.step, message: p.message,
+            });
+          }
+          if (job.terminal) { finish(); }
+          setText(status, "Live (polling every " + JOB_POLL_MS / 1000 + " s)");
+        })
+        .catch(function () { setText(status, "Live updates unavailable; retrying…"); })
+        .then(function () { if (!ended) { setTimeout(poll, JOB_POLL_MS); } });
+    }
+
+    function listen(name, handler) {
+      source.addEventListener(name, function (msg) {
+        try { handler(JSON.parse(msg.data)); } catch (err) { /* a malformed event is skipped */ }
+      });
+    }
+
+    setInterval(showEta, 1000);
+    if (!window.EventSource) { poll(); return; }
+    source = new EventSource(root.dataset.eventsUrl);
+    source.onopen = function () { setText(status, "Live"); };
+    source.onerror = function () {
+      if (ended) { return; }
+      if (source.readyState === EventSource.CLOSED) {
+        poll(); // the stream was refused outright: poll instead
+      } else {
+        setText(status, "Reconnecting…"); // the browser retries on its own
+      }
+    };
+    listen("job", onJob);
+    listen("state", function (ev) {
+      applyState(ev.state, ev.attempt);
+      // The ledger's final `job` event follows; the reload waits for it.
+      if (isTerminal(ev.state)) { setText(status, "The job ended; waiting for the ledger…"); }
+    });
+    listen("progress", onProgress);
+  }
+
+  var page = document.body.dataset.page;
+  if (page === "jobs") { initJobsList(); }
+  if (page === "job") { initJobPage(); }
+})();
