@@ -37,11 +37,23 @@ class Settings(BaseSettings):
     max_tasks_per_child: int = Field(default=1000, ge=1)
     max_memory_per_child_kb: int = Field(default=512_000, ge=1024)
     visibility_timeout: int = Field(default=3600, ge=10)
+    # How long a finished job's marker absorbs duplicate deliveries of its message; by default
+    # a little longer than the visibility timeout, after which Redis redelivers unacked messages.
+    dedupe_ttl_seconds: int | None = Field(default=None, ge=1)
+
+    # Reconciler.
+    reconcile_interval: float = Field(default=5.0, gt=0)
+    cancel_grace: float = Field(default=30.0, ge=0)
+    stale_queued_after: float = Field(default=600.0, gt=0)
     worker_concurrency: int | None = None
     routes: dict[str, str] = Field(default_factory=dict)
     # Queues in priority order, highest first; the third is the default unless `default_queue`.
     queues: list[str] = Field(default_factory=lambda: list(PRIORITY_QUEUES), min_length=1)
     default_queue: str | None = None
+
+    @property
+    def dedupe_ttl(self) -> int:
+        return self.dedupe_ttl_seconds or self.visibility_timeout + 600
 
     @property
     def task_default_queue(self) -> str:

@@ -122,14 +122,14 @@ def beat(ctx: typer.Context) -> None:
     app.start(["beat", "--loglevel", "INFO", "-s", schedule, *ctx.args])
 
 
-@cli.command()
-def recorder() -> None:
-    """Move job events into the ledger and publish the outbox (run one or more anywhere)."""
+def _run_services(names: list[str]) -> None:
+    """Run background services as threads of this process until SIGTERM/SIGINT."""
     import logging
 
     import redis
 
     from conveyor.ledger.db import make_engine
+    from conveyor.ledger.reconciler import Reconciler
     from conveyor.ledger.recorder import Recorder
     from conveyor.ledger.relay import OutboxRelay
 
@@ -138,22 +138,23 @@ def recorder() -> None:
     assert s.database_url and s.redis_url
     app = celery_app(s)
     engine = make_engine(s.database_url, pool_size=4)
+    client = redis.Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    rec = Recorder(
-        engine,
-        redis.Redis.from_url(s.redis_url),
-        batch=s.recorder_batch,
-        block_ms=s.recorder_block_ms,
-        inline_max=s.result_inline_max_bytes,
-    )
-    relay = OutboxRelay(
-        app, engine, grace_seconds=s.outbox_publish_grace, poll_interval=s.outbox_poll_interval
-    )
+    services: dict[str, Any] = {
+        "recorder": lambda: Recorder(
+            engine,
+            client,
+            batch=s.recorder_batch,
+            block_ms=s.recorder_block_ms,
+            inline_max=s.result_inline_max_bytes,
+        ),
+        "outbox-relay": lambda: OutboxRelay(app, engine, poll_interval=s.outbox_poll_interval),
+        "reconciler": lambda: Reconciler(app, engine, client, s),
+    }
     threads = [
-        threading.Thread(target=rec.run, args=(stop,), name="recorder"),
-        threading.Thread(target=relay.run, args=(stop,), name="outbox-relay"),
+        threading.Thread(target=services[name]().run, args=(stop,), name=name) for name in names
     ]
     for t in threads:
         t.start()
@@ -161,6 +162,20 @@ def recorder() -> None:
         stop.wait(0.5)
     for t in threads:
         t.join(timeout=10)
+
+
+@cli.command()
+def recorder(
+    reconcile: Annotated[bool, typer.Option(help="also run the reconciler")] = True,
+) -> None:
+    """Record job events into the ledger, publish the outbox and reconcile (run one or more)."""
+    _run_services(["recorder", "outbox-relay", *(["reconciler"] if reconcile else [])])
+
+
+@cli.command()
+def reconcile() -> None:
+    """Run only the reconciler: requeue jobs of dead workers, enforce cancels, re-seed flags."""
+    _run_services(["reconciler"])
 
 
 def _parse_value(raw: str) -> Any:

@@ -35,18 +35,44 @@ def now() -> float:
     return time.time()
 
 
-# One round trip on the worker's hot path: check the job's cancel flag and, unless cancelled,
-# append the event and notify live subscribers. Returns 1 if the job was cancelled.
-RECORD_UNLESS_CANCELLED = """
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return 1
-end
+ATTEMPTS_KEY = "conveyor:attempts:"  # + job id: deliveries that reached a worker
+DONE_KEY = "conveyor:done:"  # + job id: set once the job ended, to absorb duplicate deliveries
+
+# Outcomes of START.
+STARTED, CANCELLED, DUPLICATE, OVER_CAP = 0, 1, 2, 3
+
+# The worker's one round trip at task start. Counts the delivery as an attempt (so a message
+# redelivered after its worker died is attempt 2, not 1 again) and, unless the job was cancelled,
+# already finished, or is over its attempt cap, appends `running` and notifies subscribers.
+# ARGV[1] is the event's JSON without its closing brace; the attempt number is added here.
+START = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return {1, 0} end
+if redis.call('EXISTS', KEYS[5]) == 1 then return {2, 0} end
+local n = redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
+local cap = tonumber(ARGV[2])
+if cap > 0 and n > cap then return {3, n} end
+local doc = ARGV[1] .. ',"attempt":' .. n .. '}'
+redis.call('XADD', KEYS[1], '*', 'e', doc)
+redis.call('PUBLISH', KEYS[3], doc)
+return {0, n}
+"""
+
+# Any other event: append and notify; a terminal one also sets the done marker and drops the
+# attempt counter. ARGV: event JSON, "1" if terminal, done-marker TTL in seconds.
+RECORD = """
 redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
-redis.call('PUBLISH', KEYS[3], ARGV[1])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
+  redis.call('DEL', KEYS[4])
+end
 return 0
 """
 
-RECORD = """
+# Progress: the same as RECORD for a non-terminal event, unless the job's cancel flag is set.
+PROGRESS_UNLESS_CANCELLED = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end
 redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 redis.call('PUBLISH', KEYS[2], ARGV[1])
 return 0

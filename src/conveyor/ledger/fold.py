@@ -78,6 +78,8 @@ class Folded:
     jobs: dict[str, JobRow] = field(default_factory=dict)
     attempts: dict[tuple[str, int], AttemptRow] = field(default_factory=dict)
     progress: dict[str, ProgressRow] = field(default_factory=dict)
+    # (job id, attempt, when): attempts before this one that never reported an end were lost.
+    lost_before: list[tuple[str, int, datetime]] = field(default_factory=list)
 
 
 def fold(events: list[dict[str, Any]]) -> Folded:
@@ -124,6 +126,8 @@ def _fold_state(out: Folded, ev: dict[str, Any]) -> None:
         row.queued_at = row.queued_at or at
         if ev.get("eta") is not None:
             row.eta = _ts(ev["eta"])
+    if (state is JobState.RUNNING and attempt > 1) or (state.terminal and ev.get("skipped")):
+        out.lost_before.append((ev["id"], attempt, at))
     if state is JobState.RUNNING:
         attempt_row = _attempt(out, ev["id"], attempt)
         attempt_row.worker = ev.get("worker")

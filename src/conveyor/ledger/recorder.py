@@ -94,6 +94,13 @@ UPDATE conveyor_jobs SET
 WHERE id = :job_id AND (progress_at IS NULL OR progress_at <= :at)
 """)
 
+# A delivery that started while an earlier attempt never reported an end: that earlier attempt's
+# worker died (or was killed) under it.
+MARK_LOST = text("""
+UPDATE conveyor_attempts SET outcome = 'lost', finished_at = COALESCE(finished_at, :started_at)
+WHERE job_id = :job_id AND attempt < :attempt AND outcome IS NULL
+""")
+
 INSERT_BLOB = text("""
 INSERT INTO conveyor_blobs (id, content_type, data) VALUES (:id, 'application/json', :data)
 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data
@@ -145,6 +152,11 @@ def write(conn: Connection, folded: Folded, inline_max: int) -> None:
         conn.execute(UPSERT_JOB, rows)
     if folded.attempts:
         conn.execute(UPSERT_ATTEMPT, [vars(a) for a in folded.attempts.values()])
+    if folded.lost_before:
+        conn.execute(
+            MARK_LOST,
+            [{"job_id": j, "attempt": n, "started_at": at} for j, n, at in folded.lost_before],
+        )
     if folded.progress:
         conn.execute(UPDATE_PROGRESS, [vars(p) for p in folded.progress.values()])
 

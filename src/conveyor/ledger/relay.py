@@ -24,13 +24,11 @@ class OutboxRelay:
         app: Celery,
         engine: Engine,
         *,
-        grace_seconds: float = 5.0,
         poll_interval: float = 0.25,
         batch: int = 200,
     ) -> None:
         self.app = app
         self.engine = engine
-        self.grace = grace_seconds
         self.poll = poll_interval
         self.batch = batch
         self.published = 0
@@ -40,7 +38,7 @@ class OutboxRelay:
         from conveyor.control import publish
 
         with self.engine.begin() as conn:
-            rows = repo.due_outbox(conn, grace_seconds=self.grace, limit=self.batch)
+            rows = repo.due_outbox(conn, limit=self.batch)
             done_ids: list[int] = []
             done_jobs: list[str] = []
             for row in rows:

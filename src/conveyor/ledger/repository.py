@@ -63,8 +63,15 @@ class NewJob:
         }
 
 
-def insert_job(conn: Connection, job: NewJob) -> dict[str, Any] | None:
-    """Insert a job and its outbox row; returns the row, or None if the idempotency key exists."""
+def insert_job(
+    conn: Connection, job: NewJob, *, publish_grace: float = 5.0
+) -> dict[str, Any] | None:
+    """Insert a job and its outbox row; returns the row, or None if the idempotency key exists.
+
+    The outbox row becomes due at the job's eta, or ``publish_grace`` seconds from now for an
+    immediate job: the submitter publishes it itself and deletes the row; the relay only steps
+    in if that did not happen in time (broker down, or the submitter died after commit).
+    """
     state = JobState.SCHEDULED if job.eta is not None else JobState.QUEUED
     values = {
         "id": job.id,
@@ -92,7 +99,9 @@ def insert_job(conn: Connection, job: NewJob) -> dict[str, Any] | None:
         insert(outbox).values(
             job_id=job.id,
             message=job.message,
-            available_at=job.eta if job.eta is not None else func.now(),
+            available_at=job.eta
+            if job.eta is not None
+            else func.now() + timedelta(seconds=publish_grace),
         )
     )
     return dict(row)
@@ -250,18 +259,12 @@ def request_cancel(conn: Connection, job_id: str) -> dict[str, Any]:
     return get_job(conn, job_id)
 
 
-def due_outbox(conn: Connection, *, grace_seconds: float, limit: int) -> list[dict[str, Any]]:
-    """Lock outbox rows that are due: delays whose time came, and immediate ones the API
-    did not publish within ``grace_seconds`` (broker down, or the API died after commit)."""
+def due_outbox(conn: Connection, *, limit: int) -> list[dict[str, Any]]:
+    """Lock the outbox rows whose time has come, oldest first, skipping rows another relay
+    holds."""
     rows = conn.execute(
         select(outbox)
-        .where(
-            outbox.c.available_at <= func.now(),
-            or_(
-                outbox.c.available_at > outbox.c.created_at,
-                outbox.c.created_at < func.now() - timedelta(seconds=grace_seconds),
-            ),
-        )
+        .where(outbox.c.available_at <= func.now())
         .order_by(outbox.c.available_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -276,6 +279,47 @@ def mark_published(conn: Connection, outbox_ids: list[int], job_ids: list[str]) 
         .where(jobs.c.id.in_(job_ids), jobs.c.state == JobState.SCHEDULED.value)
         .values(state=JobState.QUEUED.value, queued_at=func.now(), updated_at=func.now())
     )
+
+
+def requeue(conn: Connection, job_id: str) -> bool:
+    """Put a running job whose worker is gone back in line: state `queued` and an outbox row
+    the relay publishes now. False if the job is no longer running."""
+    row = (
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.state == JobState.RUNNING.value)
+            .values(state=JobState.QUEUED.value, queued_at=func.now(), updated_at=func.now())
+            .returning(jobs.c.task, jobs.c.args, jobs.c.kwargs, jobs.c.queue, jobs.c.priority)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return False
+    conn.execute(insert(outbox).values(job_id=job_id, message=dict(row)))
+    return True
+
+
+def mark_dead(conn: Connection, job_id: str, error_type: str, message: str) -> bool:
+    """End an active job as `dead` with a reason; False if it had already ended."""
+    done = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
+        .values(
+            state=JobState.DEAD.value,
+            finished_at=func.now(),
+            updated_at=func.now(),
+            error_type=error_type,
+            error_message=message,
+        )
+        .returning(jobs.c.id)
+    ).first()
+    conn.execute(
+        update(attempts)
+        .where(attempts.c.job_id == job_id, attempts.c.outcome.is_(None))
+        .values(outcome="lost", finished_at=func.now())
+    )
+    return done is not None
 
 
 def delete_outbox(conn: Connection, job_id: str) -> None:
@@ -297,3 +341,69 @@ __all__ = [
     "request_cancel",
     "state_counts",
 ]
+
+
+def running_jobs(conn: Connection, limit: int = 10_000) -> list[dict[str, Any]]:
+    """Jobs the ledger believes are running (bounded by the fleet's total concurrency)."""
+    rows = conn.execute(
+        select(
+            jobs.c.id,
+            jobs.c.worker,
+            jobs.c.attempt,
+            jobs.c.max_attempts,
+            jobs.c.started_at,
+            jobs.c.cancel_requested_at,
+        )
+        .where(jobs.c.state == JobState.RUNNING.value)
+        .limit(limit)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def stale_queued(
+    conn: Connection, *, older_than: float, queues: list[str], limit: int = 500
+) -> list[str]:
+    """Ids of jobs queued longer than ``older_than`` seconds in one of ``queues`` (which the
+    broker reports empty) with nothing left in the outbox to publish them."""
+    if not queues:
+        return []
+    rows = conn.execute(
+        select(jobs.c.id)
+        .where(
+            jobs.c.state == JobState.QUEUED.value,
+            jobs.c.queue.in_(queues),
+            jobs.c.queued_at < func.now() - timedelta(seconds=older_than),
+            ~select(outbox.c.id).where(outbox.c.job_id == jobs.c.id).exists(),
+        )
+        .limit(limit)
+    ).all()
+    return [str(r[0]) for r in rows]
+
+
+def republish(conn: Connection, job_id: str) -> None:
+    """Queue another outbox row for a job that is waiting but whose message went missing."""
+    row = (
+        conn.execute(
+            select(jobs.c.task, jobs.c.args, jobs.c.kwargs, jobs.c.queue, jobs.c.priority).where(
+                jobs.c.id == job_id
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is not None:
+        conn.execute(insert(outbox).values(job_id=job_id, message=dict(row)))
+
+
+def never_started_cancelled(conn: Connection, days: int = 7, limit: int = 50_000) -> list[str]:
+    """Cancelled jobs that never ran: their Redis cancel flags must exist."""
+    rows = conn.execute(
+        select(jobs.c.id)
+        .where(
+            jobs.c.state == JobState.CANCELLED.value,
+            jobs.c.attempt == 0,
+            jobs.c.finished_at > func.now() - timedelta(days=days),
+        )
+        .limit(limit)
+    ).all()
+    return [str(r[0]) for r in rows]

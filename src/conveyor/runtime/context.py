@@ -16,6 +16,7 @@ import redis
 from celery import Celery
 
 from conveyor.config import MAX_PRIORITY, Settings
+from conveyor.core.states import TERMINAL_STATES
 from conveyor.errors import ConfigurationError
 from conveyor.ledger import events as ev
 
@@ -25,6 +26,7 @@ publishing_recorded_job: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 STACK_FILE = "stack.json"
+_TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
 
 
 def discover(settings: Settings) -> Settings:
@@ -52,8 +54,7 @@ class Runtime:
         self._settings = settings
         self._redis: redis.Redis | None = None
         self._lock = threading.Lock()
-        self._record: Any = None
-        self._record_unless_cancelled: Any = None
+        self._scripts: dict[str, Any] = {}
 
     @property
     def redis_broker(self) -> bool:
@@ -96,30 +97,68 @@ class Runtime:
                         socket_connect_timeout=5,
                         health_check_interval=30,
                     )
-                    self._record = client.register_script(ev.RECORD)
-                    self._record_unless_cancelled = client.register_script(
-                        ev.RECORD_UNLESS_CANCELLED
-                    )
+                    self._scripts = {
+                        name: client.register_script(source)
+                        for name, source in (
+                            ("start", ev.START),
+                            ("record", ev.RECORD),
+                            ("progress", ev.PROGRESS_UNLESS_CANCELLED),
+                        )
+                    }
                     self._redis = client
         return self._redis
+
+    def start(self, event: dict[str, Any], cap: int | None) -> tuple[int, int]:
+        """Count this delivery as an attempt and record `running` unless the job is cancelled,
+        already done, or over ``cap`` attempts. Returns (one of events.STARTED/CANCELLED/
+        DUPLICATE/OVER_CAP, attempt number)."""
+        client = self.redis
+        job_id = event["id"]
+        doc = ev.encode(event)
+        outcome, attempt = self._scripts["start"](
+            keys=[
+                ev.STREAM,
+                ev.CANCEL_KEY + job_id,
+                ev.JOB_CHANNEL + job_id,
+                ev.ATTEMPTS_KEY + job_id,
+                ev.DONE_KEY + job_id,
+            ],
+            args=[doc[:-1], cap or 0, max(self.settings.visibility_timeout * 2, 86_400)],
+            client=client,
+        )
+        return int(outcome), int(attempt)
 
     def record(self, event: dict[str, Any]) -> None:
         """Append one event to the ledger stream and notify live subscribers."""
         client = self.redis
-        self._record(
-            keys=[ev.STREAM, ev.JOB_CHANNEL + event["id"]], args=[ev.encode(event)], client=client
+        job_id = event["id"]
+        terminal = event["k"] in _TERMINAL
+        self._scripts["record"](
+            keys=[
+                ev.STREAM,
+                ev.JOB_CHANNEL + job_id,
+                ev.DONE_KEY + job_id,
+                ev.ATTEMPTS_KEY + job_id,
+            ],
+            args=[ev.encode(event), "1" if terminal else "0", self.settings.dedupe_ttl],
+            client=client,
         )
 
-    def record_unless_cancelled(self, event: dict[str, Any]) -> bool:
-        """Like record(), unless the job's cancel flag is set; returns True if cancelled."""
+    def progress(self, event: dict[str, Any]) -> bool:
+        """Record a progress event unless the job's cancel flag is set; True if cancelled."""
         client = self.redis
         job_id = event["id"]
-        cancelled = self._record_unless_cancelled(
-            keys=[ev.STREAM, ev.CANCEL_KEY + job_id, ev.JOB_CHANNEL + job_id],
+        cancelled = self._scripts["progress"](
+            keys=[ev.STREAM, ev.JOB_CHANNEL + job_id, ev.CANCEL_KEY + job_id],
             args=[ev.encode(event)],
             client=client,
         )
         return bool(cancelled)
+
+    def attempt_of(self, job_id: str) -> int | None:
+        """The attempt number a job's latest delivery got (for events sent outside the task)."""
+        value = self.redis.get(ev.ATTEMPTS_KEY + job_id)
+        return int(value) if value is not None else None
 
     def is_cancelled(self, job_id: str) -> bool:
         return bool(self.redis.exists(ev.CANCEL_KEY + job_id))

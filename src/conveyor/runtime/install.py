@@ -21,10 +21,24 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 from conveyor.config import Settings
 from conveyor.core.states import JobState
 from conveyor.errors import JobCancelled
+from conveyor.ledger import events as ev
 from conveyor.runtime.app import celery_config
 from conveyor.runtime.context import Runtime, publishing_recorded_job, runtime_of
 
 log = logging.getLogger(__name__)
+
+
+# Attempt number of each job running in this process, as counted at its start.
+_attempts: dict[str, int] = {}
+
+
+def attempt_cap(task: Task) -> int | None:
+    """Deliveries a job may have before it is dead: ``max_attempts`` on the task, else its
+    retries plus one; a job that keeps killing its worker stops there instead of looping."""
+    explicit = getattr(task, "max_attempts", None)
+    if explicit is not None:
+        return int(explicit)
+    return task.max_retries + 1 if task.max_retries is not None else None
 
 
 class ConveyorTaskMixin:
@@ -35,38 +49,72 @@ class ConveyorTaskMixin:
         rt = runtime_of(task.app)
         req = task.request
         delivery = req.delivery_info or {}
+        cap = attempt_cap(task)
         event = {
             "k": JobState.RUNNING.value,
             "id": task_id,
             "ts": time.time(),
             "task": task.name,
-            "attempt": (req.retries or 0) + 1,
             "worker": req.hostname,
             "args": list(args or ()),
             "kwargs": dict(kwargs or {}),
             "queue": delivery.get("routing_key"),
             "priority": rt.transport_priority(delivery.get("priority")),
-            "max_attempts": task.max_retries + 1 if task.max_retries is not None else None,
+            "max_attempts": cap,
             "parent_id": req.parent_id,
             "root_id": req.root_id,
         }
-        if rt.record_unless_cancelled(event):
+        outcome, attempt = rt.start(event, cap)
+        if outcome == ev.CANCELLED:
             rt.record(_outcome(task, task_id, JobState.CANCELLED, skipped=True))
             raise Ignore(f"job {task_id} was cancelled before it started")
+        if outcome == ev.DUPLICATE:
+            raise Ignore(f"job {task_id} already ran; duplicate delivery dropped")
+        if outcome == ev.OVER_CAP:
+            rt.record(
+                _outcome(
+                    task,
+                    task_id,
+                    JobState.DEAD,
+                    attempt=attempt,
+                    skipped=True,
+                    etype="AttemptCapExceeded",
+                    emsg=f"delivery {attempt} exceeds the cap of {cap} attempts: earlier attempts "
+                    "were lost (their worker died or was killed) or kept failing",
+                )
+            )
+            raise Ignore(f"job {task_id} is over its attempt cap")
+        _attempts[task_id] = attempt
         super().before_start(task_id, args, kwargs)  # type: ignore[misc]
+
+
+def _attempt(rt: Runtime, task_id: str) -> int | None:
+    attempt = _attempts.get(task_id)
+    if attempt is None:
+        # Sent from outside the task's process (the worker's main process, on a hard time
+        # limit or a lost child): ask Redis.
+        try:
+            attempt = rt.attempt_of(task_id)
+        except Exception:
+            attempt = None
+    return attempt
 
 
 def _outcome(task: Task, task_id: str, state: JobState, **fields: Any) -> dict[str, Any]:
     req = task.request
-    return {
+    rt = runtime_of(task.app)
+    event = {
         "k": state.value,
         "id": task_id,
         "ts": time.time(),
         "task": task.name,
-        "attempt": (getattr(req, "retries", 0) or 0) + 1,
+        "attempt": _attempt(rt, task_id),
         "worker": getattr(req, "hostname", None),
-        **fields,
     }
+    event.update(fields)
+    if state.terminal:
+        _attempts.pop(task_id, None)
+    return event
 
 
 def _error_fields(exc: BaseException | None, einfo: Any) -> dict[str, Any]:
@@ -150,7 +198,7 @@ def _on_retry(
             "id": request.id,
             "ts": time.time(),
             "task": sender.name,
-            "attempt": (request.retries or 0) + 1,
+            "attempt": _attempt(rt, request.id),
             "worker": request.hostname,
             "eta": eta,
             **_error_fields(getattr(exc, "exc", None) or exc, einfo),
@@ -168,7 +216,8 @@ def _on_revoked(sender: Task, request: Any = None, **_: Any) -> None:
             "id": request.id,
             "ts": time.time(),
             "task": sender.name,
-            "attempt": (getattr(request, "retries", 0) or 0) + 1,
+            "attempt": (attempt := _attempt(rt, request.id)),
+            "skipped": attempt is None or None,  # revoked before it ever started
         }
     )
 

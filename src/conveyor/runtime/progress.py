@@ -51,7 +51,7 @@ def progress(
         "step": step,
         "message": message,
     }
-    if rt.record_unless_cancelled(event):
+    if rt.progress(event):
         raise JobCancelled(f"job {job_id} was cancelled")
 
 

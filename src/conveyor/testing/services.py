@@ -24,6 +24,9 @@ from conveyor.embedded import EmbeddedPostgres, EmbeddedRedis
 from conveyor.ledger.migrate import upgrade
 
 
+TEST_APP = "conveyor.testing.app:app"
+
+
 @dataclass
 class ServiceSet:
     settings: Settings
@@ -38,6 +41,10 @@ class ServiceSet:
             "CONVEYOR_BROKER_URL": s.broker_url or "",
             "CONVEYOR_HOME": str(s.home),
             "CONVEYOR_ENV": "test",
+            "CONVEYOR_APP": s.app,
+            "CONVEYOR_HEARTBEAT_INTERVAL": str(s.heartbeat_interval),
+            "CONVEYOR_RECONCILE_INTERVAL": str(s.reconcile_interval),
+            "CONVEYOR_CANCEL_GRACE": str(s.cancel_grace),
         }
 
 
@@ -68,7 +75,16 @@ def provision_services(home: Path) -> Iterator[ServiceSet]:
         database_url = _fresh_database(db)
         upgrade(database_url)
         settings = Settings(
-            database_url=database_url, redis_url=redis_url, broker_url=broker, home=home, env="test"
+            database_url=database_url,
+            redis_url=redis_url,
+            broker_url=broker,
+            home=home,
+            env="test",
+            app=TEST_APP,
+            # Fast failure detection, so recovery tests take seconds, not minutes.
+            heartbeat_interval=1.0,
+            reconcile_interval=0.5,
+            cancel_grace=2.0,
         )
         yield ServiceSet(settings=settings, stack=started)
     finally:

@@ -1,0 +1,166 @@
+"""The reconciler: repairs what no single process can see go wrong.
+
+Every few seconds (one instance at a time, under a Redis lock):
+
+- a job `running` on a worker whose heartbeat expired is put back in line (or ends `dead` once
+  it used all its attempts): its worker died with it;
+- a job whose cancel was requested but which is still running after the grace period is
+  terminated through Celery's remote control (SIGTERM, then SIGKILL);
+- a job `queued` for long while its queue is empty in the broker lost its message: republished;
+- cancel flags in Redis are re-seeded from the ledger (Redis may have lost them in a restart),
+  so a cancelled job never runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from celery import Celery
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from conveyor.config import Settings
+from conveyor.ledger import events as ev
+from conveyor.ledger import repository as repo
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "conveyor:reconciler"
+RESEED_EVERY = 300.0
+
+
+class Reconciler:
+    def __init__(
+        self, app: Celery, engine: Engine, client: redis.Redis, settings: Settings
+    ) -> None:
+        self.app = app
+        self.engine = engine
+        self.redis = client
+        self.settings = settings
+        self.requeued = 0
+        self.dead = 0
+        self.terminated = 0
+        self.republished = 0
+        self._last_reseed = 0.0
+        self._signalled: dict[str, str] = {}  # job id -> last signal sent
+
+    def alive_workers(self) -> set[str]:
+        now = time.time()
+        alive = set()
+        for name, raw in self.redis.hgetall(ev.WORKERS_KEY).items():
+            try:
+                beat = json.loads(raw)
+            except ValueError:
+                continue
+            if now - beat["heartbeat_at"] < 3 * beat.get("interval", 5):
+                alive.add(name.decode() if isinstance(name, bytes) else name)
+        return alive
+
+    def step(self) -> None:
+        lock = self.redis.lock(LOCK_KEY, timeout=max(30, 3 * self.settings.reconcile_interval))
+        if not lock.acquire(blocking=False):
+            return  # another reconciler has this round
+        try:
+            self._lost_workers_and_cancels()
+            self._stale_queued()
+            if time.monotonic() - self._last_reseed > RESEED_EVERY:
+                self._reseed_cancel_flags()
+                self._last_reseed = time.monotonic()
+        finally:
+            with contextlib.suppress(redis.exceptions.LockError):
+                lock.release()
+
+    def _lost_workers_and_cancels(self) -> None:
+        alive = self.alive_workers()
+        now = datetime.now(UTC)
+        lost_after = timedelta(seconds=3 * self.settings.heartbeat_interval)
+        with self.engine.connect() as conn:
+            running = repo.running_jobs(conn)
+        for job in running:
+            job_id = str(job["id"])
+            started = job["started_at"] or now
+            if job["worker"] not in alive and now - started > lost_after:
+                self._recover(job)
+            elif job["cancel_requested_at"] is not None:
+                self._enforce_cancel(job_id, job["cancel_requested_at"], now)
+
+    def _recover(self, job: dict[str, Any]) -> None:
+        job_id = str(job["id"])
+        cap = job["max_attempts"]
+        with self.engine.begin() as conn:
+            if cap is not None and job["attempt"] >= cap:
+                if repo.mark_dead(
+                    conn,
+                    job_id,
+                    "WorkerLost",
+                    f"worker {job['worker']} stopped heartbeating during attempt "
+                    f"{job['attempt']} of {cap}; no attempts left",
+                ):
+                    self.dead += 1
+                    self.redis.set(ev.DONE_KEY + job_id, "1", ex=self.settings.dedupe_ttl)
+                return
+            if repo.requeue(conn, job_id):
+                self.requeued += 1
+                log.warning("job %s was running on lost worker %s; requeued", job_id, job["worker"])
+
+    def _enforce_cancel(self, job_id: str, requested: datetime, now: datetime) -> None:
+        grace = self.settings.cancel_grace
+        waited = (now - requested).total_seconds()
+        if waited < grace:
+            return
+        # SIGTERM once at the grace period, SIGKILL if it is still running after another one.
+        sent = self._signalled.get(job_id)
+        if sent is None:
+            signal_name = "SIGTERM"
+        elif sent == "SIGTERM" and waited >= 2 * grace:
+            signal_name = "SIGKILL"
+        else:
+            return
+        self.app.control.revoke(job_id, terminate=True, signal=signal_name)
+        self._signalled[job_id] = signal_name
+        self.terminated += 1
+        log.warning("job %s ignored its cancel for %.0fs; sent %s", job_id, waited, signal_name)
+
+    def _stale_queued(self) -> None:
+        from conveyor.runtime.queues import broker_queue_stats
+
+        names = list(self.app.amqp.queues.keys())
+        try:
+            empty = [s.name for s in broker_queue_stats(self.app, names) if s.depth == 0]
+        except Exception as exc:  # broker down: nothing can be judged missing from it now
+            log.info("reconciler skips stale-queued check: broker unreachable (%s)", exc)
+            return
+        with self.engine.begin() as conn:
+            stale = repo.stale_queued(
+                conn, older_than=self.settings.stale_queued_after, queues=empty
+            )
+            for job_id in stale:
+                repo.republish(conn, job_id)
+        if stale:
+            self.republished += len(stale)
+            log.warning("republished %d queued jobs missing from the broker", len(stale))
+
+    def _reseed_cancel_flags(self) -> None:
+        with self.engine.connect() as conn:
+            ids = repo.never_started_cancelled(conn)
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.set(ev.CANCEL_KEY + job_id, "1", ex=ev.CANCEL_TTL, nx=True)
+        pipe.execute()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.step()
+            except (OperationalError, redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("reconciler waiting for its stores: %s", exc)
+            except Exception:
+                log.exception("reconciler round failed; trying again next interval")
+            stop.wait(self.settings.reconcile_interval)

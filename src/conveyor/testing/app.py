@@ -1,0 +1,38 @@
+"""The demo app plus tasks that misbehave on purpose, for tests that break things for real.
+
+Point a worker at it with ``CONVEYOR_APP=conveyor.testing.app:app``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from conveyor.demo import app
+
+__all__ = ["app"]
+
+
+@app.task(name="testing.crash", max_retries=2)
+def crash() -> None:
+    """Kill the process running it, every time: the job must end dead, not loop."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(name="testing.crash_once")
+def crash_once(marker: str) -> str:
+    """Kill the process running it the first time (``marker`` is a file path), then succeed."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "survived"
+
+
+@app.task(name="testing.block")
+def block(seconds: float = 60.0) -> float:
+    """Sleep without ever checking for cancellation: only termination stops it."""
+    time.sleep(seconds)
+    return seconds
