@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conveyor.cli.stack import stop_children
-from conveyor.testing.services import wait_for
+from conveyor.testing.services import python_last_line, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -62,13 +62,7 @@ def test_plain_celery_worker_is_recorded_in_the_ledger(
         code = (
             f"from conveyor.demo import add\nprint(add.apply_async((5, 6), queue={queue!r}).id)\n"
         )
-        job_id = (
-            subprocess.run(
-                [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        job_id = python_last_line(code, env)
 
         def done() -> Any:
             body = client.get(f"/api/v1/jobs/{job_id}").json()

@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from conveyor.testing.services import Process, wait_for
+from conveyor.testing.services import Process, python_last_line, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -69,13 +67,7 @@ def test_sigkill_of_the_worker_mid_task_requeues_to_another(
         code = (
             f"from conveyor.demo import sleep\nprint(sleep.apply_async((3,), queue={queue!r}).id)\n"
         )
-        job_id = (
-            subprocess.run(
-                [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        job_id = python_last_line(code, env)
         running = until(client, job_id, "running")
         assert running["worker"].startswith("victim-")
         assert victim.proc is not None

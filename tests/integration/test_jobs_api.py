@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from conveyor.testing.services import wait_for
+from conveyor.testing.services import python_last_line, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -193,15 +191,7 @@ def test_idempotency_key_yields_one_job(client: Any, settings: Any) -> None:
 
 def test_plain_delay_from_another_process_is_recorded(client: Any, services: Any) -> None:
     code = "from conveyor.demo import add\nr = add.delay(20, 22)\nprint(r.id)\n"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=services.env(),
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    job_id = out.stdout.strip().splitlines()[-1]
+    job_id = python_last_line(code, services.env())
     done = until_state(client, job_id, "succeeded")
     assert done["task"] == "demo.add" and done["args"] == [20, 22]
     assert client.get(f"/api/v1/jobs/{job_id}/result").json()["result"] == 42

@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from conveyor.testing.services import Process, wait_for
+from conveyor.testing.services import Process, python_last_line, wait_for
 
 pytestmark = pytest.mark.broker
-
-
-def run_python(code: str, env: dict[str, str]) -> str:
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return out.stdout.strip()
 
 
 def ledger_rows(settings: Any, sql: str, **params: Any) -> list[Any]:
@@ -57,7 +43,7 @@ def test_priority_queues_drain_highest_first(services: Any, client: Any, artifac
         "        ids.append((q, add.apply_async((i, 0), queue=q).id))\n"
         "import json; print(json.dumps(ids))\n"
     )
-    published = json.loads(run_python(code, env).splitlines()[-1])
+    published = json.loads(python_last_line(code, env))
     worker = Process(
         ["worker", "-c", "1", "-n", f"prio-{os.getpid()}@%h", "-Q", ",".join(names)],
         env,
@@ -95,7 +81,7 @@ def test_chain_records_parent_and_root(services: Any, client: Any) -> None:
         "r = chain(add.s(1, 2), add.s(10), add.s(100)).delay()\n"
         "print(r.id)\n"
     )
-    last_id = run_python(code, services.env()).splitlines()[-1]
+    last_id = python_last_line(code, services.env())
 
     def finished() -> dict[str, Any] | None:
         r = client.get(f"/api/v1/jobs/{last_id}")
@@ -123,7 +109,7 @@ def test_send_task_from_a_process_without_the_task_code(services: Any, client: A
         "app = conveyor.install(Celery('elsewhere'))\n"
         "print(app.send_task('demo.add', args=[7, 8]).id)\n"
     )
-    job_id = run_python(code, services.env()).splitlines()[-1]
+    job_id = python_last_line(code, services.env())
 
     def done() -> Any:
         r = client.get(f"/api/v1/jobs/{job_id}/result")
@@ -165,7 +151,7 @@ def test_message_priority_orders_jobs_within_a_queue(
         f"    ids.append((p, add.apply_async((p, 0), queue={queue!r}, priority=p).id))\n"
         "import json; print(json.dumps(ids))\n"
     )
-    published = json.loads(run_python(code, env).splitlines()[-1])
+    published = json.loads(python_last_line(code, env))
     worker = Process(
         ["worker", "-c", "1", "-n", f"qprio-{os.getpid()}@%h", "-Q", queue],
         env,

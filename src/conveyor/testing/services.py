@@ -23,7 +23,6 @@ from conveyor.config import Settings
 from conveyor.embedded import EmbeddedPostgres, EmbeddedRedis
 from conveyor.ledger.migrate import upgrade
 
-
 TEST_APP = "conveyor.testing.app:app"
 
 
@@ -132,3 +131,17 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
         time.sleep(interval)
+
+
+def python_last_line(code: str, env: dict[str, str], timeout: float = 60) -> str:
+    """Run ``code`` in a fresh interpreter (another process, as a real client would be) and
+    return the last line it printed."""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return out.stdout.strip().splitlines()[-1]
