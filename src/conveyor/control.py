@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,9 +20,11 @@ from sqlalchemy.exc import OperationalError
 
 from conveyor.core.ids import new_job_id
 from conveyor.core.schema import TaskSignature
+from conveyor.core.states import JobState
 from conveyor.errors import (
     IdempotencyConflict,
     InvalidArguments,
+    InvalidTransition,
     LedgerUnavailable,
     PayloadTooLarge,
     UnknownTask,
@@ -177,17 +180,53 @@ class Control:
         """A new job with the same task and arguments, linked to the original."""
         with self.engine.begin() as conn:
             old = repo.get_job(conn, job_id)
-        from conveyor.core.states import JobState
-        from conveyor.errors import InvalidTransition
-
         if not JobState(old["state"]).terminal:
             raise InvalidTransition(
                 f"job {job_id} is {old['state']}; only finished jobs can be retried"
             )
+        return self._resubmit(old, old["args"], old["kwargs"])
+
+    def replay(
+        self,
+        job_id: str,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Replay a dead job as a new linked job, optionally with edited arguments (validated
+        against the task's signature like any submission)."""
+        with self.engine.begin() as conn:
+            old = repo.get_job(conn, job_id)
+        if old["state"] != JobState.DEAD.value:
+            raise InvalidTransition(
+                f"job {job_id} is {old['state']}, not dead; the dead-letter queue only replays "
+                "dead jobs (use retry for other finished jobs)"
+            )
+        return self._resubmit(
+            old,
+            old["args"] if args is None else args,
+            old["kwargs"] if kwargs is None else kwargs,
+        )
+
+    def replay_matching(self, flt: repo.JobFilter, limit: int) -> list[str]:
+        """Replay every dead, not yet replayed job the filter selects (at most ``limit``)."""
+        flt = replace(flt, states=(JobState.DEAD.value,), replayed=False)
+        with self.engine.begin() as conn:
+            ids = repo.matching_ids(conn, flt, limit)
+        return [str(self.replay(job_id)["id"]) for job_id in ids]
+
+    def purge_matching(self, flt: repo.JobFilter, limit: int) -> int:
+        """Delete dead jobs the filter selects (at most ``limit``) from the ledger."""
+        flt = replace(flt, states=(JobState.DEAD.value,))
+        with self.engine.begin() as conn:
+            return repo.delete_jobs(conn, repo.matching_ids(conn, flt, limit))
+
+    def _resubmit(
+        self, old: dict[str, Any], args: list[Any], kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         row, _ = self.submit(
             old["task"],
-            old["args"],
-            old["kwargs"],
+            args,
+            kwargs,
             queue=old["queue"],
             priority=old["priority"],
             retry_of=str(old["id"]),

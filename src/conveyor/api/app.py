@@ -60,9 +60,10 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
     app.state.services = services
     install_error_handlers(app)
 
-    from conveyor.api.routes import jobs, system
+    from conveyor.api.routes import dlq, jobs, system
 
     app.include_router(jobs.router, prefix="/api/v1")
+    app.include_router(dlq.router, prefix="/api/v1")
     app.include_router(system.router, prefix="/api/v1")
     app.include_router(system.health)
 

@@ -11,10 +11,12 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from conveyor.cli.common import celery_app, err, out, require, services, settings
+from conveyor.cli.dlq import dlq_cli
 from conveyor.config import Settings
+from conveyor.core.ids import parse_job_id
 from conveyor.errors import ConveyorError
 
 cli = typer.Typer(
@@ -24,34 +26,7 @@ cli = typer.Typer(
 )
 jobs_cli = typer.Typer(no_args_is_help=True, help="List, inspect, cancel, retry, watch jobs.")
 cli.add_typer(jobs_cli, name="jobs")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-
-def settings() -> Settings:
-    from conveyor.runtime.context import discover
-
-    return discover(Settings())
-
-
-def celery_app(s: Settings) -> Any:
-    from conveyor.api.app import load_celery_app
-    from conveyor.runtime.install import install
-
-    app = load_celery_app(s.app)
-    install(app, s)
-    app.loader.import_default_modules()
-    return app
-
-
-def require(s: Settings) -> Settings:
-    if not s.database_url or not s.redis_url:
-        err.print(
-            "[red]No ledger configured:[/] set CONVEYOR_DATABASE_URL and CONVEYOR_REDIS_URL,"
-            " or start the embedded stack with `conveyor up` in another terminal."
-        )
-        raise typer.Exit(2)
-    return s
+cli.add_typer(dlq_cli, name="dlq")
 
 
 @cli.command()
@@ -289,10 +264,10 @@ def jobs_show(job_id: str) -> None:
     """Everything the ledger knows about one job."""
     from conveyor.ledger import repository as repo
 
-    engine = _services().engine
+    engine = services().engine
     try:
         with engine.connect() as conn:
-            row = repo.get_job(conn, _valid_id(job_id))
+            row = repo.get_job(conn, parse_job_id(job_id))
             row["attempts"] = repo.get_attempts(conn, str(row["id"]))
     except ConveyorError as exc:
         err.print(f"[red]{exc}[/]")
@@ -300,23 +275,12 @@ def jobs_show(job_id: str) -> None:
     out.print_json(json.dumps(row, default=str))
 
 
-def _valid_id(job_id: str) -> str:
-    import uuid
-
-    from conveyor.errors import JobNotFound
-
-    try:
-        return str(uuid.UUID(job_id))
-    except ValueError:
-        raise JobNotFound(job_id) from None
-
-
 @jobs_cli.command("cancel")
 def jobs_cancel(job_id: str) -> None:
     """Cancel a job (a waiting one never runs; a running one stops at its next check)."""
-    control = _services().control
+    control = services().control
     try:
-        row = control.cancel(_valid_id(job_id))
+        row = control.cancel(parse_job_id(job_id))
     except ConveyorError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
@@ -328,9 +292,9 @@ def jobs_cancel(job_id: str) -> None:
 @jobs_cli.command("retry")
 def jobs_retry(job_id: str) -> None:
     """Submit a finished job again as a new job linked to it."""
-    control = _services().control
+    control = services().control
     try:
-        row = control.retry(_valid_id(job_id))
+        row = control.retry(parse_job_id(job_id))
     except ConveyorError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
@@ -342,25 +306,14 @@ def jobs_watch(job_id: str, timeout: float = 3600) -> None:
     """Follow a job's progress until it ends."""
     from conveyor.cli.watch import watch_job
 
-    engine = _services().engine
+    engine = services().engine
     try:
         raise typer.Exit(
-            watch_job(engine, _valid_id(job_id), timeout=timeout, console=err, out=out)
+            watch_job(engine, parse_job_id(job_id), timeout=timeout, console=err, out=out)
         )
     except ConveyorError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
-
-
-def _services() -> Any:
-    from conveyor.api.deps import Services
-    from conveyor.control import Control
-    from conveyor.ledger.db import make_engine
-
-    s = require(settings())
-    app = celery_app(s)
-    engine = make_engine(s.database_url or "", pool_size=1)
-    return Services(settings=s, app=app, engine=engine, control=Control(app, engine))
 
 
 @cli.command()
@@ -369,7 +322,7 @@ def workers() -> None:
     from conveyor.api.routes.system import worker_list
 
     table = Table("hostname", "pid", "concurrency", "active", "queues", "heartbeat", "alive")
-    for w in worker_list(_services()):
+    for w in worker_list(services()):
         table.add_row(
             w["hostname"],
             str(w["pid"]),
@@ -388,7 +341,7 @@ def queues() -> None:
     from conveyor.api.routes.system import queue_list
 
     table = Table("queue", "depth", "consumers", "oldest waiting")
-    for q in queue_list(_services()):
+    for q in queue_list(services()):
         age = q["oldest_age_seconds"]
         table.add_row(
             q["name"],

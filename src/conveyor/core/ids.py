@@ -6,6 +6,8 @@ import os
 import time
 import uuid
 
+from conveyor.errors import JobNotFound
+
 
 def new_job_id() -> str:
     """A UUIDv7 string: 48-bit millisecond timestamp, version and variant bits, 74 random bits."""
@@ -17,3 +19,11 @@ def new_job_id() -> str:
     value |= 0b10 << 62
     value |= rand & ((1 << 62) - 1)
     return str(uuid.UUID(int=value))
+
+
+def parse_job_id(raw: str) -> str:
+    """The canonical form of a job id; anything that is not a UUID cannot be in the ledger."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise JobNotFound(raw) from None

@@ -235,6 +235,9 @@ class ChildServer(Lifecycle):
         self.start_timeout = start_timeout
         self._requested_port = port
         self._port: int | None = None
+        # The port of the last run: a server started again comes back where its clients, which
+        # keep their URL, will reconnect.
+        self._last_port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._account: pwd.struct_passwd | None = None
 
@@ -262,23 +265,33 @@ class ChildServer(Lifecycle):
 
     def start(self) -> str:
         """Start the server, wait until it is ready and return its URL.
-        Calling it on a running server is a no-op."""
+
+        Calling it on a running server is a no-op. Started again after `stop()`, the server
+        comes back on the port it had, so clients that kept its URL reconnect to it.
+        """
         if self.running:
             return self.url
         self._prepare()
         self._clear_stale_pid_file()
-        attempts = 1 if self._requested_port is not None else PORT_ATTEMPTS
+        fixed = self._requested_port or self._last_port
+        attempts = 1 if fixed is not None else PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
-            port = self._requested_port or free_port()
+            port = fixed or free_port()
             try:
                 self._launch(port)
             except PortTaken as exc:
                 if attempt == attempts:
+                    hint = (
+                        "another process took the port this server had before it was stopped; "
+                        "stop that process or create a new server on a free port"
+                        if self._requested_port is None and fixed is not None
+                        else "choose another port or leave it unset to pick a free one"
+                    )
                     raise EmbeddedServiceError(
-                        f"embedded {self.kind} could not bind {HOST}:{port}, it is in use; "
-                        "choose another port or leave it unset to pick a free one"
+                        f"embedded {self.kind} could not bind {HOST}:{port}, it is in use; {hint}"
                     ) from exc
                 continue
+            self._last_port = port
             return self.url
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -160,6 +160,8 @@ class JobFilter:
     created_before: datetime | None = None
     text: str | None = None
     root_id: str | None = None
+    error_type: str | None = None
+    replayed: bool | None = None  # has a later job with retry_of = this one
 
 
 def encode_cursor(row: dict[str, Any]) -> str:
@@ -177,16 +179,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValueError("cursor is not one this API returned") from exc
 
 
-def list_jobs(
-    conn: Connection, flt: JobFilter, *, limit: int = 50, cursor: str | None = None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first, keyset-paginated on (created_at, id); ValueError on unusable filters."""
-    for name in ("task", "queue", "text"):
+def filter_conditions(flt: JobFilter) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of a filter; ValueError on values PostgreSQL cannot take."""
+    for name in ("task", "queue", "text", "error_type"):
         value = getattr(flt, name)
         if value is not None and "\x00" in value:
             raise ValueError(f"{name} filter contains a NUL character")
-    columns = [c for c in jobs.c if c.name not in ("traceback", "result")]
-    q = select(*columns)
     conds: list[ColumnElement[bool]] = []
     if flt.states:
         conds.append(jobs.c.state.in_(flt.states))
@@ -194,6 +192,8 @@ def list_jobs(
         conds.append(jobs.c.task == flt.task)
     if flt.queue:
         conds.append(jobs.c.queue == flt.queue)
+    if flt.error_type:
+        conds.append(jobs.c.error_type == flt.error_type)
     if flt.created_after:
         conds.append(jobs.c.created_at >= flt.created_after)
     if flt.created_before:
@@ -209,18 +209,49 @@ def list_jobs(
                 jobs.c.error_message.ilike(pattern),
             )
         )
+    if flt.replayed is not None:
+        later = jobs.alias("later")
+        replayed = select(later.c.id).where(later.c.retry_of == jobs.c.id).exists()
+        conds.append(replayed if flt.replayed else ~replayed)
+    return conds
+
+
+def list_jobs(
+    conn: Connection, flt: JobFilter, *, limit: int = 50, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, keyset-paginated on (created_at, id); ValueError on unusable filters."""
+    columns = [c for c in jobs.c if c.name not in ("traceback", "result")]
+    conds = filter_conditions(flt)
     if cursor:
         created, job_id = decode_cursor(cursor)
         conds.append(
             tuple_(jobs.c.created_at, jobs.c.id)
             < tuple_(literal(created), literal(job_id, UUID(as_uuid=False)))
         )
+    q = select(*columns)
     if conds:
         q = q.where(and_(*conds))
     q = q.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
     rows = [dict(r) for r in conn.execute(q).mappings()]
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+def matching_ids(conn: Connection, flt: JobFilter, limit: int) -> list[str]:
+    """Ids of the jobs a filter selects, oldest first (for bulk actions)."""
+    conds = filter_conditions(flt)
+    q = select(jobs.c.id).where(and_(*conds)) if conds else select(jobs.c.id)
+    rows = conn.execute(q.order_by(jobs.c.created_at, jobs.c.id).limit(limit)).all()
+    return [str(r[0]) for r in rows]
+
+
+def delete_jobs(conn: Connection, job_ids: list[str]) -> int:
+    """Remove jobs (and, by cascade, their attempts and outbox rows) from the ledger."""
+    if not job_ids:
+        return 0
+    result = conn.execute(delete(jobs).where(jobs.c.id.in_(job_ids)))
+    conn.execute(delete(blobs).where(blobs.c.id.in_([f"blob:{i}" for i in job_ids])))
+    return int(result.rowcount or 0)
 
 
 def state_counts(conn: Connection) -> dict[str, int]:

@@ -69,6 +69,7 @@ jobs = Table(
     Index("ix_conveyor_jobs_queue_created", "queue", "created_at", "id"),
     Index("ix_conveyor_jobs_root", "root_id", postgresql_where=text("root_id IS NOT NULL")),
     Index("ix_conveyor_jobs_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
+    Index("ix_conveyor_jobs_retry_of", "retry_of", postgresql_where=text("retry_of IS NOT NULL")),
 )
 
 attempts = Table(

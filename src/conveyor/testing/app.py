@@ -36,3 +36,16 @@ def block(seconds: float = 60.0) -> float:
     """Sleep without ever checking for cancellation: only termination stops it."""
     time.sleep(seconds)
     return seconds
+
+
+@app.task(
+    name="testing.doomed",
+    autoretry_for=(ValueError,),
+    max_retries=1,
+    default_retry_delay=0.1,
+)
+def doomed(x: int) -> int:
+    """Fail (and be retried once, then dead) for negative ``x``; double it otherwise."""
+    if x < 0:
+        raise ValueError(f"x must not be negative, got {x}")
+    return 2 * x

@@ -7,7 +7,6 @@ the live JSON endpoint sends exactly what the first render showed.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from conveyor.api.schemas import progress_of
+from conveyor.core.ids import parse_job_id
 from conveyor.core.states import JobState
 from conveyor.errors import JobNotFound
 from conveyor.ledger import repository as repo
@@ -25,14 +25,6 @@ TERMINAL: frozenset[str] = frozenset(s.value for s in JobState if s.terminal)
 STATES: tuple[str, ...] = tuple(s.value for s in JobState)
 LIVE_MAX_IDS = 200
 """Most jobs one live request may ask about (a page shows at most this many)."""
-
-
-def parse_job_id(raw: str) -> str:
-    """The canonical form of a job id; anything that is not a UUID cannot be in the ledger."""
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise JobNotFound(raw) from None
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.api.errors import status_for
 from conveyor.config import PRIORITY_QUEUES
+from conveyor.core.ids import parse_job_id
 from conveyor.core.states import JobState
 from conveyor.errors import InvalidTransition, JobNotFound, SubmitError
 from conveyor.ledger import repository as repo
-from conveyor.web.job_views import STATES, job_summary, live_jobs, load_job_detail, parse_job_id
+from conveyor.web.job_views import STATES, job_summary, live_jobs, load_job_detail
 from conveyor.web.list_query import ListQuery
 from conveyor.web.pages import Pages, PagesDep, page_errors, require_same_origin
 

@@ -23,20 +23,12 @@ from conveyor.api.schemas import (
     JobSubmit,
     job_public,
 )
+from conveyor.core.ids import parse_job_id
 from conveyor.core.states import JobState
-from conveyor.errors import JobNotFound
 from conveyor.ledger import events as ev
 from conveyor.ledger import repository as repo
 
 router = APIRouter(tags=["jobs"])
-
-
-def _job_id(job_id: str) -> str:
-    """Ids are UUIDs; anything else cannot be in the ledger."""
-    try:
-        return str(uuid.UUID(job_id))
-    except ValueError:
-        raise JobNotFound(job_id) from None
 
 
 @router.post("/jobs", status_code=202, response_model=JobPublic)
@@ -98,7 +90,7 @@ def list_jobs(
 
 @router.get("/jobs/{job_id}", response_model=JobDetail)
 def get_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
-    job_id = _job_id(job_id)
+    job_id = parse_job_id(job_id)
     with services.engine.connect() as conn:
         row = repo.get_job(conn, job_id)
         out = job_public(row)
@@ -114,7 +106,7 @@ def get_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
 
 @router.get("/jobs/{job_id}/result", response_model=JobResult)
 def get_result(job_id: str, services: ServicesDep) -> dict[str, Any]:
-    job_id = _job_id(job_id)
+    job_id = parse_job_id(job_id)
     with services.engine.connect() as conn:
         row = repo.get_job(conn, job_id)
         result = row["result"]
@@ -133,12 +125,12 @@ def get_result(job_id: str, services: ServicesDep) -> dict[str, Any]:
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
 def cancel_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
-    return job_public(services.control.cancel(_job_id(job_id)))
+    return job_public(services.control.cancel(parse_job_id(job_id)))
 
 
 @router.post("/jobs/{job_id}/retry", status_code=202, response_model=JobPublic)
 def retry_job(job_id: str, services: ServicesDep, response: Response) -> dict[str, Any]:
-    row = services.control.retry(_job_id(job_id))
+    row = services.control.retry(parse_job_id(job_id))
     response.headers["Location"] = f"/api/v1/jobs/{row['id']}"
     return job_public(row)
 
@@ -150,7 +142,7 @@ def _sse(event: str, data: Any) -> str:
 @router.get("/jobs/{job_id}/events")
 async def job_events(job_id: str, services: ServicesDep, request: Request) -> StreamingResponse:
     """Server-Sent Events: the job now, then each state and progress change until it ends."""
-    job_id = _job_id(job_id)
+    job_id = parse_job_id(job_id)
 
     def snapshot() -> dict[str, Any]:
         with services.engine.connect() as conn:

@@ -1,0 +1,134 @@
+"""Dead letters: jobs that used up their retries, replayed (with edited arguments) or purged."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import pytest
+
+from conveyor.testing.services import wait_for
+
+pytestmark = pytest.mark.broker
+
+
+def dead_job(client: Any, x: int = -1) -> str:
+    r = client.post("/api/v1/jobs", json={"task": "testing.doomed", "args": [x]})
+    assert r.status_code == 202, r.text
+    job_id = str(r.json()["id"])
+    wait_for(
+        lambda: client.get(f"/api/v1/jobs/{job_id}").json()["state"] == "dead",
+        timeout=60,
+        message=f"{job_id} to die",
+    )
+    return job_id
+
+
+def result_of(client: Any, job_id: str) -> Any:
+    def ready() -> Any:
+        body = client.get(f"/api/v1/jobs/{job_id}/result").json()
+        return body if body["ready"] else None
+
+    return wait_for(ready, timeout=30, message=f"{job_id} to finish")
+
+
+def test_dead_job_is_listed_with_its_attempts(client: Any) -> None:
+    job_id = dead_job(client)
+    job = client.get(f"/api/v1/jobs/{job_id}").json()
+    assert [a["outcome"] for a in job["attempts"]] == ["retrying", "dead"]
+    assert job["error_type"] == "ValueError"
+    listed = client.get("/api/v1/dlq", params={"task": "testing.doomed", "limit": 500}).json()
+    assert job_id in [j["id"] for j in listed["items"]]
+    assert all(j["state"] == "dead" for j in listed["items"])
+
+
+def test_replay_with_edited_arguments(client: Any) -> None:
+    job_id = dead_job(client)
+    bad = client.post(f"/api/v1/dlq/{job_id}/replay", json={"args": ["seven"]})
+    assert bad.status_code == 422 and "valid integer" in bad.text
+    r = client.post(f"/api/v1/dlq/{job_id}/replay", json={"args": [21]})
+    assert r.status_code == 202, r.text
+    new = r.json()
+    assert new["retry_of"] == job_id and new["args"] == [21]
+    assert result_of(client, new["id"])["result"] == 42
+    # Replayed jobs leave the dead-letter list unless asked for.
+    ids = [j["id"] for j in client.get("/api/v1/dlq", params={"limit": 500}).json()["items"]]
+    assert job_id not in ids
+    everything = client.get("/api/v1/dlq", params={"limit": 500, "include_replayed": True})
+    assert job_id in [j["id"] for j in everything.json()["items"]]
+
+
+def test_replay_refuses_jobs_that_are_not_dead(client: Any) -> None:
+    r = client.post("/api/v1/jobs", json={"task": "demo.add", "args": [1, 1]})
+    job_id = r.json()["id"]
+    result_of(client, job_id)
+    refused = client.post(f"/api/v1/dlq/{job_id}/replay")
+    assert refused.status_code == 409 and "not dead" in refused.text
+    assert client.post(f"/api/v1/dlq/{uuid.uuid4()}/replay").status_code == 404
+    assert client.post("/api/v1/dlq/garbage/replay").status_code == 404
+
+
+def test_bulk_replay_and_purge_by_filter(client: Any) -> None:
+    queue = "low"
+    ids = []
+    for _ in range(3):
+        r = client.post(
+            "/api/v1/jobs", json={"task": "testing.doomed", "args": [-2], "queue": queue}
+        )
+        ids.append(r.json()["id"])
+    for job_id in ids:
+        wait_for(
+            lambda j=job_id: client.get(f"/api/v1/jobs/{j}").json()["state"] == "dead", timeout=60
+        )
+    replayed = client.post(
+        "/api/v1/dlq/replay", json={"task": "testing.doomed", "queue": queue, "limit": 100}
+    )
+    assert replayed.status_code == 200
+    assert replayed.json()["replayed"] >= 3
+    # The replays die too (same arguments); purge everything dead from that queue.
+    for new_id in replayed.json()["job_ids"]:
+        wait_for(
+            lambda j=new_id: client.get(f"/api/v1/jobs/{j}").json()["state"] == "dead", timeout=60
+        )
+    purged = client.post("/api/v1/dlq/purge", json={"queue": queue, "task": "testing.doomed"})
+    assert purged.json()["purged"] >= 6
+    for job_id in ids:
+        assert client.get(f"/api/v1/jobs/{job_id}").status_code == 404
+    assert client.post("/api/v1/dlq/purge", json={"limit": 0}).status_code == 422
+    assert client.post("/api/v1/dlq/purge", json={"nonsense": 1}).status_code == 422
+
+
+def test_delete_one_dead_job(client: Any) -> None:
+    job_id = dead_job(client)
+    assert client.delete(f"/api/v1/dlq/{job_id}").json() == {"purged": 1}
+    assert client.get(f"/api/v1/jobs/{job_id}").status_code == 404
+
+
+def conveyor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_dlq_cli(services: Any, client: Any) -> None:
+    env = services.env()
+    job_id = dead_job(client)
+    listed = conveyor(env, "dlq", "list", "--task", "testing.doomed", "--limit", "500")
+    assert listed.returncode == 0 and job_id[:8] in listed.stdout
+    bad = conveyor(env, "dlq", "replay", job_id, "--args", "[1,")
+    assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+    neither = conveyor(env, "dlq", "replay")
+    assert neither.returncode == 2
+    replayed = conveyor(env, "dlq", "replay", job_id, "--args", "[4]")
+    assert replayed.returncode == 0, replayed.stderr
+    assert result_of(client, replayed.stdout.strip())["result"] == 8
+    other = dead_job(client, -3)
+    purged = conveyor(env, "dlq", "purge", "--task", "testing.doomed", "--yes")
+    assert purged.returncode == 0 and "purged" in purged.stderr
+    assert client.get(f"/api/v1/jobs/{other}").status_code == 404
