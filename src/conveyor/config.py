@@ -7,7 +7,7 @@ Every field reads from a ``CONVEYOR_``-prefixed environment variable.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     stale_queued_after: float = Field(default=600.0, gt=0)
     worker_concurrency: int | None = None
     routes: dict[str, str] = Field(default_factory=dict)
+    # Global limits by task name, for tasks whose code you do not decorate yourself:
+    # {"mail.send": {"rate": "100/m", "key": "tenant", "concurrency": 5}}
+    limits: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Queues in priority order, highest first; the third is the default unless `default_queue`.
     queues: list[str] = Field(default_factory=lambda: list(PRIORITY_QUEUES), min_length=1)
     default_queue: str | None = None

@@ -38,16 +38,47 @@ def now() -> float:
 ATTEMPTS_KEY = "conveyor:attempts:"  # + job id: deliveries that reached a worker
 DONE_KEY = "conveyor:done:"  # + job id: set once the job ended, to absorb duplicate deliveries
 
+LIMIT_KEY = "conveyor:limit:"  # + rate|conc : task : key value
+
 # Outcomes of START.
-STARTED, CANCELLED, DUPLICATE, OVER_CAP = 0, 1, 2, 3
+STARTED, CANCELLED, DUPLICATE, OVER_CAP, RATE_WAIT, CONCURRENCY_FULL = 0, 1, 2, 3, 4, 5
 
 # The worker's one round trip at task start. Counts the delivery as an attempt (so a message
 # redelivered after its worker died is attempt 2, not 1 again) and, unless the job was cancelled,
 # already finished, or is over its attempt cap, appends `running` and notifies subscribers.
 # ARGV[1] is the event's JSON without its closing brace; the attempt number is added here.
+#
+# Limits (ARGV[4..9], empty when the task has none), checked before the attempt is counted:
+# - concurrency: a sorted set of running job ids scored by when their claim lapses (the hard
+#   time limit), so a claim of a worker that died frees itself;
+# - rate: GCRA. The key holds the theoretical arrival time; a job over the rate reserves the
+#   next slot and is told how long to wait, and comes back with ARGV[9] = "1" to use it.
 START = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return {1, 0} end
 if redis.call('EXISTS', KEYS[5]) == 1 then return {2, 0} end
+local conc_key, conc_max, conc_ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local rate_key, interval, tolerance = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
+local slot = ARGV[10]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local job = ARGV[11]
+if conc_key ~= '' then
+  redis.call('ZREMRANGEBYSCORE', conc_key, '-inf', now)
+  if not redis.call('ZSCORE', conc_key, job) and redis.call('ZCARD', conc_key) >= conc_max then
+    return {5, 0}
+  end
+end
+if rate_key ~= '' and slot ~= '1' then
+  local tat = tonumber(redis.call('GET', rate_key) or '0')
+  if tat < now then tat = now end
+  local allowed_at = tat - tolerance
+  redis.call('SET', rate_key, tat + interval, 'PX', math.ceil(tat + interval - now + 60000))
+  if allowed_at > now then return {4, allowed_at - now} end
+end
+if conc_key ~= '' then
+  redis.call('ZADD', conc_key, now + conc_ttl, job)
+  redis.call('PEXPIRE', conc_key, conc_ttl + 60000)
+end
 local n = redis.call('INCR', KEYS[4])
 redis.call('EXPIRE', KEYS[4], ARGV[3])
 local cap = tonumber(ARGV[2])
@@ -59,7 +90,8 @@ return {0, n}
 """
 
 # Any other event: append and notify; a terminal one also sets the done marker and drops the
-# attempt counter. ARGV: event JSON, "1" if terminal, done-marker TTL in seconds.
+# attempt counter; an attempt's end frees its concurrency claim. ARGV: event JSON, "1" if
+# terminal, done-marker TTL in seconds, concurrency key ("" if none), job id.
 RECORD = """
 redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 redis.call('PUBLISH', KEYS[2], ARGV[1])
@@ -67,6 +99,7 @@ if ARGV[2] == '1' then
   redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
   redis.call('DEL', KEYS[4])
 end
+if ARGV[4] ~= '' then redis.call('ZREM', ARGV[4], ARGV[5]) end
 return 0
 """
 

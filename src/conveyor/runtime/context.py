@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import json
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,10 +109,13 @@ class Runtime:
                     self._redis = client
         return self._redis
 
-    def start(self, event: dict[str, Any], cap: int | None) -> tuple[int, int]:
+    def start(
+        self, event: dict[str, Any], cap: int | None, limits: LimitArgs | None = None
+    ) -> tuple[int, int]:
         """Count this delivery as an attempt and record `running` unless the job is cancelled,
-        already done, or over ``cap`` attempts. Returns (one of events.STARTED/CANCELLED/
-        DUPLICATE/OVER_CAP, attempt number)."""
+        already done, over ``cap`` attempts or held back by its limits. Returns (one of
+        events.STARTED/CANCELLED/DUPLICATE/OVER_CAP/RATE_WAIT/CONCURRENCY_FULL, the attempt
+        number, or for RATE_WAIT the milliseconds to wait)."""
         client = self.redis
         job_id = event["id"]
         doc = ev.encode(event)
@@ -123,13 +127,20 @@ class Runtime:
                 ev.ATTEMPTS_KEY + job_id,
                 ev.DONE_KEY + job_id,
             ],
-            args=[doc[:-1], cap or 0, max(self.settings.visibility_timeout * 2, 86_400)],
+            args=[
+                doc[:-1],
+                cap or 0,
+                max(self.settings.visibility_timeout * 2, 86_400),
+                *(limits or NO_LIMITS).as_args(),
+                job_id,
+            ],
             client=client,
         )
         return int(outcome), int(attempt)
 
-    def record(self, event: dict[str, Any]) -> None:
-        """Append one event to the ledger stream and notify live subscribers."""
+    def record(self, event: dict[str, Any], concurrency_key: str = "") -> None:
+        """Append one event to the ledger stream and notify live subscribers; an attempt's end
+        also frees its claim on ``concurrency_key``."""
         client = self.redis
         job_id = event["id"]
         terminal = event["k"] in _TERMINAL
@@ -140,7 +151,13 @@ class Runtime:
                 ev.DONE_KEY + job_id,
                 ev.ATTEMPTS_KEY + job_id,
             ],
-            args=[ev.encode(event), "1" if terminal else "0", self.settings.dedupe_ttl],
+            args=[
+                ev.encode(event),
+                "1" if terminal else "0",
+                self.settings.dedupe_ttl,
+                concurrency_key,
+                job_id,
+            ],
             client=client,
         )
 
@@ -162,6 +179,33 @@ class Runtime:
 
     def is_cancelled(self, job_id: str) -> bool:
         return bool(self.redis.exists(ev.CANCEL_KEY + job_id))
+
+
+@dataclass(frozen=True)
+class LimitArgs:
+    """A job's limit checks, as START takes them (empty key = no such limit)."""
+
+    concurrency_key: str = ""
+    concurrency_max: int = 0
+    concurrency_ttl_ms: int = 0
+    rate_key: str = ""
+    interval_ms: float = 0
+    tolerance_ms: float = 0
+    has_slot: bool = False
+
+    def as_args(self) -> list[str | int | float]:
+        return [
+            self.concurrency_key,
+            self.concurrency_max,
+            self.concurrency_ttl_ms,
+            self.rate_key,
+            self.interval_ms,
+            self.tolerance_ms,
+            "1" if self.has_slot else "0",
+        ]
+
+
+NO_LIMITS = LimitArgs()
 
 
 def runtime_of(app: Celery) -> Runtime:

@@ -49,3 +49,16 @@ def doomed(x: int) -> int:
     if x < 0:
         raise ValueError(f"x must not be negative, got {x}")
     return 2 * x
+
+
+@app.task(name="testing.rated", global_rate_limit="5/s")
+def rated(n: int) -> int:
+    """At most five starts a second across every worker."""
+    return n
+
+
+@app.task(name="testing.per_customer", limit_key="customer", max_concurrency=2)
+def per_customer(customer: str, seconds: float = 0.5) -> str:
+    """At most two running at once for the same customer, across every worker."""
+    time.sleep(seconds)
+    return customer
