@@ -96,6 +96,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queue_max_priority": MAX_PRIORITY,
         "task_routes": (PatternRouter(settings.routes),) if settings.routes else None,
         "worker_concurrency": settings.worker_concurrency,
+        # Records poison messages (pickle, malformed, unknown task) as dead jobs.
+        "worker_consumer": "conveyor.runtime.consumer:ConveyorConsumer",
         "enable_utc": True,
         "timezone": "UTC",
     }
