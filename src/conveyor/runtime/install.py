@@ -255,12 +255,28 @@ def _on_failure(
         exhausted = bool(sender.max_retries) and retries >= (sender.max_retries or 0) > 0
         state = JobState.DEAD if exhausted else JobState.FAILED
     timeout = isinstance(exception, TimeLimitExceeded | SoftTimeLimitExceeded)
+    if isinstance(exception, SoftTimeLimitExceeded):
+        _run_cleanup(sender, task_id)
     _record_end(
         rt,
         _outcome(
             sender, task_id, state, timeout=timeout or None, **_error_fields(exception, einfo)
         ),
     )
+
+
+def _run_cleanup(task: Task, task_id: str) -> None:
+    """The task's ``on_soft_timeout(task, job_id, args, kwargs)`` hook (a task option or a
+    method of a Task class), in the process that ran it, while the hard limit still leaves
+    time to release what the task held."""
+    hook = getattr(task, "on_soft_timeout", None)
+    if hook is None:
+        return
+    req = task.request
+    try:
+        hook(task_id, list(req.args or ()), dict(req.kwargs or {}))
+    except Exception:
+        log.exception("on_soft_timeout hook of %s failed for job %s", task.name, task_id)
 
 
 def _on_retry(

@@ -62,3 +62,21 @@ def per_customer(customer: str, seconds: float = 0.5) -> str:
     """At most two running at once for the same customer, across every worker."""
     time.sleep(seconds)
     return customer
+
+
+def _leave_note(task: object, job_id: str, args: list[object], kwargs: dict[str, object]) -> None:
+    Path(str(kwargs["note"])).write_text(f"cleaned up after {job_id}")
+
+
+@app.task(name="testing.overrun", soft_time_limit=1, time_limit=3, on_soft_timeout=_leave_note)
+def overrun(note: str, stubborn: bool = False) -> None:
+    """Run past the soft time limit; a stubborn run also ignores it, until the hard limit."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            if not stubborn:
+                raise
