@@ -10,6 +10,8 @@ def resize(image_id: int, width: int = 800) -> str:
 """
 
 from conveyor.config import Settings
+from conveyor.core.limits import LimitSpec
+from conveyor.core.retry import RetryPolicy
 from conveyor.errors import (
     ConveyorError,
     IdempotencyConflict,
@@ -28,6 +30,8 @@ __all__ = [
     "InvalidArguments",
     "JobCancelled",
     "JobNotFound",
+    "LimitSpec",
+    "RetryPolicy",
     "Settings",
     "UnknownTask",
     "check_cancelled",

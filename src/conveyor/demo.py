@@ -9,6 +9,7 @@ import random
 import time
 from typing import Any
 
+from conveyor.core.retry import RetryPolicy
 from conveyor.runtime.app import create_celery
 from conveyor.runtime.progress import progress
 
@@ -62,11 +63,7 @@ def fail(message: str = "this task always fails") -> None:
 
 @app.task(
     name="demo.flaky",
-    autoretry_for=(FlakyError,),
-    max_retries=4,
-    retry_backoff=1,
-    retry_backoff_max=10,
-    retry_jitter=True,
+    **RetryPolicy(max_attempts=5, backoff=1, backoff_max=10, retry_on=(FlakyError,)).task_options(),
 )
 def flaky(fail_rate: float = 0.5) -> str:
     """Fail at random with probability `fail_rate`; retried with exponential backoff."""

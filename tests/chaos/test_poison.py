@@ -28,9 +28,7 @@ class Canary:
         return (open, (str(self.path), "w"))
 
 
-def publish_raw(
-    settings: Any, body: bytes, *, content_type: str, headers: dict[str, Any]
-) -> None:
+def publish_raw(settings: Any, body: bytes, *, content_type: str, headers: dict[str, Any]) -> None:
     # The same transport options as the workers (the Redis transport's key separator).
     options = celery_config(settings)["broker_transport_options"]
     with Connection(settings.broker_url, transport_options=options) as conn:
