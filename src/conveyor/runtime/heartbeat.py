@@ -20,6 +20,7 @@ import redis
 from celery import Celery, signals
 
 from conveyor.ledger import events as ev
+from conveyor.runtime.checks import warn_about_redis
 from conveyor.runtime.context import runtime_of
 
 
@@ -85,6 +86,7 @@ def connect_heartbeat(app: Celery) -> None:
         hb = Heartbeat(app, worker)
         state["hb"] = hb
         hb.start()
+        warn_about_redis(hb.client)
 
     def on_shutdown(sender: Any = None, **_: Any) -> None:
         hb = state.pop("hb", None)
