@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PRIORITY_QUEUES: tuple[str, ...] = ("critical", "high", "default", "low")
@@ -71,6 +71,19 @@ class Settings(BaseSettings):
     recorder_block_ms: int = Field(default=50, ge=1)
     outbox_poll_interval: float = Field(default=0.25, gt=0)
     outbox_publish_grace: float = Field(default=5.0, ge=0)
+
+    # Access control. `auth` unset means "required" when `env` is production, "off" in
+    # development and test. Production refuses to start with auth off or without a strong
+    # `secret_key` (it signs dashboard sessions).
+    auth: Literal["required", "off"] | None = None
+    secret_key: SecretStr | None = None
+    # API keys are cached per process this long: a revoked key stops working within it.
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
+    session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
+    # Request bodies: nesting depth and number of values a JSON body may have (the byte cap is
+    # `payload_max_bytes`); both refused with 413 before the body is parsed.
+    json_max_depth: int = Field(default=64, ge=2)
+    json_max_items: int = Field(default=100_000, ge=10)
 
     # Web.
     api_host: str = "127.0.0.1"

@@ -13,7 +13,13 @@ ConveyorError                 root of everything Conveyor raises on purpose
 │   └── IdempotencyConflict   the key was used before with a different payload
 ├── JobNotFound               no job with that id is in the ledger
 ├── InvalidTransition         the job's state does not allow the action
-└── JobCancelled              raised inside a running task whose cancel was requested
+├── JobCancelled              raised inside a running task whose cancel was requested
+├── AuthError                 a request's credentials were refused
+│   ├── NotAuthenticated      no API key, or one that is malformed, unknown, revoked or expired
+│   └── PermissionDenied      the key lacks a scope, or the job is outside its allowlists
+└── ApiKeyError               an API key cannot be created or changed as asked
+    ├── UnknownScope          a scope name Conveyor does not know
+    └── ApiKeyNotFound        no API key with that id
 """
 
 from __future__ import annotations
@@ -91,3 +97,31 @@ class InvalidTransition(ConveyorError):
 
 class JobCancelled(ConveyorError):
     """Raised inside a task at a progress()/check point once its cancel was requested."""
+
+
+class AuthError(ConveyorError):
+    """A request's credentials were refused."""
+
+
+class NotAuthenticated(AuthError):
+    """No API key or session, or one that is malformed, unknown, revoked or expired (401)."""
+
+
+class PermissionDenied(AuthError):
+    """The key is valid but may not do this: a missing scope or a task/queue allowlist (403)."""
+
+
+class ApiKeyError(ConveyorError):
+    pass
+
+
+class UnknownScope(ApiKeyError):
+    def __init__(self, scope: str, known: tuple[str, ...]) -> None:
+        super().__init__(f"unknown scope {scope!r}; known scopes: {', '.join(known)}")
+        self.scope = scope
+
+
+class ApiKeyNotFound(ApiKeyError):
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no API key with id {key_id!r}; `conveyor keys list` shows them")
+        self.key_id = key_id

@@ -8,8 +8,10 @@ from contextlib import asynccontextmanager
 from celery import Celery
 from fastapi import FastAPI
 
+from conveyor.api.auth import Authenticator, auth_required, check_deployment
 from conveyor.api.deps import Services
 from conveyor.api.errors import install_error_handlers
+from conveyor.api.limits import RequestLimits
 from conveyor.config import Settings
 from conveyor.control import Control
 from conveyor.ledger.db import make_engine
@@ -31,6 +33,7 @@ def load_celery_app(spec: str) -> Celery:
 
 def create_app(settings: Settings | None = None, celery_app: Celery | None = None) -> FastAPI:
     settings = discover(settings or Settings())
+    check_deployment(settings)  # before anything starts: an unsafe production setup never serves
     if not settings.database_url:
         from conveyor.errors import ConfigurationError
 
@@ -58,7 +61,16 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.authenticator = Authenticator(
+        engine, required=auth_required(settings), cache_seconds=settings.auth_cache_seconds
+    )
     install_error_handlers(app)
+    app.add_middleware(
+        RequestLimits,
+        max_body=settings.payload_max_bytes,
+        max_depth=settings.json_max_depth,
+        max_items=settings.json_max_items,
+    )
 
     from conveyor.api.routes import dlq, jobs, system
 

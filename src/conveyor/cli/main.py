@@ -15,6 +15,7 @@ from rich.table import Table
 
 from conveyor.cli.common import celery_app, err, out, require, services, settings
 from conveyor.cli.dlq import dlq_cli
+from conveyor.cli.keys import keys_cli
 from conveyor.config import Settings
 from conveyor.core.ids import parse_job_id
 from conveyor.errors import ConveyorError
@@ -27,6 +28,7 @@ cli = typer.Typer(
 jobs_cli = typer.Typer(no_args_is_help=True, help="List, inspect, cancel, retry, watch jobs.")
 cli.add_typer(jobs_cli, name="jobs")
 cli.add_typer(dlq_cli, name="dlq")
+cli.add_typer(keys_cli, name="keys")
 
 
 @cli.command()
@@ -65,6 +67,10 @@ def api(
     os.environ.setdefault("CONVEYOR_REDIS_URL", s.redis_url or "")
     if s.broker_url:
         os.environ.setdefault("CONVEYOR_BROKER_URL", s.broker_url)
+    from conveyor.api.auth import check_deployment
+
+    # Refuse an unsafe production setup here, once: uvicorn would respawn its workers forever.
+    check_deployment(s)
     uvicorn.run(
         "conveyor.api:create_app",
         factory=True,

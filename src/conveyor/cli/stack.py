@@ -103,10 +103,21 @@ def run_stack(
         console.print(f"  ledger     {resolved.database_url}")
         console.print(f"  redis      {resolved.redis_url}")
         console.print(f"  started in {time.monotonic() - started:.1f}s; Ctrl-C stops everything")
-        if open_banner and settings.env != "production":
+        from conveyor.api.auth import auth_required
+
+        if open_banner and not auth_required(settings):
+            from rich.panel import Panel
+
             console.print(
-                "[bold yellow]  ! the API and dashboard are open: no login is required "
-                "(local development mode)[/]"
+                Panel(
+                    "[bold]OPEN ACCESS: the API and dashboard require no login.[/]\n"
+                    f"Anyone who can reach {url} can submit, cancel, retry and purge jobs.\n"
+                    "This is local development mode (CONVEYOR_AUTH=off). Never expose it to a "
+                    "network; in production (CONVEYOR_ENV=production) API keys are required.",
+                    title="[bold]WARNING[/]",
+                    border_style="bold red",
+                    style="bold red",
+                )
             )
         while not stopping:
             for name, proc in children:

@@ -18,7 +18,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 metadata = MetaData()
 
@@ -120,4 +120,23 @@ blobs = Table(
     Column("content_type", String(64), nullable=False),
     Column("data", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+# API keys for the REST API and the dashboard login. Only a SHA-256 of the secret is kept; the
+# key id is the visible part of the key (``cvk_<key_id>_<secret>``) and is how a request finds
+# its row. NULL allowlists mean any task / any queue.
+api_keys = Table(
+    "conveyor_api_keys",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("key_id", String(16), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", ARRAY(String(32)), nullable=False),
+    Column("allowed_tasks", ARRAY(String(255)), nullable=True),
+    Column("allowed_queues", ARRAY(String(255)), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
 )

@@ -80,3 +80,42 @@ def overrun(note: str, stubborn: bool = False) -> None:
         except SoftTimeLimitExceeded:
             if not stubborn:
                 raise
+
+
+_effects_conn: dict[int, object] = {}
+
+EFFECTS_DDL = """
+CREATE TABLE IF NOT EXISTS testing_effects (
+    job_id uuid PRIMARY KEY,
+    n integer NOT NULL,
+    applications integer NOT NULL DEFAULT 1,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+@app.task(name="testing.effect", bind=True)
+def effect(self: object, n: int, seconds: float = 0.0) -> int:
+    """Apply a side effect keyed by the job id (an upsert into ``testing_effects``), so a
+    chaos run can prove each job's effect landed once and count the duplicate deliveries the
+    key absorbed."""
+    import psycopg
+
+    from conveyor.runtime.context import runtime_of
+
+    if seconds:
+        time.sleep(seconds)
+    pid = os.getpid()
+    conn = _effects_conn.get(pid)
+    if conn is None:
+        url = str(runtime_of(app).settings.database_url).replace("postgresql+psycopg", "postgresql")
+        conn = psycopg.connect(url, autocommit=True)
+        conn.execute(EFFECTS_DDL)
+        _effects_conn.clear()
+        _effects_conn[pid] = conn
+    job_id = self.request.id  # type: ignore[attr-defined]
+    conn.execute(  # type: ignore[attr-defined]
+        "INSERT INTO testing_effects (job_id, n) VALUES (%s, %s) ON CONFLICT (job_id) "
+        "DO UPDATE SET applications = testing_effects.applications + 1",
+        (job_id, n),
+    )
+    return n

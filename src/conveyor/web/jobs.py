@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from conveyor.api.deps import Services, ServicesDep
@@ -23,6 +23,7 @@ from conveyor.ledger import repository as repo
 from conveyor.web.job_views import STATES, job_summary, live_jobs, load_job_detail
 from conveyor.web.list_query import ListQuery
 from conveyor.web.pages import Pages, PagesDep, page_errors, require_same_origin
+from conveyor.web.session import page_scope
 
 router = APIRouter(include_in_schema=False)
 
@@ -120,7 +121,11 @@ def redirect_to_job(request: Request, job_id: str, notice: str) -> RedirectRespo
     return RedirectResponse(str(url), status_code=303)
 
 
-@router.post("/jobs/{job_id}/cancel", name="web_job_cancel")
+@router.post(
+    "/jobs/{job_id}/cancel",
+    name="web_job_cancel",
+    dependencies=[Depends(page_scope("jobs:write", job_param="job_id"))],
+)
 def cancel_job(job_id: str, request: Request, services: ServicesDep, pages: PagesDep) -> Response:
     """Cancel: a waiting job never runs; a running one is asked to stop."""
     require_same_origin(request)
@@ -134,7 +139,11 @@ def cancel_job(job_id: str, request: Request, services: ServicesDep, pages: Page
     return redirect_to_job(request, canonical, "cancelled" if done else "cancel_requested")
 
 
-@router.post("/jobs/{job_id}/retry", name="web_job_retry")
+@router.post(
+    "/jobs/{job_id}/retry",
+    name="web_job_retry",
+    dependencies=[Depends(page_scope("jobs:write", job_param="job_id"))],
+)
 def retry_job(job_id: str, request: Request, services: ServicesDep, pages: PagesDep) -> Response:
     """Retry a finished job as a new job, and show the new one."""
     require_same_origin(request)

@@ -122,6 +122,7 @@ class Pages:
             "error": None,
             "docs_url": request.app.docs_url,
             "asset_version": self.asset_version,
+            **access_context(request),
         }
         base.update(context or {})
         return self.templates.TemplateResponse(
@@ -136,6 +137,17 @@ class Pages:
             {"status_code": status_code, "title": title, "message": message},
             status_code=status_code,
         )
+
+
+def access_context(request: Request) -> dict[str, Any]:
+    """What every page shows about access: a warning while anyone may act without logging in,
+    else who is logged in (set by ``session.page_scope``)."""
+    authenticator = getattr(request.app.state, "authenticator", None)
+    principal = getattr(request.state, "principal", None)
+    return {
+        "open_access": authenticator is not None and not authenticator.required,
+        "viewer": principal if getattr(principal, "key_id", None) else None,
+    }
 
 
 def get_pages(request: Request) -> Pages:

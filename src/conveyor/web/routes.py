@@ -7,18 +7,28 @@ function includes them. Static files (one stylesheet, one script) are served at 
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from conveyor.web import jobs, pages
+from conveyor.api.auth import auth_required
+from conveyor.web import jobs, login, pages, session
 
 
 def mount_web(app: FastAPI) -> None:
     """Add the dashboard's pages, its static files and its error pages to ``app``."""
     pages.install(app, pages.Pages())
+    settings = app.state.services.settings
+    signer = None
+    if auth_required(settings):
+        assert settings.secret_key is not None  # create_app refuses to start without one
+        secret = settings.secret_key.get_secret_value()
+        signer = session.SessionSigner(secret, settings.session_max_age_seconds)
+    session.install(app, signer)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
-    app.include_router(jobs.router)
+    app.include_router(login.router)
+    # Every page needs a session whose key may read jobs (while auth is on); actions ask more.
+    app.include_router(jobs.router, dependencies=[Depends(session.page_scope("jobs:read"))])
 
     # The jobs list is the home page until an overview page takes its place.
     @app.get("/", name="web_home", include_in_schema=False)

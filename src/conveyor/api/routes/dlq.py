@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from conveyor.api.auth import AdminDlq, authorize_job
 from conveyor.api.deps import ServicesDep
 from conveyor.api.schemas import JobPage, JobPublic, job_public
 from conveyor.core.ids import parse_job_id
@@ -64,6 +65,7 @@ def _bad_filter(exc: ValueError) -> HTTPException:
 
 @router.get("", response_model=JobPage)
 def list_dead(
+    principal: AdminDlq,
     services: ServicesDep,
     task: str | None = None,
     queue: str | None = None,
@@ -96,19 +98,26 @@ def list_dead(
 
 @router.post("/{job_id}/replay", status_code=202, response_model=JobPublic)
 def replay(
-    job_id: str, services: ServicesDep, response: Response, body: Replay | None = None
+    job_id: str,
+    principal: AdminDlq,
+    services: ServicesDep,
+    response: Response,
+    body: Replay | None = None,
 ) -> dict[str, Any]:
     """A new job linked to the dead one (``retry_of``), with the dead job's arguments or the
     edited ones in the body; edited arguments are validated like any submission."""
     body = body or Replay()
-    row = services.control.replay(parse_job_id(job_id), args=body.args, kwargs=body.kwargs)
+    job_id = parse_job_id(job_id)
+    authorize_job(principal, services, job_id)
+    row = services.control.replay(job_id, args=body.args, kwargs=body.kwargs)
     response.headers["Location"] = f"/api/v1/jobs/{row['id']}"
     return job_public(row)
 
 
 @router.post("/replay", response_model=BulkReplayed)
-def replay_matching(body: DeadFilter, services: ServicesDep) -> dict[str, Any]:
+def replay_matching(body: DeadFilter, principal: AdminDlq, services: ServicesDep) -> dict[str, Any]:
     """Replay every dead, not yet replayed job matching the filter (up to ``limit``)."""
+    principal.check_filter(body.task, body.queue)
     try:
         ids = services.control.replay_matching(body.to_filter(), body.limit)
     except ValueError as exc:
@@ -117,8 +126,9 @@ def replay_matching(body: DeadFilter, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/purge", response_model=Purged)
-def purge_matching(body: DeadFilter, services: ServicesDep) -> dict[str, int]:
+def purge_matching(body: DeadFilter, principal: AdminDlq, services: ServicesDep) -> dict[str, int]:
     """Delete dead jobs matching the filter (up to ``limit``) from the ledger, for good."""
+    principal.check_filter(body.task, body.queue)
     try:
         return {"purged": services.control.purge_matching(body.to_filter(), body.limit)}
     except ValueError as exc:
@@ -126,9 +136,10 @@ def purge_matching(body: DeadFilter, services: ServicesDep) -> dict[str, int]:
 
 
 @router.delete("/{job_id}", response_model=Purged)
-def delete_dead(job_id: str, services: ServicesDep) -> dict[str, int]:
+def delete_dead(job_id: str, principal: AdminDlq, services: ServicesDep) -> dict[str, int]:
     """Delete one dead job from the ledger."""
     job_id = parse_job_id(job_id)
+    authorize_job(principal, services, job_id)
     with services.engine.begin() as conn:
         if repo.get_job(conn, job_id)["state"] != "dead":
             raise HTTPException(409, detail=f"job {job_id} is not dead; only dead jobs are purged")

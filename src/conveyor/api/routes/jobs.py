@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from conveyor.api.auth import ReadJobs, WriteJobs, authorize_job, authorize_submit
 from conveyor.api.deps import ServicesDep
 from conveyor.api.schemas import (
     JobDetail,
@@ -34,12 +35,14 @@ router = APIRouter(tags=["jobs"])
 @router.post("/jobs", status_code=202, response_model=JobPublic)
 def submit_job(
     body: JobSubmit,
+    principal: WriteJobs,
     services: ServicesDep,
     request: Request,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> dict[str, Any]:
     """Validate against the task's signature, record, publish; 202 with the job."""
+    authorize_submit(principal, services, body.task, body.queue)
     row, created = services.control.submit(
         body.task,
         body.args,
@@ -58,6 +61,7 @@ def submit_job(
 
 @router.get("/jobs", response_model=JobPage)
 def list_jobs(
+    principal: ReadJobs,
     services: ServicesDep,
     state: Annotated[list[JobState] | None, Query()] = None,
     task: str | None = None,
@@ -89,7 +93,7 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetail)
-def get_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
+def get_job(job_id: str, principal: ReadJobs, services: ServicesDep) -> dict[str, Any]:
     job_id = parse_job_id(job_id)
     with services.engine.connect() as conn:
         row = repo.get_job(conn, job_id)
@@ -105,7 +109,7 @@ def get_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/jobs/{job_id}/result", response_model=JobResult)
-def get_result(job_id: str, services: ServicesDep) -> dict[str, Any]:
+def get_result(job_id: str, principal: ReadJobs, services: ServicesDep) -> dict[str, Any]:
     job_id = parse_job_id(job_id)
     with services.engine.connect() as conn:
         row = repo.get_job(conn, job_id)
@@ -124,13 +128,19 @@ def get_result(job_id: str, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
-def cancel_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
-    return job_public(services.control.cancel(parse_job_id(job_id)))
+def cancel_job(job_id: str, principal: WriteJobs, services: ServicesDep) -> dict[str, Any]:
+    job_id = parse_job_id(job_id)
+    authorize_job(principal, services, job_id)
+    return job_public(services.control.cancel(job_id))
 
 
 @router.post("/jobs/{job_id}/retry", status_code=202, response_model=JobPublic)
-def retry_job(job_id: str, services: ServicesDep, response: Response) -> dict[str, Any]:
-    row = services.control.retry(parse_job_id(job_id))
+def retry_job(
+    job_id: str, principal: WriteJobs, services: ServicesDep, response: Response
+) -> dict[str, Any]:
+    job_id = parse_job_id(job_id)
+    authorize_job(principal, services, job_id)
+    row = services.control.retry(job_id)
     response.headers["Location"] = f"/api/v1/jobs/{row['id']}"
     return job_public(row)
 
@@ -140,7 +150,9 @@ def _sse(event: str, data: Any) -> str:
 
 
 @router.get("/jobs/{job_id}/events")
-async def job_events(job_id: str, services: ServicesDep, request: Request) -> StreamingResponse:
+async def job_events(
+    job_id: str, principal: ReadJobs, services: ServicesDep, request: Request
+) -> StreamingResponse:
     """Server-Sent Events: the job now, then each state and progress change until it ends."""
     job_id = parse_job_id(job_id)
 

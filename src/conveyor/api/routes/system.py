@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from conveyor.api.auth import ReadJobs
 from conveyor.api.deps import ServicesDep
 from conveyor.control import task_queue, task_signature
 from conveyor.ledger import events as ev
@@ -46,7 +47,7 @@ def registered_tasks(services: Any) -> list[dict[str, Any]]:
 
 
 @router.get("/tasks")
-def list_tasks(services: ServicesDep) -> list[dict[str, Any]]:
+def list_tasks(principal: ReadJobs, services: ServicesDep) -> list[dict[str, Any]]:
     """Registered tasks with their argument schemas, default queue and limits."""
     return registered_tasks(services)
 
@@ -76,7 +77,7 @@ def worker_list(services: Any) -> list[dict[str, Any]]:
 
 
 @router.get("/workers")
-def list_workers(services: ServicesDep) -> list[dict[str, Any]]:
+def list_workers(principal: ReadJobs, services: ServicesDep) -> list[dict[str, Any]]:
     """Workers from their heartbeats: host, pid, concurrency, active jobs, last heartbeat."""
     return worker_list(services)
 
@@ -106,7 +107,7 @@ def queue_list(services: Any) -> list[dict[str, Any]]:
 
 
 @router.get("/queues")
-def list_queues(services: ServicesDep) -> list[dict[str, Any]]:
+def list_queues(principal: ReadJobs, services: ServicesDep) -> list[dict[str, Any]]:
     """Depth (from the broker), consumers and the age of the oldest waiting job."""
     return queue_list(services)
 
@@ -119,25 +120,67 @@ def healthz() -> dict[str, str]:
 
 @health.get("/readyz")
 def readyz(services: ServicesDep) -> JSONResponse:
-    """Readiness: PostgreSQL, Redis and the broker are all reachable."""
+    """Readiness: PostgreSQL, Redis and the broker are all reachable.
+
+    Each store is probed at the same time over a connection of its own with a short timeout,
+    never a pooled one: a store that hangs instead of refusing (a frozen server, a host gone
+    without closing its connections) would otherwise hold the probe, and one of the API's
+    threads with it, until the operating system gives up on the socket — minutes or forever.
+    """
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    import psycopg
+    import redis
+
+    timeout = 2  # seconds per connection step; libpq's connect_timeout has a minimum of 2
+
+    def postgres() -> None:
+        dsn = services.engine.url.set(drivername="postgresql")
+        with psycopg.connect(
+            dsn.render_as_string(hide_password=False),
+            connect_timeout=timeout,
+            application_name="conveyor-readyz",
+        ) as conn:
+            conn.execute("SELECT 1")
+
+    def redis_ping() -> None:
+        client = redis.Redis.from_url(
+            services.settings.redis_url or "",
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    def broker() -> None:
+        url = str(services.app.conf.broker_url or "")
+        # Kombu's Redis transport waits forever on a silent socket unless told otherwise.
+        options = (
+            {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+            if url.startswith(("redis://", "rediss://", "unix://"))
+            else {}
+        )
+        with services.app.connection_for_write(
+            connect_timeout=timeout, transport_options=options
+        ) as conn:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+
+    probes = {"postgres": postgres, "redis": redis_ping, "broker": broker}
+    pool = ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="readyz")
+    futures = {name: pool.submit(probe) for name, probe in probes.items()}
+    # A safety net over the per-step timeouts; a probe past it is reported, not waited for.
+    wait(futures.values(), timeout=3 * timeout + 1)
+    pool.shutdown(wait=False)
     checks: dict[str, str] = {}
-    try:
-        with services.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["postgres"] = "ok"
-    except Exception as exc:
-        checks["postgres"] = f"unreachable: {type(exc).__name__}"
-    try:
-        runtime_of(services.app).redis.ping()
-        checks["redis"] = "ok"
-    except Exception as exc:
-        checks["redis"] = f"unreachable: {type(exc).__name__}"
-    try:
-        with services.app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        checks["broker"] = "ok"
-    except Exception as exc:
-        checks["broker"] = f"unreachable: {type(exc).__name__}"
+    for name, future in futures.items():
+        if not future.done():
+            checks[name] = f"unreachable: no answer within {3 * timeout + 1} s"
+        elif (exc := future.exception()) is not None:
+            checks[name] = f"unreachable: {type(exc).__name__}"
+        else:
+            checks[name] = "ok"
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503

@@ -1,0 +1,322 @@
+"""Who may call the API: API keys, scopes, task/queue allowlists, and the production check.
+
+Every ``/api/v1`` route declares the scope it needs as a dependency (``ReadJobs``,
+``WriteJobs``, ``AdminDlq``), so OpenAPI shows the security schemes and a route without one
+stands out in review and fails ``tests/integration/test_auth.py``.
+
+A request carries its key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Keys are
+looked up by their visible key id and cached in-process for ``CONVEYOR_AUTH_CACHE_SECONDS``
+(5 s by default), so a check costs a dictionary lookup and one SHA-256 rather than a PostgreSQL
+round trip; the price is that a revoked key keeps working for up to that long in each API
+process. ``last_used_at`` is written at most once a minute per key and process.
+
+With ``CONVEYOR_AUTH=off`` (the default outside production) every dependency answers with
+:data:`OPEN`, which holds every scope.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from conveyor.api.deps import Services
+from conveyor.config import Settings
+from conveyor.control import task_queue
+from conveyor.errors import ConfigurationError, NotAuthenticated, PermissionDenied
+from conveyor.ledger import keys
+from conveyor.ledger import repository as repo
+from conveyor.ledger.keys import SCOPES, ApiKey, Scope
+
+log = logging.getLogger(__name__)
+
+MIN_SECRET_LENGTH = 32
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "secret", "secretkey", "dev", "development", "test", "password", "conveyor"}
+    | {"default", "insecure", "example", "xxx", "todo", "none", "null", "key"}
+)
+PLACEHOLDER_PARTS = ("changeme", "changethis", "replaceme", "placeholder", "yoursecret", "example")
+TOUCH_INTERVAL = 60.0
+"""Seconds between two writes of a key's ``last_used_at`` from one process."""
+MAX_CACHED_KEYS = 10_000
+
+
+def auth_required(settings: Settings) -> bool:
+    """``CONVEYOR_AUTH`` if set; otherwise required in production and off elsewhere."""
+    if settings.auth is not None:
+        return settings.auth == "required"
+    return settings.env == "production"
+
+
+def secret_key_problem(secret: SecretStr | None) -> str | None:
+    """Why ``CONVEYOR_SECRET_KEY`` cannot sign sessions, or None if it can."""
+    if secret is None or not secret.get_secret_value().strip():
+        return "is not set"
+    value = secret.get_secret_value()
+    folded = "".join(c for c in value.lower() if c.isalnum())
+    if folded in PLACEHOLDER_SECRETS or any(part in folded for part in PLACEHOLDER_PARTS):
+        return "is a placeholder"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    if len(set(value)) < 10:
+        return "has too few distinct characters to be random"
+    return None
+
+
+def check_deployment(settings: Settings) -> None:
+    """Refuse setups that would expose the control plane: production without API keys, or
+    key-protected APIs without a strong session secret."""
+    production = settings.env == "production"
+    required = auth_required(settings)
+    if production and not required:
+        raise ConfigurationError(
+            "CONVEYOR_ENV=production with CONVEYOR_AUTH=off would leave the API and dashboard "
+            "open to anyone who can reach them; unset CONVEYOR_AUTH (production requires API "
+            "keys) and create keys with `conveyor keys create`"
+        )
+    if required:
+        problem = secret_key_problem(settings.secret_key)
+        if problem is not None:
+            raise ConfigurationError(
+                f"CONVEYOR_SECRET_KEY {problem}; it signs dashboard sessions when "
+                f"CONVEYOR_AUTH=required. Set it to at least {MIN_SECRET_LENGTH} random "
+                "characters, e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, and what they may do."""
+
+    name: str
+    key_id: str | None
+    scopes: frozenset[str]
+    allowed_tasks: frozenset[str] | None = None
+    allowed_queues: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> Principal:
+        return cls(
+            name=key.name,
+            key_id=key.key_id,
+            scopes=frozenset(key.scopes),
+            allowed_tasks=frozenset(key.allowed_tasks) if key.allowed_tasks is not None else None,
+            allowed_queues=(
+                frozenset(key.allowed_queues) if key.allowed_queues is not None else None
+            ),
+        )
+
+    @property
+    def restricted(self) -> bool:
+        """Whether the key is limited to some tasks or queues."""
+        return self.allowed_tasks is not None or self.allowed_queues is not None
+
+    def has(self, scope: Scope) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+    def require(self, scope: Scope) -> None:
+        if not self.has(scope):
+            held = ", ".join(s for s in SCOPES if s in self.scopes) or "none"
+            raise PermissionDenied(f"this key lacks the scope {scope!r} (it has: {held})")
+
+    def check_job(self, task: str, queue: str, *, job_id: str | None = None) -> None:
+        """Refuse a task or queue outside the key's allowlists."""
+        subject = f"job {job_id} (task {task!r}, queue {queue!r})" if job_id else None
+        if self.allowed_tasks is not None and task not in self.allowed_tasks:
+            raise PermissionDenied(
+                f"this key may not act on {subject or f'task {task!r}'}; it is limited to "
+                f"tasks: {', '.join(sorted(self.allowed_tasks))}"
+            )
+        if self.allowed_queues is not None and queue not in self.allowed_queues:
+            raise PermissionDenied(
+                f"this key may not act on {subject or f'queue {queue!r}'}; it is limited to "
+                f"queues: {', '.join(sorted(self.allowed_queues))}"
+            )
+
+    def check_filter(self, task: str | None, queue: str | None) -> None:
+        """A bulk action of a restricted key must select only tasks/queues it may act on."""
+        if self.allowed_tasks is not None and task not in self.allowed_tasks:
+            raise PermissionDenied(
+                "this key is limited to tasks "
+                f"{', '.join(sorted(self.allowed_tasks))}: give a `task` filter among them"
+            )
+        if self.allowed_queues is not None and queue not in self.allowed_queues:
+            raise PermissionDenied(
+                "this key is limited to queues "
+                f"{', '.join(sorted(self.allowed_queues))}: give a `queue` filter among them"
+            )
+
+
+OPEN = Principal(name="anyone (CONVEYOR_AUTH=off)", key_id=None, scopes=frozenset(SCOPES))
+"""The principal of every request while auth is off."""
+
+
+class Authenticator:
+    """Checks presented keys against the ledger, through a short-lived per-process cache."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        required: bool,
+        cache_seconds: float = 5.0,
+        touch_interval: float = TOUCH_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.required = required
+        self.cache_seconds = cache_seconds
+        self.touch_interval = touch_interval
+        self.clock = clock
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._touched: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    # --- the key store, cached ---------------------------------------------------------------
+    def cached(self, key_id: str) -> tuple[bool, ApiKey | None]:
+        """(fresh, key) from the cache alone; ``fresh`` is False when it must be looked up."""
+        hit = self._cache.get(key_id)
+        if hit is None or self.clock() - hit[0] >= self.cache_seconds:
+            return False, None
+        return True, hit[1]
+
+    def lookup(self, key_id: str) -> ApiKey | None:
+        """The key from the cache if fresh, else from PostgreSQL (unknown ids are cached too)."""
+        fresh, key = self.cached(key_id)
+        if fresh:
+            return key
+        with self.engine.connect() as conn:
+            key = keys.get_key(conn, key_id)
+        with self._lock:
+            if len(self._cache) >= MAX_CACHED_KEYS:
+                self._cache.clear()
+            self._cache[key_id] = (self.clock(), key)
+        return key
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key from this process's cache (after revoking it here)."""
+        self._cache.pop(key_id, None)
+
+    # --- checks ------------------------------------------------------------------------------
+    @staticmethod
+    def principal_for(key: ApiKey | None, *, now: datetime | None = None) -> Principal:
+        """The principal of a stored key, or NotAuthenticated if it cannot be used now."""
+        if key is None:
+            raise NotAuthenticated("invalid API key")
+        status = key.status(now or datetime.now(UTC))
+        if status == "revoked":
+            raise NotAuthenticated(f"API key {key.prefix} was revoked; ask for a new one")
+        if status == "expired":
+            assert key.expires_at is not None
+            raise NotAuthenticated(
+                f"API key {key.prefix} expired at {key.expires_at.isoformat()}; ask for a new one"
+            )
+        return Principal.of(key)
+
+    async def authenticate(self, presented: str) -> Principal:
+        """The principal of a presented key; NotAuthenticated for anything unusable."""
+        key_id = keys.key_id_of(presented.strip())
+        if key_id is None:
+            raise NotAuthenticated("malformed API key: expected cvk_<key id>_<secret>")
+        fresh, key = self.cached(key_id)
+        if not fresh:
+            key = await run_in_threadpool(self.lookup, key_id)
+        if key is None or not key.matches(presented.strip()):
+            raise NotAuthenticated("invalid API key")
+        principal = self.principal_for(key)
+        if self._due_for_touch(key_id):
+            await run_in_threadpool(self._touch, key_id)
+        return principal
+
+    def _due_for_touch(self, key_id: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            last = self._touched.get(key_id)
+            if last is not None and now - last < self.touch_interval:
+                return False
+            if len(self._touched) >= MAX_CACHED_KEYS:
+                self._touched.clear()
+            self._touched[key_id] = now
+            return True
+
+    def _touch(self, key_id: str) -> None:
+        try:
+            with self.engine.begin() as conn:
+                keys.mark_used(conn, key_id)
+        except Exception as exc:  # bookkeeping must never fail the request it rides on
+            log.warning("could not record use of API key %s: %s", key_id, exc)
+
+
+def get_authenticator(request: Request) -> Authenticator:
+    return request.app.state.authenticator  # type: ignore[no-any-return]
+
+
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key: `Authorization: Bearer cvk_<key id>_<secret>`"
+)
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key: `X-API-Key: cvk_<id>_<secret>`"
+)
+
+
+def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates the request and insists on ``scope``."""
+
+    async def dependency(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        api_key: Annotated[str | None, Depends(_api_key_header)],
+    ) -> Principal:
+        authenticator = get_authenticator(request)
+        if not authenticator.required:
+            return OPEN
+        presented = bearer.credentials if bearer is not None else api_key
+        if not presented:
+            raise NotAuthenticated(
+                "this endpoint needs an API key: send `Authorization: Bearer <key>` or "
+                "`X-API-Key: <key>` (an operator creates one with `conveyor keys create`)"
+            )
+        principal = await authenticator.authenticate(presented)
+        principal.require(scope)
+        return principal
+
+    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    return dependency
+
+
+ReadJobs = Annotated[Principal, Depends(require_scope("jobs:read"))]
+"""Jobs, results, events, tasks, workers, queues."""
+WriteJobs = Annotated[Principal, Depends(require_scope("jobs:write"))]
+"""Submit, cancel, retry."""
+AdminDlq = Annotated[Principal, Depends(require_scope("dlq:admin"))]
+"""Dead letters: list, replay, purge."""
+
+
+def authorize_job(principal: Principal, services: Services, job_id: str) -> None:
+    """For a key limited to some tasks/queues, refuse acting on a job outside them (an
+    unknown job is a 404 either way). Costs a ledger read only for restricted keys."""
+    if not principal.restricted:
+        return
+    with services.engine.connect() as conn:
+        row = repo.get_job(conn, job_id)
+    principal.check_job(row["task"], row["queue"], job_id=job_id)
+
+
+def authorize_submit(
+    principal: Principal, services: Services, task: str, queue: str | None
+) -> None:
+    """For a key limited to some tasks/queues, refuse a submission outside them."""
+    if not principal.restricted:
+        return
+    principal.check_job(task, queue or task_queue(services.app, task))

@@ -1,0 +1,184 @@
+"""Dashboard sessions: who is looking at the dashboard, when ``CONVEYOR_AUTH=required``.
+
+An operator logs in by pasting an API key (``login.py``); the dashboard then keeps a cookie
+naming that key's id and scopes, with an expiry, signed with HMAC-SHA256 under a key derived
+from ``CONVEYOR_SECRET_KEY``. The cookie never holds the key's secret. Each request re-reads the
+key through the API's key cache, so revoking or expiring the key ends its sessions within
+``CONVEYOR_AUTH_CACHE_SECONDS``. Full users and roles come later; this keeps the dashboard
+closed in production until then.
+
+Pages depend on :func:`page_scope`; without a valid session a browser is sent to ``/login``
+and anything else gets a 401.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from conveyor.api.auth import OPEN, Authenticator, Principal, get_authenticator
+from conveyor.api.deps import get_services
+from conveyor.core.ids import parse_job_id
+from conveyor.errors import NotAuthenticated, PermissionDenied
+from conveyor.ledger import repository as repo
+from conveyor.ledger.keys import Scope
+from conveyor.web.pages import PageError, page_errors
+
+COOKIE = "conveyor_session"
+_VERSION = "v1"
+
+
+@dataclass(frozen=True)
+class Session:
+    """What the cookie says: which key logged in, its scopes then, and until when."""
+
+    key_id: str
+    scopes: tuple[str, ...]
+    expires_at: float
+
+
+class SessionSigner:
+    """Issues and checks session cookies."""
+
+    def __init__(self, secret: str, max_age: int, clock: Callable[[], float] = time.time) -> None:
+        # A key of its own, so a signature made here means nothing anywhere else the secret is used.
+        self._key = hmac.new(secret.encode(), b"conveyor dashboard session", "sha256").digest()
+        self.max_age = max_age
+        self.clock = clock
+
+    def _sign(self, payload: str) -> str:
+        mac = hmac.new(self._key, f"{_VERSION}.{payload}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def issue(self, key_id: str, scopes: tuple[str, ...]) -> str:
+        """A cookie value for a fresh session of ``key_id``."""
+        body = {"k": key_id, "s": list(scopes), "e": int(self.clock()) + self.max_age}
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        payload = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        return f"{_VERSION}.{payload}.{self._sign(payload)}"
+
+    def read(self, value: str | None) -> Session | None:
+        """The session a cookie value carries, or None if it is absent, forged or expired."""
+        if not value or len(value) > 4096:
+            return None
+        version, _, rest = value.partition(".")
+        payload, _, signature = rest.partition(".")
+        if version != _VERSION or not hmac.compare_digest(signature, self._sign(payload)):
+            return None
+        try:
+            body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            session = Session(str(body["k"]), tuple(map(str, body["s"])), float(body["e"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        return session if session.expires_at > self.clock() else None
+
+
+def get_signer(request: Request) -> SessionSigner:
+    return request.app.state.sessions  # type: ignore[no-any-return]
+
+
+def set_session_cookie(request: Request, response: Response, value: str, max_age: int) -> None:
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def clear_session_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(
+        COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
+
+
+class LoginRequired(Exception):
+    """No valid session: browsers go to the login page, other clients get a 401."""
+
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__(reason or "log in to use the dashboard")
+        self.reason = reason
+
+
+async def session_principal(request: Request) -> Principal:
+    """The principal behind the request's session (:data:`OPEN` while auth is off)."""
+    authenticator: Authenticator = get_authenticator(request)
+    if not authenticator.required:
+        return OPEN
+    session = get_signer(request).read(request.cookies.get(COOKIE))
+    if session is None:
+        raise LoginRequired()
+    fresh, key = authenticator.cached(session.key_id)
+    if not fresh:
+        with page_errors():
+            key = await run_in_threadpool(authenticator.lookup, session.key_id)
+    try:
+        principal = Authenticator.principal_for(key)
+    except NotAuthenticated as exc:
+        raise LoginRequired(str(exc)) from None
+    return principal
+
+
+def page_scope(
+    scope: Scope, *, job_param: str | None = None
+) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency for dashboard routes: a session whose key holds ``scope``; with
+    ``job_param``, also a job (named by that path parameter) within the key's allowlists."""
+
+    async def dependency(request: Request) -> Principal:
+        principal = await session_principal(request)
+        request.state.principal = principal
+        try:
+            principal.require(scope)
+            job_id = request.path_params.get(job_param) if job_param else None
+            if job_id is not None and principal.restricted:
+                await run_in_threadpool(_check_job, request, principal, str(job_id))
+        except PermissionDenied as exc:
+            raise PageError(403, "Not allowed", str(exc)) from None
+        return principal
+
+    dependency.__name__ = f"page_{scope.replace(':', '_')}"
+    return dependency
+
+
+def _check_job(request: Request, principal: Principal, job_id: str) -> None:
+    with page_errors():
+        canonical = parse_job_id(job_id)
+        with get_services(request).engine.connect() as conn:
+            row = repo.get_job(conn, canonical)
+    principal.check_job(row["task"], row["queue"], job_id=canonical)
+
+
+def install(app: FastAPI, signer: SessionSigner | None) -> None:
+    """Store the signer and send requests without a session to the login page."""
+    app.state.sessions = signer
+
+    async def login_required(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LoginRequired)
+        if "text/html" in request.headers.get("accept", ""):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            url = f"{request.url_for('web_login')}?next={quote(target, safe='')}"
+            response: Response = RedirectResponse(url, status_code=303)
+        else:
+            response = JSONResponse(
+                {"detail": f"{exc}; log in at /login", "error": "NotAuthenticated"},
+                status_code=401,
+            )
+        if exc.reason is not None:
+            clear_session_cookie(request, response)
+        return response
+
+    app.add_exception_handler(LoginRequired, login_required)

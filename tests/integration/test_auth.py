@@ -1,0 +1,581 @@
+"""API keys, scopes and allowlists on every /api/v1 route; the dashboard's login; production's
+refusal to start open. Against the real ledger, with an auth-enabled app beside the open one."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from celery import Celery
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import create_engine, text
+
+from conveyor.api import create_app
+from conveyor.config import Settings
+from conveyor.embedded.process import free_port
+from conveyor.errors import ConfigurationError
+from conveyor.ledger import keys
+from conveyor.testing.services import TEST_APP
+
+SECRET = SecretStr(secrets.token_urlsafe(48))
+ADMIN_SCOPES = ("admin",)
+
+
+def _api_routes() -> list[tuple[str, str]]:
+    """(method, path) of every /api/v1 operation that create_app mounts, read from an app built
+    with a Celery app of its own and URLs it never connects to; a route added later shows up
+    here without anyone listing it."""
+    routes_only = Settings(
+        database_url="postgresql://routes-only.invalid/none",
+        redis_url="redis://routes-only.invalid:6379/0",
+        env="test",
+        app=TEST_APP,
+    )
+    app = create_app(routes_only, celery_app=Celery("routes-only"))
+    # The OpenAPI document lists every operation however routers nest (app.routes holds
+    # included routers unexpanded on recent FastAPI).
+    paths = app.openapi()["paths"]
+    return sorted(
+        (method.upper(), path)
+        for path, operations in paths.items()
+        if path.startswith("/api/v1")
+        for method in operations
+    )
+
+
+API_ROUTES = _api_routes()
+
+# The scope each operation needs. A new route fails test_every_api_route_is_listed until it is
+# added here, and then test_every_api_route_demands_its_scope holds it to that scope.
+EXPECTED_SCOPE = {
+    ("GET", "/api/v1/jobs"): "jobs:read",
+    ("GET", "/api/v1/jobs/{job_id}"): "jobs:read",
+    ("GET", "/api/v1/jobs/{job_id}/result"): "jobs:read",
+    ("GET", "/api/v1/jobs/{job_id}/events"): "jobs:read",
+    ("GET", "/api/v1/tasks"): "jobs:read",
+    ("GET", "/api/v1/workers"): "jobs:read",
+    ("GET", "/api/v1/queues"): "jobs:read",
+    ("POST", "/api/v1/jobs"): "jobs:write",
+    ("POST", "/api/v1/jobs/{job_id}/cancel"): "jobs:write",
+    ("POST", "/api/v1/jobs/{job_id}/retry"): "jobs:write",
+    ("GET", "/api/v1/dlq"): "dlq:admin",
+    ("POST", "/api/v1/dlq/{job_id}/replay"): "dlq:admin",
+    ("POST", "/api/v1/dlq/replay"): "dlq:admin",
+    ("POST", "/api/v1/dlq/purge"): "dlq:admin",
+    ("DELETE", "/api/v1/dlq/{job_id}"): "dlq:admin",
+}
+
+
+def auth_settings(settings: Settings, **update: Any) -> Settings:
+    return settings.model_copy(
+        update={"auth": "required", "secret_key": SECRET, "auth_cache_seconds": 0.0, **update}
+    )
+
+
+@pytest.fixture(scope="module")
+def ledger(settings: Settings) -> Iterator[Any]:
+    engine = create_engine(settings.database_url or "")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def api(settings: Settings) -> Iterator[TestClient]:
+    """The app with CONVEYOR_AUTH=required and no key cache, so revocations show at once."""
+    with TestClient(create_app(auth_settings(settings))) as c:
+        yield c
+
+
+def make_key(ledger: Any, *scopes: str, name: str = "test", **options: Any) -> str:
+    with ledger.begin() as conn:
+        return keys.create_key(conn, name, scopes, **options).secret
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def zero_scope_key(ledger: Any) -> str:
+    """A key holding no scope at all; create_key refuses those, so it is written by hand."""
+    key_id = "zs" + secrets.token_hex(3)
+    key = f"cvk_{key_id}_{secrets.token_urlsafe(30)}"
+    with ledger.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO conveyor_api_keys (key_id, name, secret_hash, scopes) "
+                "VALUES (:k, 'no scopes', :h, '{}')"
+            ),
+            {"k": key_id, "h": keys.hash_key(key)},
+        )
+    return key
+
+
+def call(client: TestClient, method: str, path: str, headers: dict[str, str]) -> Any:
+    url = path.replace("{job_id}", str(uuid.uuid4()))
+    body = {} if method in ("POST", "PUT", "PATCH") else None
+    return client.request(method, url, json=body, headers=headers)
+
+
+def count_jobs(ledger: Any) -> int:
+    with ledger.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM conveyor_jobs")).scalar_one())
+
+
+# --- authentication ------------------------------------------------------------------------
+
+
+def test_no_key_is_401_with_a_bearer_challenge(api: TestClient) -> None:
+    r = api.get("/api/v1/jobs")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert "needs an API key" in r.json()["detail"]
+    assert r.json()["error"] == "NotAuthenticated"
+
+
+def test_bad_keys_are_401(api: TestClient, ledger: Any) -> None:
+    good = make_key(ledger, "jobs:read")
+    key_id = keys.key_id_of(good)
+    wrong_secret = f"cvk_{key_id}_{'x' * 40}"
+    unknown = f"cvk_zzzzzzzz_{'y' * 40}"
+    for presented, message in [
+        ("nonsense", "malformed API key"),
+        (unknown, "invalid API key"),
+        (wrong_secret, "invalid API key"),
+        (good + "x", "invalid API key"),
+    ]:
+        r = api.get("/api/v1/jobs", headers=bearer(presented))
+        assert r.status_code == 401, presented
+        assert message in r.json()["detail"]
+        assert r.headers["www-authenticate"] == "Bearer"
+    assert (
+        api.get("/api/v1/jobs", headers={"Authorization": "Basic Zm9vOmJhcg=="}).status_code == 401
+    )
+
+
+def test_both_headers_carry_a_key(api: TestClient, ledger: Any) -> None:
+    key = make_key(ledger, "jobs:read")
+    assert api.get("/api/v1/jobs", headers=bearer(key)).status_code == 200
+    assert api.get("/api/v1/jobs", headers={"X-API-Key": key}).status_code == 200
+
+
+def test_revoked_key_is_401(api: TestClient, ledger: Any) -> None:
+    key = make_key(ledger, "jobs:read")
+    assert api.get("/api/v1/jobs", headers=bearer(key)).status_code == 200
+    with ledger.begin() as conn:
+        keys.revoke_key(conn, keys.key_id_of(key) or "")
+    r = api.get("/api/v1/jobs", headers=bearer(key))
+    assert r.status_code == 401 and "was revoked" in r.json()["detail"]
+
+
+def test_expired_key_is_401(api: TestClient, ledger: Any) -> None:
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    key = make_key(ledger, "jobs:read", expires_at=past)
+    r = api.get("/api/v1/jobs", headers=bearer(key))
+    assert r.status_code == 401 and "expired at" in r.json()["detail"]
+    later = make_key(ledger, "jobs:read", expires_at=datetime.now(UTC) + timedelta(days=1))
+    assert api.get("/api/v1/jobs", headers=bearer(later)).status_code == 200
+
+
+def test_revocation_waits_for_the_key_cache(settings: Settings, ledger: Any) -> None:
+    """Keys are cached per process for CONVEYOR_AUTH_CACHE_SECONDS: a revoked key keeps working
+    until its entry is stale, then stops."""
+    app = create_app(auth_settings(settings, auth_cache_seconds=0.5))
+    with TestClient(app) as c:
+        key = make_key(ledger, "jobs:read")
+        assert c.get("/api/v1/tasks", headers=bearer(key)).status_code == 200
+        with ledger.begin() as conn:
+            keys.revoke_key(conn, keys.key_id_of(key) or "")
+        assert c.get("/api/v1/tasks", headers=bearer(key)).status_code == 200  # cached
+        time.sleep(0.6)
+        assert c.get("/api/v1/tasks", headers=bearer(key)).status_code == 401
+
+
+def test_health_stays_open(api: TestClient) -> None:
+    assert api.get("/healthz").status_code == 200
+    assert api.get("/readyz").status_code in (200, 503)  # open; its answer is about services
+
+
+# --- scopes on every route -----------------------------------------------------------------
+
+
+def test_every_api_route_is_listed() -> None:
+    assert set(API_ROUTES) == set(EXPECTED_SCOPE), (
+        "an /api/v1 route was added or removed: list it in EXPECTED_SCOPE with the scope it needs"
+    )
+
+
+@pytest.mark.parametrize(("method", "path"), API_ROUTES, ids=[f"{m} {p}" for m, p in API_ROUTES])
+def test_every_api_route_demands_its_scope(
+    api: TestClient, ledger: Any, method: str, path: str
+) -> None:
+    scope = EXPECTED_SCOPE.get((method, path))
+    assert call(api, method, path, {}).status_code == 401
+    r = call(api, method, path, bearer(zero_scope_key(ledger)))
+    assert r.status_code == 403, r.text
+    assert "this key lacks the scope" in r.json()["detail"]
+    if scope is not None:
+        assert f"this key lacks the scope '{scope}'" in r.json()["detail"]
+        others = [s for s in keys.SCOPES if s not in (scope, "admin")]
+        r = call(api, method, path, bearer(make_key(ledger, *others)))
+        assert r.status_code == 403 and f"'{scope}'" in r.json()["detail"], r.text
+
+
+def test_openapi_shows_the_security_schemes(api: TestClient) -> None:
+    spec = api.get("/openapi.json").json()
+    assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            if path.startswith("/api/v1"):
+                assert {"HTTPBearer": []} in op.get("security", []), (method, path)
+            else:
+                assert not op.get("security"), (method, path)
+
+
+def test_scopes_grant_what_they_say(api: TestClient, ledger: Any) -> None:
+    reader = bearer(make_key(ledger, "jobs:read"))
+    assert api.get("/api/v1/jobs", headers=reader).status_code == 200
+    assert api.get("/api/v1/queues", headers=reader).status_code == 200
+    r = api.post("/api/v1/jobs", json={"task": "demo.noop"}, headers=reader)
+    assert r.status_code == 403 and "'jobs:write'" in r.json()["detail"]
+    r = api.get("/api/v1/dlq", headers=reader)
+    assert r.status_code == 403 and "'dlq:admin'" in r.json()["detail"]
+    dlq = bearer(make_key(ledger, "dlq:admin"))
+    assert api.get("/api/v1/dlq", headers=dlq).status_code == 200
+    assert api.get("/api/v1/jobs", headers=dlq).status_code == 403
+    admin = bearer(make_key(ledger, *ADMIN_SCOPES))
+    for url in ("/api/v1/jobs", "/api/v1/dlq", "/api/v1/tasks", "/api/v1/workers"):
+        assert api.get(url, headers=admin).status_code == 200, url
+
+
+# --- allowlists ----------------------------------------------------------------------------
+
+
+@pytest.mark.broker
+def test_allowlists_limit_tasks_and_queues(
+    api: TestClient, client: TestClient, ledger: Any
+) -> None:
+    limited = bearer(
+        make_key(ledger, "jobs:read", "jobs:write", allowed_tasks=["demo.add"], name="adder")
+    )
+    ok = api.post("/api/v1/jobs", json={"task": "demo.add", "args": [1, 2]}, headers=limited)
+    assert ok.status_code == 202, ok.text
+
+    before = count_jobs(ledger)
+    r = api.post("/api/v1/jobs", json={"task": "demo.echo", "args": [1]}, headers=limited)
+    assert r.status_code == 403
+    assert "task 'demo.echo'" in r.json()["detail"] and "demo.add" in r.json()["detail"]
+    assert count_jobs(ledger) == before
+
+    other = client.post("/api/v1/jobs", json={"task": "demo.sleep", "args": [0.01]}).json()
+    for action in ("cancel", "retry"):
+        r = api.post(f"/api/v1/jobs/{other['id']}/{action}", headers=limited)
+        assert r.status_code == 403, (action, r.text)
+        assert other["id"] in r.json()["detail"] and "'demo.sleep'" in r.json()["detail"]
+    # Its own task passes the allowlist (a finished job then answers 409, not 403).
+    own = api.post(f"/api/v1/jobs/{ok.json()['id']}/retry", headers=limited)
+    assert own.status_code in (202, 409), own.text
+
+    queued = bearer(make_key(ledger, "jobs:write", allowed_queues=["default"], name="default-only"))
+    r = api.post(
+        "/api/v1/jobs", json={"task": "demo.add", "args": [1, 2], "queue": "high"}, headers=queued
+    )
+    assert r.status_code == 403 and "queue 'high'" in r.json()["detail"]
+    assert "default" in r.json()["detail"]
+    r = api.post("/api/v1/jobs", json={"task": "demo.add", "args": [1, 2]}, headers=queued)
+    assert r.status_code == 202 and r.json()["queue"] == "default"
+
+    dlq = bearer(make_key(ledger, "dlq:admin", allowed_tasks=["demo.add"], name="dlq-adder"))
+    r = api.post(f"/api/v1/dlq/{other['id']}/replay", headers=dlq)
+    assert r.status_code == 403 and "'demo.sleep'" in r.json()["detail"]
+    r = api.post("/api/v1/dlq/replay", json={}, headers=dlq)
+    assert r.status_code == 403 and "give a `task` filter" in r.json()["detail"]
+    r = api.post("/api/v1/dlq/purge", json={"task": "demo.echo"}, headers=dlq)
+    assert r.status_code == 403
+    assert api.post("/api/v1/dlq/replay", json={"task": "demo.add"}, headers=dlq).status_code == 200
+
+
+# --- storage -------------------------------------------------------------------------------
+
+
+def test_keys_are_stored_hashed(api: TestClient, ledger: Any) -> None:
+    key = make_key(ledger, "jobs:read", name="hash-check")
+    secret = key.split("_", 2)[2]
+    assert api.get("/api/v1/jobs", headers=bearer(key)).status_code == 200
+    with ledger.connect() as conn:
+        rows = conn.execute(text("SELECT row_to_json(k)::text FROM conveyor_api_keys k")).all()
+        dump = "\n".join(r[0] for r in rows)
+        stored = conn.execute(
+            text("SELECT secret_hash FROM conveyor_api_keys WHERE key_id = :k"),
+            {"k": keys.key_id_of(key)},
+        ).scalar_one()
+    assert secret not in dump and key not in dump
+    assert stored == hashlib.sha256(key.encode()).hexdigest()
+
+
+def test_last_used_is_recorded_and_throttled(api: TestClient, ledger: Any) -> None:
+    key = make_key(ledger, "jobs:read")
+    query = text("SELECT last_used_at FROM conveyor_api_keys WHERE key_id = :k")
+    params = {"k": keys.key_id_of(key)}
+    with ledger.connect() as conn:
+        assert conn.execute(query, params).scalar_one() is None
+    assert api.get("/api/v1/jobs", headers=bearer(key)).status_code == 200
+    with ledger.connect() as conn:
+        first = conn.execute(query, params).scalar_one()
+    assert first is not None and datetime.now(UTC) - first < timedelta(minutes=1)
+    assert api.get("/api/v1/jobs", headers=bearer(key)).status_code == 200
+    with ledger.connect() as conn:
+        assert conn.execute(query, params).scalar_one() == first  # at most once a minute
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+
+def conveyor(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_keys_cli_creates_lists_and_revokes(services: Any, api: TestClient) -> None:
+    env = {**services.env(), "COLUMNS": "200"}
+    made = conveyor(
+        "keys", "create", "ci-deployer", "--scope", "jobs:read", "--scope", "jobs:write",
+        "--task", "demo.add", "--queue", "default", "--expires-in-days", "30", env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert re.fullmatch(r"cvk_[a-z0-9]{8}_[A-Za-z0-9]{40}", key), made.stdout
+    assert "shown only this once" in made.stderr
+    key_id = keys.key_id_of(key) or ""
+    assert api.get("/api/v1/jobs", headers=bearer(key)).status_code == 200
+
+    listed = conveyor("keys", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert key.split("_", 2)[2] not in listed.stdout
+    (row,) = [k for k in json.loads(listed.stdout) if k["key_id"] == key_id]
+    assert row["name"] == "ci-deployer" and row["scopes"] == ["jobs:read", "jobs:write"]
+    assert row["allowed_tasks"] == ["demo.add"] and row["allowed_queues"] == ["default"]
+    assert row["status"] == "active" and row["expires_at"]
+    table = conveyor("keys", "list", env=env)
+    assert f"cvk_{key_id}" in table.stdout and key.split("_", 2)[2] not in table.stdout
+
+    revoked = conveyor("keys", "revoke", f"cvk_{key_id}", env=env)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked" in revoked.stderr and "CONVEYOR_AUTH_CACHE_SECONDS" in revoked.stderr
+    assert api.get("/api/v1/jobs", headers=bearer(key)).status_code == 401
+    assert key_id not in conveyor("keys", "list", env=env).stdout
+    assert key_id in conveyor("keys", "list", "--all", env=env).stdout
+
+
+def test_keys_cli_refuses_bad_input(services: Any) -> None:
+    env = services.env()
+    bad = conveyor("keys", "create", "x", "--scope", "jobs:delete", env=env)
+    assert bad.returncode == 2
+    assert "unknown scope 'jobs:delete'" in bad.stderr and "dlq:admin" in bad.stderr
+    assert conveyor("keys", "create", "x", env=env).returncode == 2  # --scope is required
+    missing = conveyor("keys", "revoke", "nokey123", env=env)
+    assert missing.returncode == 1 and "no API key with id 'nokey123'" in missing.stderr
+
+
+# --- production refuses to start open -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"auth": "off", "secret_key": SECRET}, "CONVEYOR_AUTH=off"),
+        ({}, "CONVEYOR_SECRET_KEY is not set"),
+        ({"secret_key": SecretStr("changeme")}, "is a placeholder"),
+        ({"secret_key": SecretStr("secret")}, "is a placeholder"),
+        ({"secret_key": SecretStr("dev")}, "is a placeholder"),
+        ({"secret_key": SecretStr("changeme-" + "a1b2c3d4e5" * 4)}, "is a placeholder"),
+        ({"secret_key": SecretStr("Tr0ub4dor&3")}, "shorter than 32"),
+        ({"secret_key": SecretStr("ab" * 20)}, "too few distinct"),
+    ],
+)
+def test_production_refuses_an_open_or_weak_setup(
+    settings: Settings, update: dict[str, Any], message: str
+) -> None:
+    unsafe = settings.model_copy(update={"env": "production", "secret_key": None, **update})
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        create_app(unsafe)
+
+
+def test_production_starts_with_keys_and_a_strong_secret(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"env": "production", "secret_key": SECRET}))
+    with TestClient(app) as c:
+        assert c.get("/api/v1/jobs").status_code == 401
+        assert c.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"CONVEYOR_AUTH": "off", "CONVEYOR_SECRET_KEY": SECRET.get_secret_value()},
+         "CONVEYOR_AUTH=off"),
+        ({}, "CONVEYOR_SECRET_KEY is not set"),
+        ({"CONVEYOR_SECRET_KEY": "changeme"}, "is a placeholder"),
+    ],
+)  # fmt: skip
+def test_conveyor_api_refuses_to_start_in_production(
+    services: Any, extra: dict[str, str], message: str
+) -> None:
+    env = {
+        k: v for k, v in services.env().items() if k not in ("CONVEYOR_AUTH", "CONVEYOR_SECRET_KEY")
+    }
+    env.update({"CONVEYOR_ENV": "production", "CONVEYOR_API_PORT": str(free_port()), **extra})
+    out = conveyor("api", env=env)
+    assert out.returncode != 0
+    assert message in out.stderr, out.stderr[-2000:]
+
+
+# --- the dashboard -------------------------------------------------------------------------
+
+HTML = {"Accept": "text/html"}
+
+
+def login(c: TestClient, key: str, next: str = "/jobs") -> Any:
+    return c.post(
+        "/login",
+        content=f"key={key}&next={next}".encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded", **HTML},
+        follow_redirects=False,
+    )
+
+
+@pytest.fixture
+def browser(settings: Settings) -> Iterator[TestClient]:
+    """A fresh client (its own cookie jar) on the auth-enabled app."""
+    with TestClient(create_app(auth_settings(settings))) as c:
+        yield c
+
+
+def test_dashboard_needs_a_session(browser: TestClient, ledger: Any) -> None:
+    r = browser.get("/jobs", headers=HTML, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("/login?next=%2Fjobs")
+    assert browser.get("/live/jobs").status_code == 401  # the pages' script, not a browser
+    form = browser.get("/login")
+    assert form.status_code == 200 and 'name="key"' in form.text
+    assert "Open access" not in form.text
+    assert browser.get("/static/conveyor.css").status_code == 200
+
+
+def test_login_sets_a_strict_cookie_and_logout_clears_it(browser: TestClient, ledger: Any) -> None:
+    key = make_key(ledger, "jobs:read", name="viewer-anna")
+    refused = login(browser, key[:-1] + "Z")
+    assert refused.status_code == 401 and "Login refused" in refused.text
+
+    r = login(browser, key)
+    assert r.status_code == 303 and r.headers["location"] == "/jobs"
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith("conveyor_session=")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert "Max-Age=28800" in cookie and "Secure" not in cookie
+    assert key.split("_", 2)[2] not in cookie
+    page = browser.get("/jobs", headers=HTML)
+    assert page.status_code == 200 and "viewer-anna" in page.text and "Log out" in page.text
+    assert "Open access" not in page.text
+
+    out = browser.post("/logout", follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"].endswith("/login")
+    assert (
+        'conveyor_session=""' in out.headers["set-cookie"]
+        or "Max-Age=0" in out.headers["set-cookie"]
+    )
+    assert browser.get("/jobs", headers=HTML, follow_redirects=False).status_code == 303
+
+
+def test_session_cookie_is_secure_over_https(settings: Settings, ledger: Any) -> None:
+    key = make_key(ledger, "jobs:read")
+    app = create_app(auth_settings(settings))
+    with TestClient(app, base_url="https://testserver") as c:
+        assert "Secure" in login(c, key).headers["set-cookie"]
+
+
+def test_forged_expired_or_revoked_sessions_are_refused(browser: TestClient, ledger: Any) -> None:
+    key = make_key(ledger, "jobs:read")
+    assert login(browser, key).status_code == 303
+    good = browser.cookies["conveyor_session"]
+    version, payload, signature = good.split(".")
+    body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    body["s"] = ["admin"]
+    forged = base64.urlsafe_b64encode(json.dumps(body).encode()).rstrip(b"=").decode()
+    browser.cookies.set("conveyor_session", f"{version}.{forged}.{signature}")
+    assert browser.get("/jobs", headers=HTML, follow_redirects=False).status_code == 303
+
+    browser.cookies.set("conveyor_session", good)
+    assert browser.get("/jobs", headers=HTML).status_code == 200
+    with ledger.begin() as conn:
+        keys.revoke_key(conn, keys.key_id_of(key) or "")
+    assert browser.get("/jobs", headers=HTML, follow_redirects=False).status_code == 303
+
+
+def test_login_needs_jobs_read_and_same_origin(browser: TestClient, ledger: Any) -> None:
+    dlq_only = make_key(ledger, "dlq:admin")
+    r = login(browser, dlq_only)
+    assert r.status_code == 403 and "jobs:read" in r.text
+    viewer = make_key(ledger, "jobs:read")
+    cross = browser.post(
+        "/login",
+        content=f"key={viewer}".encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": "https://evil.example",
+        },
+        follow_redirects=False,
+    )
+    assert cross.status_code == 403 and "set-cookie" not in cross.headers
+    away = login(browser, viewer, next="//evil.example/x")
+    assert away.status_code == 303 and away.headers["location"] == "/"
+
+
+@pytest.mark.broker
+def test_a_viewer_cannot_cancel_but_an_operator_can(
+    settings: Settings, client: TestClient, ledger: Any
+) -> None:
+    job = client.post("/api/v1/jobs", json={"task": "testing.block", "args": [30]}).json()
+    viewer = make_key(ledger, "jobs:read", name="viewer")
+    operator = make_key(ledger, "jobs:read", "jobs:write", name="operator")
+    app = create_app(auth_settings(settings))
+    with TestClient(app) as c:
+        login(c, viewer)
+        r = c.post(f"/jobs/{job['id']}/cancel", headers=HTML, follow_redirects=False)
+        assert r.status_code == 403 and "jobs:write" in r.text
+        assert client.get(f"/api/v1/jobs/{job['id']}").json()["cancel_requested"] is False
+    with TestClient(app) as c:
+        login(c, operator)
+        r = c.post(f"/jobs/{job['id']}/cancel", headers=HTML, follow_redirects=False)
+        assert r.status_code == 303, r.text
+    assert client.get(f"/api/v1/jobs/{job['id']}").json()["cancel_requested"] is True
+
+
+def test_open_dashboard_shows_a_warning_on_every_page(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as c:
+        for url in ("/jobs", f"/jobs/{uuid.uuid4()}"):
+            assert "Open access" in c.get(url).text, url
+        assert c.get("/login", follow_redirects=False).status_code == 303
+
+
+def test_env_default_picks_auth(settings: Settings) -> None:
+    from conveyor.api.auth import auth_required
+
+    assert not auth_required(settings.model_copy(update={"env": "development"}))
+    assert not auth_required(settings.model_copy(update={"env": "test"}))
+    assert auth_required(settings.model_copy(update={"env": "production"}))
+    assert auth_required(settings.model_copy(update={"env": "test", "auth": "required"}))
