@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from conveyor.errors import (
     InvalidTransition,
     LedgerUnavailable,
     PayloadTooLarge,
+    SubmitError,
     UnknownTask,
 )
 from conveyor.ledger import repository as repo
@@ -62,6 +63,12 @@ def payload_hash(
 ) -> str:
     body = json.dumps([task, args, kwargs, queue, priority], sort_keys=True, default=repr)
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass
+class BulkReplay:
+    job_ids: list[str] = field(default_factory=list)  # the new jobs
+    refused: list[dict[str, str]] = field(default_factory=list)  # dead ids that could not be
 
 
 class Control:
@@ -135,7 +142,7 @@ class Control:
         )
         try:
             with self.engine.begin() as conn:
-                row = repo.insert_job(conn, job)
+                row = repo.insert_job(conn, job, publish_grace=self.settings.outbox_publish_grace)
                 if row is None:
                     assert idempotency_key is not None
                     existing = repo.job_by_idempotency_key(conn, idempotency_key)
@@ -207,12 +214,22 @@ class Control:
             old["kwargs"] if kwargs is None else kwargs,
         )
 
-    def replay_matching(self, flt: repo.JobFilter, limit: int) -> list[str]:
-        """Replay every dead, not yet replayed job the filter selects (at most ``limit``)."""
+    def replay_matching(self, flt: repo.JobFilter, limit: int) -> BulkReplay:
+        """Replay every dead, not yet replayed job the filter selects (at most ``limit``).
+
+        A job that cannot be replayed as it is (its task is gone, its arguments no longer fit
+        the signature — a poison message, say) is reported, not allowed to stop the rest.
+        """
         flt = replace(flt, states=(JobState.DEAD.value,), replayed=False)
         with self.engine.begin() as conn:
             ids = repo.matching_ids(conn, flt, limit)
-        return [str(self.replay(job_id)["id"]) for job_id in ids]
+        outcome = BulkReplay()
+        for job_id in ids:
+            try:
+                outcome.job_ids.append(str(self.replay(job_id)["id"]))
+            except SubmitError as exc:
+                outcome.refused.append({"id": job_id, "error": str(exc)})
+        return outcome
 
     def purge_matching(self, flt: repo.JobFilter, limit: int) -> int:
         """Delete dead jobs the filter selects (at most ``limit``) from the ledger."""
@@ -248,7 +265,8 @@ def publish(app: Celery, job_id: str, message: dict[str, Any]) -> None:
             priority=message.get("priority"),
             retry=True,
             retry_policy={
-                "max_retries": 1,
+                # One try: if the broker does not take it now, the outbox relay will.
+                "max_retries": 0,
                 "interval_start": 0,
                 "interval_step": 0.2,
                 "interval_max": 0.2,

@@ -132,3 +132,22 @@ def test_dlq_cli(services: Any, client: Any) -> None:
     purged = conveyor(env, "dlq", "purge", "--task", "testing.doomed", "--yes")
     assert purged.returncode == 0 and "purged" in purged.stderr
     assert client.get(f"/api/v1/jobs/{other}").status_code == 404
+
+
+def test_bulk_replay_reports_jobs_it_cannot_replay(client: Any) -> None:
+    good = dead_job(client, -5)
+    # A dead job whose recorded arguments no longer fit its task (as a poison message's).
+    from sqlalchemy import create_engine, text
+
+    bad = dead_job(client, -6)
+    engine = create_engine(client.app.state.services.settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE conveyor_jobs SET args = '[]' WHERE id = :id"), {"id": bad})
+    engine.dispose()
+    r = client.post("/api/v1/dlq/replay", json={"task": "testing.doomed", "limit": 10_000})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    refused = {item["id"]: item["error"] for item in body["refused"]}
+    assert bad in refused and "missing a required argument" in refused[bad]
+    replayed_from = {client.get(f"/api/v1/jobs/{i}").json()["retry_of"] for i in body["job_ids"]}
+    assert good in replayed_from

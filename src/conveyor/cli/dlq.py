@@ -93,12 +93,14 @@ def dlq_replay(
         if args is not None or kwargs is not None:
             err.print("[red]--args/--kwargs edit one job; they cannot apply to --all[/]")
             raise typer.Exit(2)
-        ids = svc.control.replay_matching(_filter(task, queue, error_type), limit)
+        done = svc.control.replay_matching(_filter(task, queue, error_type), limit)
     except (ConveyorError, ValueError) as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
-    err.print(f"replayed {len(ids)} dead jobs")
-    for new_id in ids:
+    err.print(f"replayed {len(done.job_ids)} dead jobs")
+    for refused in done.refused:
+        err.print(f"[yellow]not replayed {refused['id']}:[/] {refused['error']}")
+    for new_id in done.job_ids:
         out.print(new_id)
 
 

@@ -15,5 +15,15 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
         max_overflow=max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
-        connect_args={"connect_timeout": 5, "application_name": "conveyor"},
+        connect_args={
+            "connect_timeout": 5,
+            "application_name": "conveyor",
+            # Notice a PostgreSQL that vanished (partition, dead host) instead of waiting on a
+            # socket forever: TCP keepalives plus a cap on unacknowledged sends.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 60_000,
+        },
     )

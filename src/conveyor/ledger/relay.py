@@ -10,12 +10,18 @@ import logging
 import threading
 
 from celery import Celery
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from conveyor.ledger import repository as repo
 
 log = logging.getLogger(__name__)
+
+# Errors that mean "the broker is not there right now", as opposed to a bad message.
+BROKER_DOWN = (KombuOperationalError, ConnectionError, TimeoutError, OSError, RedisError)
+MAX_PUBLISH_ATTEMPTS = 10
 
 
 class OutboxRelay:
@@ -42,13 +48,22 @@ class OutboxRelay:
             done_ids: list[int] = []
             done_jobs: list[str] = []
             for row in rows:
+                job_id = str(row["job_id"])
                 try:
-                    publish(self.app, str(row["job_id"]), row["message"])
+                    publish(self.app, job_id, row["message"])
+                except BROKER_DOWN as exc:
+                    log.warning("outbox: broker unreachable publishing job %s: %s", job_id, exc)
+                    break  # keep the rest for the next round
                 except Exception as exc:
-                    log.warning("outbox: broker refused job %s: %s", row["job_id"], exc)
-                    break  # broker down: keep the rest for the next round
+                    # Something wrong with this row, not the broker: set it aside (and in the
+                    # end dead-letter its job) so it cannot block the rows behind it.
+                    log.exception("outbox: could not publish job %s", job_id)
+                    repo.outbox_failed(
+                        conn, row, f"{type(exc).__name__}: {exc}", max_attempts=MAX_PUBLISH_ATTEMPTS
+                    )
+                    continue
                 done_ids.append(row["id"])
-                done_jobs.append(str(row["job_id"]))
+                done_jobs.append(job_id)
             if done_ids:
                 repo.mark_published(conn, done_ids, done_jobs)
         self.published += len(done_ids)

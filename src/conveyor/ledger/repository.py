@@ -303,6 +303,30 @@ def due_outbox(conn: Connection, *, limit: int) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+def outbox_failed(conn: Connection, row: dict[str, Any], error: str, *, max_attempts: int) -> None:
+    """A row that failed to publish for a reason of its own: try again later with backoff,
+    and after ``max_attempts`` end its job dead with the error."""
+    attempts_so_far = int(row["attempts"]) + 1
+    if attempts_so_far >= max_attempts:
+        conn.execute(delete(outbox).where(outbox.c.id == row["id"]))
+        mark_dead(
+            conn,
+            str(row["job_id"]),
+            "PublishFailed",
+            f"could not be published after {attempts_so_far} tries: {error}",
+        )
+        return
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id == row["id"])
+        .values(
+            attempts=attempts_so_far,
+            last_error=error[:2000],
+            available_at=func.now() + timedelta(seconds=min(300, 2**attempts_so_far)),
+        )
+    )
+
+
 def mark_published(conn: Connection, outbox_ids: list[int], job_ids: list[str]) -> None:
     conn.execute(delete(outbox).where(outbox.c.id.in_(outbox_ids)))
     conn.execute(

@@ -60,6 +60,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if broker and broker.startswith(("redis://", "rediss://", "unix://")):
         transport_options.update(
             {
+                # A broker that accepts connections but never answers must not hang a
+                # submit or a worker: kombu's Redis transport waits forever by default.
+                "socket_timeout": 5,
+                "socket_connect_timeout": 3,
+                "socket_keepalive": True,
                 "queue_order_strategy": "priority",
                 "priority_steps": list(range(MAX_PRIORITY + 1)),
                 "sep": ":",
@@ -86,6 +91,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "broker_connection_retry_on_startup": True,
+        # Keep reconnecting through a long broker outage instead of exiting after ~100 tries.
+        "broker_connection_max_retries": None,
         "broker_transport_options": transport_options,
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
         "task_queues": queues(settings.queues),

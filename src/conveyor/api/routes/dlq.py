@@ -53,6 +53,9 @@ class DeadFilter(BaseModel):
 class BulkReplayed(BaseModel):
     replayed: int
     job_ids: list[str]
+    refused: list[dict[str, str]] = Field(
+        description="dead jobs that could not be replayed as they are, with the reason"
+    )
 
 
 class Purged(BaseModel):
@@ -119,10 +122,10 @@ def replay_matching(body: DeadFilter, principal: AdminDlq, services: ServicesDep
     """Replay every dead, not yet replayed job matching the filter (up to ``limit``)."""
     principal.check_filter(body.task, body.queue)
     try:
-        ids = services.control.replay_matching(body.to_filter(), body.limit)
+        done = services.control.replay_matching(body.to_filter(), body.limit)
     except ValueError as exc:
         raise _bad_filter(exc) from None
-    return {"replayed": len(ids), "job_ids": ids}
+    return {"replayed": len(done.job_ids), "job_ids": done.job_ids, "refused": done.refused}
 
 
 @router.post("/purge", response_model=Purged)
