@@ -95,9 +95,9 @@ CREATE TABLE IF NOT EXISTS testing_effects (
 
 @app.task(name="testing.effect", bind=True)
 def effect(self: object, n: int, seconds: float = 0.0) -> int:
-    """Apply a side effect keyed by the job id (an upsert into ``testing_effects``), so a
-    chaos run can prove each job's effect landed once and count the duplicate deliveries the
-    key absorbed."""
+    """Apply a side effect keyed by the job id (an upsert into ``testing_effects``, which the
+    test creates first with ``EFFECTS_DDL``), so a chaos run can prove each job's effect
+    landed once and count the duplicate deliveries the key absorbed."""
     import psycopg
 
     from conveyor.runtime.context import runtime_of
@@ -109,7 +109,6 @@ def effect(self: object, n: int, seconds: float = 0.0) -> int:
     if conn is None:
         url = str(runtime_of(app).settings.database_url).replace("postgresql+psycopg", "postgresql")
         conn = psycopg.connect(url, autocommit=True)
-        conn.execute(EFFECTS_DDL)
         _effects_conn.clear()
         _effects_conn[pid] = conn
     job_id = self.request.id  # type: ignore[attr-defined]
