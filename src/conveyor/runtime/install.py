@@ -20,78 +20,18 @@ from celery import Celery, Task, signals
 from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from conveyor.config import Settings
-from conveyor.core.limits import LimitSpec
 from conveyor.core.states import JobState
 from conveyor.errors import JobCancelled
 from conveyor.ledger import events as ev
+from conveyor.runtime import limits
 from conveyor.runtime.app import celery_config
-from conveyor.runtime.context import LimitArgs, Runtime, publishing_recorded_job, runtime_of
+from conveyor.runtime.context import Runtime, publishing_recorded_job, runtime_of
 
 log = logging.getLogger(__name__)
 
 
 # Attempt number of each job running in this process, as counted at its start.
 _attempts: dict[str, int] = {}
-# Concurrency-limit key each running job holds a claim on (freed when its attempt ends).
-_claims: dict[str, str] = {}
-_NO_SPEC = object()
-
-
-def limit_spec(task: Task, settings: Settings) -> LimitSpec | None:
-    """The task's global limits: options on the task, else ``CONVEYOR_LIMITS[task name]``."""
-    cached = getattr(task, "_conveyor_limit_spec", _NO_SPEC)
-    if cached is _NO_SPEC:
-        options = {
-            name: getattr(task, name)
-            for name in ("global_rate_limit", "rate_burst", "limit_key", "max_concurrency")
-            if getattr(task, name, None) is not None
-        }
-        cached = LimitSpec.from_options(options or settings.limits.get(task.name, {}))
-        task._conveyor_limit_spec = cached
-    return cached  # type: ignore[return-value]
-
-
-def limit_args(task: Task, spec: LimitSpec, args: Any, kwargs: Any) -> LimitArgs:
-    key = f"{task.name}:{spec.key_value(task.run, args or (), kwargs or {})}"
-    hard_limit = task.time_limit or task.app.conf.task_time_limit or 3600
-    interval = 1000.0 / spec.rate_per_second if spec.rate_per_second else 0.0
-    return LimitArgs(
-        concurrency_key=ev.LIMIT_KEY + "conc:" + key if spec.max_concurrency else "",
-        concurrency_max=spec.max_concurrency or 0,
-        concurrency_ttl_ms=int(hard_limit * 1000) + 5000,
-        rate_key=ev.LIMIT_KEY + "rate:" + key if spec.rate_per_second else "",
-        interval_ms=interval,
-        tolerance_ms=interval * (spec.burst - 1),
-        has_slot=bool(task.request.get("conveyor_slot")),
-    )
-
-
-def _wait_for_limit(
-    task: Task, task_id: str, args: Any, kwargs: Any, countdown: float, slot: bool
-) -> None:
-    """Send the job back to its queue to start after ``countdown`` seconds, without counting
-    an attempt; the current delivery is then acknowledged (raise Ignore)."""
-    req = task.request
-    rt = runtime_of(task.app)
-    delivery = req.delivery_info or {}
-    token = publishing_recorded_job.set(True)
-    try:
-        task.apply_async(
-            args,
-            kwargs,
-            task_id=task_id,
-            countdown=countdown,
-            queue=delivery.get("routing_key"),
-            priority=rt.transport_priority(delivery.get("priority")),
-            headers={
-                "conveyor_slot": "1" if slot else "",
-                "conveyor_waits": int(req.get("conveyor_waits") or 0) + 1,
-            },
-            parent_id=req.parent_id,
-            root_id=req.root_id,
-        )
-    finally:
-        publishing_recorded_job.reset(token)
 
 
 def attempt_cap(task: Task) -> int | None:
@@ -126,17 +66,17 @@ class ConveyorTaskMixin:
             "parent_id": req.parent_id,
             "root_id": req.root_id,
         }
-        spec = limit_spec(task, rt.settings)
-        limits = limit_args(task, spec, args, kwargs) if spec is not None else None
-        outcome, attempt = rt.start(event, cap, limits)
+        spec = limits.limit_spec(task, rt.settings)
+        held = limits.limit_args(task, spec, args, kwargs) if spec is not None else None
+        outcome, attempt = rt.start(event, cap, held)
         if outcome == ev.RATE_WAIT:
-            _wait_for_limit(task, task_id, args, kwargs, attempt / 1000.0, slot=True)
+            limits.wait_for_limit(task, task_id, args, kwargs, attempt / 1000.0, slot=True)
             raise Ignore(f"job {task_id} waits {attempt} ms for its rate limit")
         if outcome == ev.CONCURRENCY_FULL:
             waits = int(task.request.get("conveyor_waits") or 0)
             backoff = min(0.2 * 2 ** min(waits, 5), 5.0) * random.uniform(0.5, 1.0)
-            _wait_for_limit(
-                task, task_id, args, kwargs, backoff, slot=limits is not None and limits.has_slot
+            limits.wait_for_limit(
+                task, task_id, args, kwargs, backoff, slot=held is not None and held.has_slot
             )
             raise Ignore(f"job {task_id} waits for a free slot under its concurrency limit")
         if outcome == ev.CANCELLED:
@@ -159,8 +99,8 @@ class ConveyorTaskMixin:
             )
             raise Ignore(f"job {task_id} is over its attempt cap")
         _attempts[task_id] = attempt
-        if limits is not None and limits.concurrency_key:
-            _claims[task_id] = limits.concurrency_key
+        if held is not None and held.concurrency_key:
+            limits.claims[task_id] = held.concurrency_key
         super().before_start(task_id, args, kwargs)  # type: ignore[misc]
 
 
@@ -195,7 +135,7 @@ def _outcome(task: Task, task_id: str, state: JobState, **fields: Any) -> dict[s
 
 def _record_end(rt: Runtime, event: dict[str, Any]) -> None:
     """Record the end of an attempt (terminal, or retrying) and free its concurrency claim."""
-    rt.record(event, concurrency_key=_claims.pop(event["id"], ""))
+    rt.record(event, concurrency_key=limits.claims.pop(event["id"], ""))
 
 
 def _error_fields(exc: BaseException | None, einfo: Any) -> dict[str, Any]:
