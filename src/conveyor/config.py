@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(default=5.0, gt=0)
     cancel_grace: float = Field(default=30.0, ge=0)
     stale_queued_after: float = Field(default=600.0, gt=0)
+    # How often cancel flags are re-seeded into Redis from the ledger (Redis may lose them).
+    cancel_reseed_interval: float = Field(default=300.0, gt=0)
     worker_concurrency: int | None = None
     routes: dict[str, str] = Field(default_factory=dict)
     # Global limits by task name, for tasks whose code you do not decorate yourself:

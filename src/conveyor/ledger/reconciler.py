@@ -33,7 +33,6 @@ from conveyor.ledger import repository as repo
 log = logging.getLogger(__name__)
 
 LOCK_KEY = "conveyor:reconciler"
-RESEED_EVERY = 300.0
 
 
 class Reconciler:
@@ -70,7 +69,7 @@ class Reconciler:
         try:
             self._lost_workers_and_cancels()
             self._stale_queued()
-            if time.monotonic() - self._last_reseed > RESEED_EVERY:
+            if time.monotonic() - self._last_reseed > self.settings.cancel_reseed_interval:
                 self._reseed_cancel_flags()
                 self._last_reseed = time.monotonic()
         finally:
