@@ -63,7 +63,7 @@ def test_submit_with_the_broker_down_is_accepted_and_published_when_it_returns(
     # The outage outlasts the publish grace: the relay tries the due rows, fails, keeps them.
     recorder_log = stack.log("recorder")
     wait_for(
-        lambda: "outbox: broker refused job" in recorder_log.read_text(errors="replace"),
+        lambda: "outbox: broker unreachable" in recorder_log.read_text(errors="replace"),
         timeout=30,
         message="the outbox relay to try the broker",
     )
