@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     max_tasks_per_child: int = Field(default=1000, ge=1)
     max_memory_per_child_kb: int = Field(default=512_000, ge=1024)
     visibility_timeout: int = Field(default=3600, ge=10)
+    # Celery task events cost the worker's main process more than fetching and acking do;
+    # the ledger and its SSE streams replace them. Flower switches them on by itself
+    # (`enable_events`) while it watches; set this to keep them always on.
+    task_events: bool = False
+    # Results live in the ledger (`GET /jobs/{id}/result`). Storing them in the Redis result
+    # backend as well is what `AsyncResult.get()` needs; turn it on for apps that call it (or
+    # set `ignore_result=False` on those tasks). Chords work either way.
+    store_results: bool = False
     # How long a finished job's marker absorbs duplicate deliveries of its message; by default
     # a little longer than the visibility timeout, after which Redis redelivers unacked messages.
     dedupe_ttl_seconds: int | None = Field(default=None, ge=1)
@@ -71,6 +79,7 @@ class Settings(BaseSettings):
     payload_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     recorder_batch: int = Field(default=1000, ge=1)
     recorder_block_ms: int = Field(default=50, ge=1)
+    recorder_linger_ms: int = Field(default=50, ge=0)
     outbox_poll_interval: float = Field(default=0.25, gt=0)
     outbox_publish_grace: float = Field(default=5.0, ge=0)
 

@@ -102,6 +102,49 @@ def test_chain_records_parent_and_root(services: Any, client: Any) -> None:
     ]
 
 
+def test_chord_completes_with_results_kept_only_in_the_ledger(services: Any, client: Any) -> None:
+    """Results are not written to the Redis result backend by default; a chord still joins
+    its header's results (the backend's chord counter gets them) and its body runs."""
+    code = (
+        "from celery import chord\n"
+        "from conveyor.demo import add, echo\n"
+        "r = chord([add.s(i, i) for i in range(4)])(echo.s())\n"
+        "print(r.id)\n"
+    )
+    body_id = python_last_line(code, services.env())
+
+    def finished() -> dict[str, Any] | None:
+        r = client.get(f"/api/v1/jobs/{body_id}")
+        return r.json() if r.status_code == 200 and r.json()["state"] == "succeeded" else None
+
+    wait_for(finished, timeout=30, message="chord body to finish")
+    result = client.get(f"/api/v1/jobs/{body_id}/result").json()["result"]
+    assert sorted(result["args"][0]) == [0, 2, 4, 6]
+
+
+def test_async_result_get_with_stored_results(services: Any, client: Any, artifacts: Any) -> None:
+    """CONVEYOR_STORE_RESULTS=true in the caller and the worker: AsyncResult.get() works, as
+    for an app that relies on Celery's result backend."""
+    code = (
+        "from conveyor.demo import add\n"
+        "print(add.apply_async((20, 22), queue='t-results').get(timeout=30))\n"
+    )
+    env = {
+        **services.env(),
+        "CONVEYOR_STORE_RESULTS": "true",
+        "CONVEYOR_QUEUES": '["t-results", "default"]',
+    }
+    worker = Process(
+        ["worker", "-c", "1", "-n", f"results-{os.getpid()}@%h", "-Q", "t-results"],
+        env,
+        artifacts / "results-worker.log",
+    ).start()
+    try:
+        assert python_last_line(code, env) == "42"
+    finally:
+        worker.stop()
+
+
 def test_send_task_from_a_process_without_the_task_code(services: Any, client: Any) -> None:
     code = (
         "from celery import Celery\n"

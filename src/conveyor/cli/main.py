@@ -77,6 +77,7 @@ def api(
         host=host or s.api_host,
         port=port or s.api_port,
         workers=workers,
+        http="conveyor.api.server:HttpProtocol",
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
@@ -118,7 +119,7 @@ def _run_services(names: list[str]) -> None:
     s = require(settings())
     assert s.database_url and s.redis_url
     app = celery_app(s)
-    engine = make_engine(s.database_url, pool_size=4)
+    engine = make_engine(s.database_url, pool_size=4, pre_ping=False)
     client = redis.Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -130,6 +131,7 @@ def _run_services(names: list[str]) -> None:
             batch=s.recorder_batch,
             block_ms=s.recorder_block_ms,
             inline_max=s.result_inline_max_bytes,
+            linger_ms=s.recorder_linger_ms,
         ),
         "outbox-relay": lambda: OutboxRelay(app, engine, poll_interval=s.outbox_poll_interval),
         "reconciler": lambda: Reconciler(app, engine, client, s),

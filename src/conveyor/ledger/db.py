@@ -5,7 +5,9 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int = 10, max_overflow: int = 20, pre_ping: bool = True
+) -> Engine:
     """A psycopg 3 engine; ``postgresql://`` URLs are pointed at the psycopg driver."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -13,7 +15,9 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Eng
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        # A round trip per checkout; long-running services that retry on OperationalError
+        # anyway (the recorder) turn it off.
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         connect_args={
             "connect_timeout": 5,

@@ -173,6 +173,7 @@ class Recorder:
         block_ms: int = 50,
         inline_max: int = 64 * 1024,
         claim_idle_ms: int = 30_000,
+        linger_ms: int = 50,
         name: str | None = None,
     ) -> None:
         self.engine = engine
@@ -181,6 +182,7 @@ class Recorder:
         self.block_ms = block_ms
         self.inline_max = inline_max
         self.claim_idle_ms = claim_idle_ms
+        self.linger = linger_ms / 1000
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._own_pending = True  # first drain what this consumer read but never acked
         self._last_claim = 0.0
@@ -263,8 +265,12 @@ class Recorder:
                 if not group_ready:
                     self.ensure_group()
                     group_ready = True
-                self.step()
+                n = self.step()
                 backoff = 0.1
+                if 0 < n < self.batch // 4:
+                    # A small batch: let events gather for a moment rather than paying a
+                    # commit (WAL flush) and an ack round trip for every few of them.
+                    stop.wait(self.linger)
             except (OperationalError, redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("recorder waiting for its stores: %s", exc)
                 group_ready = False

@@ -8,7 +8,10 @@ Each default answers a way Celery loses or repeats work out of the box:
 - prefetch 1: a worker holds one message per process, so a long task does not hoard others.
 - soft/hard time limits by default: nothing runs forever; the soft one lets a task clean up.
 - ``worker_max_tasks_per_child`` / ``worker_max_memory_per_child``: leaks are recycled.
-- task events on: Flower and ``celery events`` work beside Conveyor.
+- task events off unless asked for: Flower turns them on while it watches (``enable_events``);
+  the ledger replaces them, and they cost the worker more than fetching and acknowledging.
+- results go to the ledger; the Redis result backend stays configured (chords, and tasks or
+  apps that opt in with ``ignore_result=False`` for ``AsyncResult.get()``).
 - one ``visibility_timeout`` for broker, results and the Redis transport's unacked restore.
 - priority queues ``critical > high > default > low``, consumed in that order.
 """
@@ -22,6 +25,7 @@ from celery import Celery
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from conveyor.config import MAX_PRIORITY, Settings
+from conveyor.runtime.transport import NAME as REDIS_TRANSPORT
 
 
 def queues(names: list[str]) -> list[Queue]:
@@ -57,7 +61,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     transport_options: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout,
     }
+    transport = None
     if broker and broker.startswith(("redis://", "rediss://", "unix://")):
+        transport = REDIS_TRANSPORT
         transport_options.update(
             {
                 # A broker that accepts connections but never answers must not hang a
@@ -72,9 +78,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         )
     return {
         "broker_url": broker,
+        "broker_transport": transport,
         "result_backend": settings.redis_url,
         "result_expires": 24 * 3600,
         "result_extended": False,
+        "task_ignore_result": not settings.store_results,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -88,8 +96,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.time_limit,
         "worker_max_tasks_per_child": settings.max_tasks_per_child,
         "worker_max_memory_per_child": settings.max_memory_per_child_kb,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
         "broker_connection_retry_on_startup": True,
         # Keep reconnecting through a long broker outage instead of exiting after ~100 tries.
         "broker_connection_max_retries": None,
