@@ -9,27 +9,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import redis
 from celery import Celery
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
 from conveyor.core.ids import new_job_id
 from conveyor.core.schema import TaskSignature
 from conveyor.core.states import JobState
 from conveyor.errors import (
-    IdempotencyConflict,
     InvalidArguments,
     InvalidTransition,
-    LedgerUnavailable,
     PayloadTooLarge,
     SubmitError,
     UnknownTask,
 )
+from conveyor.intake import Intake
 from conveyor.ledger import repository as repo
 from conveyor.ledger.events import CANCEL_KEY, CANCEL_TTL
 from conveyor.runtime.context import publishing_recorded_job, runtime_of
@@ -37,6 +36,9 @@ from conveyor.runtime.context import publishing_recorded_job, runtime_of
 log = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
+# An escaped NUL in JSON text: `\u0000` after an even number of backslashes. PostgreSQL's jsonb
+# refuses it, so a submission holding one is refused up front.
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def task_signature(app: Celery, name: str) -> TaskSignature:
@@ -65,6 +67,15 @@ def payload_hash(
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+class SubmitOptions(TypedDict, total=False):
+    queue: str | None
+    priority: int | None
+    countdown: float | None
+    eta: datetime | None
+    idempotency_key: str | None
+    retry_of: str | None
+
+
 @dataclass
 class BulkReplay:
     job_ids: list[str] = field(default_factory=list)  # the new jobs
@@ -76,6 +87,13 @@ class Control:
         self.app = app
         self.engine = engine
         self.settings = runtime_of(app).settings
+        self.intake = Intake(
+            app, engine, publish=publish, publish_grace=self.settings.outbox_publish_grace
+        )
+
+    def close(self) -> None:
+        """Commit and publish what was submitted, then stop the intake's threads."""
+        self.intake.close()
 
     @property
     def redis(self) -> redis.Redis:
@@ -88,14 +106,36 @@ class Control:
         args: list[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
         *,
+        publish_wait: float = 2.0,
+        **options: Unpack[SubmitOptions],
+    ) -> tuple[dict[str, Any], bool]:
+        """Validate, record and publish a job (see :meth:`prepare` for the options).
+        Returns (job, created).
+
+        Returns once the job is committed and its publish was attempted (at most
+        ``publish_wait`` seconds after the commit): a short-lived caller such as the CLI may
+        exit then without leaving its job to the outbox relay's grace period.
+        """
+        item = self.intake.submit(self.prepare(task, args, kwargs, **options))
+        outcome = item.committed.result()
+        item.handed_on.wait(publish_wait)
+        return outcome
+
+    def prepare(
+        self,
+        task: str,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
         queue: str | None = None,
         priority: int | None = None,
         countdown: float | None = None,
         eta: datetime | None = None,
         idempotency_key: str | None = None,
         retry_of: str | None = None,
-    ) -> tuple[dict[str, Any], bool]:
-        """Validate, record and publish a job. Returns (job, created)."""
+    ) -> repo.NewJob:
+        """Check a submission against the task's signature and limits: the job to record, or
+        a SubmitError that says what is wrong (nothing recorded, nothing published)."""
         args = list(args or [])
         kwargs = dict(kwargs or {})
         task_signature(self.app, task).validate(args, kwargs)
@@ -121,57 +161,32 @@ class Control:
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise refuse("Idempotency-Key", f"must be 1..{MAX_IDEMPOTENCY_KEY} characters")
         encoded = json.dumps([args, kwargs], default=None)
+        if _NUL.search(encoded):
+            raise refuse(
+                "args", "a string holds a NUL character (\\u0000); the ledger cannot store it"
+            )
         if len(encoded) > self.settings.payload_max_bytes:
             raise PayloadTooLarge(
                 f"arguments are {len(encoded)} bytes encoded; the limit is "
                 f"{self.settings.payload_max_bytes} (CONVEYOR_PAYLOAD_MAX_BYTES)"
             )
-        resolved_queue = queue or task_queue(self.app, task)
-        digest = payload_hash(task, args, kwargs, queue, priority)
-        job = repo.NewJob(
+        return repo.NewJob(
             id=new_job_id(),
             task=task,
             args=args,
             kwargs=kwargs,
-            queue=resolved_queue,
+            queue=queue or task_queue(self.app, task),
             priority=priority,
             eta=eta,
             idempotency_key=idempotency_key,
-            payload_hash=digest if idempotency_key else None,
+            payload_hash=(
+                payload_hash(task, args, kwargs, queue, priority) if idempotency_key else None
+            ),
             retry_of=retry_of,
         )
-        try:
-            with self.engine.begin() as conn:
-                row = repo.insert_job(conn, job, publish_grace=self.settings.outbox_publish_grace)
-                if row is None:
-                    assert idempotency_key is not None
-                    existing = repo.job_by_idempotency_key(conn, idempotency_key)
-                    assert existing is not None
-                    if existing["payload_hash"] != digest:
-                        raise IdempotencyConflict(idempotency_key, str(existing["id"]))
-                    return existing, False
-        except OperationalError as exc:
-            raise LedgerUnavailable(f"PostgreSQL is unreachable: {exc.orig}") from exc
-        if eta is None:
-            self._publish_now(job)
-        return row, True
 
     def _known_queues(self) -> set[str]:
         return set(self.app.amqp.queues.keys()) | set(self.settings.queues)
-
-    def _publish_now(self, job: repo.NewJob) -> None:
-        try:
-            publish(self.app, job.id, job.message)
-        except Exception as exc:  # the outbox relay will publish it once the broker is back
-            log.warning("publish of job %s deferred to the outbox: %s", job.id, exc)
-            return
-        try:
-            with self.engine.begin() as conn:
-                repo.delete_outbox(conn, job.id)
-        except OperationalError:
-            log.warning(
-                "outbox row of published job %s kept; the relay may publish it again", job.id
-            )
 
     # --- cancel / retry -------------------------------------------------------------------
     def cancel(self, job_id: str) -> dict[str, Any]:
@@ -251,7 +266,7 @@ class Control:
         return row
 
 
-def publish(app: Celery, job_id: str, message: dict[str, Any]) -> None:
+def publish(app: Celery, job_id: str, message: dict[str, Any], producer: Any = None) -> None:
     """Publish a job whose ledger row exists, with the id the ledger gave it."""
     token = publishing_recorded_job.set(True)
     try:
@@ -263,6 +278,7 @@ def publish(app: Celery, job_id: str, message: dict[str, Any]) -> None:
             queue=message.get("queue"),
             routing_key=message.get("queue"),
             priority=message.get("priority"),
+            producer=producer,
             retry=True,
             retry_policy={
                 # One try: if the broker does not take it now, the outbox relay will.

@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        services.control.close()
         engine.dispose()
 
     app = FastAPI(

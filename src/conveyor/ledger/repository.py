@@ -25,11 +25,11 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from conveyor.core.states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from conveyor.errors import InvalidTransition, JobNotFound
@@ -63,48 +63,84 @@ class NewJob:
         }
 
 
-def insert_job(
-    conn: Connection, job: NewJob, *, publish_grace: float = 5.0
-) -> dict[str, Any] | None:
-    """Insert a job and its outbox row; returns the row, or None if the idempotency key exists.
+# Jobs and their outbox rows from one JSON parameter, in one statement: a batch of submissions
+# costs one round trip and one commit however many it holds. Rows whose idempotency key exists
+# are skipped (also when two rows of the batch share one: the first wins) and come back absent.
+_INSERT_JOBS = text("""
+WITH new AS (
+  SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(
+    n int, id uuid, task text, queue text, priority smallint, args jsonb, kwargs jsonb,
+    eta timestamptz, idempotency_key text, payload_hash text, retry_of uuid, parent_id uuid,
+    root_id uuid, message jsonb)
+), ins AS (
+  INSERT INTO conveyor_jobs (id, task, state, queue, priority, args, kwargs, eta,
+    idempotency_key, payload_hash, retry_of, parent_id, root_id, queued_at)
+  SELECT id, task, CASE WHEN eta IS NULL THEN 'queued' ELSE 'scheduled' END, queue, priority,
+    args, kwargs, eta, idempotency_key, payload_hash, retry_of, parent_id, root_id,
+    CASE WHEN eta IS NULL THEN now() END
+  FROM new ORDER BY n
+  ON CONFLICT (idempotency_key) DO NOTHING
+  RETURNING *
+), box AS (
+  INSERT INTO conveyor_outbox (job_id, message, available_at)
+  SELECT new.id, new.message, COALESCE(new.eta, now() + make_interval(secs => :grace))
+  FROM new JOIN ins ON ins.id = new.id
+)
+SELECT * FROM ins
+""")
 
-    The outbox row becomes due at the job's eta, or ``publish_grace`` seconds from now for an
+
+def insert_jobs(
+    conn: Connection, batch: list[NewJob], *, publish_grace: float = 5.0
+) -> list[dict[str, Any] | None]:
+    """Insert jobs and their outbox rows; each job's row, or None where its idempotency key
+    already exists (the caller looks that job up: :func:`jobs_by_idempotency_key`).
+
+    An outbox row becomes due at its job's eta, or ``publish_grace`` seconds from now for an
     immediate job: the submitter publishes it itself and deletes the row; the relay only steps
     in if that did not happen in time (broker down, or the submitter died after commit).
     """
-    state = JobState.SCHEDULED if job.eta is not None else JobState.QUEUED
-    values = {
-        "id": job.id,
-        "task": job.task,
-        "state": state.value,
-        "queue": job.queue,
-        "priority": job.priority,
-        "args": job.args,
-        "kwargs": job.kwargs,
-        "eta": job.eta,
-        "idempotency_key": job.idempotency_key,
-        "payload_hash": job.payload_hash,
-        "retry_of": job.retry_of,
-        "parent_id": job.parent_id,
-        "root_id": job.root_id or job.id,
-        "queued_at": func.now() if job.eta is None else None,
-    }
-    stmt = pg_insert(jobs).values(**values)
-    if job.idempotency_key is not None:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
-    row = conn.execute(stmt.returning(*jobs.c)).mappings().first()
-    if row is None:
-        return None
-    conn.execute(
-        insert(outbox).values(
-            job_id=job.id,
-            message=job.message,
-            available_at=job.eta
-            if job.eta is not None
-            else func.now() + timedelta(seconds=publish_grace),
-        )
-    )
-    return dict(row)
+    rows = [
+        {
+            "n": n,
+            "id": job.id,
+            "task": job.task,
+            "queue": job.queue,
+            "priority": job.priority,
+            "args": job.args,
+            "kwargs": job.kwargs,
+            "eta": job.eta.isoformat() if job.eta is not None else None,
+            "idempotency_key": job.idempotency_key,
+            "payload_hash": job.payload_hash,
+            "retry_of": job.retry_of,
+            "parent_id": job.parent_id,
+            "root_id": job.root_id or job.id,
+            "message": job.message,
+        }
+        for n, job in enumerate(batch)
+    ]
+    result = conn.execute(_INSERT_JOBS, {"rows": json.dumps(rows), "grace": publish_grace})
+    inserted = {str(r["id"]): dict(r) for r in result.mappings()}
+    return [inserted.get(job.id) for job in batch]
+
+
+def insert_job(
+    conn: Connection, job: NewJob, *, publish_grace: float = 5.0
+) -> dict[str, Any] | None:
+    """One job: :func:`insert_jobs` of a batch of one."""
+    return insert_jobs(conn, [job], publish_grace=publish_grace)[0]
+
+
+def jobs_by_idempotency_key(conn: Connection, keys: list[str]) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(select(jobs).where(jobs.c.idempotency_key.in_(keys))).mappings()
+    return {r["idempotency_key"]: dict(r) for r in rows}
+
+
+def delete_outbox_of(conn: Connection, job_ids: list[str]) -> None:
+    """Drop the outbox rows of jobs that were published. Not worth a WAL flush: a row that a
+    crash brings back only publishes its job once more, which delivery absorbs anyway."""
+    conn.execute(text("SET LOCAL synchronous_commit = off"))
+    conn.execute(delete(outbox).where(outbox.c.job_id.in_(job_ids)))
 
 
 def job_by_idempotency_key(conn: Connection, key: str) -> dict[str, Any] | None:

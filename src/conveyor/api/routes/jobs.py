@@ -33,17 +33,21 @@ router = APIRouter(tags=["jobs"])
 
 
 @router.post("/jobs", status_code=202, response_model=JobPublic)
-def submit_job(
+async def submit_job(
     body: JobSubmit,
     principal: WriteJobs,
     services: ServicesDep,
-    request: Request,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> dict[str, Any]:
-    """Validate against the task's signature, record, publish; 202 with the job."""
+    """Validate against the task's signature, record, publish; 202 with the job.
+
+    The 202 comes once the job is committed to the ledger (with its outbox row); publishing
+    follows right after, off the request's path. Validation is CPU only, so the route runs on
+    the event loop and waits for the group commit without holding a thread.
+    """
     authorize_submit(principal, services, body.task, body.queue)
-    row, created = services.control.submit(
+    job = services.control.prepare(
         body.task,
         body.args,
         body.kwargs,
@@ -53,6 +57,7 @@ def submit_job(
         eta=body.eta,
         idempotency_key=idempotency_key,
     )
+    row, created = await asyncio.wrap_future(services.control.intake.submit(job).committed)
     response.headers["Location"] = f"/api/v1/jobs/{row['id']}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
