@@ -268,10 +268,16 @@ class Control:
 
 def publish(app: Celery, job_id: str, message: dict[str, Any], producer: Any = None) -> None:
     """Publish a job whose ledger row exists, with the id the ledger gave it."""
+    task = app.tasks.get(message["task"])
+    # Celery subscribes to the result channel of every task it sends unless told the result is
+    # ignored — a pub/sub round trip per publish, for an AsyncResult nobody here waits on. Tell
+    # it what the task itself would do (the header carries it to the worker unchanged).
+    ignore_result = task.ignore_result if task is not None else app.conf.task_ignore_result
     token = publishing_recorded_job.set(True)
     try:
         app.send_task(
             message["task"],
+            ignore_result=ignore_result,
             args=message.get("args") or [],
             kwargs=message.get("kwargs") or {},
             task_id=job_id,

@@ -1,16 +1,17 @@
-"""Group commit for submissions: many submits, one transaction, one pipelined publish.
+"""Group commit for submissions: many submits, one statement, one pipelined publish.
 
 A submission is durable once its job row and outbox row are committed; that is when the API
 answers 202. Paying a transaction (and its WAL flush) and a broker round trip per submission
 caps a process at a few hundred submits a second, so submissions are handed to one committer
-thread per process instead: it takes everything that arrived while the previous transaction
-ran and writes it in one statement and one commit. Under no load a batch is a single job and
-costs what a direct insert costs; under load the cost per job falls as batches grow.
+thread per process instead. It takes everything that arrived while it was busy, writes it with
+one statement (atomic on its own: no BEGIN/COMMIT round trips) on a connection it keeps, then
+publishes the batch's immediate jobs in one kombu publish batch (a single Redis pipeline).
+Under no load a batch is one job and costs what a direct insert and publish cost; under load
+batches grow and the cost per job falls.
 
-A second thread publishes what was committed — in one kombu publish batch (a single Redis
-pipeline) per round — then deletes the published jobs' outbox rows in one statement. Whatever
-it does not manage to publish (broker down, process killed) stays in the outbox, and the relay
-publishes it after ``outbox_publish_grace`` seconds: no accepted job is lost on the way.
+A second thread deletes the published jobs' outbox rows, off the submitters' path. Whatever is
+not published (broker down, process killed between commit and publish) stays in the outbox,
+and the relay publishes it after ``outbox_publish_grace`` seconds: no accepted job is lost.
 """
 
 from __future__ import annotations
@@ -22,19 +23,23 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from celery import Celery
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from conveyor.errors import ConveyorError, IdempotencyConflict, LedgerUnavailable
 from conveyor.ledger import repository as repo
+from conveyor.ledger.db import Link
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 Submitted = tuple[dict[str, Any], bool]  # (job row, created)
+Publish = Callable[[Celery, str, dict[str, Any], Any], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -53,7 +58,7 @@ class Intake:
         app: Celery,
         engine: Engine,
         *,
-        publish: Callable[[Celery, str, dict[str, Any], Any], None],
+        publish: Publish,
         publish_grace: float,
         max_batch: int = MAX_BATCH,
     ) -> None:
@@ -62,12 +67,17 @@ class Intake:
         self.publish = publish
         self.publish_grace = publish_grace
         self.max_batch = max_batch
-        self._pid: int | None = None
-        self.batches = 0  # transactions written, and the most jobs one of them held
+        self.batches = 0  # statements written, and the most jobs one of them held
         self.largest_batch = 0
+        self._pid: int | None = None
         self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
         self._incoming: queue.SimpleQueue[Submission | None] = queue.SimpleQueue()
-        self._committed: queue.SimpleQueue[Submission | None] = queue.SimpleQueue()
+        self._published: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        self._writer = Link(engine)
+        # Deleting published jobs' outbox rows need not wait for a WAL flush: a row a crash
+        # brings back only publishes its job once more, which delivery absorbs anyway.
+        self._cleaner = Link(engine, setup="SET synchronous_commit = off")
 
     def submit(self, job: repo.NewJob) -> Submission:
         """Queue a job for the next commit; wait on ``.committed`` for (row, created)."""
@@ -87,7 +97,6 @@ class Intake:
         for thread in threads:
             thread.join(timeout)
 
-    # --- threads -----------------------------------------------------------------------------
     def _ensure_running(self) -> None:
         if self._pid == os.getpid():
             return
@@ -96,47 +105,43 @@ class Intake:
                 return
             # First use in this process (or first after a fork, which keeps no threads).
             self._incoming = queue.SimpleQueue()
-            self._committed = queue.SimpleQueue()
+            self._published = queue.SimpleQueue()
             self._threads = [
-                threading.Thread(target=self._commit_loop, name="conveyor-commit", daemon=True),
-                threading.Thread(target=self._publish_loop, name="conveyor-publish", daemon=True),
+                threading.Thread(target=self._commit_loop, name="conveyor-intake", daemon=True),
+                threading.Thread(target=self._clean_loop, name="conveyor-outbox-gc", daemon=True),
             ]
             for thread in self._threads:
                 thread.start()
             self._pid = os.getpid()
 
-    @staticmethod
-    def _drain(
-        source: queue.SimpleQueue[Submission | None], limit: int
-    ) -> tuple[list[Submission], bool]:
-        """Block for one item, then take what else is already waiting; (items, stop seen)."""
-        first = source.get()
-        if first is None:
-            return [], True
-        items = [first]
-        while len(items) < limit:
-            try:
-                item = source.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                return items, True
-            items.append(item)
-        return items, False
-
+    # --- the committer -----------------------------------------------------------------------
     def _commit_loop(self) -> None:
+        from conveyor.runtime.context import publishing_recorded_job
+
+        publishing_recorded_job.set(True)  # this thread only publishes jobs already recorded
         stop = False
         while not stop:
-            batch, stop = self._drain(self._incoming, self.max_batch)
+            batch, stop = _drain(self._incoming, self.max_batch)
             if batch:
                 self.commit(batch)
-        self._committed.put(None)
+        self._writer.close()
+        self._published.put(None)
 
     def commit(self, batch: list[Submission]) -> None:
-        """Write a batch in one transaction and settle each submission's ``committed``
-        future; committed immediate jobs go on to the publisher. The committer thread's step,
-        callable directly (tests drive batches of their own making with it)."""
+        """Write a batch in one statement, settle each submission's ``committed`` future, and
+        publish the immediate jobs among them. The committer thread's step, callable directly
+        (tests drive batches of their own making with it)."""
         self._ensure_running()
+        to_publish = self._write_settled(batch)
+        if not to_publish:
+            return
+        try:
+            self._publish(to_publish)
+        finally:
+            for item in to_publish:
+                item.handed_on.set()
+
+    def _write_settled(self, batch: list[Submission]) -> list[Submission]:
         self.batches += 1
         self.largest_batch = max(self.largest_batch, len(batch))
         try:
@@ -144,72 +149,54 @@ class Intake:
         except OperationalError as exc:
             error = LedgerUnavailable(f"PostgreSQL is unreachable: {exc.orig}")
             for item in batch:
-                self._fail(item, error)
-            return
+                _fail(item, error)
+            return []
         except Exception as exc:
-            if len(batch) > 1:
-                # One bad row must not sink the others: write each on its own.
-                for item in batch:
-                    self.commit([item])
-                return
-            self._fail(batch[0], exc)
-            return
+            if len(batch) == 1:
+                _fail(batch[0], exc)
+                return []
+            # One bad row must not sink the others: write each on its own.
+            return [ok for item in batch for ok in self._write_settled([item])]
+        to_publish = []
         for item, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                self._fail(item, outcome)
+                _fail(item, outcome)
                 continue
             item.committed.set_result(outcome)
             if outcome[1] and item.job.eta is None:
-                self._committed.put(item)
+                to_publish.append(item)
             else:
                 item.handed_on.set()  # nothing to publish now
+        return to_publish
 
     def _write(self, batch: list[Submission]) -> list[Submitted | BaseException]:
         jobs = [item.job for item in batch]
-        with self.engine.begin() as conn:
+
+        def write(conn: Connection) -> tuple[list[dict[str, Any] | None], dict[str, Any], Any]:
             rows = repo.insert_jobs(conn, jobs, publish_grace=self.publish_grace)
-            keys = [
-                j.idempotency_key
-                for j, r in zip(jobs, rows, strict=True)
-                if r is None and j.idempotency_key is not None
-            ]
-            existing = repo.jobs_by_idempotency_key(conn, keys) if keys else {}
+            missing = [j for j, r in zip(jobs, rows, strict=True) if r is None]
+            if not missing:
+                return rows, {}, {}
+            # Ours already (written before a broken connection was retried), or another key's.
+            found = repo.get_jobs(conn, [j.id for j in missing], full=True)
+            mine = {str(r["id"]): r for r in found}
+            keys = [j.idempotency_key for j in missing if j.idempotency_key and j.id not in mine]
+            return rows, mine, repo.jobs_by_idempotency_key(conn, keys) if keys else {}
+
+        rows, mine, existing = self._writer.run(write)
         outcomes: list[Submitted | BaseException] = []
         for job, row in zip(jobs, rows, strict=True):
-            if row is not None:
-                outcomes.append((row, True))
+            if row is not None or job.id in mine:
+                outcomes.append((row or mine[job.id], True))
                 continue
-            assert job.idempotency_key is not None
-            found = existing.get(job.idempotency_key)
-            if found is None:  # pragma: no cover - the key's row cannot vanish in between
-                outcomes.append(LedgerUnavailable("idempotency key row disappeared; try again"))
+            found = existing.get(job.idempotency_key or "")
+            if found is None:  # pragma: no cover - neither its id nor its key: cannot happen
+                outcomes.append(LedgerUnavailable(f"job {job.id} was not recorded; try again"))
             elif found["payload_hash"] != job.payload_hash:
-                outcomes.append(IdempotencyConflict(job.idempotency_key, str(found["id"])))
+                outcomes.append(IdempotencyConflict(job.idempotency_key or "", str(found["id"])))
             else:
                 outcomes.append((found, False))
         return outcomes
-
-    @staticmethod
-    def _fail(item: Submission, exc: BaseException) -> None:
-        if not isinstance(exc, ConveyorError | DBAPIError):
-            log.exception("submit of job %s failed", item.job.id, exc_info=exc)
-        item.committed.set_exception(exc)
-        item.handed_on.set()
-
-    def _publish_loop(self) -> None:
-        from conveyor.runtime.context import publishing_recorded_job
-
-        publishing_recorded_job.set(True)  # this thread only publishes jobs already recorded
-        stop = False
-        while not stop:
-            batch, stop = self._drain(self._committed, self.max_batch)
-            if not batch:
-                continue
-            try:
-                self._publish(batch)
-            finally:
-                for item in batch:
-                    item.handed_on.set()
 
     def _publish(self, batch: list[Submission]) -> None:
         try:
@@ -219,11 +206,47 @@ class Intake:
         except Exception as exc:  # the outbox relay publishes them once the broker is back
             log.warning("publish of %d job(s) deferred to the outbox: %s", len(batch), exc)
             return
+        self._published.put([item.job.id for item in batch])
+
+    # --- the outbox cleaner ------------------------------------------------------------------
+    def _clean_loop(self) -> None:
+        stop = False
+        while not stop:
+            chunks, stop = _drain(self._published, 50)
+            ids = [job_id for chunk in chunks for job_id in chunk]
+            if not ids:
+                continue
+            try:
+                self._cleaner.run(partial(repo.delete_outbox_of, job_ids=ids))
+            except Exception as exc:
+                log.warning(
+                    "outbox rows of %d published job(s) kept; the relay will publish them "
+                    "again: %s",
+                    len(ids),
+                    exc,
+                )
+        self._cleaner.close()
+
+
+def _drain(source: queue.SimpleQueue[T | None], limit: int) -> tuple[list[T], bool]:
+    """Block for one item, then take what else is already waiting; (items, stop seen)."""
+    first = source.get()
+    if first is None:
+        return [], True
+    items = [first]
+    while len(items) < limit:
         try:
-            with self.engine.begin() as conn:
-                repo.delete_outbox_of(conn, [item.job.id for item in batch])
-        except OperationalError:
-            log.warning(
-                "outbox rows of %d published job(s) kept; the relay may publish them again",
-                len(batch),
-            )
+            item = source.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            return items, True
+        items.append(item)
+    return items, False
+
+
+def _fail(item: Submission, exc: BaseException) -> None:
+    if not isinstance(exc, ConveyorError | DBAPIError):
+        log.error("submit of job %s failed", item.job.id, exc_info=exc)
+    item.committed.set_exception(exc)
+    item.handed_on.set()

@@ -126,3 +126,27 @@ def test_nul_in_arguments_is_refused_and_nothing_recorded(client: Any) -> None:
     assert "NUL" in r.text
     r = client.post("/api/v1/jobs", json={"task": "demo.echo", "kwargs": {"k\u0000": 1}})
     assert r.status_code == 422
+
+
+def test_submit_recovers_from_a_dropped_ledger_connection(client: Any) -> None:
+    """The committer keeps one connection; when PostgreSQL drops it (restart, idle cut-off),
+    the next submission is written on a fresh one instead of failing."""
+    assert client.post("/api/v1/jobs", json={"task": "demo.add", "args": [1, 1]}).status_code == 202
+    engine = client.app.state.services.engine
+    with engine.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"
+            )
+        ).scalar_one()
+    assert killed >= 1
+    r = client.post("/api/v1/jobs", json={"task": "demo.add", "args": [2, 2]})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    wait_for(
+        lambda: client.get(f"/api/v1/jobs/{job_id}").json()["state"] == "succeeded",
+        timeout=30,
+        message="the job submitted after the drop ran",
+    )

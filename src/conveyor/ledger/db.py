@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.exc import OperationalError
+
+T = TypeVar("T")
 
 
 def make_engine(
@@ -31,3 +39,45 @@ def make_engine(
             "tcp_user_timeout": 60_000,
         },
     )
+
+
+class Link:
+    """A connection of its own per thread, in autocommit mode, for a service thread that runs
+    statements back to back (each atomic on its own): no pool checkout or pre-ping per use,
+    and no BEGIN/COMMIT round trips.
+
+    A connection that fails is dropped and the work is tried once more on a fresh one, so
+    work given to :meth:`run` must be safe to repeat; the second failure is raised.
+    """
+
+    def __init__(self, engine: Engine, *, setup: str | None = None) -> None:
+        self.engine = engine
+        self.setup = setup
+        self._local = threading.local()
+
+    def _connection(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if self.setup:
+                conn.exec_driver_sql(self.setup)
+            self._local.conn = conn
+        return conn
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        for attempt in (1, 2):
+            try:
+                return work(self._connection())
+            except OperationalError:
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        """Give this thread's connection back (closed if it broke)."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()

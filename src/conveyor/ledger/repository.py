@@ -63,9 +63,11 @@ class NewJob:
         }
 
 
-# Jobs and their outbox rows from one JSON parameter, in one statement: a batch of submissions
-# costs one round trip and one commit however many it holds. Rows whose idempotency key exists
-# are skipped (also when two rows of the batch share one: the first wins) and come back absent.
+# Jobs and their outbox rows from one JSON parameter, in one statement (atomic on its own, so it
+# needs no transaction around it): a batch of submissions costs one round trip and one commit
+# however many it holds. Rows whose idempotency key exists are skipped (also when two rows of the
+# batch share one: the first wins) and come back absent, as do rows whose id exists — the same
+# batch written again after a connection broke under it.
 _INSERT_JOBS = text("""
 WITH new AS (
   SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(
@@ -79,7 +81,7 @@ WITH new AS (
     args, kwargs, eta, idempotency_key, payload_hash, retry_of, parent_id, root_id,
     CASE WHEN eta IS NULL THEN now() END
   FROM new ORDER BY n
-  ON CONFLICT (idempotency_key) DO NOTHING
+  ON CONFLICT DO NOTHING
   RETURNING *
 ), box AS (
   INSERT INTO conveyor_outbox (job_id, message, available_at)
@@ -93,8 +95,8 @@ SELECT * FROM ins
 def insert_jobs(
     conn: Connection, batch: list[NewJob], *, publish_grace: float = 5.0
 ) -> list[dict[str, Any] | None]:
-    """Insert jobs and their outbox rows; each job's row, or None where its idempotency key
-    already exists (the caller looks that job up: :func:`jobs_by_idempotency_key`).
+    """Insert jobs and their outbox rows; each job's row, or None where its id or idempotency
+    key already exists (the caller looks it up: :func:`jobs_by_idempotency_key`, :func:`get_jobs`).
 
     An outbox row becomes due at its job's eta, or ``publish_grace`` seconds from now for an
     immediate job: the submitter publishes it itself and deletes the row; the relay only steps
@@ -137,9 +139,8 @@ def jobs_by_idempotency_key(conn: Connection, keys: list[str]) -> dict[str, dict
 
 
 def delete_outbox_of(conn: Connection, job_ids: list[str]) -> None:
-    """Drop the outbox rows of jobs that were published. Not worth a WAL flush: a row that a
-    crash brings back only publishes its job once more, which delivery absorbs anyway."""
-    conn.execute(text("SET LOCAL synchronous_commit = off"))
+    """Drop the outbox rows of jobs that were published. (Not worth waiting for a WAL flush: a
+    row that a crash brings back only publishes its job once more, which delivery absorbs.)"""
     conn.execute(delete(outbox).where(outbox.c.job_id.in_(job_ids)))
 
 
@@ -158,11 +159,13 @@ def get_job(conn: Connection, job_id: str) -> dict[str, Any]:
 _SUMMARY_COLUMNS = [c for c in jobs.c if c.name not in ("args", "kwargs", "result", "traceback")]
 
 
-def get_jobs(conn: Connection, job_ids: list[str]) -> list[dict[str, Any]]:
-    """Several jobs in one indexed lookup, without their payloads; unknown ids are left out."""
+def get_jobs(conn: Connection, job_ids: list[str], *, full: bool = False) -> list[dict[str, Any]]:
+    """Several jobs in one indexed lookup, without their payloads unless ``full``; unknown ids
+    are left out."""
     if not job_ids:
         return []
-    rows = conn.execute(select(*_SUMMARY_COLUMNS).where(jobs.c.id.in_(job_ids))).mappings()
+    columns = list(jobs.c) if full else _SUMMARY_COLUMNS
+    rows = conn.execute(select(*columns).where(jobs.c.id.in_(job_ids))).mappings()
     return [dict(r) for r in rows]
 
 
