@@ -57,10 +57,10 @@ def migrate() -> None:
 def api(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    workers: Annotated[int, typer.Option(help="server processes, each with its own SO_REUSEPORT socket")] = 1,
 ) -> None:
     """Serve the REST API and dashboard."""
-    import uvicorn
+    from conveyor.api.server import serve
 
     s = require(settings())
     os.environ.setdefault("CONVEYOR_DATABASE_URL", s.database_url or "")
@@ -71,16 +71,7 @@ def api(
 
     # Refuse an unsafe production setup here, once: uvicorn would respawn its workers forever.
     check_deployment(s)
-    uvicorn.run(
-        "conveyor.api:create_app",
-        factory=True,
-        host=host or s.api_host,
-        port=port or s.api_port,
-        workers=workers,
-        http="conveyor.api.server:HttpProtocol",
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
+    serve(host or s.api_host, port or s.api_port, workers)
 
 
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
