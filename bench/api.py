@@ -109,7 +109,7 @@ def run(stack: Stack, duration: float, log: bool = True) -> list[ApiResult]:
         if log:
             c, o = result.closed, result.open
             print(
-                f"  uvicorn --workers {workers}: {c.rate:,.0f} req/s at {CONCURRENCY} concurrent "
+                f"  api --workers {workers}: {c.rate:,.0f} req/s at {CONCURRENCY} concurrent "
                 f"(p50 {c.p50_ms:.1f} ms, p99 {c.p99_ms:.1f} ms); open loop {o.offered:,.0f}/s: "
                 f"p50 {o.p50_ms:.1f} ms, p99 {o.p99_ms:.1f} ms; errors {c.errors + o.errors}, "
                 f"non-202 {c.non_202 + o.non_202}; others used "
@@ -123,7 +123,7 @@ def run(stack: Stack, duration: float, log: bool = True) -> list[ApiResult]:
 def figures(results: list[ApiResult]) -> list[Figure]:
     out = []
     for r in results:
-        section = f"POST /api/v1/jobs (uvicorn --workers {r.workers})"
+        section = f"POST /api/v1/jobs (conveyor api --workers {r.workers})"
         c, o = r.closed, r.open
         out.append(
             Figure(
