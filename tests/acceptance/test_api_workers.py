@@ -40,6 +40,7 @@ def test_api_workers_share_connections_and_stop_together(services: Any, artifact
                 return False
 
         wait_for(healthy, timeout=60, message="conveyor api --workers 2 answers")
+
         def api_workers() -> list[psutil.Process]:
             # (multiprocessing's resource tracker is a child too)
             return [p for p in supervisor.children() if "spawn_main" in " ".join(p.cmdline())]
@@ -48,6 +49,18 @@ def test_api_workers_share_connections_and_stop_together(services: Any, artifact
             lambda: len(kids := api_workers()) == 2 and kids,
             timeout=30,
             message="two worker processes",
+        )
+
+        def listening(w: psutil.Process) -> bool:
+            return any(
+                c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                for c in w.net_connections("tcp")
+            )
+
+        wait_for(
+            lambda: all(listening(w) for w in workers),
+            timeout=60,
+            message="both workers listening on their own socket",
         )
         # Connections opened together: with one shared socket a single worker accepts them
         # all; with a socket per worker the kernel spreads them.
