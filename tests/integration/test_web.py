@@ -198,7 +198,7 @@ def test_running_job_shows_progress(client: Any) -> None:
     assert 'max="100" value="' in row
     html = page(client, f"/jobs/{job['id']}")
     assert 'id="progress-bar"' in html and "crunching" in html
-    assert f'data-events-url="http://testserver/api/v1/jobs/{job["id"]}/events"' in html
+    assert f'data-events-url="http://testserver/live/jobs/{job["id"]}/events"' in html
     assert ">Cancel</button>" in html and ">Retry</button>" not in html
     until_state(client, job["id"], "succeeded")
     done = client.get("/live/jobs", params={"id": job["id"], "counts": "true"}).json()

@@ -57,7 +57,9 @@ def migrate() -> None:
 def api(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
-    workers: Annotated[int, typer.Option(help="server processes, each with its own SO_REUSEPORT socket")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="server processes (one SO_REUSEPORT socket each)")
+    ] = 1,
 ) -> None:
     """Serve the REST API and dashboard."""
     from conveyor.api.server import serve

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.api.errors import status_for
+from conveyor.api.routes.jobs import job_event_stream
 from conveyor.config import PRIORITY_QUEUES
 from conveyor.core.ids import parse_job_id
 from conveyor.core.states import JobState
@@ -172,6 +173,19 @@ def unknown_job_path(rest: str, request: Request) -> Response:
         rest = head
     with page_errors():
         raise JobNotFound(rest)
+
+
+@router.get(
+    "/live/jobs/{job_id}/events",
+    name="web_job_events",
+    dependencies=[Depends(page_scope("jobs:read", job_param="job_id"))],
+)
+async def live_events(job_id: str, request: Request, services: ServicesDep) -> Response:
+    """The job page's live stream: the API's SSE stream, behind the dashboard's session (an
+    EventSource sends the session cookie, never an API key)."""
+    with page_errors():
+        canonical = parse_job_id(job_id)
+        return await job_event_stream(services, canonical, request)
 
 
 @router.get("/live/jobs", name="web_live_jobs")

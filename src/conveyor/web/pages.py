@@ -147,6 +147,8 @@ def access_context(request: Request) -> dict[str, Any]:
     return {
         "open_access": authenticator is not None and not authenticator.required,
         "viewer": principal if getattr(principal, "key_id", None) else None,
+        # Pages offer an action only to someone who may take it (the route checks again).
+        "can": lambda scope: principal is not None and principal.has(scope),
     }
 
 

@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from conveyor.api.auth import ReadJobs, WriteJobs, authorize_job, authorize_submit
-from conveyor.api.deps import ServicesDep
+from conveyor.api.deps import Services, ServicesDep
 from conveyor.api.schemas import (
     JobDetail,
     JobPage,
@@ -159,7 +159,12 @@ async def job_events(
     job_id: str, principal: ReadJobs, services: ServicesDep, request: Request
 ) -> StreamingResponse:
     """Server-Sent Events: the job now, then each state and progress change until it ends."""
-    job_id = parse_job_id(job_id)
+    return await job_event_stream(services, parse_job_id(job_id), request)
+
+
+async def job_event_stream(services: Services, job_id: str, request: Request) -> StreamingResponse:
+    """The SSE stream of one job (404 before it starts if the job is unknown); the API and the
+    dashboard serve the same stream behind their own authentication."""
 
     def snapshot() -> dict[str, Any]:
         with services.engine.connect() as conn:

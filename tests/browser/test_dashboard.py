@@ -1,0 +1,136 @@
+"""What an operator does on the dashboard, in Chromium: log in, watch a job's progress bar run
+to done, cancel a running job; and what nobody may do: run script through a job's arguments,
+post an action from another site, or cancel with a read-only key."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from conveyor.testing.services import wait_for
+
+if TYPE_CHECKING:
+    # Only for the annotations: a conftest is not importable as a module at run time.
+    from conftest import Dashboard
+
+
+def shot(page: Any, dashboard: Dashboard, name: str) -> None:
+    page.screenshot(path=str(dashboard.screenshots / f"{name}.png"), full_page=True)
+
+
+def test_progress_bar_moves_to_done(admin_page: Any, dashboard: Dashboard) -> None:
+    job_id = dashboard.submit("demo.crunch", steps=10, delay=0.3)
+    page = admin_page
+    page.goto(f"{dashboard.url}/jobs/{job_id}")
+    bar = page.locator("#progress-bar")
+    seen: list[float] = []
+
+    def moving() -> bool:
+        try:
+            value = bar.evaluate("b => b.hasAttribute('value') ? b.value : -1", timeout=2000)
+        except Exception:  # the page reloads itself when the job ends
+            return False
+        if value >= 0 and (not seen or value != seen[-1]):
+            seen.append(value)
+        return len([v for v in seen if 0 < v < 100]) >= 2
+
+    wait_for(moving, timeout=30, interval=0.1, message="the bar to show two partial values")
+    shot(page, dashboard, "job-progress")
+    page.wait_for_selector(".job[data-state=succeeded]", timeout=30_000)
+    assert bar.evaluate("b => b.value") == 100
+    assert seen == sorted(seen)  # never went backwards
+    assert page.locator(".job-head [data-field=state]").inner_text() == "succeeded"
+    shot(page, dashboard, "job-succeeded")
+    page.goto(f"{dashboard.url}/jobs")
+    assert page.locator(f"tr[data-job-id='{job_id}']").count() == 1
+    shot(page, dashboard, "jobs")
+
+
+def test_cancel_a_running_job(admin_page: Any, dashboard: Dashboard) -> None:
+    job_id = dashboard.submit("demo.sleep", 30)
+    wait_for(lambda: dashboard.job(job_id)["state"] == "running", timeout=30, message="running")
+    page = admin_page
+    page.goto(f"{dashboard.url}/jobs/{job_id}")
+    page.click("form[action$='/cancel'] button")
+    page.wait_for_selector(".job[data-state=cancelled]", timeout=30_000)
+    shot(page, dashboard, "job-cancelled")
+    assert dashboard.job(job_id)["state"] == "cancelled"
+
+
+def test_hostile_arguments_render_inert(admin_page: Any, dashboard: Dashboard) -> None:
+    hostile = [
+        "<script>window.__pwned = 'script'</script>",
+        "<img src=x onerror=\"window.__pwned = 'img'\">",
+    ]
+    job_id = dashboard.submit("demo.echo", *hostile, note="<b onmouseover=alert(1)>x</b>")
+    wait_for(lambda: dashboard.job(job_id)["state"] == "succeeded", message="echo to finish")
+    page = admin_page
+    for path in (f"/jobs/{job_id}", "/jobs", f"/jobs?q={hostile[0]}"):
+        page.goto(dashboard.url + path)
+        page.wait_for_load_state("load")
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator("img[src=x]").count() == 0
+    page.goto(f"{dashboard.url}/jobs/{job_id}")
+    text = page.locator("body").inner_text()
+    assert hostile[0] in text and "onerror" in text  # shown as text, not run
+    shot(page, dashboard, "job-hostile-arguments")
+
+
+def test_action_posted_from_another_site_is_refused(admin_page: Any, dashboard: Dashboard) -> None:
+    """A page elsewhere that auto-submits a cancel form: the browser sends it with the
+    operator's cookies if it can, and the dashboard must refuse it anyway."""
+    job_id = dashboard.submit("demo.sleep", 20)
+    wait_for(lambda: dashboard.job(job_id)["state"] == "running", timeout=30, message="running")
+    form = (
+        f'<form id="f" method="post" action="{dashboard.url}/jobs/{job_id}/cancel"></form>'
+        '<script>document.getElementById("f").submit()</script>'
+    ).encode()
+
+    class Evil(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(form)))
+            self.end_headers()
+            self.wfile.write(form)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.2", 0), Evil)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = admin_page
+        page.goto(f"http://127.0.0.2:{server.server_address[1]}/")
+        page.wait_for_load_state("load")
+        page.wait_for_timeout(500)
+        shot(page, dashboard, "cross-site-post")
+        # The session cookie is SameSite=strict, so the post arrives without a session and
+        # lands on the login page; had it carried one, the Sec-Fetch-Site check refuses it.
+        assert "/login" in page.url or "Cross-site request refused" in page.content()
+    finally:
+        server.shutdown()
+    job = dashboard.job(job_id)
+    assert job["state"] == "running" and not job["cancel_requested"]
+    with dashboard.api() as client:
+        client.post(f"/api/v1/jobs/{job_id}/cancel")
+
+
+def test_viewer_cannot_cancel(viewer_page: Any, dashboard: Dashboard) -> None:
+    job_id = dashboard.submit("demo.sleep", 20)
+    wait_for(lambda: dashboard.job(job_id)["state"] == "running", timeout=30, message="running")
+    page = viewer_page
+    page.goto(f"{dashboard.url}/jobs/{job_id}")
+    shot(page, dashboard, "job-as-viewer")
+    # No button, and the action itself refused when posted from the dashboard's own origin.
+    assert page.locator("form[action$='/cancel'] button").count() == 0
+    status = page.evaluate(
+        "async (url) => (await fetch(url, {method: 'POST'})).status",
+        f"/jobs/{job_id}/cancel",
+    )
+    assert status == 403
+    job = dashboard.job(job_id)
+    assert job["state"] == "running" and not job["cancel_requested"]
+    with dashboard.api() as client:
+        client.post(f"/api/v1/jobs/{job_id}/cancel")
