@@ -127,8 +127,10 @@ def dashboard(services: Any, runtime: Any, artifacts: Path) -> Iterator[Dashboar
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(dashboard: Dashboard) -> Iterator[Any]:
+    # Module scope: Playwright's sync API keeps an event loop running in this thread while it
+    # is open, which would break later tests that call asyncio.run().
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
