@@ -30,7 +30,7 @@ from conveyor.errors import (
 )
 from conveyor.intake import Intake
 from conveyor.ledger import repository as repo
-from conveyor.ledger.events import CANCEL_KEY, CANCEL_TTL
+from conveyor.ledger.events import CANCEL_KEY, CANCEL_TTL, METRICS_JOBS, count_field
 from conveyor.runtime.context import publishing_recorded_job, runtime_of
 
 log = logging.getLogger(__name__)
@@ -88,12 +88,22 @@ class Control:
         self.engine = engine
         self.settings = runtime_of(app).settings
         self.intake = Intake(
-            app, engine, publish=publish, publish_grace=self.settings.outbox_publish_grace
+            app,
+            engine,
+            publish=publish,
+            publish_grace=self.settings.outbox_publish_grace,
+            on_created=self._count_submitted,
         )
 
     def close(self) -> None:
         """Commit and publish what was submitted, then stop the intake's threads."""
         self.intake.close()
+
+    def _count_submitted(self, jobs: list[repo.NewJob]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for job in jobs:
+            pipe.hincrby(METRICS_JOBS, count_field("submitted", job.task, job.queue), 1)
+        pipe.execute()
 
     @property
     def redis(self) -> redis.Redis:

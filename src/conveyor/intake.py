@@ -61,10 +61,12 @@ class Intake:
         publish: Publish,
         publish_grace: float,
         max_batch: int = MAX_BATCH,
+        on_created: Callable[[list[repo.NewJob]], None] | None = None,
     ) -> None:
         self.app = app
         self.engine = engine
         self.publish = publish
+        self.on_created = on_created
         self.publish_grace = publish_grace
         self.max_batch = max_batch
         self.batches = 0  # statements written, and the most jobs one of them held
@@ -157,16 +159,23 @@ class Intake:
                 return []
             # One bad row must not sink the others: write each on its own.
             return [ok for item in batch for ok in self._write_settled([item])]
-        to_publish = []
+        to_publish, created = [], []
         for item, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 _fail(item, outcome)
                 continue
             item.committed.set_result(outcome)
+            if outcome[1]:
+                created.append(item.job)
             if outcome[1] and item.job.eta is None:
                 to_publish.append(item)
             else:
                 item.handed_on.set()  # nothing to publish now
+        if created and self.on_created is not None:
+            try:
+                self.on_created(created)
+            except Exception as exc:  # bookkeeping must not fail the submissions it follows
+                log.warning("could not count %d submitted job(s): %s", len(created), exc)
         return to_publish
 
     def _write(self, batch: list[Submission]) -> list[Submitted | BaseException]:

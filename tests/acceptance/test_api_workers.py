@@ -5,41 +5,23 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
-from conveyor.embedded.process import free_port
-from conveyor.testing.services import wait_for
+from conveyor.testing.services import start_api, wait_for
 
 
 def test_api_workers_share_connections_and_stop_together(services: Any, artifacts: Path) -> None:
-    port = free_port()
-    log = (artifacts / "api-workers.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "api", "--port", str(port), "--workers", "2"],
-        env=services.env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    api, base = start_api(services.env(), artifacts / "api-workers.log", workers=2)
+    assert api.proc is not None
+    proc = api.proc
+    port = int(base.rsplit(":", 1)[1])
     held: list[socket.socket] = []
     workers: list[psutil.Process] = []
     try:
         supervisor = psutil.Process(proc.pid)
-
-        def healthy() -> bool:
-            assert proc.poll() is None, "conveyor api exited; see api-workers.log"
-            try:
-                return httpx.get(base + "/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, timeout=60, message="conveyor api --workers 2 answers")
 
         def api_workers() -> list[psutil.Process]:
             # (multiprocessing's resource tracker is a child too)
@@ -84,7 +66,6 @@ def test_api_workers_share_connections_and_stop_together(services: Any, artifact
             s.close()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-        log.close()
     wait_for(
         lambda: not any(psutil.pid_exists(w.pid) and w.status() != "zombie" for w in workers),
         timeout=20,

@@ -20,8 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conveyor.embedded.process import free_port
-from conveyor.testing.services import wait_for
+from conveyor.testing.services import start_api
 
 CHROMIUM = Path(os.environ.get("CONVEYOR_TEST_CHROMIUM", "/usr/bin/chromium"))
 # Without the networking flags Chromium keeps trying to reach Google on a closed network.
@@ -89,7 +88,6 @@ def _create_key(env: dict[str, str], name: str, scope: str) -> str:
 @pytest.fixture(scope="session")
 def dashboard(services: Any, runtime: Any, artifacts: Path) -> Iterator[Dashboard]:
     _require_chromium()
-    port = free_port()
     env = {
         **services.env(),
         "CONVEYOR_AUTH": "required",
@@ -97,34 +95,16 @@ def dashboard(services: Any, runtime: Any, artifacts: Path) -> Iterator[Dashboar
         "CONVEYOR_AUTH_CACHE_SECONDS": "0",
     }
     keys = {
-        "admin": _create_key(env, f"browser-admin-{port}", "admin"),
-        "viewer": _create_key(env, f"browser-viewer-{port}", "jobs:read"),
+        "admin": _create_key(env, f"browser-admin-{secrets.token_hex(4)}", "admin"),
+        "viewer": _create_key(env, f"browser-viewer-{secrets.token_hex(4)}", "jobs:read"),
     }
-    log = (artifacts / "browser-api.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "api", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, "conveyor api exited; see artifacts/browser-api.log"
-        try:
-            return httpx.get(url + "/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    api, url = start_api(env, artifacts / "browser-api.log")
     try:
-        wait_for(up, timeout=60, message="the dashboard's API to answer")
         shots = artifacts / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
         yield Dashboard(url, env, keys, shots)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+        api.stop()
 
 
 @pytest.fixture(scope="module")

@@ -73,12 +73,14 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
         max_items=settings.json_max_items,
     )
 
+    from conveyor.api import metrics
     from conveyor.api.routes import dlq, jobs, system
 
     app.include_router(jobs.router, prefix="/api/v1")
     app.include_router(dlq.router, prefix="/api/v1")
     app.include_router(system.router, prefix="/api/v1")
     app.include_router(system.health)
+    app.include_router(metrics.router)
 
     from conveyor.web.routes import mount_web
 

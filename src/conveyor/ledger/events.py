@@ -7,6 +7,7 @@ with at least ``k`` (kind: a JobState value or ``"progress"``), ``id`` and ``ts`
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from typing import Any
@@ -39,6 +40,43 @@ ATTEMPTS_KEY = "conveyor:attempts:"  # + job id: deliveries that reached a worke
 DONE_KEY = "conveyor:done:"  # + job id: set once the job ended, to absorb duplicate deliveries
 
 LIMIT_KEY = "conveyor:limit:"  # + rate|conc : task : key value
+
+# Prometheus counters, kept by whoever sees the event, in the same round trip as the event:
+# hash field JSON [kind, task, queue] -> count (kind: "submitted", a terminal state, "retrying");
+# run times: field JSON [task, bucket index] -> count and [task, "sum"] -> seconds.
+METRICS_JOBS = "conveyor:metrics:jobs"
+METRICS_RUNTIME = "conveyor:metrics:runtime"
+RUNTIME_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    float("inf"),
+)
+
+
+def count_field(kind: str, task: str, queue: str | None) -> str:
+    return json.dumps([kind, task, queue or ""], separators=(",", ":"))
+
+
+def runtime_fields(task: str, seconds: float) -> tuple[str, str]:
+    """The (bucket, sum) fields of METRICS_RUNTIME for one attempt's run time."""
+    slot = bisect.bisect_left(RUNTIME_BUCKETS, seconds)
+    sep = (",", ":")
+    return json.dumps([task, slot], separators=sep), json.dumps([task, "sum"], separators=sep)
+
 
 # Outcomes of START.
 STARTED, CANCELLED, DUPLICATE, OVER_CAP, RATE_WAIT, CONCURRENCY_FULL = 0, 1, 2, 3, 4, 5
@@ -91,7 +129,9 @@ return {0, n}
 
 # Any other event: append and notify; a terminal one also sets the done marker and drops the
 # attempt counter; an attempt's end frees its concurrency claim. ARGV: event JSON, "1" if
-# terminal, done-marker TTL in seconds, concurrency key ("" if none), job id.
+# terminal, done-marker TTL in seconds, concurrency key ("" if none), job id, then the metrics:
+# a METRICS_JOBS field to count ("" if none), a METRICS_RUNTIME bucket field ("" if none), its
+# sum field and the seconds to add.
 RECORD = """
 redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 redis.call('PUBLISH', KEYS[2], ARGV[1])
@@ -100,6 +140,11 @@ if ARGV[2] == '1' then
   redis.call('DEL', KEYS[4])
 end
 if ARGV[4] ~= '' then redis.call('ZREM', ARGV[4], ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HINCRBY', KEYS[5], ARGV[6], 1) end
+if ARGV[7] ~= '' then
+  redis.call('HINCRBY', KEYS[6], ARGV[7], 1)
+  redis.call('HINCRBYFLOAT', KEYS[6], ARGV[8], ARGV[9])
+end
 return 0
 """
 

@@ -63,7 +63,8 @@ class ConveyorConsumer(Consumer):  # type: ignore[misc]
                     "etype": error_type,
                     "emsg": reason[:10_000],
                     "skipped": True,
-                }
+                },
+                count="dead",
             )
         except Exception:  # Redis down: the message is already logged by Celery
             log.exception("could not dead-letter poison message %s", raw_id)

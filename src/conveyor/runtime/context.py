@@ -138,18 +138,32 @@ class Runtime:
         )
         return int(outcome), int(attempt)
 
-    def record(self, event: dict[str, Any], concurrency_key: str = "") -> None:
+    def record(
+        self,
+        event: dict[str, Any],
+        concurrency_key: str = "",
+        *,
+        count: str | None = None,
+        runtime: float | None = None,
+    ) -> None:
         """Append one event to the ledger stream and notify live subscribers; an attempt's end
-        also frees its claim on ``concurrency_key``."""
+        also frees its claim on ``concurrency_key``. ``count`` names what the event adds to the
+        job counters (``"submitted"``, a terminal state, ``"retrying"``) for the event's task and
+        queue, and ``runtime`` the seconds its attempt ran, for the run-time histogram."""
         client = self.redis
         job_id = event["id"]
         terminal = event["k"] in _TERMINAL
+        task = str(event.get("task") or "")
+        counted = ev.count_field(count, task, event.get("queue")) if count else ""
+        bucket, total = ev.runtime_fields(task, runtime) if runtime is not None else ("", "")
         self._scripts["record"](
             keys=[
                 ev.STREAM,
                 ev.JOB_CHANNEL + job_id,
                 ev.DONE_KEY + job_id,
                 ev.ATTEMPTS_KEY + job_id,
+                ev.METRICS_JOBS,
+                ev.METRICS_RUNTIME,
             ],
             args=[
                 ev.encode(event),
@@ -157,6 +171,10 @@ class Runtime:
                 self.settings.dedupe_ttl,
                 concurrency_key,
                 job_id,
+                counted,
+                bucket,
+                total,
+                repr(runtime or 0.0),
             ],
             client=client,
         )

@@ -30,8 +30,10 @@ from conveyor.runtime.context import Runtime, publishing_recorded_job, runtime_o
 log = logging.getLogger(__name__)
 
 
-# Attempt number of each job running in this process, as counted at its start.
+# Attempt number of each job running in this process, as counted at its start, and when it
+# started (for the run-time histogram).
 _attempts: dict[str, int] = {}
+_started: dict[str, float] = {}
 
 
 def attempt_cap(task: Task) -> int | None:
@@ -80,13 +82,14 @@ class ConveyorTaskMixin:
             )
             raise Ignore(f"job {task_id} waits for a free slot under its concurrency limit")
         if outcome == ev.CANCELLED:
-            rt.record(_outcome(task, task_id, JobState.CANCELLED, skipped=True))
+            rt.record(_outcome(task, task_id, JobState.CANCELLED, skipped=True), count="cancelled")
             raise Ignore(f"job {task_id} was cancelled before it started")
         if outcome == ev.DUPLICATE:
             raise Ignore(f"job {task_id} already ran; duplicate delivery dropped")
         if outcome == ev.OVER_CAP:
             rt.record(
-                _outcome(
+                count="dead",
+                event=_outcome(
                     task,
                     task_id,
                     JobState.DEAD,
@@ -95,10 +98,11 @@ class ConveyorTaskMixin:
                     etype="AttemptCapExceeded",
                     emsg=f"delivery {attempt} exceeds the cap of {cap} attempts: earlier attempts "
                     "were lost (their worker died or was killed) or kept failing",
-                )
+                ),
             )
             raise Ignore(f"job {task_id} is over its attempt cap")
         _attempts[task_id] = attempt
+        _started[task_id] = time.monotonic()
         if held is not None and held.concurrency_key:
             limits.claims[task_id] = held.concurrency_key
         super().before_start(task_id, args, kwargs)  # type: ignore[misc]
@@ -119,11 +123,13 @@ def _attempt(rt: Runtime, task_id: str) -> int | None:
 def _outcome(task: Task, task_id: str, state: JobState, **fields: Any) -> dict[str, Any]:
     req = task.request
     rt = runtime_of(task.app)
+    delivery = getattr(req, "delivery_info", None) or {}
     event = {
         "k": state.value,
         "id": task_id,
         "ts": time.time(),
         "task": task.name,
+        "queue": delivery.get("routing_key"),
         "attempt": _attempt(rt, task_id),
         "worker": getattr(req, "hostname", None),
     }
@@ -134,8 +140,15 @@ def _outcome(task: Task, task_id: str, state: JobState, **fields: Any) -> dict[s
 
 
 def _record_end(rt: Runtime, event: dict[str, Any]) -> None:
-    """Record the end of an attempt (terminal, or retrying) and free its concurrency claim."""
-    rt.record(event, concurrency_key=limits.claims.pop(event["id"], ""))
+    """Record the end of an attempt (terminal, or retrying), count it, and free its
+    concurrency claim."""
+    started = _started.pop(event["id"], None)
+    rt.record(
+        event,
+        concurrency_key=limits.claims.pop(event["id"], ""),
+        count=event["k"],
+        runtime=time.monotonic() - started if started is not None else None,
+    )
 
 
 def _error_fields(exc: BaseException | None, einfo: Any) -> dict[str, Any]:
@@ -322,7 +335,8 @@ def _publish_handler(rt: Runtime) -> Any:
                     "parent_id": headers.get("parent_id"),
                     "root_id": headers.get("root_id"),
                     "eta": eta_ts,
-                }
+                },
+                count="submitted",
             )
         except Exception:  # recording must never stop a publish; the worker records it too
             log.warning("could not record publish of %s", headers.get("id"), exc_info=True)

@@ -121,6 +121,34 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
 
+def start_api(
+    env: dict[str, str], log: Path, *, workers: int = 1, timeout: float = 60
+) -> tuple[Process, str]:
+    """`conveyor api` on a free port as a child process, once it answers ``/healthz``:
+    (the process, its base URL)."""
+    import httpx
+
+    from conveyor.embedded.process import free_port
+
+    port = free_port()
+    api = Process(["api", "--port", str(port), "--workers", str(workers)], env, log).start()
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert api.proc is not None and api.proc.poll() is None, f"conveyor api exited; see {log}"
+        try:
+            return httpx.get(base + "/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, timeout=timeout, message=f"conveyor api on port {port}")
+    except BaseException:
+        api.stop()
+        raise
+    return api, base
+
+
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = ""):  # type: ignore[no-untyped-def]
     """Poll ``predicate`` until it returns a truthy value; AssertionError on timeout."""
     deadline = time.monotonic() + timeout
