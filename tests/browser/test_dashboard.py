@@ -134,3 +134,23 @@ def test_viewer_cannot_cancel(viewer_page: Any, dashboard: Dashboard) -> None:
     assert job["state"] == "running" and not job["cancel_requested"]
     with dashboard.api() as client:
         client.post(f"/api/v1/jobs/{job_id}/cancel")
+
+
+def test_replay_a_dead_job_with_edited_arguments(admin_page: Any, dashboard: Dashboard) -> None:
+    dead = dashboard.submit("testing.doomed", -1)
+    wait_for(lambda: dashboard.job(dead)["state"] == "dead", timeout=30, message="a dead job")
+    page = admin_page
+    page.goto(f"{dashboard.url}/dlq")
+    page.click(f"tr[data-job-id='{dead}'] a")
+    page.wait_for_selector("#replay textarea[name=args]")
+    page.fill("#replay textarea[name=args]", "[21]")
+    shot(page, dashboard, "dlq-replay-edited")
+    page.click("#replay button[type=submit]")
+    page.wait_for_selector(".job[data-state=succeeded]", timeout=30_000)
+    replay_id = page.locator(".job").get_attribute("data-job-id")
+    assert replay_id and replay_id != dead
+    job = dashboard.job(replay_id)
+    assert job["retry_of"] == dead and job["args"] == [21]
+    shot(page, dashboard, "dlq-replayed")
+    page.goto(f"{dashboard.url}/dlq")
+    shot(page, dashboard, "dlq")

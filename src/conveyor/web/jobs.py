@@ -35,6 +35,7 @@ NOTICES: dict[str, str] = {
         "or is terminated after a grace period."
     ),
     "retried": "Retry submitted: this is a new job with the same task and arguments.",
+    "replayed": "Replayed: this is a new job, linked to the dead one it replaces.",
 }
 """Messages an action can leave for the page it redirects to; the URL carries only the key."""
 
@@ -94,13 +95,15 @@ def render_job(
     notice: str | None = None,
     error: str | None = None,
     status_code: int = 200,
+    edited: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    """The job page; an unknown or malformed id is a 404 page."""
+    """The job page; an unknown or malformed id is a 404 page. ``edited``: replay arguments
+    as the user typed them, shown again after an error."""
     with page_errors():
         canonical = parse_job_id(job_id)
         with services.engine.connect() as conn:
             detail = load_job_detail(conn, canonical)
-    context = {"job": detail, "notice": notice, "error": error}
+    context = {"job": detail, "notice": notice, "error": error, "edited": edited}
     return pages.render(request, "job.html", context, status_code=status_code, active="jobs")
 
 

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import OperationalError
 
-from conveyor.errors import JobNotFound, LedgerUnavailable
+from conveyor.errors import JobNotFound, LedgerUnavailable, PermissionDenied
 from conveyor.web import formatting
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -49,7 +49,10 @@ class NavItem:
     key: str
 
 
-NAV: tuple[NavItem, ...] = (NavItem("Jobs", "web_jobs", "jobs"),)
+NAV: tuple[NavItem, ...] = (
+    NavItem("Jobs", "web_jobs", "jobs"),
+    NavItem("Dead letters", "web_dlq", "dlq"),
+)
 """The navigation, in order. A new page group adds its entry here."""
 
 # Job arguments, results and errors are arbitrary text from users and tasks: besides escaping
@@ -167,6 +170,8 @@ def page_errors() -> Iterator[None]:
         yield
     except JobNotFound as exc:
         raise PageError(404, "Job not found", str(exc)) from None
+    except PermissionDenied as exc:
+        raise PageError(403, "Not allowed", str(exc)) from None
     except (LedgerUnavailable, OperationalError):
         raise PageError(
             503, "Ledger unavailable", "PostgreSQL is unreachable right now; try again shortly."

@@ -1,7 +1,7 @@
 """Mount the dashboard on the API's FastAPI app.
 
-One router module per page group (``jobs`` today; overview, workers, queues and dead letters
-join it later): each defines its routes, ``pages.NAV`` lists them in the navigation, and this
+One router module per page group (``jobs``, ``dlq``; overview, workers and queues join them
+later): each defines its routes, ``pages.NAV`` lists them in the navigation, and this
 function includes them. Static files (one stylesheet, one script) are served at ``/static``.
 """
 
@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from conveyor.api.auth import auth_required
-from conveyor.web import jobs, login, pages, session
+from conveyor.web import dlq, jobs, login, pages, session
 
 
 def mount_web(app: FastAPI) -> None:
@@ -29,6 +29,8 @@ def mount_web(app: FastAPI) -> None:
     app.include_router(login.router)
     # Every page needs a session whose key may read jobs (while auth is on); actions ask more.
     app.include_router(jobs.router, dependencies=[Depends(session.page_scope("jobs:read"))])
+    # Reading dead letters is reading jobs; replaying and deleting them asks for dlq:admin.
+    app.include_router(dlq.router, dependencies=[Depends(session.page_scope("jobs:read"))])
 
     # The jobs list is the home page until an overview page takes its place.
     @app.get("/", name="web_home", include_in_schema=False)
