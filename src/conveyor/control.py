@@ -6,6 +6,7 @@ commit; if publishing fails the job stays accepted and the outbox relay publishe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -207,6 +208,28 @@ class Control:
         self.redis.set(CANCEL_KEY + job_id, "1", ex=CANCEL_TTL)
         with self.engine.begin() as conn:
             return repo.request_cancel(conn, job_id)
+
+    def purge_queue(self, queue: str) -> int:
+        """Cancel every job waiting in ``queue`` and empty the queue in the broker; how many
+        jobs were cancelled.
+
+        The ledger goes first, so neither the reconciler nor the outbox relay republishes a
+        purged job; then the cancel flags, so a message the purge misses (unacknowledged, in
+        flight) is skipped by the worker that gets it; then the broker's queue.
+        """
+        with self.engine.begin() as conn:
+            ids = repo.cancel_waiting(conn, queue)
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.set(CANCEL_KEY + job_id, "1", ex=CANCEL_TTL)
+        pipe.execute()
+        # (a RabbitMQ queue that was never declared has nothing to purge)
+        with (
+            self.app.connection_for_write() as conn,
+            contextlib.suppress(*conn.channel_errors),
+        ):
+            conn.default_channel.queue_purge(queue)
+        return len(ids)
 
     def retry(self, job_id: str) -> dict[str, Any]:
         """A new job with the same task and arguments, linked to the original."""

@@ -154,3 +154,31 @@ def test_replay_a_dead_job_with_edited_arguments(admin_page: Any, dashboard: Das
     shot(page, dashboard, "dlq-replayed")
     page.goto(f"{dashboard.url}/dlq")
     shot(page, dashboard, "dlq")
+
+
+def test_every_page_renders_for_an_admin(admin_page: Any, dashboard: Dashboard) -> None:
+    page = admin_page
+    for path, marker in (
+        ("/workers", "table.workers tr[data-alive=true]"),
+        ("/queues", "table.queues tr[data-queue=default]"),
+        ("/dlq", "table.dead"),
+        ("/jobs", "table.jobs"),
+    ):
+        page.goto(dashboard.url + path)
+        page.wait_for_selector(marker)
+        assert page.evaluate("window.__pwned") is None
+        shot(page, dashboard, path.strip("/"))
+    # Admin-only controls are there for an admin.
+    page.goto(dashboard.url + "/workers")
+    assert page.locator("form[action$='/shutdown'] button").count() >= 1
+
+
+def test_viewer_sees_no_admin_controls(viewer_page: Any, dashboard: Dashboard) -> None:
+    page = viewer_page
+    page.goto(dashboard.url + "/workers")
+    page.wait_for_selector("table.workers")
+    assert page.locator("form[action$='/shutdown']").count() == 0
+    page.goto(dashboard.url + "/queues")
+    assert page.locator("form[action$='/purge']").count() == 0
+    page.goto(dashboard.url + "/dlq")
+    assert page.locator("button[value=delete-matching]").count() == 0

@@ -300,6 +300,40 @@ def state_counts(conn: Connection) -> dict[str, int]:
     return counts
 
 
+WAITING_STATES = ("queued", "scheduled", "retrying")
+
+
+def active_counts_by_queue(conn: Connection) -> dict[tuple[str, str], int]:
+    """(queue, state) -> jobs, for the states of jobs not yet finished (an index range each)."""
+    active = [s.value for s in ACTIVE_STATES]
+    rows = conn.execute(
+        select(jobs.c.queue, jobs.c.state, func.count())
+        .where(jobs.c.state.in_(active))
+        .group_by(jobs.c.queue, jobs.c.state)
+    ).all()
+    return {(queue, state): n for queue, state, n in rows}
+
+
+def cancel_waiting(conn: Connection, queue: str) -> list[str]:
+    """Cancel every job waiting in ``queue`` (queued, scheduled, retrying) and drop their
+    outbox rows; the ids. Running jobs are left alone."""
+    rows = conn.execute(
+        update(jobs)
+        .where(jobs.c.queue == queue, jobs.c.state.in_(WAITING_STATES))
+        .values(
+            state=JobState.CANCELLED.value,
+            cancel_requested_at=func.now(),
+            finished_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(jobs.c.id)
+    ).all()
+    ids = [str(r[0]) for r in rows]
+    if ids:
+        conn.execute(delete(outbox).where(outbox.c.job_id.in_(ids)))
+    return ids
+
+
 def oldest_queued(conn: Connection) -> dict[str, datetime]:
     """Per queue, when its oldest still-waiting job was queued."""
     rows = conn.execute(

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+import psutil
 import redis
 from celery import Celery, signals
 
@@ -45,6 +46,9 @@ class Heartbeat:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "concurrency": getattr(self.worker, "concurrency", None),
+            # The pool as it is now: remote control (pool_grow/shrink, autoscale) changes it.
+            "processes": _pool_size(pool),
+            "rss_bytes": _rss_bytes(),
             "pool": type(pool).__module__.rsplit(".", 1)[-1] if pool is not None else None,
             "queues": sorted(consume.keys()),
             "active": len(worker_state.active_requests),
@@ -71,6 +75,24 @@ class Heartbeat:
         self.stop.set()
         with contextlib.suppress(redis.RedisError):
             self.client.hdel(ev.WORKERS_KEY, self.worker.hostname)
+
+
+def _pool_size(pool: Any) -> int | None:
+    try:
+        return int(pool.num_processes) if pool is not None else None
+    except Exception:  # a pool that cannot say (solo, threads before start)
+        return None
+
+
+def _rss_bytes() -> int | None:
+    """Resident memory of this worker: its main process and every pool process."""
+    try:
+        me = psutil.Process()
+        return int(me.memory_info().rss) + sum(
+            int(child.memory_info().rss) for child in me.children(recursive=True)
+        )
+    except psutil.Error:
+        return None
 
 
 def connect_heartbeat(app: Celery) -> None:

@@ -52,6 +52,8 @@ class NavItem:
 NAV: tuple[NavItem, ...] = (
     NavItem("Jobs", "web_jobs", "jobs"),
     NavItem("Dead letters", "web_dlq", "dlq"),
+    NavItem("Workers", "web_workers", "workers"),
+    NavItem("Queues", "web_queues", "queues"),
 )
 """The navigation, in order. A new page group adds its entry here."""
 
