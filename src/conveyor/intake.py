@@ -9,7 +9,8 @@ publishes the batch's immediate jobs in one kombu publish batch (a single Redis 
 Under no load a batch is one job and costs what a direct insert and publish cost; under load
 batches grow and the cost per job falls.
 
-A second thread deletes the published jobs' outbox rows, off the submitters' path. Whatever is
+A second thread deletes the published jobs' outbox rows (and counts submissions for the
+metrics), off the submitters' path. Whatever is
 not published (broker down, process killed between commit and publish) stays in the outbox,
 and the relay publishes it after ``outbox_publish_grace`` seconds: no accepted job is lost.
 """
@@ -75,7 +76,9 @@ class Intake:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._incoming: queue.SimpleQueue[Submission | None] = queue.SimpleQueue()
-        self._published: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        # Work after the fact, for the second thread: ("published", job ids) to drop outbox rows
+        # of, ("created", jobs) to count.
+        self._chores: queue.SimpleQueue[tuple[str, list[Any]] | None] = queue.SimpleQueue()
         self._writer = Link(engine)
         # Deleting published jobs' outbox rows need not wait for a WAL flush: a row a crash
         # brings back only publishes its job once more, which delivery absorbs anyway.
@@ -107,7 +110,7 @@ class Intake:
                 return
             # First use in this process (or first after a fork, which keeps no threads).
             self._incoming = queue.SimpleQueue()
-            self._published = queue.SimpleQueue()
+            self._chores = queue.SimpleQueue()
             self._threads = [
                 threading.Thread(target=self._commit_loop, name="conveyor-intake", daemon=True),
                 threading.Thread(target=self._clean_loop, name="conveyor-outbox-gc", daemon=True),
@@ -127,7 +130,7 @@ class Intake:
             if batch:
                 self.commit(batch)
         self._writer.close()
-        self._published.put(None)
+        self._chores.put(None)
 
     def commit(self, batch: list[Submission]) -> None:
         """Write a batch in one statement, settle each submission's ``committed`` future, and
@@ -172,10 +175,7 @@ class Intake:
             else:
                 item.handed_on.set()  # nothing to publish now
         if created and self.on_created is not None:
-            try:
-                self.on_created(created)
-            except Exception as exc:  # bookkeeping must not fail the submissions it follows
-                log.warning("could not count %d submitted job(s): %s", len(created), exc)
+            self._chores.put(("created", created))  # counted off the submitters' path
         return to_publish
 
     def _write(self, batch: list[Submission]) -> list[Submitted | BaseException]:
@@ -215,14 +215,20 @@ class Intake:
         except Exception as exc:  # the outbox relay publishes them once the broker is back
             log.warning("publish of %d job(s) deferred to the outbox: %s", len(batch), exc)
             return
-        self._published.put([item.job.id for item in batch])
+        self._chores.put(("published", [item.job.id for item in batch]))
 
-    # --- the outbox cleaner ------------------------------------------------------------------
+    # --- after the fact: outbox rows of published jobs, counters ------------------------------
     def _clean_loop(self) -> None:
         stop = False
         while not stop:
-            chunks, stop = _drain(self._published, 50)
-            ids = [job_id for chunk in chunks for job_id in chunk]
+            chores, stop = _drain(self._chores, 50)
+            created = [job for kind, items in chores if kind == "created" for job in items]
+            if created and self.on_created is not None:
+                try:
+                    self.on_created(created)
+                except Exception as exc:  # bookkeeping must not fail anything
+                    log.warning("could not count %d submitted job(s): %s", len(created), exc)
+            ids = [job_id for kind, items in chores if kind == "published" for job_id in items]
             if not ids:
                 continue
             try:

@@ -162,12 +162,14 @@ def test_every_page_renders_for_an_admin(admin_page: Any, dashboard: Dashboard) 
         ("/workers", "table.workers tr[data-alive=true]"),
         ("/queues", "table.queues tr[data-queue=default]"),
         ("/dlq", "table.dead"),
+        ("/tasks", "table.tasks tr[data-task='demo.add']"),
+        ("/tasks/demo.crunch", "form.submit-form input[name=steps]"),
         ("/jobs", "table.jobs"),
     ):
         page.goto(dashboard.url + path)
         page.wait_for_selector(marker)
         assert page.evaluate("window.__pwned") is None
-        shot(page, dashboard, path.strip("/"))
+        shot(page, dashboard, path.strip("/").replace("/", "-"))
     # Admin-only controls are there for an admin.
     page.goto(dashboard.url + "/workers")
     assert page.locator("form[action$='/shutdown'] button").count() >= 1
@@ -182,3 +184,17 @@ def test_viewer_sees_no_admin_controls(viewer_page: Any, dashboard: Dashboard) -
     assert page.locator("form[action$='/purge']").count() == 0
     page.goto(dashboard.url + "/dlq")
     assert page.locator("button[value=delete-matching]").count() == 0
+    page.goto(dashboard.url + "/tasks/demo.add")
+    assert page.locator("form.submit-form").count() == 0
+
+
+def test_submit_a_task_from_its_form(admin_page: Any, dashboard: Dashboard) -> None:
+    page = admin_page
+    page.goto(dashboard.url + "/tasks/demo.add")
+    page.fill("input[name=x]", "40")
+    page.fill("input[name=y]", "2")
+    page.click("form.submit-form button[type=submit]")
+    page.wait_for_selector(".job[data-state=succeeded]", timeout=30_000)
+    job_id = page.locator(".job").get_attribute("data-job-id")
+    assert job_id and dashboard.job(job_id)["kwargs"] == {"x": 40, "y": 2}
+    shot(page, dashboard, "task-submitted")

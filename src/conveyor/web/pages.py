@@ -54,6 +54,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Dead letters", "web_dlq", "dlq"),
     NavItem("Workers", "web_workers", "workers"),
     NavItem("Queues", "web_queues", "queues"),
+    NavItem("Tasks", "web_tasks", "tasks"),
 )
 """The navigation, in order. A new page group adds its entry here."""
 

@@ -1,8 +1,9 @@
 """Mount the dashboard on the API's FastAPI app.
 
-One router module per page group (``jobs``, ``dlq``, ``workers``, ``queues``; an overview joins
-them later): each defines its routes, ``pages.NAV`` lists them in the navigation, and this
-function includes them. Static files (one stylesheet, one script) are served at ``/static``.
+One router module per page group (``jobs``, ``dlq``, ``workers``, ``queues``, ``tasks``; an
+overview joins them later): each defines its routes, ``pages.NAV`` lists them in the
+navigation, and this function includes them. Static files (one stylesheet, one script) are
+served at ``/static``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from conveyor.api.auth import auth_required
-from conveyor.web import dlq, jobs, login, pages, queues, session, workers
+from conveyor.web import dlq, jobs, login, pages, queues, session, tasks, workers
 
 
 def mount_web(app: FastAPI) -> None:
@@ -33,6 +34,7 @@ def mount_web(app: FastAPI) -> None:
     app.include_router(dlq.router, dependencies=[Depends(session.page_scope("jobs:read"))])
     app.include_router(workers.router, dependencies=[Depends(session.page_scope("jobs:read"))])
     app.include_router(queues.router, dependencies=[Depends(session.page_scope("jobs:read"))])
+    app.include_router(tasks.router, dependencies=[Depends(session.page_scope("jobs:read"))])
 
     # The jobs list is the home page until an overview page takes its place.
     @app.get("/", name="web_home", include_in_schema=False)

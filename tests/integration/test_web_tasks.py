@@ -1,0 +1,52 @@
+"""The tasks pages: the registered tasks with their counts, and a submit form generated from a
+task's signature that runs the job, or comes back with what was wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conveyor.testing.services import wait_for
+
+pytestmark = pytest.mark.broker
+
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
+
+
+def test_tasks_list_and_submit_form(client: Any) -> None:
+    listing = client.get("/tasks")
+    assert listing.status_code == 200
+    assert 'data-task="demo.add"' in listing.text and 'data-task="demo.crunch"' in listing.text
+
+    form = client.get("/tasks/demo.crunch").text
+    assert 'name="steps"' in form and 'value="20"' in form and 'name="delay"' in form
+
+    bad = client.post("/tasks/demo.add/submit", data={"x": "two", "y": "3"}, headers=SAME_ORIGIN)
+    assert bad.status_code == 422 and "x: &#39;two&#39; is not a whole number" in bad.text
+    assert 'value="two"' in bad.text  # what was typed comes back
+
+    ok = client.post(
+        "/tasks/demo.add/submit",
+        data={"x": "40", "y": "2", "queue": "high", "priority": "7"},
+        headers=SAME_ORIGIN,
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303
+    job_id = ok.headers["location"].rsplit("/", 1)[1]
+    wait_for(
+        lambda: client.get(f"/api/v1/jobs/{job_id}").json()["state"] == "succeeded",
+        timeout=30,
+        message="the submitted job",
+    )
+    job = client.get(f"/api/v1/jobs/{job_id}").json()
+    assert (job["queue"], job["priority"], job["kwargs"]) == ("high", 7, {"x": 40, "y": 2})
+    assert client.get(f"/api/v1/jobs/{job_id}/result").json()["result"] == 42
+
+    assert client.get("/tasks/no.such.task").status_code == 404
+    cross = client.post(
+        "/tasks/demo.add/submit",
+        data={"x": "1", "y": "1"},
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
+    assert cross.status_code == 403
