@@ -209,6 +209,15 @@ class Control:
         with self.engine.begin() as conn:
             return repo.request_cancel(conn, job_id)
 
+    def cancel_many(self, job_ids: list[str]) -> tuple[int, int]:
+        """Cancel several jobs at once: (waiting jobs cancelled, running jobs asked to stop)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:  # the flags first, as for one job
+            pipe.set(CANCEL_KEY + job_id, "1", ex=CANCEL_TTL)
+        pipe.execute()
+        with self.engine.begin() as conn:
+            return repo.request_cancel_many(conn, job_ids)
+
     def purge_queue(self, queue: str) -> int:
         """Cancel every job waiting in ``queue`` and empty the queue in the broker; how many
         jobs were cancelled.
@@ -218,7 +227,7 @@ class Control:
         flight) is skipped by the worker that gets it; then the broker's queue.
         """
         with self.engine.begin() as conn:
-            ids = repo.cancel_waiting(conn, queue)
+            ids = repo.cancel_waiting_in_queue(conn, queue)
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.set(CANCEL_KEY + job_id, "1", ex=CANCEL_TTL)

@@ -314,12 +314,12 @@ def active_counts_by_queue(conn: Connection) -> dict[tuple[str, str], int]:
     return {(queue, state): n for queue, state, n in rows}
 
 
-def cancel_waiting(conn: Connection, queue: str) -> list[str]:
-    """Cancel every job waiting in ``queue`` (queued, scheduled, retrying) and drop their
-    outbox rows; the ids. Running jobs are left alone."""
+def cancel_waiting(conn: Connection, *where: ColumnElement[bool]) -> list[str]:
+    """Cancel the waiting jobs (queued, scheduled, retrying) that ``where`` selects and drop
+    their outbox rows; their ids. Running and finished jobs are left alone."""
     rows = conn.execute(
         update(jobs)
-        .where(jobs.c.queue == queue, jobs.c.state.in_(WAITING_STATES))
+        .where(*where, jobs.c.state.in_(WAITING_STATES))
         .values(
             state=JobState.CANCELLED.value,
             cancel_requested_at=func.now(),
@@ -361,6 +361,29 @@ def request_cancel(conn: Connection, job_id: str) -> dict[str, Any]:
         conn.execute(delete(outbox).where(outbox.c.job_id == job_id))
     conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
     return get_job(conn, job_id)
+
+
+def cancel_waiting_in_queue(conn: Connection, queue: str) -> list[str]:
+    """Cancel every job waiting in ``queue`` (a purge); their ids."""
+    return cancel_waiting(conn, jobs.c.queue == queue)
+
+
+def request_cancel_many(conn: Connection, job_ids: list[str]) -> tuple[int, int]:
+    """Cancel the waiting jobs among ``job_ids`` and ask the running ones to stop; (cancelled,
+    asked). Finished jobs are left as they are."""
+    if not job_ids:
+        return 0, 0
+    waiting = cancel_waiting(conn, jobs.c.id.in_(job_ids))
+    running = conn.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(job_ids), jobs.c.state == JobState.RUNNING.value)
+        .values(
+            cancel_requested_at=func.coalesce(jobs.c.cancel_requested_at, func.now()),
+            updated_at=func.now(),
+        )
+        .returning(jobs.c.id)
+    ).all()
+    return len(waiting), len(running)
 
 
 def due_outbox(conn: Connection, *, limit: int) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from conveyor.core.states import JobState
 from conveyor.errors import InvalidTransition, JobNotFound, SubmitError
 from conveyor.ledger import repository as repo
 from conveyor.web.job_views import STATES, job_summary, live_jobs, load_job_detail
+from conveyor.web.jobs_bulk import BULK_MAX, bulk_notice
 from conveyor.web.list_query import ListQuery
 from conveyor.web.pages import Pages, PagesDep, page_errors, require_same_origin
 from conveyor.web.session import page_scope
@@ -62,6 +63,9 @@ def jobs_page(
     q: str | None = None,
     cursor: str | None = None,
     limit: str | None = None,
+    notice: str | None = None,
+    n: int = 0,
+    m: int = 0,
 ) -> HTMLResponse:
     """Jobs newest first, filtered by state, task, queue and text; per-state counts on top."""
     query = ListQuery.parse(state, task, queue, q, cursor, limit)
@@ -81,6 +85,8 @@ def jobs_page(
         "task_names": task_names(services),
         "queue_names": queue_names(services),
         "error": "; ".join(query.problems) or None,
+        "notice": bulk_notice(notice, n, m),
+        "bulk_max": BULK_MAX,
     }
     status = 400 if query.problems else 200
     return pages.render(request, "jobs.html", context, status_code=status, active="jobs")

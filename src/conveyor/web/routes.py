@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from conveyor.api.auth import auth_required
-from conveyor.web import dlq, jobs, login, pages, queues, session, tasks, workers
+from conveyor.web import dlq, jobs, jobs_bulk, login, pages, queues, session, tasks, workers
 
 
 def mount_web(app: FastAPI) -> None:
@@ -29,6 +29,8 @@ def mount_web(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     app.include_router(login.router)
     # Every page needs a session whose key may read jobs (while auth is on); actions ask more.
+    # Bulk actions first: /jobs/bulk must not fall to the job pages' catch-all route.
+    app.include_router(jobs_bulk.router, dependencies=[Depends(session.page_scope("jobs:read"))])
     app.include_router(jobs.router, dependencies=[Depends(session.page_scope("jobs:read"))])
     # Reading dead letters is reading jobs; replaying and deleting them asks for dlq:admin.
     app.include_router(dlq.router, dependencies=[Depends(session.page_scope("jobs:read"))])

@@ -1,0 +1,70 @@
+"""Bulk actions on the jobs list, through the real ledger and worker: cancel and retry a
+selection; cancel everything a filter matches, only after a confirmation naming the count."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from conveyor.testing.services import wait_for
+
+pytestmark = pytest.mark.broker
+
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
+
+
+def submit(client: Any, task: str, *args: Any, **options: Any) -> str:
+    r = client.post("/api/v1/jobs", json={"task": task, "args": list(args), **options})
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def state(client: Any, job_id: str) -> str:
+    return str(client.get(f"/api/v1/jobs/{job_id}").json()["state"])
+
+
+def test_cancel_and_retry_a_selection(client: Any) -> None:
+    later = [submit(client, "demo.add", i, 0, countdown=3600) for i in range(3)]
+    done = submit(client, "demo.add", 20, 22)
+    wait_for(lambda: state(client, done) == "succeeded", message="demo.add to finish")
+    page = client.get("/jobs", headers={"accept": "text/html"}).text
+    assert 'value="cancel-selected"' in page and f'name="id" value="{later[0]}"' in page
+
+    r = client.post(
+        "/jobs/bulk",
+        data={"op": "cancel-selected", "id": [*later, done, "not-an-id"]},
+        headers=SAME_ORIGIN,
+    )
+    assert r.status_code == 200 and "Cancelled 3 waiting job(s); 0 running" in r.text
+    assert {state(client, j) for j in later} == {"cancelled"}
+    assert state(client, done) == "succeeded"  # finished jobs are left alone
+
+    r = client.post("/jobs/bulk", data={"op": "retry-selected", "id": [done]}, headers=SAME_ORIGIN)
+    assert "Retried 1 finished job(s)" in r.text
+    retried = client.get("/api/v1/jobs", params={"task": "demo.add"}).json()["items"]
+    assert any(j["retry_of"] == done for j in retried)
+
+
+def test_cancel_all_matching_asks_first(client: Any) -> None:
+    marker = f"bulk-{uuid.uuid4().hex[:8]}"
+    ids = [submit(client, "demo.echo", marker, i, countdown=3600) for i in range(4)]
+    ask = client.post(
+        "/jobs/bulk", data={"op": "cancel-matching", "q": marker}, headers=SAME_ORIGIN
+    )
+    assert ask.status_code == 200 and "Cancel 4 jobs?" in ask.text
+    assert {state(client, j) for j in ids} == {"scheduled"}
+    r = client.post(
+        "/jobs/bulk",
+        data={"op": "cancel-matching", "q": marker, "confirmed": "true"},
+        headers=SAME_ORIGIN,
+    )
+    assert "Cancelled 4 waiting job(s)" in r.text
+    assert {state(client, j) for j in ids} == {"cancelled"}
+    refused = client.post(
+        "/jobs/bulk",
+        data={"op": "cancel-matching", "q": marker, "confirmed": "true"},
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
+    assert refused.status_code == 403
