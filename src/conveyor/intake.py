@@ -31,7 +31,12 @@ from celery import Celery
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from conveyor.errors import ConveyorError, IdempotencyConflict, LedgerUnavailable
+from conveyor.errors import (
+    ConveyorError,
+    IdempotencyConflict,
+    LedgerError,
+    LedgerUnavailable,
+)
 from conveyor.ledger import repository as repo
 from conveyor.ledger.db import Link
 
@@ -261,7 +266,12 @@ def _drain(source: queue.SimpleQueue[T | None], limit: int) -> tuple[list[T], bo
 
 
 def _fail(item: Submission, exc: BaseException) -> None:
-    if not isinstance(exc, ConveyorError | DBAPIError):
+    if isinstance(exc, DBAPIError):
+        # PostgreSQL refused this row (validation should have caught it): say so, as a
+        # Conveyor error the API answers with 4xx, not a driver error that would be a 500.
+        log.warning("the ledger refused job %s: %s", item.job.id, exc.orig)
+        exc = LedgerError(f"the ledger refused this job: {exc.orig}")
+    elif not isinstance(exc, ConveyorError):
         log.error("submit of job %s failed", item.job.id, exc_info=exc)
     item.committed.set_exception(exc)
     item.handed_on.set()

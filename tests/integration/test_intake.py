@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from conveyor.errors import IdempotencyConflict
+from conveyor.errors import IdempotencyConflict, LedgerError
 from conveyor.intake import Submission
 from conveyor.ledger import repository as repo
 from conveyor.testing.services import wait_for
@@ -101,7 +101,7 @@ def test_one_batch_settles_duplicates_conflicts_and_bad_rows_separately(client: 
     assert str(row_same["id"]) == str(row_first["id"])
     with pytest.raises(IdempotencyConflict):
         items[4].committed.result(5)
-    with pytest.raises(Exception, match="too long"):
+    with pytest.raises(LedgerError, match=r"refused this job.*too long"):
         items[2].committed.result(5)
     for item in items:
         assert item.handed_on.wait(10)
