@@ -7,12 +7,10 @@ Every process started here is stopped here, by its pid (with the pool children i
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from kombu.exceptions import ChannelError
 from sqlalchemy.engine import make_url
 
 from bench.apps import OVERRIDES_ENV, PREFIX_ENV
+from conveyor.cli.stack import stop_children
 from conveyor.config import Settings
 from conveyor.embedded import EmbeddedPostgres, EmbeddedRedis
 from conveyor.ledger.migrate import upgrade
@@ -86,22 +85,7 @@ class Child:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
-        try:
-            tree = psutil.Process(proc.pid).children(recursive=True)
-        except psutil.Error:
-            tree = []
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        _, alive = psutil.wait_procs(tree, timeout=2)
-        for p in alive:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        psutil.wait_procs(alive, timeout=2)
+        stop_children([proc], grace=grace)
 
     def __enter__(self) -> Self:
         return self.start()

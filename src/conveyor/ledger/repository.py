@@ -284,6 +284,13 @@ def matching_ids(conn: Connection, flt: JobFilter, limit: int) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+def count_matching(conn: Connection, flt: JobFilter, limit: int) -> int:
+    """How many jobs a filter selects, counting no further than ``limit``."""
+    conds = filter_conditions(flt)
+    inner = select(literal(1)).select_from(jobs).where(*conds).limit(limit)
+    return int(conn.execute(select(func.count()).select_from(inner.subquery())).scalar_one())
+
+
 def delete_jobs(conn: Connection, job_ids: list[str]) -> int:
     """Remove jobs (and, by cascade, their attempts and outbox rows) from the ledger."""
     if not job_ids:

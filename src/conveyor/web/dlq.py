@@ -81,7 +81,7 @@ def dlq_page(
     now = datetime.now(UTC)
     with page_errors(), services.engine.connect() as conn:
         rows, next_cursor = repo.list_jobs(conn, flt, limit=query.limit, cursor=query.cursor)
-        matching = len(repo.matching_ids(conn, flt, BULK_MAX))
+        matching = repo.count_matching(conn, flt, BULK_MAX)
     context: dict[str, Any] = {
         "query": query,
         "replayed": replayed,
