@@ -55,9 +55,7 @@ def needle() -> str:
     return f"needle-{uuid.uuid4().hex[:10]}"
 
 
-def test_home_is_the_jobs_list_with_counts_and_assets(client: Any) -> None:
-    r = client.get("/", follow_redirects=False)
-    assert r.status_code == 307 and r.headers["location"].endswith("/jobs")
+def test_jobs_list_has_counts_filters_and_assets(client: Any) -> None:
     html = page(client, "/jobs")
     for state in ("scheduled", "queued", "running", "succeeded", "failed", "dead"):
         assert f'data-count="{state}"' in html

@@ -8,7 +8,8 @@ Every few seconds (one instance at a time, under a Redis lock):
   terminated through Celery's remote control (SIGTERM, then SIGKILL);
 - a job `queued` for long while its queue is empty in the broker lost its message: republished;
 - cancel flags in Redis are re-seeded from the ledger (Redis may have lost them in a restart),
-  so a cancelled job never runs.
+  so a cancelled job never runs;
+- once an hour, per-minute job statistics older than the overview's longest range are pruned.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from sqlalchemy.exc import OperationalError
 from conveyor.config import Settings
 from conveyor.ledger import events as ev
 from conveyor.ledger import repository as repo
+from conveyor.ledger import stats
 
 log = logging.getLogger(__name__)
 
 LOCK_KEY = "conveyor:reconciler"
+PRUNE_INTERVAL = 3600.0
 
 
 class Reconciler:
@@ -48,6 +51,7 @@ class Reconciler:
         self.terminated = 0
         self.republished = 0
         self._last_reseed = 0.0
+        self._last_prune = 0.0
         self._signalled: dict[str, str] = {}  # job id -> last signal sent
 
     def alive_workers(self) -> set[str]:
@@ -72,6 +76,12 @@ class Reconciler:
             if time.monotonic() - self._last_reseed > self.settings.cancel_reseed_interval:
                 self._reseed_cancel_flags()
                 self._last_reseed = time.monotonic()
+            if time.monotonic() - self._last_prune > PRUNE_INTERVAL:
+                with self.engine.begin() as conn:
+                    pruned = stats.prune(conn, datetime.now(UTC))
+                if pruned:
+                    log.info("pruned %d per-minute job statistics rows", pruned)
+                self._last_prune = time.monotonic()
         finally:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()

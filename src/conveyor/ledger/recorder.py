@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -27,6 +28,7 @@ from conveyor.ledger.fold import Folded, fold
 log = logging.getLogger(__name__)
 
 _TERMINAL = "('succeeded','failed','cancelled','dead')"
+_HAS_RESULT = "(EXCLUDED.result IS NOT NULL OR EXCLUDED.result_ref IS NOT NULL)"
 
 
 def _rank(expr: str) -> str:
@@ -36,17 +38,25 @@ def _rank(expr: str) -> str:
     )
 
 
-UPSERT_JOB = text(f"""
+# One statement per batch, its rows in one jsonb parameter: the counting triggers (migration
+# 0004) then run once per batch, and PostgreSQL plans and executes once. A row's ``result`` is
+# JSON ``null`` when the task returned None and SQL NULL when the batch carries no result.
+UPSERT_JOBS = text(f"""
 INSERT INTO conveyor_jobs AS j (
   id, task, state, queue, priority, args, kwargs, attempt, max_attempts, worker,
   parent_id, root_id, eta, queued_at, started_at, finished_at, result, result_ref,
   error_type, error_message, traceback, created_at, updated_at)
-VALUES (
-  :id, :task, :state, COALESCE(:queue, 'default'), :priority,
-  CAST(COALESCE(:args, '[]') AS jsonb), CAST(COALESCE(:kwargs, '{{}}') AS jsonb),
-  :attempt, :max_attempts, :worker, :parent_id, :root_id, :eta, :queued_at, :started_at,
-  :finished_at, CAST(:result AS jsonb), :result_ref, :error_type, :error_message, :traceback,
-  COALESCE(:queued_at, :started_at, :finished_at, now()), now())
+SELECT
+  r.id, r.task, r.state, COALESCE(r.queue, 'default'), r.priority,
+  COALESCE(r.args, '[]'), COALESCE(r.kwargs, '{{}}'),
+  r.attempt, r.max_attempts, r.worker, r.parent_id, r.root_id, r.eta, r.queued_at,
+  r.started_at, r.finished_at, CAST(r.result AS jsonb), r.result_ref, r.error_type, r.error_message,
+  r.traceback, COALESCE(r.queued_at, r.started_at, r.finished_at, now()), now()
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+  id uuid, task text, state text, queue text, priority smallint, args jsonb, kwargs jsonb,
+  attempt integer, max_attempts integer, worker text, parent_id uuid, root_id uuid,
+  eta timestamptz, queued_at timestamptz, started_at timestamptz, finished_at timestamptz,
+  result text, result_ref text, error_type text, error_message text, traceback text)
 ON CONFLICT (id) DO UPDATE SET
   state = EXCLUDED.state,
   attempt = EXCLUDED.attempt,
@@ -55,8 +65,8 @@ ON CONFLICT (id) DO UPDATE SET
   queued_at = COALESCE(j.queued_at, EXCLUDED.queued_at),
   started_at = COALESCE(EXCLUDED.started_at, j.started_at),
   finished_at = EXCLUDED.finished_at,
-  result = CASE WHEN :has_result THEN EXCLUDED.result ELSE j.result END,
-  result_ref = CASE WHEN :has_result THEN EXCLUDED.result_ref ELSE j.result_ref END,
+  result = CASE WHEN {_HAS_RESULT} THEN EXCLUDED.result ELSE j.result END,
+  result_ref = CASE WHEN {_HAS_RESULT} THEN EXCLUDED.result_ref ELSE j.result_ref END,
   error_type = CASE WHEN EXCLUDED.state = 'succeeded' THEN NULL
                     ELSE COALESCE(EXCLUDED.error_type, j.error_type) END,
   error_message = CASE WHEN EXCLUDED.state = 'succeeded' THEN NULL
@@ -86,12 +96,15 @@ ON CONFLICT (job_id, attempt) DO UPDATE SET
 """)
 
 UPDATE_PROGRESS = text("""
-UPDATE conveyor_jobs SET
-  progress_current = :current, progress_total = :total, progress_step = :step,
-  progress_message = :message, progress_at = :at,
-  progress_first_current = COALESCE(progress_first_current, :first_current),
-  progress_first_at = COALESCE(progress_first_at, :first_at)
-WHERE id = :job_id AND (progress_at IS NULL OR progress_at <= :at)
+UPDATE conveyor_jobs AS j SET
+  progress_current = p.current, progress_total = p.total, progress_step = p.step,
+  progress_message = p.message, progress_at = p.at,
+  progress_first_current = COALESCE(j.progress_first_current, p.first_current),
+  progress_first_at = COALESCE(j.progress_first_at, p.first_at)
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS p(
+  job_id uuid, current double precision, total double precision, step text, message text,
+  at timestamptz, first_current double precision, first_at timestamptz)
+WHERE j.id = p.job_id AND (j.progress_at IS NULL OR j.progress_at <= p.at)
 """)
 
 # A delivery that started while an earlier attempt never reported an end: that earlier attempt's
@@ -105,6 +118,11 @@ INSERT_BLOB = text("""
 INSERT INTO conveyor_blobs (id, content_type, data) VALUES (:id, 'application/json', :data)
 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data
 """)
+
+
+def _recordset(rows: list[dict[str, Any]]) -> str:
+    """Rows as the one jsonb parameter of a ``jsonb_to_recordset`` statement."""
+    return json.dumps(rows, default=lambda v: v.isoformat() if isinstance(v, datetime) else repr(v))
 
 
 def write(conn: Connection, folded: Folded, inline_max: int) -> None:
@@ -126,10 +144,8 @@ def write(conn: Connection, folded: Folded, inline_max: int) -> None:
                     "state": row.state.value,
                     "queue": info.get("queue"),
                     "priority": info.get("priority"),
-                    "args": json.dumps(info["args"], default=repr) if "args" in info else None,
-                    "kwargs": json.dumps(info["kwargs"], default=repr)
-                    if "kwargs" in info
-                    else None,
+                    "args": info.get("args"),
+                    "kwargs": info.get("kwargs"),
                     "attempt": row.attempt,
                     "max_attempts": info.get("max_attempts"),
                     "worker": row.worker,
@@ -139,9 +155,10 @@ def write(conn: Connection, folded: Folded, inline_max: int) -> None:
                     "queued_at": row.queued_at,
                     "started_at": row.started_at,
                     "finished_at": row.finished_at,
+                    # As JSON text: absent (no result in this batch) stays apart from a task
+                    # that returned None ("null"), which jsonb_to_recordset would not keep.
                     "result": result_json,
                     "result_ref": result_ref,
-                    "has_result": row.has_result,
                     "error_type": row.error_type,
                     "error_message": row.error_message,
                     "traceback": row.traceback,
@@ -149,7 +166,7 @@ def write(conn: Connection, folded: Folded, inline_max: int) -> None:
             )
         if blobs:
             conn.execute(INSERT_BLOB, blobs)
-        conn.execute(UPSERT_JOB, rows)
+        conn.execute(UPSERT_JOBS, {"rows": _recordset(rows)})
     if folded.attempts:
         conn.execute(UPSERT_ATTEMPT, [vars(a) for a in folded.attempts.values()])
     if folded.lost_before:
@@ -158,7 +175,8 @@ def write(conn: Connection, folded: Folded, inline_max: int) -> None:
             [{"job_id": j, "attempt": n, "started_at": at} for j, n, at in folded.lost_before],
         )
     if folded.progress:
-        conn.execute(UPDATE_PROGRESS, [vars(p) for p in folded.progress.values()])
+        progress = [vars(p) for p in folded.progress.values()]
+        conn.execute(UPDATE_PROGRESS, {"rows": _recordset(progress)})
 
 
 class Recorder:

@@ -140,3 +140,25 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=True),
 )
+
+# Pre-aggregated counts, kept current by triggers on conveyor_jobs (migration 0004): jobs per
+# state as per-backend deltas (sum over ``shard``), and per-minute job events for the charts.
+state_counts = Table(
+    "conveyor_state_counts",
+    metadata,
+    Column("state", String(16), primary_key=True),
+    Column("shard", SmallInteger, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
+job_stats = Table(
+    "conveyor_job_stats",
+    metadata,
+    Column("minute", DateTime(timezone=True), primary_key=True),
+    Column("event", String(16), primary_key=True),
+    Column("task", String(255), primary_key=True),
+    Column("queue", String(255), primary_key=True),
+    Column("shard", SmallInteger, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+    Column("run_seconds", Double, nullable=False),
+)

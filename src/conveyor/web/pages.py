@@ -50,6 +50,7 @@ class NavItem:
 
 
 NAV: tuple[NavItem, ...] = (
+    NavItem("Overview", "web_home", "overview"),
     NavItem("Jobs", "web_jobs", "jobs"),
     NavItem("Dead letters", "web_dlq", "dlq"),
     NavItem("Workers", "web_workers", "workers"),

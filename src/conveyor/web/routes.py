@@ -1,19 +1,29 @@
 """Mount the dashboard on the API's FastAPI app.
 
-One router module per page group (``jobs``, ``dlq``, ``workers``, ``queues``, ``tasks``; an
-overview joins them later): each defines its routes, ``pages.NAV`` lists them in the
+One router module per page group (``jobs``, ``dlq``, ``workers``, ``queues``, ``tasks``,
+``overview``): each defines its routes, ``pages.NAV`` lists them in the
 navigation, and this function includes them. Static files (one stylesheet, one script) are
 served at ``/static``.
 """
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import RedirectResponse
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from conveyor.api.auth import auth_required
-from conveyor.web import dlq, jobs, jobs_bulk, login, pages, queues, session, tasks, workers
+from conveyor.web import (
+    dlq,
+    jobs,
+    jobs_bulk,
+    login,
+    overview,
+    pages,
+    queues,
+    session,
+    tasks,
+    workers,
+)
 
 
 def mount_web(app: FastAPI) -> None:
@@ -37,8 +47,4 @@ def mount_web(app: FastAPI) -> None:
     app.include_router(workers.router, dependencies=[Depends(session.page_scope("jobs:read"))])
     app.include_router(queues.router, dependencies=[Depends(session.page_scope("jobs:read"))])
     app.include_router(tasks.router, dependencies=[Depends(session.page_scope("jobs:read"))])
-
-    # The jobs list is the home page until an overview page takes its place.
-    @app.get("/", name="web_home", include_in_schema=False)
-    def home(request: Request) -> RedirectResponse:
-        return RedirectResponse(str(request.url_for("web_jobs")), status_code=307)
+    app.include_router(overview.router, dependencies=[Depends(session.page_scope("jobs:read"))])
