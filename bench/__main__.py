@@ -13,12 +13,12 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from bench import api, latency, throughput
+from bench import api, dashboard, latency, throughput
 from bench.machine import code_fingerprint, describe
 from bench.report import Figure, render
 from bench.stack import REPO, BenchError, Stack
 
-BENCHMARKS = ("throughput", "api", "latency")
+BENCHMARKS = ("throughput", "api", "latency", "dashboard")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
         help="change one of Conveyor's Celery settings for b and c (never the bare reference),"
         " e.g. worker_send_task_events=false; repeatable",
     )
+    p.add_argument(
+        "--ledger-jobs", type=int, default=1_000_000, help="jobs seeded for the dashboard run"
+    )
+    p.add_argument("--repeats", type=int, default=20, help="requests per dashboard page")
     p.add_argument("--markdown", action="store_true", help="print Markdown for the docs")
     p.add_argument("--keep", action="store_true", help="keep the run directory (child logs)")
     return p
@@ -118,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             if "latency" in selected:
                 print("enqueue→start on an idle worker:", file=sys.stderr)
                 figures += latency.figures(latency.run(stack, args.jobs))
+            if "dashboard" in selected:
+                # Last: the seeded ledger would slow the other runs' inserts.
+                print("dashboard pages over a large ledger:", file=sys.stderr)
+                seeded, pages = dashboard.run(stack, args.ledger_jobs, args.repeats)
+                figures += dashboard.figures(seeded, pages, args.ledger_jobs)
             versions = stack.versions()
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

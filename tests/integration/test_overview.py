@@ -32,10 +32,11 @@ def _snapshot(settings: Any) -> tuple[dict[str, int], dict[str, int]]:
     return aggregated, scanned
 
 
-def _task_totals(settings: Any, task: str) -> dict[str, float]:
+def _task_totals(settings: Any, task: str, *, hourly: bool = False) -> dict[str, float]:
     engine = create_engine(settings.database_url)
+    since = datetime.now(UTC) - timedelta(hours=1)
     with engine.connect() as conn:
-        figures = stats.totals(conn, datetime.now(UTC) - timedelta(hours=1)).get(task, {})
+        figures = stats.totals(conn, since, hourly=hourly).get(task, {})
     engine.dispose()
     return figures
 
@@ -85,6 +86,7 @@ def test_counts_follow_jobs_through_workers_and_bulk_writes(client: Any, setting
     aggregated, scanned = _snapshot(settings)
     assert aggregated == scanned
     assert _task_totals(settings, marker)["cancelled"] == 3000
+    assert _task_totals(settings, marker, hourly=True)["cancelled"] == 3000
 
 
 def test_overview_page_shows_counts_charts_and_failures(client: Any) -> None:
@@ -115,21 +117,27 @@ def test_overview_page_shows_counts_charts_and_failures(client: Any) -> None:
 def test_statistics_older_than_the_retention_are_pruned(settings: Any) -> None:
     engine = create_engine(settings.database_url)
     now = datetime.now(UTC)
-    rows = [
-        {"minute": now - stats.RETENTION - timedelta(hours=1), "task": "old.task"},
-        {"minute": now - timedelta(days=6), "task": "recent.task"},
-    ]
+    insert = (
+        "INSERT INTO {table} ({unit}, event, task, queue, shard, n, run_seconds)"
+        " VALUES (date_trunc('{unit}', :at), 'submitted', :task, 'q', 99, 1, 0)"
+    )
     with engine.begin() as conn:
         conn.execute(
-            text(
-                "INSERT INTO conveyor_job_stats (minute, event, task, queue, shard, n, run_seconds)"
-                " VALUES (date_trunc('minute', :minute), 'submitted', :task, 'q', 99, 1, 0)"
-            ),
-            rows,
+            text(insert.format(table="conveyor_job_stats", unit="minute")),
+            [
+                {"at": now - stats.MINUTE_RETENTION - timedelta(hours=1), "task": "old"},
+                {"at": now - timedelta(days=1), "task": "recent"},
+            ],
         )
-        assert stats.prune(conn, now) >= 1
-        left = conn.execute(
-            text("SELECT task FROM conveyor_job_stats WHERE shard = 99 ORDER BY task")
-        ).scalars()
-        assert list(left) == ["recent.task"]
+        conn.execute(
+            text(insert.format(table="conveyor_job_stats_hourly", unit="hour")),
+            [
+                {"at": now - stats.RETENTION - timedelta(hours=2), "task": "old"},
+                {"at": now - timedelta(days=6), "task": "recent"},
+            ],
+        )
+        assert stats.prune(conn, now) >= 2
+        for table in ("conveyor_job_stats", "conveyor_job_stats_hourly"):
+            left = conn.execute(text(f"SELECT task FROM {table} WHERE shard = 99")).scalars()
+            assert list(left) == ["recent"], table
     engine.dispose()

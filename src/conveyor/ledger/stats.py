@@ -11,16 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy import Connection, Table, delete, func, select
 
 from conveyor.core.states import JobState
-from conveyor.ledger.tables import job_stats, state_counts
+from conveyor.ledger.tables import job_stats, job_stats_hourly, state_counts
 
 EVENTS = ("submitted", "succeeded", "failed", "dead", "cancelled", "retried")
 """What ``conveyor_job_stats`` counts; the rest of a job's life is in its row."""
 FAILED_EVENTS = ("failed", "dead")
+MINUTE_RETENTION = timedelta(days=2)
+"""Per-minute rows are kept this long (they draw the ranges up to a day)."""
 RETENTION = timedelta(days=8)
-"""Per-minute rows older than this are pruned (the overview's longest range is 7 days)."""
+"""Per-hour rows are kept this long (the overview's longest range is 7 days)."""
 
 
 def counts_by_state(conn: Connection) -> dict[str, int]:
@@ -60,13 +62,10 @@ class Bucket:
         return self.run_seconds / ran if ran else None
 
 
-_SERIES = text("""
-SELECT date_bin(make_interval(secs => :width), minute, :origin) AS start, event,
-       sum(n) AS n, sum(run_seconds) AS run_seconds
-FROM conveyor_job_stats
-WHERE minute >= :origin AND minute < :until
-GROUP BY 1, 2
-""")
+def _table(width: timedelta) -> Table:
+    """Hourly rows for buckets of an hour or more (a week is 168 rows per task and event,
+    not 10,080), minute rows otherwise."""
+    return job_stats_hourly if width >= timedelta(hours=1) else job_stats
 
 
 def series(conn: Connection, *, until: datetime, span: timedelta, width: timedelta) -> list[Bucket]:
@@ -77,23 +76,35 @@ def series(conn: Connection, *, until: datetime, span: timedelta, width: timedel
     origin = end - span
     buckets = [Bucket(origin + i * width) for i in range(int(span / width))]
     index = {b.start: b for b in buckets}
-    rows = conn.execute(_SERIES, {"width": step, "origin": origin, "until": end}).all()
-    for start, event, n, run_seconds in rows:
-        bucket = index.get(start)
+    table = _table(width)
+    at = table.c.hour if table is job_stats_hourly else table.c.minute
+    start = func.date_bin(func.make_interval(0, 0, 0, 0, 0, 0, step), at, origin)
+    rows = conn.execute(
+        select(start, table.c.event, func.sum(table.c.n), func.sum(table.c.run_seconds))
+        .where(at >= origin, at < end)
+        .group_by(start, table.c.event)
+    ).all()
+    for bucket_start, event, n, run_seconds in rows:
+        bucket = index.get(bucket_start)
         if bucket is not None:
             bucket.counts[event] = int(n)
             bucket.run_seconds += float(run_seconds)
     return buckets
 
 
-def totals(conn: Connection, since: datetime, *, by: str = "task") -> dict[str, dict[str, float]]:
-    """Per task (or queue) since ``since``: count of each event, plus ``run_seconds``."""
-    column = job_stats.c.task if by == "task" else job_stats.c.queue
-    n, run_seconds = func.sum(job_stats.c.n), func.sum(job_stats.c.run_seconds)
+def totals(
+    conn: Connection, since: datetime, *, by: str = "task", hourly: bool = False
+) -> dict[str, dict[str, float]]:
+    """Per task (or queue) since ``since``: count of each event, plus ``run_seconds``.
+    ``hourly`` reads the hourly rows (``since`` then counts from the start of its hour)."""
+    table = job_stats_hourly if hourly else job_stats
+    at = table.c.hour if hourly else table.c.minute
+    column = table.c.task if by == "task" else table.c.queue
+    n, run_seconds = func.sum(table.c.n), func.sum(table.c.run_seconds)
     rows = conn.execute(
-        select(column, job_stats.c.event, n, run_seconds)
-        .where(job_stats.c.minute >= since)
-        .group_by(column, job_stats.c.event)
+        select(column, table.c.event, n, run_seconds)
+        .where(at >= (since.replace(minute=0, second=0, microsecond=0) if hourly else since))
+        .group_by(column, table.c.event)
     ).all()
     out: dict[str, dict[str, float]] = {}
     for name, event, count, seconds in rows:
@@ -104,6 +115,8 @@ def totals(conn: Connection, since: datetime, *, by: str = "task") -> dict[str, 
 
 
 def prune(conn: Connection, now: datetime) -> int:
-    """Drop per-minute rows past :data:`RETENTION`; how many went."""
-    result = conn.execute(delete(job_stats).where(job_stats.c.minute < now - RETENTION))
-    return int(result.rowcount or 0)
+    """Drop minute rows past :data:`MINUTE_RETENTION` and hour rows past :data:`RETENTION`;
+    how many went."""
+    minutes = conn.execute(delete(job_stats).where(job_stats.c.minute < now - MINUTE_RETENTION))
+    hours = conn.execute(delete(job_stats_hourly).where(job_stats_hourly.c.hour < now - RETENTION))
+    return int(minutes.rowcount or 0) + int(hours.rowcount or 0)

@@ -142,7 +142,8 @@ api_keys = Table(
 )
 
 # Pre-aggregated counts, kept current by triggers on conveyor_jobs (migration 0004): jobs per
-# state as per-backend deltas (sum over ``shard``), and per-minute job events for the charts.
+# state as per-backend deltas (sum over ``shard``), and job events per minute and per hour for
+# the charts.
 state_counts = Table(
     "conveyor_state_counts",
     metadata,
@@ -151,14 +152,20 @@ state_counts = Table(
     Column("n", BigInteger, nullable=False),
 )
 
-job_stats = Table(
-    "conveyor_job_stats",
-    metadata,
-    Column("minute", DateTime(timezone=True), primary_key=True),
-    Column("event", String(16), primary_key=True),
-    Column("task", String(255), primary_key=True),
-    Column("queue", String(255), primary_key=True),
-    Column("shard", SmallInteger, primary_key=True),
-    Column("n", BigInteger, nullable=False),
-    Column("run_seconds", Double, nullable=False),
-)
+
+def _job_stats(name: str, unit: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column(unit, DateTime(timezone=True), primary_key=True),
+        Column("event", String(16), primary_key=True),
+        Column("task", String(255), primary_key=True),
+        Column("queue", String(255), primary_key=True),
+        Column("shard", SmallInteger, primary_key=True),
+        Column("n", BigInteger, nullable=False),
+        Column("run_seconds", Double, nullable=False),
+    )
+
+
+job_stats = _job_stats("conveyor_job_stats", "minute")
+job_stats_hourly = _job_stats("conveyor_job_stats_hourly", "hour")

@@ -97,7 +97,7 @@ def overview_context(services: Any, chosen: Range, now: datetime) -> dict[str, A
     with services.engine.connect() as conn:
         counts = stats.counts_by_state(conn)
         buckets = stats.series(conn, until=now, span=chosen.span, width=chosen.bucket)
-        per_task = stats.totals(conn, since)
+        per_task = stats.totals(conn, since, hourly=chosen.bucket >= timedelta(hours=1))
         failures = recent_failures(conn)
     summary = stats.Bucket(since)
     for b in buckets:

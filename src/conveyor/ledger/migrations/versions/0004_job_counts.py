@@ -57,12 +57,20 @@ def _happened(rows: str, was: str, was_attempt: str) -> str:
     FROM {rows} WHERE attempt > greatest({was_attempt}, 1)"""
 
 
-INSERT_STATS = f"""
-  INSERT INTO conveyor_job_stats AS s (minute, event, task, queue, shard, n, run_seconds)
-  SELECT minute, event, task, queue, {SHARD}, sum(n), sum(run_seconds)
-  FROM happened GROUP BY minute, event, task, queue
-  ON CONFLICT (minute, event, task, queue, shard) DO UPDATE
+def _insert_stats(table: str, unit: str) -> str:
+    return f"""
+  INSERT INTO {table} AS s ({unit}, event, task, queue, shard, n, run_seconds)
+  SELECT date_trunc('{unit}', minute), event, task, queue, {SHARD}, sum(n), sum(run_seconds)
+  FROM happened GROUP BY 1, event, task, queue
+  ON CONFLICT ({unit}, event, task, queue, shard) DO UPDATE
   SET n = s.n + EXCLUDED.n, run_seconds = s.run_seconds + EXCLUDED.run_seconds"""
+
+
+# Per minute for the last day's charts, per hour for the week's: the same events, added up in
+# the same statement.
+INSERT_STATS = f"""
+  , per_minute AS ({_insert_stats("conveyor_job_stats", "minute")})
+  {_insert_stats("conveyor_job_stats_hourly", "hour")}"""
 UPSERT_COUNTS = """
   ON CONFLICT (state, shard) DO UPDATE SET n = c.n + EXCLUDED.n"""
 
@@ -144,6 +152,10 @@ SELECT date_trunc('minute', finished_at), state, task, queue, 0, count(*),
        sum({_run_seconds("conveyor_jobs")})
 FROM conveyor_jobs WHERE state IN {TERMINAL} AND finished_at > now() - interval '8 days'
 GROUP BY 1, 2, 3, 4;
+INSERT INTO conveyor_job_stats_hourly (hour, event, task, queue, shard, n, run_seconds)
+SELECT date_trunc('hour', minute), event, task, queue, 0, sum(n), sum(run_seconds)
+FROM conveyor_job_stats GROUP BY 1, 2, 3, 4;
+DELETE FROM conveyor_job_stats WHERE minute < now() - interval '2 days';
 """
 
 
@@ -155,17 +167,18 @@ def upgrade() -> None:
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("state", "shard"),
     )
-    op.create_table(
-        "conveyor_job_stats",
-        sa.Column("minute", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("event", sa.String(length=16), nullable=False),
-        sa.Column("task", sa.String(length=255), nullable=False),
-        sa.Column("queue", sa.String(length=255), nullable=False),
-        sa.Column("shard", sa.SmallInteger(), nullable=False),
-        sa.Column("n", sa.BigInteger(), nullable=False),
-        sa.Column("run_seconds", sa.Double(), nullable=False),
-        sa.PrimaryKeyConstraint("minute", "event", "task", "queue", "shard"),
-    )
+    for table, unit in (("conveyor_job_stats", "minute"), ("conveyor_job_stats_hourly", "hour")):
+        op.create_table(
+            table,
+            sa.Column(unit, sa.DateTime(timezone=True), nullable=False),
+            sa.Column("event", sa.String(length=16), nullable=False),
+            sa.Column("task", sa.String(length=255), nullable=False),
+            sa.Column("queue", sa.String(length=255), nullable=False),
+            sa.Column("shard", sa.SmallInteger(), nullable=False),
+            sa.Column("n", sa.BigInteger(), nullable=False),
+            sa.Column("run_seconds", sa.Double(), nullable=False),
+            sa.PrimaryKeyConstraint(unit, "event", "task", "queue", "shard"),
+        )
     op.execute(FUNCTIONS)
     op.execute(TRIGGERS)
     op.execute(BACKFILL)
@@ -176,5 +189,6 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER conveyor_jobs_count_{trigger} ON conveyor_jobs")
     for function in ("inserted_jobs", "updated_jobs", "deleted_jobs", "truncated_jobs"):
         op.execute(f"DROP FUNCTION conveyor_count_{function}()")
+    op.drop_table("conveyor_job_stats_hourly")
     op.drop_table("conveyor_job_stats")
     op.drop_table("conveyor_state_counts")
