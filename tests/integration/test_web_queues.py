@@ -5,12 +5,14 @@ broker's queue is emptied."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
 import pytest
 
 from conveyor.runtime.queues import broker_queue_stats
+from conveyor.testing.client import submit, until_state
 from conveyor.testing.services import python_last_line
 
 pytestmark = pytest.mark.broker
@@ -52,10 +54,16 @@ def test_purge_cancels_waiting_jobs_and_empties_the_queue(services: Any, client:
 
 
 def test_queues_page_and_purge_confirmation(client: Any) -> None:
+    job = submit(client, "demo.add", 1, 1)
+    until_state(client, job["id"], "succeeded")
     page = client.get("/queues")
     assert page.status_code == 200
     for name in ("critical", "high", "default", "low"):
         assert f'data-queue="{name}"' in page.text
+    # The queue that just ran a job shows a throughput above zero.
+    default_row = page.text.split('data-queue="default"', 1)[1].split("</tr>", 1)[0]
+    rate = re.search(r'data-field="throughput">([0-9.]+)', default_row)
+    assert rate is not None and float(rate.group(1)) > 0
     ask = client.post(f"/queues/{QUEUE}/purge", headers=SAME_ORIGIN)
     assert ask.status_code == 200 and "cannot be undone" in ask.text
     missing = client.post("/queues/nope/purge", headers=SAME_ORIGIN)

@@ -1,10 +1,12 @@
-"""The queues page: depth in the broker, consumers, how long the oldest job has waited, and
-the ledger's count of jobs waiting and running per queue; admins purge a queue — every job
+"""The queues page: depth in the broker, consumers, how long the oldest job has waited, jobs
+finished per minute over the last 15 minutes, and the ledger's count of jobs waiting and
+running per queue; admins purge a queue — every job
 waiting in it is cancelled in the ledger (so nothing republishes it) and the broker's queue is
 emptied — after a confirmation that names the counts."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -13,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from conveyor.api.deps import ServicesDep
 from conveyor.api.routes.system import queue_list
 from conveyor.ledger import repository as repo
+from conveyor.ledger import stats
 from conveyor.web.pages import PageError, PagesDep, page_errors, require_same_origin
 from conveyor.web.session import page_scope
 
@@ -21,11 +24,21 @@ router = APIRouter()
 _ADMIN = [Depends(page_scope("admin"))]
 
 
+THROUGHPUT_WINDOW = timedelta(minutes=15)
+
+
 def _queues(services: Any) -> list[dict[str, Any]]:
     queues = queue_list(services)
     with services.engine.connect() as conn:
         active = repo.active_counts_by_queue(conn)
+        recent = stats.totals(conn, datetime.now(UTC) - THROUGHPUT_WINDOW, by="queue")
+    minutes = THROUGHPUT_WINDOW.total_seconds() / 60
     for q in queues:
+        figures = recent.get(q["name"], {})
+        q["finished_per_minute"] = (
+            sum(figures.get(e, 0) for e in ("succeeded", *stats.FAILED_EVENTS)) / minutes
+        )
+        q["failed_recently"] = int(sum(figures.get(e, 0) for e in stats.FAILED_EVENTS))
         q.update({state: active.get((q["name"], state), 0) for state in repo.WAITING_STATES})
         q["running"] = active.get((q["name"], "running"), 0)
         q["waiting"] = sum(q[state] for state in repo.WAITING_STATES)
