@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from conveyor.ledger.stats import Bucket
 
@@ -44,10 +44,9 @@ class Chart:
 
 
 def _label(start: datetime, width: timedelta) -> str:
-    local = start.astimezone()
-    if width >= timedelta(hours=1):
-        return local.strftime("%a %H:%M")
-    return local.strftime("%H:%M")
+    """A bar's start in UTC, as the rest of the dashboard writes times."""
+    at = start.astimezone(UTC)
+    return at.strftime("%a %H:%M" if width >= timedelta(hours=1) else "%H:%M")
 
 
 def _x_labels(buckets: Sequence[Bucket], width: timedelta, slot: float) -> list[tuple[float, str]]:

@@ -34,12 +34,13 @@ class Range:
     label: str
     span: timedelta
     bucket: timedelta
+    bucket_label: str
 
 
 RANGES = (
-    Range("1h", "Last hour", timedelta(hours=1), timedelta(minutes=1)),
-    Range("24h", "Last 24 hours", timedelta(hours=24), timedelta(minutes=15)),
-    Range("7d", "Last 7 days", timedelta(days=7), timedelta(hours=2)),
+    Range("1h", "Last hour", timedelta(hours=1), timedelta(minutes=1), "minute"),
+    Range("24h", "Last 24 hours", timedelta(hours=24), timedelta(minutes=15), "15 minutes"),
+    Range("7d", "Last 7 days", timedelta(days=7), timedelta(hours=2), "2 hours"),
 )
 RECENT_FAILURES = 10
 
