@@ -68,3 +68,35 @@ def test_cancel_all_matching_asks_first(client: Any) -> None:
         headers={"Sec-Fetch-Site": "cross-site"},
     )
     assert refused.status_code == 403
+
+
+def test_time_filter_narrows_the_list_and_what_bulk_actions_touch(client: Any) -> None:
+    marker = f"timed-{uuid.uuid4().hex[:8]}"
+    ids = [submit(client, "demo.echo", marker, i, countdown=3600) for i in range(2)]
+    html = {"accept": "text/html"}
+    recent = client.get("/jobs", params={"q": marker, "within": "15m"}, headers=html).text
+    assert all(f'data-job-id="{j}"' in recent for j in ids)
+    assert 'option value="15m" selected' in recent
+    old = client.get("/jobs", params={"q": marker, "before": "2020-01-01"}, headers=html).text
+    assert not any(f'data-job-id="{j}"' in old for j in ids)
+    assert 'name="before" value="2020-01-01T00:00"' in old
+
+    # The bulk form carries the time filter, so "all matching" is what the list showed.
+    nothing = client.post(
+        "/jobs/bulk",
+        data={"op": "cancel-matching", "q": marker, "before": "2020-01-01"},
+        headers=SAME_ORIGIN,
+    )
+    assert "Cancel 0 jobs?" in nothing.text or "No jobs match" in nothing.text
+    assert {state(client, j) for j in ids} == {"scheduled"}
+    r = client.post(
+        "/jobs/bulk",
+        data={"op": "cancel-matching", "q": marker, "within": "1h", "confirmed": "true"},
+        headers=SAME_ORIGIN,
+    )
+    assert r.status_code == 200
+    assert {state(client, j) for j in ids} == {"cancelled"}
+
+    bad = client.get("/jobs", params={"within": "forever", "after": "yesterday"}, headers=html)
+    assert bad.status_code == 400
+    assert "unknown time range" in bad.text and "is not a date" in bad.text

@@ -23,7 +23,7 @@ from conveyor.errors import InvalidTransition, JobNotFound, SubmitError
 from conveyor.ledger import repository as repo
 from conveyor.web.job_views import STATES, job_summary, live_jobs, load_job_detail
 from conveyor.web.jobs_bulk import BULK_MAX, bulk_notice
-from conveyor.web.list_query import ListQuery
+from conveyor.web.list_query import WITHIN, ListQuery
 from conveyor.web.pages import Pages, PagesDep, page_errors, require_same_origin
 from conveyor.web.session import page_scope
 
@@ -63,12 +63,18 @@ def jobs_page(
     q: str | None = None,
     cursor: str | None = None,
     limit: str | None = None,
+    within: str | None = None,
+    after: str | None = None,
+    before: str | None = None,
     notice: str | None = None,
     n: int = 0,
     m: int = 0,
 ) -> HTMLResponse:
-    """Jobs newest first, filtered by state, task, queue and text; per-state counts on top."""
-    query = ListQuery.parse(state, task, queue, q, cursor, limit)
+    """Jobs newest first, filtered by state, task, queue, time and text; per-state counts on
+    top."""
+    query = ListQuery.parse(
+        state, task, queue, q, cursor, limit, within=within, after=after, before=before
+    )
     now = datetime.now(UTC)
     with page_errors(), services.engine.connect() as conn:
         rows, next_cursor = repo.list_jobs(
@@ -87,6 +93,7 @@ def jobs_page(
         "error": "; ".join(query.problems) or None,
         "notice": bulk_notice(notice, n, m),
         "bulk_max": BULK_MAX,
+        "within_choices": WITHIN,
     }
     status = 400 if query.problems else 200
     return pages.render(request, "jobs.html", context, status_code=status, active="jobs")

@@ -67,10 +67,15 @@ def bulk(
     task: Annotated[str | None, Form()] = None,
     queue: Annotated[str | None, Form()] = None,
     q: Annotated[str | None, Form()] = None,
+    within: Annotated[str | None, Form()] = None,
+    after: Annotated[str | None, Form()] = None,
+    before: Annotated[str | None, Form()] = None,
 ) -> Response:
     """Cancel or retry the selection, or all that the filter matches."""
     require_same_origin(request)
-    query = ListQuery.parse(state, task, queue, q, None, None)
+    query = ListQuery.parse(
+        state, task, queue, q, None, None, within=within, after=after, before=before
+    )
     action, _, scope = op.partition("-")
     if action not in ("cancel", "retry") or scope not in ("selected", "matching"):
         return _back(request, query, "unknown")

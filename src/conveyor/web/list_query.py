@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from conveyor.ledger import repository as repo
@@ -16,6 +17,13 @@ from conveyor.web.job_views import LIVE_MAX_IDS, STATES
 
 DEFAULT_LIMIT = 50
 MAX_TEXT = 200
+WITHIN: dict[str, tuple[str, timedelta]] = {
+    "15m": ("last 15 minutes", timedelta(minutes=15)),
+    "1h": ("last hour", timedelta(hours=1)),
+    "24h": ("last 24 hours", timedelta(hours=24)),
+    "7d": ("last 7 days", timedelta(days=7)),
+}
+"""Relative time filters: a bookmarked "last hour" stays the last hour."""
 
 
 def _clean(name: str, value: str | None, problems: list[str]) -> str | None:
@@ -24,6 +32,23 @@ def _clean(name: str, value: str | None, problems: list[str]) -> str | None:
         problems.append(f"NUL characters removed from the {name}")
         value = value.replace("\x00", "")
     return (value or "").strip() or None
+
+
+def _moment(name: str, value: str | None, problems: list[str]) -> datetime | None:
+    """An ISO 8601 date or date and time (UTC unless it says otherwise), or None."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        problems.append(f"{name} {text[:40]!r} is not a date like 2026-11-30 or 2026-11-30T14:05")
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S").removesuffix(":00")
 
 
 @dataclass(frozen=True)
@@ -36,6 +61,9 @@ class ListQuery:
     q: str | None = None
     cursor: str | None = None
     limit: int = DEFAULT_LIMIT
+    within: str | None = None
+    after: datetime | None = None
+    before: datetime | None = None
     problems: tuple[str, ...] = ()
 
     @classmethod
@@ -47,9 +75,21 @@ class ListQuery:
         q: str | None,
         cursor: str | None,
         limit: str | None,
+        *,
+        within: str | None = None,
+        after: str | None = None,
+        before: str | None = None,
     ) -> ListQuery:
         """Build a query from raw parameters; what cannot be used is dropped and reported."""
         problems: list[str] = []
+        span = (within or "").strip() or None
+        if span is not None and span not in WITHIN:
+            problems.append(f"unknown time range {span[:20]!r} ignored; use {', '.join(WITHIN)}")
+            span = None
+        start, end = _moment("from", after, problems), _moment("until", before, problems)
+        if start is not None and end is not None and start >= end:
+            problems.append("'from' is not before 'until': the time filter was dropped")
+            start = end = None
         good_states: list[str] = []
         for state in states or ():
             state = state.strip().lower()
@@ -84,17 +124,51 @@ class ListQuery:
             q=text,
             cursor=clean_cursor,
             limit=size,
+            within=span,
+            after=start,
+            before=end,
             problems=tuple(problems),
         )
 
-    def job_filter(self) -> repo.JobFilter:
-        """The repository filter for this view."""
-        return repo.JobFilter(states=self.states, task=self.task, queue=self.queue, text=self.q)
+    def job_filter(self, now: datetime | None = None) -> repo.JobFilter:
+        """The repository filter for this view (a relative range counts back from ``now``)."""
+        after = self.after
+        if self.within is not None:
+            since = (now or datetime.now(UTC)) - WITHIN[self.within][1]
+            after = max(after, since) if after is not None else since
+        return repo.JobFilter(
+            states=self.states,
+            task=self.task,
+            queue=self.queue,
+            text=self.q,
+            created_after=after,
+            created_before=self.before,
+        )
+
+    @property
+    def timed(self) -> bool:
+        """Whether a time filter narrows the list."""
+        return bool(self.within or self.after or self.before)
 
     @property
     def filtered(self) -> bool:
         """Whether any filter narrows the list."""
-        return bool(self.states or self.task or self.queue or self.q)
+        return bool(self.states or self.task or self.queue or self.q or self.timed)
+
+    def filter_params(self) -> list[tuple[str, str]]:
+        """The GET parameters of the filters alone (no page position or size)."""
+        out = [("state", s) for s in self.states]
+        for key, value in (
+            ("task", self.task),
+            ("queue", self.queue),
+            ("q", self.q),
+            ("within", self.within),
+            ("after", _stamp(self.after) if self.after else None),
+            ("before", _stamp(self.before) if self.before else None),
+        ):
+            if value:
+                out.append((key, value))
+        return out
 
     @property
     def custom_limit(self) -> int | None:
@@ -103,10 +177,7 @@ class ListQuery:
 
     def params(self) -> list[tuple[str, str]]:
         """The GET parameters that reproduce this view."""
-        out = [("state", s) for s in self.states]
-        for key, value in (("task", self.task), ("queue", self.queue), ("q", self.q)):
-            if value:
-                out.append((key, value))
+        out = self.filter_params()
         if self.limit != DEFAULT_LIMIT:
             out.append(("limit", str(self.limit)))
         if self.cursor:
