@@ -42,6 +42,10 @@ def test_tasks_list_and_submit_form(client: Any) -> None:
     job = client.get(f"/api/v1/jobs/{job_id}").json()
     assert (job["queue"], job["priority"], job["kwargs"]) == ("high", 7, {"x": 40, "y": 2})
     assert client.get(f"/api/v1/jobs/{job_id}/result").json()["result"] == 42
+    # The listing's last-day figures count it (from the ledger's statistics).
+    row = client.get("/tasks").text.split('data-task="demo.add"', 1)[1].split("</tr>", 1)[0]
+    submitted = row.split('data-field="submitted">', 1)[1].split("<", 1)[0]
+    assert int(submitted.replace(",", "")) >= 1
 
     assert client.get("/tasks/no.such.task").status_code == 404
     cross = client.post(

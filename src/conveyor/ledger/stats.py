@@ -62,6 +62,42 @@ class Bucket:
         return self.run_seconds / ran if ran else None
 
 
+@dataclass(frozen=True)
+class TaskFigures:
+    """One task's figures over a time range (from :func:`totals`)."""
+
+    name: str
+    submitted: int
+    succeeded: int
+    failed: int
+    dead: int
+    retried: int
+    cancelled: int
+    mean_run_seconds: float | None
+
+    @property
+    def failure_rate(self) -> float | None:
+        finished = self.succeeded + self.failed + self.dead
+        return (self.failed + self.dead) / finished if finished else None
+
+    @classmethod
+    def of(cls, name: str, figures: dict[str, float]) -> TaskFigures:
+        def count(event: str) -> int:
+            return int(figures.get(event, 0))
+
+        ran = count("succeeded") + count("failed")
+        return cls(
+            name=name,
+            submitted=count("submitted"),
+            succeeded=count("succeeded"),
+            failed=count("failed"),
+            dead=count("dead"),
+            retried=count("retried"),
+            cancelled=count("cancelled"),
+            mean_run_seconds=figures["run_seconds"] / ran if ran else None,
+        )
+
+
 def _table(width: timedelta) -> Table:
     """Hourly rows for buckets of an hour or more (a week is 168 rows per task and event,
     not 10,080), minute rows otherwise."""

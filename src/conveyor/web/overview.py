@@ -45,42 +45,6 @@ RANGES = (
 RECENT_FAILURES = 10
 
 
-@dataclass(frozen=True)
-class TaskRow:
-    """One task's figures over the range."""
-
-    name: str
-    submitted: int
-    succeeded: int
-    failed: int
-    dead: int
-    retried: int
-    cancelled: int
-    mean_run_seconds: float | None
-
-    @property
-    def failure_rate(self) -> float | None:
-        finished = self.succeeded + self.failed + self.dead
-        return (self.failed + self.dead) / finished if finished else None
-
-    @classmethod
-    def of(cls, name: str, figures: dict[str, float]) -> TaskRow:
-        def count(event: str) -> int:
-            return int(figures.get(event, 0))
-
-        ran = count("succeeded") + count("failed")
-        return cls(
-            name=name,
-            submitted=count("submitted"),
-            succeeded=count("succeeded"),
-            failed=count("failed"),
-            dead=count("dead"),
-            retried=count("retried"),
-            cancelled=count("cancelled"),
-            mean_run_seconds=figures["run_seconds"] / ran if ran else None,
-        )
-
-
 def recent_failures(conn: Connection, limit: int = RECENT_FAILURES) -> list[dict[str, Any]]:
     """The newest failed or dead jobs: one ordered index range per state, merged here (an
     ``IN`` over both states would make PostgreSQL sort every failure ever recorded)."""
@@ -115,7 +79,7 @@ def overview_context(services: Any, chosen: Range, now: datetime) -> dict[str, A
         "throughput": charts.throughput_chart(buckets, chosen.bucket),
         "failure": charts.failure_chart(buckets, chosen.bucket),
         "tasks": sorted(
-            (TaskRow.of(name, figures) for name, figures in per_task.items()),
+            (stats.TaskFigures.of(name, figures) for name, figures in per_task.items()),
             key=lambda t: (-(t.failed + t.dead), -t.submitted, t.name),
         ),
         "queues": queue_list(services),

@@ -1,11 +1,11 @@
-"""The tasks pages: every registered task with its limits and counts, and a submit form per
-task generated from its argument schema."""
+"""The tasks pages: every registered task with its limits and its last 24 hours (submitted,
+outcomes, retries, failure rate, mean run time, from the ledger's per-minute statistics), and a
+submit form per task generated from its argument schema."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -15,8 +15,7 @@ from conveyor.api.deps import ServicesDep
 from conveyor.api.errors import status_for
 from conveyor.api.routes.system import registered_tasks
 from conveyor.errors import SubmitError, UnknownTask
-from conveyor.ledger import events as ev
-from conveyor.runtime.context import runtime_of
+from conveyor.ledger import stats
 from conveyor.web.pages import PageError, Pages, PagesDep, page_errors, require_same_origin
 from conveyor.web.session import page_scope
 from conveyor.web.task_form import form_fields, parse_form
@@ -26,26 +25,17 @@ router = APIRouter()
 MAX_FORM_BYTES = 256 * 1024
 
 
-def task_counts(services: Any) -> dict[str, dict[str, int]]:
-    """Per task: jobs submitted and finished by outcome, from the metrics counters."""
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for field, value in runtime_of(services.app).redis.hgetall(ev.METRICS_JOBS).items():
-        try:
-            kind, task, _queue = json.loads(field)
-        except ValueError:
-            continue
-        counts[str(task)][str(kind)] += int(value)
-    return counts
+RECENT = timedelta(hours=24)
 
 
 @router.get("/tasks", name="web_tasks", response_class=HTMLResponse)
 def tasks_page(request: Request, services: ServicesDep, pages: PagesDep) -> HTMLResponse:
-    """Registered tasks: queue, limits, counts."""
-    with page_errors():
-        counts = task_counts(services)
+    """Registered tasks: queue, limits, and their last day from the ledger's statistics."""
+    with page_errors(), services.engine.connect() as conn:
+        recent = stats.totals(conn, datetime.now(UTC) - RECENT)
     tasks = registered_tasks(services)
     for t in tasks:
-        t["counts"] = counts.get(t["name"], {})
+        t["recent"] = stats.TaskFigures.of(t["name"], recent.get(t["name"], {"run_seconds": 0.0}))
     return pages.render(request, "tasks.html", {"tasks": tasks}, active="tasks")
 
 
