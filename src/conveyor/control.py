@@ -240,6 +240,22 @@ class Control:
             conn.default_channel.queue_purge(queue)
         return len(ids)
 
+    def run_now(self, job_id: str) -> dict[str, Any]:
+        """Run a scheduled job now instead of at its time (the relay publishes it)."""
+        with self.engine.begin() as conn:
+            row = repo.get_job(conn, job_id)
+            if row["state"] != JobState.SCHEDULED.value:
+                raise InvalidTransition(
+                    f"job {job_id} is {row['state']}; only scheduled jobs can be run now"
+                )
+            repo.run_now(conn, [job_id])
+            return repo.get_job(conn, job_id)
+
+    def run_now_many(self, job_ids: list[str]) -> int:
+        """Make the scheduled ones among ``job_ids`` due now; how many were."""
+        with self.engine.begin() as conn:
+            return len(repo.run_now(conn, job_ids))
+
     def retry(self, job_id: str) -> dict[str, Any]:
         """A new job with the same task and arguments, linked to the original."""
         with self.engine.begin() as conn:

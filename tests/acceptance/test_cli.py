@@ -66,6 +66,17 @@ def test_jobs_list_show_and_cancel(services: Any, client: Any) -> None:
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
     shown = conveyor("jobs", "show", job_id, env=env)
     assert '"state": "cancelled"' in shown.stdout
+    refused = conveyor("jobs", "run-now", job_id, env=env)
+    assert refused.returncode == 1 and "only scheduled jobs can be run now" in refused.stderr
+
+    later = conveyor("submit", "demo.add", "5", "6", "--countdown", "3600", env=env).stdout.strip()
+    now = conveyor("jobs", "run-now", later, env=env)
+    assert now.returncode == 0 and "due now" in now.stdout, now.stderr
+    wait_for(
+        lambda: '"state": "succeeded"' in conveyor("jobs", "show", later, env=env).stdout,
+        timeout=30,
+        message="the job run now",
+    )
 
 
 def test_up_serves_jobs_and_sigint_leaves_no_process(

@@ -100,3 +100,26 @@ def test_time_filter_narrows_the_list_and_what_bulk_actions_touch(client: Any) -
     bad = client.get("/jobs", params={"within": "forever", "after": "yesterday"}, headers=html)
     assert bad.status_code == 400
     assert "unknown time range" in bad.text and "is not a date" in bad.text
+
+
+def test_run_scheduled_jobs_now(client: Any) -> None:
+    one, two, three = (submit(client, "demo.add", i, 1, countdown=3600) for i in range(3))
+    assert state(client, one) == "scheduled"
+    r = client.post(f"/api/v1/jobs/{one}/run-now")
+    assert r.status_code == 200 and r.json()["id"] == one
+    wait_for(lambda: state(client, one) == "succeeded", timeout=30, message="run-now job")
+    again = client.post(f"/api/v1/jobs/{one}/run-now")
+    assert again.status_code == 409 and "only scheduled jobs" in again.json()["detail"]
+    assert client.post("/api/v1/jobs/not-a-job/run-now").status_code in (404, 422)
+
+    page = client.post(
+        "/jobs/bulk", data={"op": "runnow-selected", "id": [two, three, one]}, headers=SAME_ORIGIN
+    )
+    assert page.status_code == 200
+    assert "2 scheduled job(s) due now; 1 selected job(s) were not scheduled" in page.text
+    for job_id in (two, three):
+        wait_for(lambda j=job_id: state(client, j) == "succeeded", timeout=30, message="run now")
+    refused = client.post(
+        "/jobs/bulk", data={"op": "runnow-matching", "q": "x"}, headers=SAME_ORIGIN
+    )
+    assert "unknown action" in refused.text

@@ -276,15 +276,21 @@ def jobs_show(job_id: str) -> None:
     out.print_json(json.dumps(row, default=str))
 
 
-@jobs_cli.command("cancel")
-def jobs_cancel(job_id: str) -> None:
-    """Cancel a job (a waiting one never runs; a running one stops at its next check)."""
+def _on_job(verb: str, job_id: str) -> dict[str, Any]:
+    """Call ``Control.<verb>`` on a job; a Conveyor error is printed and exits with 1."""
     control = services().control
     try:
-        row = control.cancel(parse_job_id(job_id))
+        row: dict[str, Any] = getattr(control, verb)(parse_job_id(job_id))
     except ConveyorError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
+    return row
+
+
+@jobs_cli.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    """Cancel a job (a waiting one never runs; a running one stops at its next check)."""
+    row = _on_job("cancel", job_id)
     out.print(
         f"{row['id']} {row['state']}" + (" (cancel requested)" if row["state"] == "running" else "")
     )
@@ -293,13 +299,14 @@ def jobs_cancel(job_id: str) -> None:
 @jobs_cli.command("retry")
 def jobs_retry(job_id: str) -> None:
     """Submit a finished job again as a new job linked to it."""
-    control = services().control
-    try:
-        row = control.retry(parse_job_id(job_id))
-    except ConveyorError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
-    out.print(str(row["id"]))
+    out.print(str(_on_job("retry", job_id)["id"]))
+
+
+@jobs_cli.command("run-now")
+def jobs_run_now(job_id: str) -> None:
+    """Run a scheduled job now instead of at its time."""
+    row = _on_job("run_now", job_id)
+    out.print(f"{row['id']} due now (the outbox relay publishes it within a second)")
 
 
 @jobs_cli.command("watch")

@@ -438,6 +438,23 @@ def mark_published(conn: Connection, outbox_ids: list[int], job_ids: list[str]) 
     )
 
 
+def run_now(conn: Connection, job_ids: list[str]) -> list[str]:
+    """Make scheduled jobs due now: the outbox relay publishes them at its next poll. The ids
+    of those that were scheduled; others (already queued, running, finished) are left alone."""
+    if not job_ids:
+        return []
+    rows = conn.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(job_ids), jobs.c.state == JobState.SCHEDULED.value)
+        .values(eta=func.now(), updated_at=func.now())
+        .returning(jobs.c.id)
+    ).all()
+    due = [str(r[0]) for r in rows]
+    if due:
+        conn.execute(update(outbox).where(outbox.c.job_id.in_(due)).values(available_at=func.now()))
+    return due
+
+
 def requeue(conn: Connection, job_id: str) -> bool:
     """Put a running job whose worker is gone back in line: state `queued` and an outbox row
     the relay publishes now. False if the job is no longer running."""

@@ -26,6 +26,7 @@ BULK_MAX = 1000
 NOTICES: dict[str, str] = {
     "cancelled": "Cancelled {n} waiting job(s); {m} running job(s) asked to stop.",
     "retried": "Retried {n} finished job(s) as new jobs; {m} could not be retried as they are.",
+    "run_now": "{n} scheduled job(s) due now; {m} selected job(s) were not scheduled.",
     "none": "Nothing selected.",
     "unknown": "Nothing done: unknown action.",
 }
@@ -77,7 +78,8 @@ def bulk(
         state, task, queue, q, None, None, within=within, after=after, before=before
     )
     action, _, scope = op.partition("-")
-    if action not in ("cancel", "retry") or scope not in ("selected", "matching"):
+    known = action in ("cancel", "retry") or (action == "runnow" and scope == "selected")
+    if not known or scope not in ("selected", "matching"):
         return _back(request, query, "unknown")
     principal: Principal = request.state.principal
     with page_errors():
@@ -95,6 +97,9 @@ def bulk(
         if scope == "matching" and not confirmed:
             context = {"action": action, "count": len(rows), "query": query, "limit": BULK_MAX}
             return pages.render(request, "jobs_confirm.html", context, active="jobs")
+        if action == "runnow":
+            due = services.control.run_now_many([str(r["id"]) for r in rows])
+            return _back(request, query, "run_now", due, len(rows) - due)
         if action == "cancel":
             waiting = [str(r["id"]) for r in rows if not JobState(r["state"]).terminal]
             stopped, asked = services.control.cancel_many(waiting)
