@@ -26,12 +26,20 @@ from conveyor.errors import (
     InvalidArguments,
     InvalidTransition,
     PayloadTooLarge,
+    QueueNotFound,
     SubmitError,
     UnknownTask,
 )
 from conveyor.intake import Intake
 from conveyor.ledger import repository as repo
-from conveyor.ledger.events import CANCEL_KEY, CANCEL_TTL, METRICS_JOBS, count_field
+from conveyor.ledger.events import (
+    CANCEL_KEY,
+    CANCEL_TTL,
+    METRICS_JOBS,
+    PAUSED_QUEUES,
+    count_field,
+    paused_queues,
+)
 from conveyor.runtime.context import publishing_recorded_job, runtime_of
 
 log = logging.getLogger(__name__)
@@ -154,8 +162,8 @@ class Control:
         def refuse(field: str, msg: str) -> InvalidArguments:
             return InvalidArguments(task, [{"loc": (field,), "msg": msg}])
 
-        if queue is not None and queue not in self._known_queues():
-            known = ", ".join(sorted(self._known_queues()))
+        if queue is not None and queue not in self.known_queues():
+            known = ", ".join(sorted(self.known_queues()))
             raise refuse("queue", f"unknown queue {queue!r}; known queues: {known}")
         if priority is not None and not 0 <= priority <= 9:
             raise refuse("priority", "must be 0..9")
@@ -195,9 +203,6 @@ class Control:
             ),
             retry_of=retry_of,
         )
-
-    def _known_queues(self) -> set[str]:
-        return set(self.app.amqp.queues.keys()) | set(self.settings.queues)
 
     # --- cancel / retry -------------------------------------------------------------------
     def cancel(self, job_id: str) -> dict[str, Any]:
@@ -255,6 +260,31 @@ class Control:
         """Make the scheduled ones among ``job_ids`` due now; how many were."""
         with self.engine.begin() as conn:
             return len(repo.run_now(conn, job_ids))
+
+    # --- pause / resume ----------------------------------------------------------------------
+    def known_queues(self) -> list[str]:
+        """Every queue the settings or the app declare, settings' order first."""
+        return list(dict.fromkeys([*self.settings.queues, *self.app.amqp.queues.keys()]))
+
+    def paused_queues(self) -> set[str]:
+        """Queues whose consumers the workers cancel until they are resumed."""
+        return paused_queues(self.redis)
+
+    def pause_queue(self, queue: str) -> bool:
+        """Stop every worker taking jobs from ``queue`` (within one heartbeat interval, and
+        for workers started later too); jobs keep arriving and wait. False if already paused."""
+        self._require_queue(queue)
+        return bool(self.redis.sadd(PAUSED_QUEUES, queue))
+
+    def resume_queue(self, queue: str) -> bool:
+        """Let workers take jobs from ``queue`` again; False if it was not paused."""
+        self._require_queue(queue)
+        return bool(self.redis.srem(PAUSED_QUEUES, queue))
+
+    def _require_queue(self, queue: str) -> None:
+        known = self.known_queues()
+        if queue not in known:
+            raise QueueNotFound(queue, known)
 
     def retry(self, job_id: str) -> dict[str, Any]:
         """A new job with the same task and arguments, linked to the original."""

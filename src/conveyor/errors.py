@@ -12,6 +12,7 @@ ConveyorError                 root of everything Conveyor raises on purpose
 │   ├── PayloadTooLarge       the encoded payload exceeds the cap
 │   └── IdempotencyConflict   the key was used before with a different payload
 ├── JobNotFound               no job with that id is in the ledger
+├── QueueNotFound             no queue of that name is known to the app or the settings
 ├── InvalidTransition         the job's state does not allow the action
 ├── JobCancelled              raised inside a running task whose cancel was requested
 ├── AuthError                 a request's credentials were refused
@@ -89,6 +90,11 @@ class JobNotFound(ConveyorError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job with id {job_id!r} in the ledger")
         self.job_id = job_id
+
+
+class QueueNotFound(ConveyorError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"no queue named {name!r}; known queues: {', '.join(known)}")
 
 
 class InvalidTransition(ConveyorError):

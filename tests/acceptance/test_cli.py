@@ -55,6 +55,23 @@ def test_submit_refuses_bad_input_clearly(services: Any, client: Any) -> None:
     assert malformed.returncode == 2 and "expected key=value" in malformed.stderr
     missing = conveyor("jobs", "show", "nope", env=env)
     assert missing.returncode == 1 and "no job with id" in missing.stderr
+    no_queue = conveyor("queues", "pause", "nope", env=env)
+    assert no_queue.returncode == 2 and "no queue named 'nope'" in no_queue.stderr
+
+
+def test_queues_pause_and_resume(services: Any, client: Any) -> None:
+    env = services.env()
+    paused = conveyor("queues", "pause", "low", env=env)
+    try:
+        assert paused.returncode == 0 and "low paused" in paused.stdout, paused.stderr
+        listed = conveyor("queues", env=env)
+        row = next(line for line in listed.stdout.splitlines() if " low " in f" {line} ")
+        assert "paused" in row
+    finally:
+        resumed = conveyor("queues", "resume", "low", env=env)
+    assert resumed.returncode == 0 and "low resumed" in resumed.stdout
+    again = conveyor("queues", "resume", "low", env=env)
+    assert "already running" in again.stdout
 
 
 def test_jobs_list_show_and_cancel(services: Any, client: Any) -> None:

@@ -20,6 +20,7 @@ from conveyor.errors import (
     NotAuthenticated,
     PayloadTooLarge,
     PermissionDenied,
+    QueueNotFound,
     UnknownScope,
     UnknownTask,
 )
@@ -32,6 +33,7 @@ LEDGER_DOWN = "the ledger (PostgreSQL) is unreachable; try again shortly"
 
 _STATUS: list[tuple[type[ConveyorError], int]] = [
     (JobNotFound, 404),
+    (QueueNotFound, 404),
     (NotAuthenticated, 401),
     (PermissionDenied, 403),
     (ApiKeyNotFound, 404),

@@ -343,21 +343,54 @@ def workers() -> None:
     out.print(table)
 
 
-@cli.command()
-def queues() -> None:
-    """Queue depth, consumers and oldest waiting job."""
+queues_cli = typer.Typer(help="Queues: depth, consumers, pause and resume.")
+cli.add_typer(queues_cli, name="queues")
+
+
+@queues_cli.callback(invoke_without_command=True)
+def queues(ctx: typer.Context) -> None:
+    """Queue depth, consumers, paused or not, and the oldest waiting job."""
+    if ctx.invoked_subcommand is not None:
+        return
     from conveyor.api.routes.system import queue_list
 
-    table = Table("queue", "depth", "consumers", "oldest waiting")
+    table = Table("queue", "depth", "consumers", "paused", "oldest waiting")
     for q in queue_list(services()):
         age = q["oldest_age_seconds"]
         table.add_row(
             q["name"],
             str(q["depth"]),
             str(q["consumers"]),
+            "[yellow]paused[/]" if q["paused"] else "-",
             f"{age:.1f}s" if age is not None else "-",
         )
     out.print(table)
+
+
+def _pause(queue: str, pause: bool) -> None:
+    svc = services()
+    try:
+        changed = svc.control.pause_queue(queue) if pause else svc.control.resume_queue(queue)
+    except ConveyorError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    verb = "paused" if pause else "resumed"
+    already = "" if changed else f" (it was already {verb if pause else 'running'})"
+    out.print(
+        f"{queue} {verb}{already}; workers follow within {svc.settings.heartbeat_interval:g} s"
+    )
+
+
+@queues_cli.command("pause")
+def queues_pause(queue: str) -> None:
+    """Stop workers taking jobs from a queue (new jobs wait in it) until it is resumed."""
+    _pause(queue, True)
+
+
+@queues_cli.command("resume")
+def queues_resume(queue: str) -> None:
+    """Let workers take jobs from a paused queue again."""
+    _pause(queue, False)
 
 
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -18,6 +18,7 @@ JOB_CHANNEL = "conveyor:job:"  # + job id: live state/progress for SSE subscribe
 CANCEL_KEY = "conveyor:cancel:"  # + job id: set while a cancel is pending or done
 CANCEL_TTL = 7 * 24 * 3600
 WORKERS_KEY = "conveyor:workers"  # hash: hostname -> heartbeat JSON
+PAUSED_QUEUES = "conveyor:paused-queues"  # set: queues whose consumers workers cancel
 PROGRESS = "progress"
 
 
@@ -155,3 +156,8 @@ redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 redis.call('PUBLISH', KEYS[2], ARGV[1])
 return 0
 """
+
+
+def paused_queues(client: Any) -> set[str]:
+    """The queues paused now (``Control.pause_queue``), from a ``redis.Redis`` client."""
+    return {m.decode() for m in client.smembers(PAUSED_QUEUES)}

@@ -4,12 +4,20 @@ A thread in the worker's main process writes one hash field per worker every few
 ``GET /workers`` reads the hash and calls a worker dead once its heartbeat is older than three
 intervals. The thread has its own Redis client so a forked pool child never inherits a
 connection pool whose lock that thread might hold.
+
+The same thread keeps the worker in step with paused queues (a Redis set that
+``Control.pause_queue`` writes): each beat it compares the set with the queues the worker was
+started on and asks itself, through Celery's remote control, to cancel or add consumers. The
+control message is handled in the worker's consumer loop, the one place where changing
+consumers is safe. So a pause reaches every worker within one interval, survives worker
+restarts, and heals if a worker missed it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -24,9 +32,20 @@ from conveyor.ledger import events as ev
 from conveyor.runtime.checks import warn_about_redis
 from conveyor.runtime.context import runtime_of
 
+log = logging.getLogger(__name__)
+
+CONTROL_TIMEOUT = 2.0
+"""Seconds the heartbeat waits for its own worker to confirm a consumer change."""
+
 
 class Heartbeat:
-    def __init__(self, app: Celery, worker: Any) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        worker: Any,
+        configured: list[str] | None = None,
+        paused: set[str] | None = None,
+    ) -> None:
         self.app = app
         self.worker = worker
         self.stop = threading.Event()
@@ -35,11 +54,14 @@ class Heartbeat:
         settings = runtime_of(app).settings
         self.interval = settings.heartbeat_interval
         self.client = redis.Redis.from_url(settings.redis_url or "", socket_timeout=5)
+        # What the worker was started to consume; resuming never adds to it.
+        consume = app.amqp.queues.consume_from or app.amqp.queues
+        self.configured = configured if configured is not None else sorted(consume.keys())
+        self.paused: set[str] = set(paused or ())  # queues this worker stopped consuming
 
     def snapshot(self) -> dict[str, Any]:
         from celery.worker import state as worker_state
 
-        consume = self.app.amqp.queues.consume_from or self.app.amqp.queues
         pool = getattr(self.worker, "pool", None)
         return {
             "hostname": self.worker.hostname,
@@ -50,7 +72,9 @@ class Heartbeat:
             "processes": _pool_size(pool),
             "rss_bytes": _rss_bytes(),
             "pool": type(pool).__module__.rsplit(".", 1)[-1] if pool is not None else None,
-            "queues": sorted(consume.keys()),
+            "queues": [q for q in self.configured if q not in self.paused],
+            "configured_queues": self.configured,
+            "paused_queues": sorted(self.paused),
             "active": len(worker_state.active_requests),
             "processed": sum(worker_state.total_count.values()),
             "started_at": self.started,
@@ -61,10 +85,26 @@ class Heartbeat:
     def beat(self) -> None:
         self.client.hset(ev.WORKERS_KEY, self.worker.hostname, json.dumps(self.snapshot()))
 
+    def follow_pauses(self) -> None:
+        """Cancel consumers of newly paused queues, add back those resumed."""
+        wanted = ev.paused_queues(self.client)
+        for queue in self.configured:
+            pause = queue in wanted
+            if pause == (queue in self.paused):
+                continue
+            change = self.app.control.cancel_consumer if pause else self.app.control.add_consumer
+            # Only a confirmed change counts: an unanswered one is tried again next beat.
+            if change(
+                queue, destination=[self.worker.hostname], reply=True, timeout=CONTROL_TIMEOUT
+            ):
+                (self.paused.add if pause else self.paused.discard)(queue)
+                log.info("queue %s %s", queue, "paused" if pause else "resumed")
+
     def _run(self) -> None:
         while not self.stop.is_set():
             # Redis down: the heartbeat simply ages, and we try again next interval.
             with contextlib.suppress(redis.RedisError):
+                self.follow_pauses()
                 self.beat()
             self.stop.wait(self.interval)
 
@@ -95,8 +135,33 @@ def _rss_bytes() -> int | None:
         return None
 
 
+def skip_paused_queues(app: Celery) -> tuple[list[str], set[str]]:
+    """Before the worker's consumer starts: leave out the queues paused now, so a worker
+    started during a pause never takes one of their jobs. (The queues it was started on, the
+    ones left out.)"""
+    queues = app.amqp.queues
+    configured = sorted((queues.consume_from or queues).keys())
+    client = redis.Redis.from_url(runtime_of(app).settings.redis_url or "", socket_timeout=5)
+    try:
+        paused = ev.paused_queues(client) & set(configured)
+    except redis.RedisError:
+        return configured, set()  # the heartbeat applies the pauses once Redis answers
+    finally:
+        client.close()
+    if paused:
+        # deselect, not select(): select([]) would mean "consume every queue".
+        queues.deselect(sorted(paused))
+        log.info("not consuming paused queue(s): %s", ", ".join(sorted(paused)))
+    return configured, paused
+
+
 def connect_heartbeat(app: Celery) -> None:
-    state: dict[str, Heartbeat] = {}
+    state: dict[str, Any] = {}
+
+    def on_init(sender: Any = None, **_: Any) -> None:
+        # `sender` is the WorkController, its queues chosen (-Q) and its consumer not started.
+        if getattr(sender, "app", None) is app:
+            state["queues"] = skip_paused_queues(app)
 
     def on_ready(sender: Any = None, **_: Any) -> None:
         # `sender` is the worker's Consumer; its controller is the WorkController.
@@ -105,7 +170,8 @@ def connect_heartbeat(app: Celery) -> None:
         worker = getattr(sender, "controller", None)
         if worker is None:
             return
-        hb = Heartbeat(app, worker)
+        configured, paused = state.get("queues", (None, None))
+        hb = Heartbeat(app, worker, configured, paused)
         state["hb"] = hb
         hb.start()
         warn_about_redis(hb.client)
@@ -115,5 +181,6 @@ def connect_heartbeat(app: Celery) -> None:
         if hb is not None:
             hb.shutdown()
 
+    signals.worker_init.connect(on_init, weak=False)
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from conveyor.api.deps import ServicesDep
 from conveyor.api.routes.system import queue_list
+from conveyor.errors import QueueNotFound
 from conveyor.ledger import repository as repo
 from conveyor.ledger import stats
 from conveyor.web.pages import PageError, PagesDep, page_errors, require_same_origin
@@ -51,6 +52,8 @@ def queues_page(
     services: ServicesDep,
     pages: PagesDep,
     purged: str | None = None,
+    paused: str | None = None,
+    resumed: str | None = None,
     n: int = 0,
 ) -> HTMLResponse:
     """Every known queue, in priority order."""
@@ -59,8 +62,40 @@ def queues_page(
     notice = None
     if purged:
         notice = f"Purged {purged}: {n} waiting job(s) cancelled and the broker queue emptied."
+    interval = services.settings.heartbeat_interval
+    if paused:
+        notice = (
+            f"Paused {paused}: workers stop taking its jobs within {interval:g} s "
+            "(jobs they already hold finish); new jobs wait in it."
+        )
+    if resumed:
+        notice = f"Resumed {resumed}: workers take its jobs again within {interval:g} s."
     context = {"queues": queues, "notice": notice}
     return pages.render(request, "queues.html", context, active="queues")
+
+
+@router.post(
+    "/queues/{name}/pause",
+    name="web_queue_pause",
+    dependencies=[Depends(page_scope("jobs:write"))],
+)
+def pause_or_resume(
+    name: str, request: Request, services: ServicesDep, op: Annotated[str, Form()]
+) -> Response:
+    """Pause a queue (workers stop taking its jobs) or resume it."""
+    require_same_origin(request)
+    if op not in ("pause", "resume"):
+        raise PageError(400, "Unknown action", "A queue can be paused or resumed.")
+    with page_errors():
+        try:
+            if op == "pause":
+                services.control.pause_queue(name)
+            else:
+                services.control.resume_queue(name)
+        except QueueNotFound as exc:
+            raise PageError(404, "Queue not found", str(exc)) from None
+    url = request.url_for("web_queues").include_query_params(**{f"{op}d": name})
+    return RedirectResponse(str(url), status_code=303)
 
 
 @router.post("/queues/{name}/purge", name="web_queue_purge", dependencies=_ADMIN)

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from conveyor.api.auth import ReadJobs
+from conveyor.api.auth import ReadJobs, WriteJobs
 from conveyor.api.deps import ServicesDep
 from conveyor.control import task_queue, task_signature
 from conveyor.ledger import events as ev
@@ -83,8 +83,9 @@ def list_workers(principal: ReadJobs, services: ServicesDep) -> list[dict[str, A
 
 
 def queue_list(services: Any) -> list[dict[str, Any]]:
-    names = list(dict.fromkeys([*services.settings.queues, *services.app.amqp.queues.keys()]))
+    names = services.control.known_queues()
     stats = broker_queue_stats(services.app, names)
+    paused = services.control.paused_queues()
     with services.engine.connect() as conn:
         oldest = repo.oldest_queued(conn)
     consumers: dict[str, int] = {}
@@ -98,6 +99,7 @@ def queue_list(services: Any) -> list[dict[str, Any]]:
             "name": s.name,
             "depth": s.depth,
             "consumers": s.consumers if s.consumers is not None else consumers.get(s.name, 0),
+            "paused": s.name in paused,
             "oldest_age_seconds": (now - oldest[s.name]).total_seconds()
             if s.name in oldest
             else None,
@@ -108,8 +110,24 @@ def queue_list(services: Any) -> list[dict[str, Any]]:
 
 @router.get("/queues")
 def list_queues(principal: ReadJobs, services: ServicesDep) -> list[dict[str, Any]]:
-    """Depth (from the broker), consumers and the age of the oldest waiting job."""
+    """Depth (from the broker), consumers, whether paused, and the age of the oldest waiting
+    job."""
     return queue_list(services)
+
+
+@router.post("/queues/{name}/pause")
+def pause_queue(name: str, principal: WriteJobs, services: ServicesDep) -> dict[str, Any]:
+    """Workers stop taking jobs from the queue within one heartbeat interval; jobs submitted
+    meanwhile wait in it. 404 for an unknown queue."""
+    changed = services.control.pause_queue(name)
+    return {"name": name, "paused": True, "changed": changed}
+
+
+@router.post("/queues/{name}/resume")
+def resume_queue(name: str, principal: WriteJobs, services: ServicesDep) -> dict[str, Any]:
+    """Workers take jobs from the queue again within one heartbeat interval."""
+    changed = services.control.resume_queue(name)
+    return {"name": name, "paused": False, "changed": changed}
 
 
 @health.get("/healthz")
