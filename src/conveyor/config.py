@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     recorder_linger_ms: int = Field(default=50, ge=0)
     outbox_poll_interval: float = Field(default=0.25, gt=0)
     outbox_publish_grace: float = Field(default=5.0, ge=0)
+    # How long finished jobs stay in the ledger (0 keeps them forever): succeeded and
+    # cancelled ones for `retention_days`, failed and dead ones (the dead-letter queue) for
+    # `failure_retention_days`. The reconciler deletes older ones in batches once an hour.
+    retention_days: float = Field(default=30.0, ge=0)
+    failure_retention_days: float = Field(default=90.0, ge=0)
 
     # Access control. `auth` unset means "required" when `env` is production, "off" in
     # development and test. Production refuses to start with auth off or without a strong

@@ -9,7 +9,9 @@ Every few seconds (one instance at a time, under a Redis lock):
 - a job `queued` for long while its queue is empty in the broker lost its message: republished;
 - cancel flags in Redis are re-seeded from the ledger (Redis may have lost them in a restart),
   so a cancelled job never runs;
-- once an hour, per-minute job statistics older than the overview's longest range are pruned.
+- once an hour, finished jobs past their retention (``CONVEYOR_RETENTION_DAYS``,
+  ``CONVEYOR_FAILURE_RETENTION_DAYS``) are deleted, in batches, and so are job statistics older
+  than the overview's longest range.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 LOCK_KEY = "conveyor:reconciler"
 PRUNE_INTERVAL = 3600.0
+PRUNE_BATCH = 5000
+PRUNE_MAX_BATCHES = 10
 
 
 class Reconciler:
@@ -52,6 +56,7 @@ class Reconciler:
         self.republished = 0
         self._last_reseed = 0.0
         self._last_prune = 0.0
+        self._prune_backlog = False
         self._signalled: dict[str, str] = {}  # job id -> last signal sent
 
     def alive_workers(self) -> set[str]:
@@ -76,15 +81,39 @@ class Reconciler:
             if time.monotonic() - self._last_reseed > self.settings.cancel_reseed_interval:
                 self._reseed_cancel_flags()
                 self._last_reseed = time.monotonic()
-            if time.monotonic() - self._last_prune > PRUNE_INTERVAL:
-                with self.engine.begin() as conn:
-                    pruned = stats.prune(conn, datetime.now(UTC))
-                if pruned:
-                    log.info("pruned %d per-minute job statistics rows", pruned)
+            if self._prune_backlog or time.monotonic() - self._last_prune > PRUNE_INTERVAL:
+                self._prune_backlog = self.prune(datetime.now(UTC))
                 self._last_prune = time.monotonic()
         finally:
             with contextlib.suppress(redis.exceptions.LockError):
                 lock.release()
+
+    def prune(self, now: datetime) -> bool:
+        """Delete finished jobs past their retention, and old statistics. True when more are
+        due than one round deletes: the next round goes on (a round is kept short so that
+        recovering lost jobs never waits long behind it)."""
+        deleted, backlog = 0, False
+        s = self.settings
+        for states, days in (
+            (("succeeded", "cancelled"), s.retention_days),
+            (("failed", "dead"), s.failure_retention_days),
+        ):
+            if not days:
+                continue
+            cutoff = now - timedelta(days=days)
+            for _ in range(PRUNE_MAX_BATCHES):
+                with self.engine.begin() as conn:
+                    n = repo.prune_finished(conn, states, cutoff, PRUNE_BATCH)
+                deleted += n
+                if n < PRUNE_BATCH:
+                    break
+            else:
+                backlog = True
+        with self.engine.begin() as conn:
+            rows = stats.prune(conn, now)
+        if deleted or rows:
+            log.info("retention: deleted %d finished jobs and %d statistics rows", deleted, rows)
+        return backlog
 
     def _lost_workers_and_cancels(self) -> None:
         alive = self.alive_workers()

@@ -569,6 +569,28 @@ def republish(conn: Connection, job_id: str) -> None:
         conn.execute(insert(outbox).values(job_id=job_id, message=dict(row)))
 
 
+def prune_finished(
+    conn: Connection, states: tuple[str, ...], finished_before: datetime, limit: int
+) -> int:
+    """Delete up to ``limit`` jobs in ``states`` that finished before ``finished_before``
+    (their attempts, outbox rows and stored results with them); how many went. The
+    ``created_at`` bound is implied (a job finishes after it is created) and lets the
+    (state, created_at) index find them."""
+    oldest = (
+        select(jobs.c.id)
+        .where(
+            jobs.c.state.in_(states),
+            jobs.c.created_at < finished_before,
+            jobs.c.finished_at < finished_before,
+        )
+        .limit(limit)
+    )
+    rows = conn.execute(delete(jobs).where(jobs.c.id.in_(oldest)).returning(jobs.c.id)).all()
+    if rows:
+        conn.execute(delete(blobs).where(blobs.c.id.in_([f"blob:{r[0]}" for r in rows])))
+    return len(rows)
+
+
 def never_started_cancelled(conn: Connection, days: int = 7, limit: int = 50_000) -> list[str]:
     """Cancelled jobs that never ran: their Redis cancel flags must exist."""
     rows = conn.execute(
