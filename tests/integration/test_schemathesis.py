@@ -31,3 +31,6 @@ def test_no_operation_answers_5xx(client: Any) -> None:
             case.call_and_validate(checks=[not_a_server_error])
 
         fuzz()
+    # Fuzzing may have paused a real queue by chance; later tests need them all running.
+    for queue in client.get("/api/v1/queues").json():
+        client.post(f"/api/v1/queues/{queue['name']}/resume")
