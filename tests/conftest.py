@@ -27,6 +27,16 @@ def settings(services: ServiceSet):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def ledger(settings):  # type: ignore[no-untyped-def]
+    """An engine on the test ledger, for tests that read or write rows directly."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(settings.database_url or "")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
 def artifacts() -> Path:
     path = Path(os.environ.get("CONVEYOR_TEST_ARTIFACTS", "artifacts"))
     path.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import pytest
 from celery import Celery
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from conveyor.api import create_app
 from conveyor.config import Settings
@@ -82,13 +82,6 @@ def auth_settings(settings: Settings, **update: Any) -> Settings:
     return settings.model_copy(
         update={"auth": "required", "secret_key": SECRET, "auth_cache_seconds": 0.0, **update}
     )
-
-
-@pytest.fixture(scope="module")
-def ledger(settings: Settings) -> Iterator[Any]:
-    engine = create_engine(settings.database_url or "")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")
