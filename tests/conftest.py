@@ -65,6 +65,7 @@ def client(settings, runtime):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
     from conveyor.api import create_app
+    from conveyor.testing.dashboard import carry_csrf
     from conveyor.testing.services import wait_for
 
     with TestClient(create_app(settings)) as c:
@@ -73,4 +74,5 @@ def client(settings, runtime):  # type: ignore[no-untyped-def]
             timeout=60,
             message="the test worker's first heartbeat",
         )
-        yield c
+        # Dashboard forms need the session's CSRF token; this client sends it as a header.
+        yield carry_csrf(c)

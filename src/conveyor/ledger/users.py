@@ -15,7 +15,6 @@ regardless of case with a plain unique constraint.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import re
@@ -132,16 +131,19 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-@functools.cache
-def _decoy_hash() -> str:
-    return hash_password(secrets.token_urlsafe(16))
+# Any well-formed hash with the current parameters costs a real check; no password matches
+# this one (its digest is all zeros), and it needs no work at import.
+_DECOY_HASH = (
+    f"scrypt$n={SCRYPT_N},r={SCRYPT_R},p={SCRYPT_P}"
+    f"${_b64(bytes(SALT_BYTES))}${_b64(bytes(HASH_BYTES))}"
+)
 
 
 def burn_password_check(password: str) -> None:
     """Spend the time a real password check takes, for a login that will be refused anyway:
     an unknown or disabled username then answers as slowly as a wrong password, so timing
     does not tell which names exist."""
-    verify_password(password, _decoy_hash())
+    verify_password(password, _DECOY_HASH)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from conveyor.api.routes.system import registered_tasks
 from conveyor.errors import SubmitError, UnknownTask
 from conveyor.ledger import events as ev
 from conveyor.runtime.context import runtime_of
-from conveyor.web.pages import PageError, Pages, PagesDep, page_errors, require_same_origin
+from conveyor.web.pages import PageError, Pages, PagesDep, page_errors
 from conveyor.web.session import page_scope
 from conveyor.web.task_form import form_fields, parse_form
 
@@ -91,7 +91,6 @@ def task_page(name: str, request: Request, services: ServicesDep, pages: PagesDe
 async def submit(name: str, request: Request, services: ServicesDep, pages: PagesDep) -> Response:
     """Submit the task with the form's arguments; the new job's page, or the form again with
     what was wrong."""
-    require_same_origin(request)
     task = _task(services, name)
     form = {k: str(v) for k, v in (await request.form(max_files=0, max_fields=200)).items()}
     fields = form_fields(task["schema"])
