@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from conveyor.cli.common import err, ledger_engine, out, settings, when
 from conveyor.errors import ConveyorError, UserNotFound
@@ -53,14 +53,15 @@ def _read_password(from_stdin: bool) -> str:
     return password
 
 
-def _write(change: Callable[[Any], T], missing_code: int = 1) -> T:
-    """Run ``change(conn)`` in one transaction; errors become a message and an exit code."""
+def _in_ledger(change: Callable[[Any], T]) -> T:
+    """Run ``change(conn)`` in one transaction; a refusal becomes its message and exit code:
+    1 for an unknown user (like `keys revoke`), 2 for bad input."""
     engine = ledger_engine()
     try:
         with engine.begin() as conn:
             return change(conn)
     except UserNotFound as exc:
-        raise _fail(str(exc), missing_code) from None
+        raise _fail(str(exc), 1) from None
     except ConveyorError as exc:
         raise _fail(str(exc)) from None
     finally:
@@ -82,7 +83,7 @@ def users_create(
     except ConveyorError as exc:
         raise _fail(str(exc)) from None
     password = _read_password(password_stdin)
-    user = _write(lambda conn: repo.create_user(conn, name, password, role))
+    user = _in_ledger(lambda conn: repo.create_user(conn, name, password, role))
     scopes = ", ".join(user.scopes)
     err.print(f"created user {user.username} with role {user.role} (scopes: {scopes})")
 
@@ -90,7 +91,7 @@ def users_create(
 @users_cli.command("list")
 def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Users with their roles and last logins; never their password hashes."""
-    found: list[User] = _write(repo.list_users)
+    found: list[User] = _in_ledger(repo.list_users)
     if as_json:
         rows = [
             {
@@ -107,7 +108,8 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         ]
         out.print_json(json.dumps(rows, default=str))
         return
-    table = Table("user", "role", "scopes", "created", "last login", "password set", "status")
+    # Names stay whole; the other columns wrap first in a narrow terminal.
+    table = Table(Column("user", no_wrap=True), "role", "scopes", "created", "last login", "status")
     for u in found:
         table.add_row(
             u.username,
@@ -115,7 +117,6 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
             ", ".join(u.scopes),
             when(u.created_at),
             when(u.last_login_at),
-            when(u.password_changed_at),
             "active" if u.active else f"[red]disabled {when(u.disabled_at)}[/]",
         )
     out.print(table)
@@ -128,14 +129,14 @@ def _cache_note() -> str:
 @users_cli.command("disable")
 def users_disable(name: Annotated[str, typer.Argument(help="the username")]) -> None:
     """Disable a user: no new logins, and their sessions end."""
-    user = _write(lambda conn: repo.disable_user(conn, name))
+    user = _in_ledger(lambda conn: repo.disable_user(conn, name))
     err.print(f"disabled {user.username}; the dashboard ends their sessions {_cache_note()}")
 
 
 @users_cli.command("enable")
 def users_enable(name: Annotated[str, typer.Argument(help="the username")]) -> None:
     """Let a disabled user log in again."""
-    user = _write(lambda conn: repo.enable_user(conn, name))
+    user = _in_ledger(lambda conn: repo.enable_user(conn, name))
     err.print(f"enabled {user.username} ({user.role})")
 
 
@@ -146,7 +147,7 @@ def users_set_password(
 ) -> None:
     """Set a new password; sessions started with the old one end."""
     password = _read_password(password_stdin)
-    user = _write(lambda conn: repo.set_password(conn, name, password))
+    user = _in_ledger(lambda conn: repo.set_password(conn, name, password))
     err.print(f"set a new password for {user.username}; older sessions end {_cache_note()}")
 
 
@@ -156,5 +157,5 @@ def users_set_role(
     role: Annotated[str, typer.Argument(help=f"one of: {', '.join(ROLES)}")],
 ) -> None:
     """Give a user another role."""
-    user = _write(lambda conn: repo.set_role(conn, name, role))
+    user = _in_ledger(lambda conn: repo.set_role(conn, name, role))
     err.print(f"{user.username} is now {user.role}; their sessions follow {_cache_note()}")

@@ -75,7 +75,8 @@ class Accounts:
     def log_in(self, username: str, password: str) -> User:
         """The user if the password is theirs and they may log in; NotAuthenticated with one
         message for every refusal except a lockout. Blocking (scrypt, PostgreSQL, Redis)."""
-        name = username.strip().casefold()
+        # Counted under the name as typed (folded, capped): unknown names lock out like real ones.
+        name = username.strip().casefold()[: users.MAX_USERNAME + 1]
         if self._locked_out(name):
             raise NotAuthenticated(
                 "too many failed logins for this username; wait "
