@@ -167,8 +167,8 @@ async def _cached(
 def page_scope(
     scope: Scope, *, job_param: str | None = None
 ) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency for dashboard routes: a session whose key holds ``scope``; with
-    ``job_param``, also a job (named by that path parameter) within the key's allowlists."""
+    """A dependency for dashboard routes: a session whose user's role (or key) holds ``scope``;
+    with ``job_param``, also a job (named by that path parameter) within a key's allowlists."""
 
     async def dependency(request: Request) -> Principal:
         principal = await session_principal(request)
