@@ -26,12 +26,13 @@ def settings(services: ServiceSet):  # type: ignore[no-untyped-def]
     return services.settings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ledger(settings):  # type: ignore[no-untyped-def]
-    """An engine on the test ledger, for tests that read or write rows directly."""
+    """An engine on the test ledger, for tests that read or write rows directly. Per module
+    and pre-pinged: chaos tests restart PostgreSQL, which kills pooled connections."""
     from sqlalchemy import create_engine
 
-    engine = create_engine(settings.database_url or "")
+    engine = create_engine(settings.database_url or "", pool_pre_ping=True)
     yield engine
     engine.dispose()
 
