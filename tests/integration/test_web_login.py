@@ -5,6 +5,7 @@ lockout, and every state-changing form refused without its token."""
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -193,3 +194,20 @@ def test_open_dashboard_still_checks_tokens(settings: Settings) -> None:
         token = csrf_token(c, "/jobs")
         assert c.cookies.get("conveyor_csrf")
         assert c.post(job, data={"csrf_token": token}, headers=HTML).status_code == 404
+
+
+def test_a_disabled_users_session_ends_within_the_cache_time(
+    settings: Settings, ledger: Any
+) -> None:
+    """Users are cached per process for CONVEYOR_AUTH_CACHE_SECONDS, like keys: a disabled
+    user's session keeps working until the entry is stale, then ends."""
+    name = make_user(ledger, "viewer")
+    app = create_app(auth_settings(settings, auth_cache_seconds=2.0))
+    with TestClient(app) as c:
+        assert log_in(c, name, PASSWORD).status_code == 303
+        assert c.get("/jobs", headers=HTML).status_code == 200  # now cached
+        with ledger.begin() as conn:
+            users.disable_user(conn, name)
+        assert c.get("/jobs", headers=HTML, follow_redirects=False).status_code == 200
+        time.sleep(2.1)
+        assert c.get("/jobs", headers=HTML, follow_redirects=False).status_code == 303
