@@ -100,6 +100,8 @@ class SessionSigner:
             session = Session(user_id, key_id, float(body["i"]), float(body["e"]))
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
+        if (user_id is None) == (key_id is None):  # a session is for exactly one of them
+            return None
         return session if session.expires_at > self.clock() else None
 
 
@@ -146,7 +148,7 @@ async def session_principal(request: Request) -> Principal:
             accounts = get_accounts(request)
             user = await _cached(accounts.cached, accounts.lookup, session.user_id)
             return accounts.principal_for(user, session.issued_at)
-        assert session.key_id is not None
+        assert session.key_id is not None  # SessionSigner.read ensures a user or a key
         key = await _cached(authenticator.cached, authenticator.lookup, session.key_id)
         return Authenticator.principal_for(key)
     except NotAuthenticated as exc:
