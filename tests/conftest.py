@@ -26,6 +26,17 @@ def settings(services: ServiceSet):  # type: ignore[no-untyped-def]
     return services.settings
 
 
+@pytest.fixture(scope="module")
+def ledger(settings):  # type: ignore[no-untyped-def]
+    """An engine on the test ledger, for tests that read or write rows directly. Per module
+    and pre-pinged: chaos tests restart PostgreSQL, which kills pooled connections."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(settings.database_url or "", pool_pre_ping=True)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     path = Path(os.environ.get("CONVEYOR_TEST_ARTIFACTS", "artifacts"))
@@ -55,6 +66,7 @@ def client(settings, runtime):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
     from conveyor.api import create_app
+    from conveyor.testing.dashboard import carry_csrf
     from conveyor.testing.services import wait_for
 
     with TestClient(create_app(settings)) as c:
@@ -63,4 +75,5 @@ def client(settings, runtime):  # type: ignore[no-untyped-def]
             timeout=60,
             message="the test worker's first heartbeat",
         )
-        yield c
+        # Dashboard forms need the session's CSRF token; this client sends it as a header.
+        yield carry_csrf(c)

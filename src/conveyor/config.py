@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # API keys are cached per process this long: a revoked key stops working within it.
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
+    # Dashboard password logins: after this many failures in a row a username is locked out
+    # until `login_lockout_seconds` pass without another failed attempt.
+    login_max_failures: int = Field(default=10, ge=1)
+    login_lockout_seconds: int = Field(default=900, ge=1)
     # Request bodies: nesting depth and number of values a JSON body may have (the byte cap is
     # `payload_max_bytes`); both refused with 413 before the body is parsed.
     json_max_depth: int = Field(default=64, ge=2)

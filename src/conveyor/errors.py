@@ -18,9 +18,14 @@ ConveyorError                 root of everything Conveyor raises on purpose
 ├── AuthError                 a request's credentials were refused
 │   ├── NotAuthenticated      no API key, or one that is malformed, unknown, revoked or expired
 │   └── PermissionDenied      the key lacks a scope, or the job is outside its allowlists
-└── ApiKeyError               an API key cannot be created or changed as asked
-    ├── UnknownScope          a scope name Conveyor does not know
-    └── ApiKeyNotFound        no API key with that id
+├── ApiKeyError               an API key cannot be created or changed as asked
+│   ├── UnknownScope          a scope name Conveyor does not know
+│   └── ApiKeyNotFound        no API key with that id
+└── UserError                 a dashboard user cannot be created or changed as asked
+    ├── UnknownRole           a role name Conveyor does not know
+    ├── WeakPassword          a password too short (or too long) to accept
+    ├── UserExists            the username is taken (usernames ignore case)
+    └── UserNotFound          no user with that name
 """
 
 from __future__ import annotations
@@ -131,3 +136,32 @@ class ApiKeyNotFound(ApiKeyError):
     def __init__(self, key_id: str) -> None:
         super().__init__(f"no API key with id {key_id!r}; `conveyor keys list` shows them")
         self.key_id = key_id
+
+
+class UserError(ConveyorError):
+    pass
+
+
+class UnknownRole(UserError):
+    def __init__(self, role: str, known: tuple[str, ...]) -> None:
+        super().__init__(f"unknown role {role!r}; known roles: {', '.join(known)}")
+        self.role = role
+
+
+class WeakPassword(UserError):
+    pass
+
+
+class UserExists(UserError):
+    def __init__(self, username: str) -> None:
+        super().__init__(
+            f"a user named {username!r} already exists (usernames ignore case); "
+            "`conveyor users list` shows them"
+        )
+        self.username = username
+
+
+class UserNotFound(UserError):
+    def __init__(self, username: str) -> None:
+        super().__init__(f"no user named {username!r}; `conveyor users list` shows them")
+        self.username = username

@@ -1,5 +1,6 @@
 """The dashboard in a real browser: Debian's Chromium driven by Playwright, against
-`conveyor api` run as a subprocess with auth required, a real worker and recorder.
+`conveyor api` run as a subprocess with auth required, a real worker and recorder, and a
+viewer, an operator and an admin user created with `conveyor users create`.
 
 Chromium comes from the system (`/usr/bin/chromium`, installed by `.ci/run`); without it these
 tests skip locally and fail under CI=true. Screenshots of every page a test visits are saved
@@ -49,12 +50,17 @@ def _require_chromium() -> None:
     pytest.skip(reason)
 
 
+PASSWORD = "browser test password"
+
+
 @dataclass
 class Dashboard:
     url: str
     env: dict[str, str]
     keys: dict[str, str]  # role -> API key
+    users: dict[str, str]  # role -> username, each with the password below
     screenshots: Path
+    password: str = PASSWORD
 
     def api(self, role: str = "admin") -> httpx.Client:
         return httpx.Client(
@@ -85,6 +91,21 @@ def _create_key(env: dict[str, str], name: str, scope: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+def _create_user(env: dict[str, str], role: str) -> str:
+    name = f"browser-{role}-{secrets.token_hex(4)}"
+    command = ["users", "create", name, "--role", role, "--password-stdin"]
+    out = subprocess.run(
+        [sys.executable, "-m", "conveyor", *command],
+        env=env,
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return name
+
+
 @pytest.fixture(scope="session")
 def dashboard(services: Any, runtime: Any, artifacts: Path) -> Iterator[Dashboard]:
     _require_chromium()
@@ -98,11 +119,12 @@ def dashboard(services: Any, runtime: Any, artifacts: Path) -> Iterator[Dashboar
         "admin": _create_key(env, f"browser-admin-{secrets.token_hex(4)}", "admin"),
         "viewer": _create_key(env, f"browser-viewer-{secrets.token_hex(4)}", "jobs:read"),
     }
+    users = {role: _create_user(env, role) for role in ("viewer", "operator", "admin")}
     api, url = start_api(env, artifacts / "browser-api.log")
     try:
         shots = artifacts / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
-        yield Dashboard(url, env, keys, shots)
+        yield Dashboard(url, env, keys, users, shots)
     finally:
         api.stop()
 
@@ -121,21 +143,42 @@ def browser(dashboard: Dashboard) -> Iterator[Any]:
             instance.close()
 
 
-def log_in(browser: Any, dashboard: Dashboard, role: str) -> Any:
-    """A fresh browser context logged in with the ``role`` key through the login form."""
+def login_page(browser: Any, dashboard: Dashboard) -> Any:
+    """A fresh browser context on the login page, where a visit to the jobs list sends it."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.goto(dashboard.url + "/jobs")
     assert "/login" in page.url  # no session: sent to the login page
-    page.fill("textarea[name=key]", dashboard.keys[role])
-    page.click("button[type=submit]")
+    return page
+
+
+def log_in(browser: Any, dashboard: Dashboard, role: str) -> Any:
+    """A fresh browser context logged in as the ``role`` user through the login form."""
+    page = login_page(browser, dashboard)
+    page.fill("#login-password input[name=username]", dashboard.users[role])
+    page.fill("#login-password input[name=password]", PASSWORD)
+    page.click("#login-password button[type=submit]")
     page.wait_for_url("**/jobs**")
     return page
 
 
 @pytest.fixture
+def anonymous_page(browser: Any, dashboard: Dashboard) -> Iterator[Any]:
+    page = login_page(browser, dashboard)
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
 def admin_page(browser: Any, dashboard: Dashboard) -> Iterator[Any]:
     page = log_in(browser, dashboard, "admin")
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
+def operator_page(browser: Any, dashboard: Dashboard) -> Iterator[Any]:
+    page = log_in(browser, dashboard, "operator")
     yield page
     page.context.close()
 

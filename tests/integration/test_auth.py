@@ -20,13 +20,14 @@ import pytest
 from celery import Celery
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.embedded.process import free_port
 from conveyor.errors import ConfigurationError
 from conveyor.ledger import keys
+from conveyor.testing.dashboard import csrf_token
 from conveyor.testing.services import TEST_APP
 
 SECRET = SecretStr(secrets.token_urlsafe(48))
@@ -85,13 +86,6 @@ def auth_settings(settings: Settings, **update: Any) -> Settings:
     return settings.model_copy(
         update={"auth": "required", "secret_key": SECRET, "auth_cache_seconds": 0.0, **update}
     )
-
-
-@pytest.fixture(scope="module")
-def ledger(settings: Settings) -> Iterator[Any]:
-    engine = create_engine(settings.database_url or "")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -454,10 +448,11 @@ HTML = {"Accept": "text/html"}
 
 
 def login(c: TestClient, key: str, next: str = "/jobs") -> Any:
+    """The login form's API-key option, posted with the form's CSRF token."""
     return c.post(
         "/login",
-        content=f"key={key}&next={next}".encode(),
-        headers={"Content-Type": "application/x-www-form-urlencoded", **HTML},
+        data={"key": key, "next": next, "csrf_token": csrf_token(c)},
+        headers=HTML,
         follow_redirects=False,
     )
 
@@ -495,7 +490,9 @@ def test_login_sets_a_strict_cookie_and_logout_clears_it(browser: TestClient, le
     assert page.status_code == 200 and "viewer-anna" in page.text and "Log out" in page.text
     assert "Open access" not in page.text
 
-    out = browser.post("/logout", follow_redirects=False)
+    out = browser.post(
+        "/logout", data={"csrf_token": csrf_token(browser, "/jobs")}, follow_redirects=False
+    )
     assert out.status_code == 303 and out.headers["location"].endswith("/login")
     assert (
         'conveyor_session=""' in out.headers["set-cookie"]
@@ -536,11 +533,8 @@ def test_login_needs_jobs_read_and_same_origin(browser: TestClient, ledger: Any)
     viewer = make_key(ledger, "jobs:read")
     cross = browser.post(
         "/login",
-        content=f"key={viewer}".encode(),
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Origin": "https://evil.example",
-        },
+        data={"key": viewer, "csrf_token": csrf_token(browser)},
+        headers={"Origin": "https://evil.example"},
         follow_redirects=False,
     )
     assert cross.status_code == 403 and "set-cookie" not in cross.headers
@@ -558,12 +552,22 @@ def test_a_viewer_cannot_cancel_but_an_operator_can(
     app = create_app(auth_settings(settings))
     with TestClient(app) as c:
         login(c, viewer)
-        r = c.post(f"/jobs/{job['id']}/cancel", headers=HTML, follow_redirects=False)
+        r = c.post(
+            f"/jobs/{job['id']}/cancel",
+            data={"csrf_token": csrf_token(c, f"/jobs/{job['id']}")},
+            headers=HTML,
+            follow_redirects=False,
+        )
         assert r.status_code == 403 and "jobs:write" in r.text
         assert client.get(f"/api/v1/jobs/{job['id']}").json()["cancel_requested"] is False
     with TestClient(app) as c:
         login(c, operator)
-        r = c.post(f"/jobs/{job['id']}/cancel", headers=HTML, follow_redirects=False)
+        r = c.post(
+            f"/jobs/{job['id']}/cancel",
+            data={"csrf_token": csrf_token(c, f"/jobs/{job['id']}")},
+            headers=HTML,
+            follow_redirects=False,
+        )
         assert r.status_code == 303, r.text
     assert client.get(f"/api/v1/jobs/{job['id']}").json()["cancel_requested"] is True
 

@@ -44,7 +44,9 @@ def row_ids(html: str) -> list[str]:
 def form_action(html: str, button: str) -> str:
     """The URL the form around ``button`` posts to, as a browser would find it."""
     forms = re.findall(
-        r'<form method="post" action="([^"]+)">\s*<button[^>]*>([^<]+)</button>', html
+        r'<form method="post" action="([^"]+)">\s*(?:<input type="hidden"[^>]*>\s*)*'
+        r"<button[^>]*>([^<]+)</button>",
+        html,
     )
     actions = [action for action, label in forms if label == button]
     assert len(actions) == 1, forms

@@ -195,14 +195,16 @@ def test_secret_key_stays_out_of_reprs() -> None:
 
 def test_session_round_trip_and_tampering() -> None:
     signer = SessionSigner(STRONG, max_age=60)
-    value = signer.issue("ab12cd34", ("jobs:read",))
+    value = signer.issue_key("ab12cd34")
     session = signer.read(value)
-    assert session is not None and session.key_id == "ab12cd34"
-    assert session.scopes == ("jobs:read",)
+    assert session is not None and session.key_id == "ab12cd34" and session.user_id is None
+    user = signer.read(signer.issue_user(42))
+    assert user is not None and user.user_id == 42 and user.key_id is None
+    assert user.issued_at <= time.time() < user.expires_at
     version, payload, signature = value.split(".")
     assert signer.read(f"{version}.{payload}.{signature[:-2]}AA") is None
     assert signer.read(f"{version}.{payload}x.{signature}") is None
-    assert signer.read(f"v2.{payload}.{signature}") is None
+    assert signer.read(f"v1.{payload}.{signature}") is None
     assert SessionSigner(STRONG + "x", max_age=60).read(value) is None
     for junk in (None, "", "v1", "v1..", "v1.!!!.x", "x" * 5000):
         assert signer.read(junk) is None
@@ -211,7 +213,7 @@ def test_session_round_trip_and_tampering() -> None:
 def test_sessions_expire() -> None:
     now = [time.time()]
     signer = SessionSigner(STRONG, max_age=60, clock=lambda: now[0])
-    value = signer.issue("ab12cd34", ("jobs:read",))
+    value = signer.issue_user(7)
     now[0] += 59
     assert signer.read(value) is not None
     now[0] += 2

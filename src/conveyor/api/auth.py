@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -31,6 +31,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from conveyor.api.deps import Services
+from conveyor.api.lookup_cache import LookupCache
 from conveyor.config import Settings
 from conveyor.control import task_queue
 from conveyor.errors import ConfigurationError, NotAuthenticated, PermissionDenied
@@ -104,6 +105,23 @@ class Principal:
     scopes: frozenset[str]
     allowed_tasks: frozenset[str] | None = None
     allowed_queues: frozenset[str] | None = None
+    role: str | None = None
+    """The dashboard user's role; None for an API key (and for :data:`OPEN`)."""
+
+    @classmethod
+    def of_user(cls, username: str, role: str, scopes: Iterable[str]) -> Principal:
+        """A dashboard user: their role's scopes, on any task and queue."""
+        return cls(name=username, key_id=None, scopes=frozenset(scopes), role=role)
+
+    @property
+    def logged_in(self) -> bool:
+        """Whether someone in particular is behind this (a user or a key), not :data:`OPEN`."""
+        return self.key_id is not None or self.role is not None
+
+    @property
+    def kind(self) -> str:
+        """How messages name the principal: ``this key`` or ``this user (role viewer)``."""
+        return f"this user (role {self.role})" if self.role is not None else "this key"
 
     @classmethod
     def of(cls, key: ApiKey) -> Principal:
@@ -128,7 +146,7 @@ class Principal:
     def require(self, scope: Scope) -> None:
         if not self.has(scope):
             held = ", ".join(s for s in SCOPES if s in self.scopes) or "none"
-            raise PermissionDenied(f"this key lacks the scope {scope!r} (it has: {held})")
+            raise PermissionDenied(f"{self.kind} lacks the scope {scope!r} (it has: {held})")
 
     def check_job(self, task: str, queue: str, *, job_id: str | None = None) -> None:
         """Refuse a task or queue outside the key's allowlists."""
@@ -176,37 +194,30 @@ class Authenticator:
     ) -> None:
         self.engine = engine
         self.required = required
-        self.cache_seconds = cache_seconds
         self.touch_interval = touch_interval
         self.clock = clock
-        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._keys: LookupCache[str, ApiKey] = LookupCache(
+            self._load, cache_seconds, clock=clock, max_entries=MAX_CACHED_KEYS
+        )
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
 
     # --- the key store, cached ---------------------------------------------------------------
+    def _load(self, key_id: str) -> ApiKey | None:
+        with self.engine.connect() as conn:
+            return keys.get_key(conn, key_id)
+
     def cached(self, key_id: str) -> tuple[bool, ApiKey | None]:
         """(fresh, key) from the cache alone; ``fresh`` is False when it must be looked up."""
-        hit = self._cache.get(key_id)
-        if hit is None or self.clock() - hit[0] >= self.cache_seconds:
-            return False, None
-        return True, hit[1]
+        return self._keys.cached(key_id)
 
     def lookup(self, key_id: str) -> ApiKey | None:
         """The key from the cache if fresh, else from PostgreSQL (unknown ids are cached too)."""
-        fresh, key = self.cached(key_id)
-        if fresh:
-            return key
-        with self.engine.connect() as conn:
-            key = keys.get_key(conn, key_id)
-        with self._lock:
-            if len(self._cache) >= MAX_CACHED_KEYS:
-                self._cache.clear()
-            self._cache[key_id] = (self.clock(), key)
-        return key
+        return self._keys.get(key_id)
 
     def forget(self, key_id: str) -> None:
         """Drop a key from this process's cache (after revoking it here)."""
-        self._cache.pop(key_id, None)
+        self._keys.forget(key_id)
 
     # --- checks ------------------------------------------------------------------------------
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -37,6 +38,19 @@ def require(s: Settings) -> Settings:
         )
         raise typer.Exit(2)
     return s
+
+
+def ledger_engine() -> Any:
+    """A one-connection engine on the ledger, for commands that only read or write rows."""
+    from conveyor.ledger.db import make_engine
+
+    s = require(settings())
+    return make_engine(s.database_url or "", pool_size=1)
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp for tables: UTC to the second, or ``-``."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 def services() -> Any:

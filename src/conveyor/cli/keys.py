@@ -8,28 +8,17 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import err, out, require, settings
+from conveyor.cli.common import err, ledger_engine, out, settings, when
 from conveyor.errors import ConveyorError
 from conveyor.ledger import keys as repo
 from conveyor.ledger.keys import SCOPES
 
 keys_cli = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke.")
-
-
-def _engine() -> Any:
-    from conveyor.ledger.db import make_engine
-
-    s = require(settings())
-    return make_engine(s.database_url or "", pool_size=1)
-
-
-def _when(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
 @keys_cli.command("create")
@@ -58,7 +47,7 @@ def keys_create(
     expires_at = (
         datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days is not None else None
     )
-    engine = _engine()
+    engine = ledger_engine()
     try:
         with engine.begin() as conn:
             created = repo.create_key(
@@ -81,7 +70,7 @@ def keys_create(
     if key.allowed_queues is not None:
         err.print(f"  limited to queues: {', '.join(key.allowed_queues)}")
     if key.expires_at is not None:
-        err.print(f"  expires at {_when(key.expires_at)} UTC")
+        err.print(f"  expires at {when(key.expires_at)} UTC")
     err.print(
         "[bold yellow]Store this key now: it is shown only this once and cannot be recovered.[/]"
     )
@@ -94,7 +83,7 @@ def keys_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Keys with their scopes, limits and use; never their secrets."""
-    engine = _engine()
+    engine = ledger_engine()
     try:
         with engine.connect() as conn:
             found = repo.list_keys(conn, include_revoked=include_revoked)
@@ -124,15 +113,15 @@ def keys_list(
     for k in found:
         status: str = k.status(now)
         if status == "active" and k.expires_at is not None:
-            status = f"active until {_when(k.expires_at)}"
+            status = f"active until {when(k.expires_at)}"
         table.add_row(
             k.prefix,
             k.name,
             ", ".join(k.scopes),
             ", ".join(k.allowed_tasks) if k.allowed_tasks is not None else "any",
             ", ".join(k.allowed_queues) if k.allowed_queues is not None else "any",
-            _when(k.created_at),
-            _when(k.last_used_at),
+            when(k.created_at),
+            when(k.last_used_at),
             status if status.startswith("active") else f"[red]{status}[/]",
         )
     out.print(table)
@@ -143,7 +132,7 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="the key id, e.g. k3x9q2ab or cvk_k3x9q2ab")],
 ) -> None:
     """Revoke a key. API processes stop accepting it within CONVEYOR_AUTH_CACHE_SECONDS."""
-    engine = _engine()
+    engine = ledger_engine()
     try:
         with engine.begin() as conn:
             key = repo.revoke_key(conn, repo.normalize_key_id(key_id))

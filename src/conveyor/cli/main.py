@@ -16,6 +16,7 @@ from rich.table import Table
 from conveyor.cli.common import celery_app, err, out, require, services, settings
 from conveyor.cli.dlq import dlq_cli
 from conveyor.cli.keys import keys_cli
+from conveyor.cli.users import users_cli
 from conveyor.config import Settings
 from conveyor.core.ids import parse_job_id
 from conveyor.errors import ConveyorError
@@ -29,6 +30,7 @@ jobs_cli = typer.Typer(no_args_is_help=True, help="List, inspect, cancel, retry,
 cli.add_typer(jobs_cli, name="jobs")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(users_cli, name="users")
 
 
 @cli.command()

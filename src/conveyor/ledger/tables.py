@@ -169,3 +169,19 @@ def _job_stats(name: str, unit: str) -> Table:
 
 job_stats = _job_stats("conveyor_job_stats", "minute")
 job_stats_hourly = _job_stats("conveyor_job_stats_hourly", "hour")
+# Dashboard users. ``username`` is stored case-folded (``ledger.users.normalize_username``), so
+# the plain unique constraint makes names unique regardless of case. ``password_hash`` carries
+# its own algorithm, parameters and salt (``scrypt$n=..,r=..,p=..$salt$hash``), so parameters
+# can be raised later without a migration.
+users = Table(
+    "conveyor_users",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("password_changed_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("last_login_at", DateTime(timezone=True), nullable=True),
+    Column("disabled_at", DateTime(timezone=True), nullable=True),
+)

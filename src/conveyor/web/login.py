@@ -1,26 +1,29 @@
-"""``/login`` and ``/logout``: a dashboard session from an API key.
+"""``/login`` and ``/logout``: a dashboard session for a user (username and password) or, the
+second option, for an API key.
 
-Login checks the pasted key exactly as the API would (same cache, same revocation and expiry
-rules) and needs ``jobs:read``, the least a dashboard page shows. The form posts only to the
-same origin, and the cookie is HttpOnly and SameSite=Strict, so another site can neither read
-the session nor ride on it.
+A user logs in with the password ``conveyor users create`` set; a wrong password, an unknown
+name and a disabled user get the same answer (``accounts.py``). Pasting an API key is checked
+exactly as the API would (same cache, same revocation and expiry rules). Either way the session
+needs ``jobs:read``, the least a dashboard page shows. The form carries a CSRF token bound to a
+pre-session cookie (``csrf.py``), so another site cannot log a browser into its own account;
+the session cookie is HttpOnly and SameSite=Strict, so another site can neither read it nor
+ride on it.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
-
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from conveyor.api.auth import get_authenticator
 from conveyor.errors import NotAuthenticated
-from conveyor.web.pages import PagesDep, require_same_origin
+from conveyor.web.accounts import get_accounts
+from conveyor.web.pages import PagesDep, page_errors
 from conveyor.web.session import clear_session_cookie, get_signer, set_session_cookie
 
 router = APIRouter(include_in_schema=False)
 
-MAX_FORM_BYTES = 4096
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -43,44 +46,53 @@ def login_page(request: Request, pages: PagesDep, next: str | None = None) -> Re
 
 @router.post("/login", name="web_login_submit")
 async def login(request: Request, pages: PagesDep) -> Response:
-    """Check the pasted key and start a session for it."""
-    require_same_origin(request)
+    """Check a username and password, or a pasted key, and start a session."""
     authenticator = get_authenticator(request)
-    raw = await request.body()
-    form = parse_qs(raw[:MAX_FORM_BYTES].decode("utf-8", "replace"), max_num_fields=4)
-    target = safe_next((form.get("next") or [""])[0])
+    form = await request.form()  # parsed (and size-capped) by csrf.protect already
+    field = {k: v if isinstance(v, str) else "" for k, v in form.items()}
+    target = safe_next(field.get("next"))
     if not authenticator.required:
         return RedirectResponse(target, status_code=303)
-    presented = (form.get("key") or [""])[0].strip()
+    key = field.get("key", "").strip()
+    username = field.get("username", "").strip()
 
     def refuse(message: str, status: int) -> Response:
-        context = {"next": target, "error": message}
+        context = {"next": target, "error": message, "username": username, "with_key": key != ""}
         response = pages.render(request, "login.html", context, status_code=status)
         response.headers.update(NO_STORE)
         return response
 
-    if not presented:
-        return refuse("Paste an API key to log in.", 400)
-    try:
-        principal = await authenticator.authenticate(presented)
-    except NotAuthenticated as exc:
-        return refuse(f"Login refused: {exc}.", 401)
-    if not principal.has("jobs:read") or principal.key_id is None:
-        return refuse(
-            "Login refused: this key lacks the scope 'jobs:read', which the dashboard needs.",
-            403,
-        )
     signer = get_signer(request)
+    if key:
+        try:
+            principal = await authenticator.authenticate(key)
+        except NotAuthenticated as exc:
+            return refuse(f"Login refused: {exc}.", 401)
+        if principal.key_id is None or not principal.has("jobs:read"):
+            return refuse(
+                "Login refused: this key lacks the scope 'jobs:read', which the dashboard needs.",
+                403,
+            )
+        cookie = signer.issue_key(principal.key_id)
+    else:
+        password = field.get("password", "")
+        if not username or not password:
+            return refuse("Enter your username and password to log in.", 400)
+        accounts = get_accounts(request)
+        try:
+            with page_errors():
+                user = await run_in_threadpool(accounts.log_in, username, password)
+        except NotAuthenticated as exc:
+            return refuse(f"Login refused: {exc}.", 401)
+        cookie = signer.issue_user(user.id)
     response = RedirectResponse(target, status_code=303)
-    scopes = tuple(sorted(principal.scopes))
-    set_session_cookie(request, response, signer.issue(principal.key_id, scopes), signer.max_age)
+    set_session_cookie(request, response, cookie, signer.max_age)
     return response
 
 
 @router.post("/logout", name="web_logout")
 def logout(request: Request) -> Response:
     """End the session."""
-    require_same_origin(request)
     response = RedirectResponse(str(request.url_for("web_login")), status_code=303)
     clear_session_cookie(request, response)
     return response

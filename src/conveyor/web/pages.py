@@ -12,8 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Annotated, Any
 
 import jinja2
 import redis
@@ -24,6 +23,9 @@ from sqlalchemy.exc import OperationalError
 
 from conveyor.errors import JobNotFound, LedgerUnavailable, PermissionDenied
 from conveyor.web import formatting
+
+if TYPE_CHECKING:  # csrf.py builds on this module; at run time the guard is found on the app
+    from conveyor.web.csrf import CsrfGuard
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -132,9 +134,13 @@ class Pages:
             **access_context(request),
         }
         base.update(context or {})
-        return self.templates.TemplateResponse(
+        response = self.templates.TemplateResponse(
             request, template, base, status_code=status_code, headers=SECURITY_HEADERS
         )
+        guard: CsrfGuard | None = getattr(request.app.state, "csrf", None)
+        if guard is not None:  # the template is rendered by now: a token it used needs its cookie
+            guard.attach(request, response)
+        return response
 
     def error(self, request: Request, status_code: int, title: str, message: str) -> HTMLResponse:
         """An error page that keeps the navigation, so the user can find their way back."""
@@ -148,14 +154,17 @@ class Pages:
 
 def access_context(request: Request) -> dict[str, Any]:
     """What every page shows about access: a warning while anyone may act without logging in,
-    else who is logged in (set by ``session.page_scope``)."""
+    else who is logged in (set by ``session.page_scope``); and the CSRF field for its forms."""
     authenticator = getattr(request.app.state, "authenticator", None)
     principal = getattr(request.state, "principal", None)
+    guard: CsrfGuard | None = getattr(request.app.state, "csrf", None)
     return {
         "open_access": authenticator is not None and not authenticator.required,
-        "viewer": principal if getattr(principal, "key_id", None) else None,
+        "viewer": principal if principal is not None and principal.logged_in else None,
         # Pages offer an action only to someone who may take it (the route checks again).
         "can": lambda scope: principal is not None and principal.has(scope),
+        # Called by each POST form; a page without forms issues no token.
+        "csrf_field": (lambda: guard.field(request)) if guard is not None else (lambda: ""),
     }
 
 
@@ -184,24 +193,6 @@ def page_errors() -> Iterator[None]:
         raise PageError(
             503, "Redis unavailable", "Redis is unreachable right now; try again shortly."
         ) from None
-
-
-def require_same_origin(request: Request) -> None:
-    """Refuse a state-changing request that a browser sent on behalf of another site.
-
-    Browsers say where a request came from (``Sec-Fetch-Site``, else ``Origin``); clients
-    that send neither (curl, scripts) are not browsers riding on someone's session.
-    """
-    site = request.headers.get("sec-fetch-site")
-    if site is not None:
-        allowed = site in ("same-origin", "none")
-    else:
-        origin = request.headers.get("origin")
-        allowed = origin is None or urlsplit(origin).netloc == request.headers.get("host")
-    if not allowed:
-        raise PageError(
-            403, "Cross-site request refused", "This action must be sent from the dashboard."
-        )
 
 
 def install(app: FastAPI, pages: Pages) -> None:

@@ -13,6 +13,8 @@ from fastapi.staticfiles import StaticFiles
 
 from conveyor.api.auth import auth_required
 from conveyor.web import (
+    accounts,
+    csrf,
     dlq,
     jobs,
     jobs_bulk,
@@ -29,22 +31,35 @@ from conveyor.web import (
 def mount_web(app: FastAPI) -> None:
     """Add the dashboard's pages, its static files and its error pages to ``app``."""
     pages.install(app, pages.Pages())
-    settings = app.state.services.settings
+    services = app.state.services
+    settings = services.settings
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
     signer = None
     if auth_required(settings):
-        assert settings.secret_key is not None  # create_app refuses to start without one
-        secret = settings.secret_key.get_secret_value()
+        assert secret is not None  # create_app refuses to start without one
         signer = session.SessionSigner(secret, settings.session_max_age_seconds)
     session.install(app, signer)
+    app.state.accounts = accounts.Accounts(
+        services.engine,
+        lambda: services.control.redis,
+        cache_seconds=settings.auth_cache_seconds,
+        throttle=accounts.Throttle(settings.login_max_failures, settings.login_lockout_seconds),
+    )
+    app.state.csrf = csrf.CsrfGuard(secret, signer)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
-    app.include_router(login.router)
-    # Every page needs a session whose key may read jobs (while auth is on); actions ask more.
+    # Every state-changing request, login included, must come from the dashboard's own pages:
+    # csrf.protect checks the origin and the form's token once, for every router.
+    protect = Depends(csrf.protect)
+    app.include_router(login.router, dependencies=[protect])
+    # Every page needs a session that may read jobs (while auth is on); actions ask more. The
+    # session is checked first, so an expired one leads to the login page, not a CSRF error.
+    readers = [Depends(session.page_scope("jobs:read")), protect]
     # Bulk actions first: /jobs/bulk must not fall to the job pages' catch-all route.
-    app.include_router(jobs_bulk.router, dependencies=[Depends(session.page_scope("jobs:read"))])
-    app.include_router(jobs.router, dependencies=[Depends(session.page_scope("jobs:read"))])
+    app.include_router(jobs_bulk.router, dependencies=readers)
+    app.include_router(jobs.router, dependencies=readers)
     # Reading dead letters is reading jobs; replaying and deleting them asks for dlq:admin.
-    app.include_router(dlq.router, dependencies=[Depends(session.page_scope("jobs:read"))])
-    app.include_router(workers.router, dependencies=[Depends(session.page_scope("jobs:read"))])
-    app.include_router(queues.router, dependencies=[Depends(session.page_scope("jobs:read"))])
-    app.include_router(tasks.router, dependencies=[Depends(session.page_scope("jobs:read"))])
-    app.include_router(overview.router, dependencies=[Depends(session.page_scope("jobs:read"))])
+    app.include_router(dlq.router, dependencies=readers)
+    app.include_router(workers.router, dependencies=readers)
+    app.include_router(queues.router, dependencies=readers)
+    app.include_router(tasks.router, dependencies=readers)
+    app.include_router(overview.router, dependencies=readers)

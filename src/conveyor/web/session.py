@@ -1,11 +1,12 @@
 """Dashboard sessions: who is looking at the dashboard, when ``CONVEYOR_AUTH=required``.
 
-An operator logs in by pasting an API key (``login.py``); the dashboard then keeps a cookie
-naming that key's id and scopes, with an expiry, signed with HMAC-SHA256 under a key derived
-from ``CONVEYOR_SECRET_KEY``. The cookie never holds the key's secret. Each request re-reads the
-key through the API's key cache, so revoking or expiring the key ends its sessions within
-``CONVEYOR_AUTH_CACHE_SECONDS``. Full users and roles come later; this keeps the dashboard
-closed in production until then.
+Someone logs in as a user with a password, or by pasting an API key (``login.py``); the
+dashboard then keeps a cookie naming that user's id (or that key's id), when it was issued and
+until when it holds, signed with HMAC-SHA256 under a key derived from ``CONVEYOR_SECRET_KEY``.
+The cookie never holds a password or a key's secret, nor the scopes: each request re-reads the
+user (``accounts.py``) or the key through a per-process cache, so disabling a user, changing
+their role or password, or revoking a key ends or changes its sessions within
+``CONVEYOR_AUTH_CACHE_SECONDS``.
 
 Pages depend on :func:`page_scope`; without a valid session a browser is sent to ``/login``
 and anything else gets a 401.
@@ -17,9 +18,11 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -32,18 +35,23 @@ from conveyor.core.ids import parse_job_id
 from conveyor.errors import NotAuthenticated, PermissionDenied
 from conveyor.ledger import repository as repo
 from conveyor.ledger.keys import Scope
+from conveyor.web.accounts import get_accounts
 from conveyor.web.pages import PageError, page_errors
 
+T = TypeVar("T")
+V = TypeVar("V")
+
 COOKIE = "conveyor_session"
-_VERSION = "v1"
+_VERSION = "v2"  # v1 cookies named a key and its scopes; they simply stop being accepted
 
 
 @dataclass(frozen=True)
 class Session:
-    """What the cookie says: which key logged in, its scopes then, and until when."""
+    """What the cookie says: which user (or key) logged in, when, and until when."""
 
-    key_id: str
-    scopes: tuple[str, ...]
+    user_id: int | None
+    key_id: str | None
+    issued_at: float
     expires_at: float
 
 
@@ -60,9 +68,19 @@ class SessionSigner:
         mac = hmac.new(self._key, f"{_VERSION}.{payload}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
-    def issue(self, key_id: str, scopes: tuple[str, ...]) -> str:
-        """A cookie value for a fresh session of ``key_id``."""
-        body = {"k": key_id, "s": list(scopes), "e": int(self.clock()) + self.max_age}
+    def issue_user(self, user_id: int) -> str:
+        """A cookie value for a fresh session of a dashboard user."""
+        return self._issue({"u": user_id})
+
+    def issue_key(self, key_id: str) -> str:
+        """A cookie value for a fresh session of an API key."""
+        return self._issue({"k": key_id})
+
+    def _issue(self, subject: dict[str, int | str]) -> str:
+        now = self.clock()
+        # Issued-at to the millisecond (rounded down, never in the future): a password change
+        # a moment later must end the session.
+        body = {**subject, "i": math.floor(now * 1000) / 1000, "e": int(now) + self.max_age}
         raw = json.dumps(body, separators=(",", ":")).encode()
         payload = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
         return f"{_VERSION}.{payload}.{self._sign(payload)}"
@@ -77,8 +95,12 @@ class SessionSigner:
             return None
         try:
             body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-            session = Session(str(body["k"]), tuple(map(str, body["s"])), float(body["e"]))
-        except (ValueError, KeyError, TypeError):
+            user_id = int(body["u"]) if "u" in body else None
+            key_id = str(body["k"]) if "k" in body else None
+            session = Session(user_id, key_id, float(body["i"]), float(body["e"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if (user_id is None) == (key_id is None):  # a session is for exactly one of them
             return None
         return session if session.expires_at > self.clock() else None
 
@@ -121,22 +143,34 @@ async def session_principal(request: Request) -> Principal:
     session = get_signer(request).read(request.cookies.get(COOKIE))
     if session is None:
         raise LoginRequired()
-    fresh, key = authenticator.cached(session.key_id)
-    if not fresh:
-        with page_errors():
-            key = await run_in_threadpool(authenticator.lookup, session.key_id)
     try:
-        principal = Authenticator.principal_for(key)
+        if session.user_id is not None:
+            accounts = get_accounts(request)
+            user = await _cached(accounts.cached, accounts.lookup, session.user_id)
+            return accounts.principal_for(user, session.issued_at)
+        assert session.key_id is not None  # SessionSigner.read ensures a user or a key
+        key = await _cached(authenticator.cached, authenticator.lookup, session.key_id)
+        return Authenticator.principal_for(key)
     except NotAuthenticated as exc:
         raise LoginRequired(str(exc)) from None
-    return principal
+
+
+async def _cached(
+    cached: Callable[[T], tuple[bool, V | None]], lookup: Callable[[T], V | None], ident: T
+) -> V | None:
+    """From the cache if fresh, else looked up in a thread (the ledger is blocking)."""
+    fresh, value = cached(ident)
+    if not fresh:
+        with page_errors():
+            value = await run_in_threadpool(lookup, ident)
+    return value
 
 
 def page_scope(
     scope: Scope, *, job_param: str | None = None
 ) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency for dashboard routes: a session whose key holds ``scope``; with
-    ``job_param``, also a job (named by that path parameter) within the key's allowlists."""
+    """A dependency for dashboard routes: a session whose user's role (or key) holds ``scope``;
+    with ``job_param``, also a job (named by that path parameter) within a key's allowlists."""
 
     async def dependency(request: Request) -> Principal:
         principal = await session_principal(request)

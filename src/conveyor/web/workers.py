@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from conveyor.api.deps import ServicesDep
 from conveyor.api.routes.system import worker_list
-from conveyor.web.pages import PageError, PagesDep, page_errors, require_same_origin
+from conveyor.web.pages import PageError, PagesDep, page_errors
 from conveyor.web.session import page_scope
 
 router = APIRouter()
@@ -82,7 +82,6 @@ def resize_pool(
     op: Annotated[str, Form()],
 ) -> Response:
     """Grow or shrink one worker's pool by one process (Celery's pool_grow / pool_shrink)."""
-    require_same_origin(request)
     with page_errors():
         _known(services, hostname)
     app: Celery = services.app
@@ -108,7 +107,6 @@ def shutdown(
     confirmed: Annotated[bool, Form()] = False,
 ) -> Response:
     """Shut one worker down (warm: running jobs finish), after a confirmation."""
-    require_same_origin(request)
     with page_errors():
         _known(services, hostname)
     if not confirmed:
