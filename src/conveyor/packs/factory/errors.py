@@ -4,6 +4,7 @@ ConveyorError
 └── FactoryError          root of what the factory pack raises on purpose
     ├── BatchNotFound     no batch with that id
     ├── BatchStateError   the batch's status does not allow the step asked for
+    ├── InvalidToken      a product token that is malformed, forged or signed with an unknown key
     └── AnchorError       a Merkle root could not be anchored (or the anchor log is broken);
                           the batch stays ``anchoring`` and the step may be retried
 """
@@ -27,6 +28,10 @@ class BatchNotFound(FactoryError):
 
 class BatchStateError(FactoryError):
     pass
+
+
+class InvalidToken(FactoryError):
+    """The message is the reason, safe to show to whoever presented the token."""
 
 
 class AnchorError(FactoryError):

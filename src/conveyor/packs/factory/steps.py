@@ -152,7 +152,9 @@ def conninfo(engine: Engine) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def _pool_size(workers: int | None, jobs: int) -> int:
+def pool_size(workers: int | None, jobs: int) -> int:
+    """Processes to write ``jobs`` chunks with: ``workers``, or one per core, and never more
+    than there are chunks; 1 inside a daemonic process."""
     wanted = workers if workers is not None else len(os.sched_getaffinity(0))
     # A daemonic process (a Celery prefork child) may not start children of its own.
     if multiprocessing.current_process().daemon:
@@ -234,7 +236,7 @@ def write_products(
     done = total - sum(j.count for j in jobs)
     progress(done, total, step="products")
     written = 0
-    size = _pool_size(workers, len(jobs))
+    size = pool_size(workers, len(jobs))
     if size == 1:
         with engine.connect() as sa_conn:
             pg = sa_conn.connection.driver_connection

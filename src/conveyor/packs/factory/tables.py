@@ -76,7 +76,8 @@ products = Table(
     # batch); products are written and deleted only through their batch.
     Column("batch_id", UUID(as_uuid=True), nullable=False),
     Column("serial", BigInteger, nullable=False),
-    Column("token", String(64), nullable=False),
+    # Byte order ("C"): tokens are ASCII, and a locale's collation would only slow the index.
+    Column("token", String(80, collation="C"), nullable=False),
     Column("verification_url", Text, nullable=False),
     Column("name", String(255), nullable=False),
     Column("category", String(255), nullable=False),

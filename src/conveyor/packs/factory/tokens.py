@@ -1,32 +1,41 @@
 """Product tokens: HMAC-SHA256 over a batch id and a serial number, with a key id for rotation.
 
-Format (ASCII, URL-safe, 44-60 characters)::
+Format (ASCII, URL-safe: the key id, a dot and 54 characters)::
 
-    <kid>.<mac>
-    kid  the signing key's id, 1-16 of [A-Za-z0-9_-]
-    mac  base64url without padding (43 characters) of
-         HMAC-SHA256(key[kid], "conveyor-factory-token-v1" || 0x00 || batch_id (16 bytes, the
-         UUID's big-endian bytes) || serial (8 bytes, unsigned big-endian))
+    <kid>.<base64url(batch_id || serial || mac), no padding>
+    kid       the signing key's id, 1-16 of [A-Za-z0-9_-]
+    batch_id  16 bytes, the batch UUID's big-endian bytes
+    serial    8 bytes, unsigned big-endian
+    mac       the first 16 bytes of HMAC-SHA256(key[kid],
+              "conveyor-factory-token-v1" || 0x00 || batch_id || serial)
 
-The message has a fixed layout and a domain prefix, so a token can never be read as another
-batch's or another serial's, nor as a MAC Conveyor makes elsewhere. The token does not carry the
-batch or serial itself: it is looked up (a unique index) and then checked against the row's
-batch and serial with :func:`hmac.compare_digest`, so a row inserted without the key fails too.
-Old keys stay in the keyring to verify what they signed; new tokens use the current key.
+The token carries what it signs, so a forged or altered token is refused by a constant-time
+MAC check before any database lookup, and the batch and serial are read from it. Tokens of
+one batch share their first 22 characters, which keeps PostgreSQL's unique index on the
+token column local while a batch is COPYed (about twice as fast as random tokens for a
+million rows here). The MAC is truncated to 128 bits, as RFC 2104 §5 allows (half the hash
+length): forging one token takes 2^128 guesses on average. The message has a fixed layout and a
+domain prefix, so it cannot be confused with another batch's, another serial's, or another MAC
+Conveyor makes. Old keys stay in the keyring to verify what they signed; new tokens use the
+current key.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
 from conveyor.packs.factory.config import KID_PATTERN, FactorySettings
+from conveyor.packs.factory.errors import InvalidToken
 
 DOMAIN = b"conveyor-factory-token-v1\x00"
-MAC_CHARS = 43  # base64 of 32 bytes, without the one '=' of padding
+MAC_BYTES = 16
+PAYLOAD_BYTES = 16 + 8 + MAC_BYTES
+PAYLOAD_CHARS = 54  # base64 of 40 bytes, without the "==" of padding
 MAX_SERIAL = (1 << 64) - 1
 
 
@@ -66,62 +75,61 @@ def sign(keyring: Keyring, batch_id: UUID, serial: int, kid: str | None = None) 
 def sign_range(
     keyring: Keyring, batch_id: UUID, first: int, count: int, kid: str | None = None
 ) -> list[str]:
-    """Tokens for serials ``first .. first+count-1`` of ``batch_id``: the bulk path (about a
-    microsecond and a half per token here, one core)."""
+    """Tokens for serials ``first .. first+count-1`` of ``batch_id``: the bulk path (about two
+    microseconds per token here, one core)."""
     kid = kid or keyring.current
     if first < 0 or count < 0 or first + count - 1 > MAX_SERIAL:
         raise ValueError(f"serials must be within 0..2**64-1, not {first}..{first + count - 1}")
     key = keyring.keys[kid]
-    prefix = DOMAIN + batch_id.bytes
+    batch = batch_id.bytes
+    domain = DOMAIN + batch
     head = kid + "."
     digest = hmac.digest
     encode = base64.urlsafe_b64encode
-    # One C call per MAC and per encoding; the slice drops the '=' padding.
-    return [
-        head + encode(digest(key, prefix + s.to_bytes(8, "big"), "sha256"))[:MAC_CHARS].decode()
-        for s in range(first, first + count)
-    ]
+    tokens = []
+    for serial in range(first, first + count):
+        s = serial.to_bytes(8, "big")
+        mac = digest(key, domain + s, "sha256")[:MAC_BYTES]
+        tokens.append(head + encode(batch + s + mac)[:PAYLOAD_CHARS].decode())
+    return tokens
 
 
-def parse(token: str) -> tuple[str, bytes] | None:
-    """``(kid, mac)`` of a well-formed token, None for anything else."""
-    kid, dot, mac = token.partition(".")
-    if not dot or len(mac) != MAC_CHARS or not KID_PATTERN.fullmatch(kid):
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(mac + "=")
-    except ValueError:
-        return None
-    # Only one encoding per MAC: the last character's 2 unused bits must be zero.
-    if encode_mac(raw) != mac:
-        return None
-    return kid, raw
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a genuine token says: signed with ``kid`` for product ``serial`` of ``batch_id``."""
+
+    kid: str
+    batch_id: UUID
+    serial: int
 
 
-def encode_mac(raw: bytes) -> str:
-    """A MAC as it appears in a token."""
-    return base64.urlsafe_b64encode(raw)[:MAC_CHARS].decode()
+def check(keyring: Keyring, token: str) -> TokenClaims:
+    """The claims of a genuine token; :class:`InvalidToken` saying why otherwise.
 
-
-def check(keyring: Keyring, token: str, batch_id: UUID, serial: int) -> str | None:
-    """Why ``token`` is not the token of ``serial`` in ``batch_id``, or None if it is.
-
-    The comparison is constant-time; the reasons name only what a holder of the token could
-    see anyway (format, key id), never how close a forged MAC came.
+    The MAC comparison is constant-time; the reasons name only what the holder of the token
+    can see anyway (its format, its key id), never how close a forged MAC came.
     """
-    parsed = parse(token)
-    if parsed is None:
-        return "malformed token"
-    kid, mac = parsed
+    kid, dot, payload = token.partition(".")
+    if not dot or len(payload) != PAYLOAD_CHARS or not KID_PATTERN.fullmatch(kid):
+        raise InvalidToken("malformed token")
+    try:
+        raw = base64.urlsafe_b64decode(payload.encode("ascii") + b"==")
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise InvalidToken("malformed token") from exc
+    # One spelling per token: the last character's unused bits must be zero, and characters
+    # outside the alphabet (which the decoder skips) must not be there.
+    if len(raw) != PAYLOAD_BYTES or base64.urlsafe_b64encode(raw)[:PAYLOAD_CHARS] != (
+        payload.encode("ascii")
+    ):
+        raise InvalidToken("malformed token")
     key = keyring.keys.get(kid)
     if key is None:
-        return f"unknown key id {kid!r}"
-    if not 0 <= serial <= MAX_SERIAL:
-        return "serial out of range"
-    expected = hmac.digest(key, message(batch_id, serial), "sha256")
+        raise InvalidToken(f"unknown key id {kid!r}")
+    body, mac = raw[: 16 + 8], raw[16 + 8 :]
+    expected = hmac.digest(key, DOMAIN + body, "sha256")[:MAC_BYTES]
     if not hmac.compare_digest(expected, mac):
-        return "signature does not match"
-    return None
+        raise InvalidToken("signature does not match")
+    return TokenClaims(kid=kid, batch_id=UUID(bytes=body[:16]), serial=int.from_bytes(body[16:]))
 
 
 def verification_url(base_url: str, token: str) -> str:

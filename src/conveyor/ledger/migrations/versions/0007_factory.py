@@ -90,7 +90,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
         sa.Column("batch_id", postgresql.UUID(as_uuid=True), nullable=False),
         sa.Column("serial", sa.BigInteger(), nullable=False),
-        sa.Column("token", sa.String(length=64), nullable=False),
+        sa.Column("token", sa.String(length=80, collation="C"), nullable=False),
         sa.Column("verification_url", sa.Text(), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("category", sa.String(length=255), nullable=False),
