@@ -30,6 +30,16 @@ def test_token_is_kid_dot_base64url_of_batch_serial_and_truncated_hmac() -> None
     assert len(token) == 3 + 54
 
 
+@pytest.mark.parametrize("key", [b"", b"short", b"k" * 64, b"long" * 40])
+def test_bulk_signing_is_hmac_sha256_for_any_key_length(key: bytes) -> None:
+    ring = Keyring(keys={"k": key}, current="k")
+    token = tokens.sign_range(ring, BATCH, 9, 1)[0]
+    body = BATCH.bytes + (9).to_bytes(8, "big")
+    mac = hmac.new(key, b"conveyor-factory-token-v1\x00" + body, hashlib.sha256).digest()
+    assert base64.urlsafe_b64decode(token[2:] + "==")[24:] == mac[:16]
+    assert tokens.check(ring, token).serial == 9
+
+
 def test_range_equals_one_by_one() -> None:
     assert tokens.sign_range(RING, BATCH, 7, 5) == [
         tokens.sign(RING, BATCH, s) for s in range(7, 12)

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from conveyor.packs.factory.config import KID_PATTERN, FactorySettings
@@ -37,6 +39,7 @@ MAC_BYTES = 16
 PAYLOAD_BYTES = 16 + 8 + MAC_BYTES
 PAYLOAD_CHARS = 54  # base64 of 40 bytes, without the "==" of padding
 MAX_SERIAL = (1 << 64) - 1
+BLOCK = 64  # SHA-256's block size, for HMAC's key padding
 
 
 @dataclass(frozen=True)
@@ -75,23 +78,37 @@ def sign(keyring: Keyring, batch_id: UUID, serial: int, kid: str | None = None) 
 def sign_range(
     keyring: Keyring, batch_id: UUID, first: int, count: int, kid: str | None = None
 ) -> list[str]:
-    """Tokens for serials ``first .. first+count-1`` of ``batch_id``: the bulk path (about two
-    microseconds per token here, one core)."""
+    """Tokens for serials ``first .. first+count-1`` of ``batch_id``: the bulk path (about
+    1.3 microseconds per token here, one core)."""
     kid = kid or keyring.current
     if first < 0 or count < 0 or first + count - 1 > MAX_SERIAL:
         raise ValueError(f"serials must be within 0..2**64-1, not {first}..{first + count - 1}")
-    key = keyring.keys[kid]
+    inner, outer = _hmac_states(keyring.keys[kid])
     batch = batch_id.bytes
     domain = DOMAIN + batch
     head = kid + "."
-    digest = hmac.digest
     encode = base64.urlsafe_b64encode
     tokens = []
+    # HMAC by hand from the two padded-key states (RFC 2104), copied per token: half the
+    # cost of hmac.digest(), which hashes both padded keys again for every message.
     for serial in range(first, first + count):
         s = serial.to_bytes(8, "big")
-        mac = digest(key, domain + s, "sha256")[:MAC_BYTES]
-        tokens.append(head + encode(batch + s + mac)[:PAYLOAD_CHARS].decode())
+        h = inner.copy()
+        h.update(domain + s)
+        o = outer.copy()
+        o.update(h.digest())
+        tokens.append(head + encode(batch + s + o.digest()[:MAC_BYTES])[:PAYLOAD_CHARS].decode())
     return tokens
+
+
+def _hmac_states(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after ``key XOR ipad`` and ``key XOR opad`` (RFC 2104 §2)."""
+    if len(key) > BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(BLOCK, b"\x00")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    return inner, outer
 
 
 @dataclass(frozen=True)
