@@ -36,8 +36,9 @@ class FactorySettings(BaseSettings):
     verify_base_url: str = "http://127.0.0.1:8000/api/v1/factory/verify/"
 
     # Batches: products written per COPY transaction (a power of two, so a chunk is a subtree
-    # of the batch's Merkle tree), and processes generating them (None: one per core).
-    chunk_size: int = Field(default=65_536, ge=256, le=1 << 22)
+    # of the batch's Merkle tree), and processes generating them (None: two per core, since
+    # each waits on PostgreSQL about half the time).
+    chunk_size: int = Field(default=32_768, ge=256, le=1 << 22)
     workers: int | None = Field(default=None, ge=1)
 
     # Anchoring: where a batch's Merkle root is committed.

@@ -7,7 +7,7 @@ failure resumes where the batch stopped:
    ``chunk_size`` products (a power of two). Each chunk is one transaction that also writes
    its ``factory_chunks`` row; a chunk whose row exists is skipped, and the unique
    ``(batch_id, serial)`` and ``token`` indexes refuse a duplicate even from two writers at
-   once. Chunks are generated and COPYed by a pool of processes (one per core by default):
+   once. Chunks are generated and COPYed by a pool of processes (two per core by default):
    a process signs and formats while PostgreSQL's backend for another chunk inserts.
 2. :func:`compute_root` — the batch's RFC 9162 Merkle root over the products' tokens in
    serial order. Each chunk stored the roots of its blocks of :data:`BLOCK_LEAVES` leaves
@@ -32,7 +32,7 @@ from typing import Protocol
 from uuid import UUID
 
 import psycopg
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from conveyor.packs.factory import merkle
 from conveyor.packs.factory.anchors import Anchor, AnchorReceipt
@@ -153,9 +153,10 @@ def conninfo(engine: Engine) -> str:
 
 
 def pool_size(workers: int | None, jobs: int) -> int:
-    """Processes to write ``jobs`` chunks with: ``workers``, or one per core, and never more
-    than there are chunks; 1 inside a daemonic process."""
-    wanted = workers if workers is not None else len(os.sched_getaffinity(0))
+    """Processes to write ``jobs`` chunks with: ``workers``, or two per core (each waits on
+    PostgreSQL about half the time), never more than there are chunks; 1 inside a daemonic
+    process."""
+    wanted = workers if workers is not None else 2 * len(os.sched_getaffinity(0))
     # A daemonic process (a Celery prefork child) may not start children of its own.
     if multiprocessing.current_process().daemon:
         return 1
@@ -261,15 +262,17 @@ def write_products(
 # --- step 2: the Merkle root -----------------------------------------------------------------
 
 
-def stored_block_roots(engine: Engine, batch: Batch) -> list[bytes]:
+def stored_block_roots(bind: Engine | Connection, batch: Batch) -> list[bytes]:
     """The batch's tree nodes over blocks of :data:`BLOCK_LEAVES` leaves, from its chunks;
     :class:`BatchStateError` if a chunk is missing."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(chunks.c.chunk_no, chunks.c.leaf_count, chunks.c.block_roots)
-            .where(chunks.c.batch_id == batch.id)
-            .order_by(chunks.c.chunk_no)
-        ).all()
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            return stored_block_roots(conn, batch)
+    rows = bind.execute(
+        select(chunks.c.chunk_no, chunks.c.leaf_count, chunks.c.block_roots)
+        .where(chunks.c.batch_id == batch.id)
+        .order_by(chunks.c.chunk_no)
+    ).all()
     expected = -(-batch.product_count // batch.chunk_size)
     if [r.chunk_no for r in rows] != list(range(expected)) or sum(
         r.leaf_count for r in rows
