@@ -20,8 +20,10 @@ from conveyor.packs.factory.anchors import (
     EthereumAnchor,
     HttpAnchor,
     LocalAnchor,
+    build_anchor,
     verify_chain,
 )
+from conveyor.packs.factory.config import FactorySettings
 from conveyor.packs.factory.errors import AnchorError
 from conveyor.packs.factory.tables import batches
 
@@ -263,3 +265,20 @@ def test_ethereum_anchor_without_funds_is_an_anchor_error(w3: Any) -> None:
     broke = w3.eth.account.create()
     with pytest.raises(AnchorError, match="ethereum anchoring failed"):
         EthereumAnchor(w3, private_key=broke.key.hex()).anchor(uuid.uuid4(), os.urandom(32))
+
+
+def test_build_anchor_follows_the_settings(engine: Engine, service: str) -> None:
+    assert isinstance(build_anchor(FactorySettings(), engine), LocalAnchor)
+    http = build_anchor(FactorySettings(anchor="http", anchor_url=service), engine)
+    assert isinstance(http, HttpAnchor) and http.url == service
+    eth = build_anchor(
+        FactorySettings(anchor="ethereum", eth_rpc_url="http://127.0.0.1:9/rpc"), engine
+    )
+    assert isinstance(eth, EthereumAnchor)
+    with pytest.raises(AnchorError, match="ANCHOR_URL"):
+        build_anchor(FactorySettings(anchor="http"), engine)
+    with pytest.raises(AnchorError, match="ETH_RPC_URL"):
+        build_anchor(FactorySettings(anchor="ethereum"), engine)
+    # A node that is not there fails as an AnchorError too, not as a web3 exception.
+    with pytest.raises(AnchorError, match="ethereum anchoring failed"):
+        eth.anchor(uuid.uuid4(), os.urandom(32))

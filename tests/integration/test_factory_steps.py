@@ -7,6 +7,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -260,6 +261,26 @@ def test_every_token_of_a_batch_verifies_with_an_offline_proof(
         assert proof["root"] == root
         assert offline_verify(proof)
         assert result["anchor"]["backend"] == "local"
+
+
+def test_the_readme_offline_verifier_accepts_real_proofs_and_refuses_altered_ones(
+    engine: Engine, verified_batch: uuid.UUID
+) -> None:
+    readme = (Path(steps.__file__).parent / "README.md").read_text()
+    code = next(
+        block.split("```")[0]
+        for block in readme.split("```python")[1:]
+        if "def verify(token: str, proof: dict)" in block
+    )
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    readme_verify = namespace["verify"]
+    verifier = Verifier(engine, RING)
+    for token in stored_tokens(engine, verified_batch)[::97]:
+        proof = verifier.verify(token).as_dict()["proof"]
+        assert readme_verify(token, proof)
+        assert not readme_verify(token, {**proof, "leaf_index": proof["leaf_index"] ^ 1})
+        assert not readme_verify(token[:-1] + ("A" if token[-1] != "A" else "B"), proof)
 
 
 def test_forged_unknown_and_garbage_tokens_are_not_authentic(
