@@ -282,3 +282,38 @@ def test_build_anchor_follows_the_settings(engine: Engine, service: str) -> None
     # A node that is not there fails as an AnchorError too, not as a web3 exception.
     with pytest.raises(AnchorError, match="ethereum anchoring failed"):
         eth.anchor(uuid.uuid4(), os.urandom(32))
+
+
+def test_a_retry_waits_for_the_transaction_already_sent(engine: Engine, w3: Any) -> None:
+    """A receipt that did not come in time: the batch stays anchoring with the transaction's
+    hash, and the retry waits for that transaction instead of sending a second one."""
+    from conveyor.packs.factory import steps
+    from conveyor.packs.factory.batches import get_batch
+
+    batch_id, root = uuid.uuid4(), os.urandom(32)
+    _batch_row(engine, batch_id, root, "0", "")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE factory_batches SET status = 'anchoring', anchor_backend = NULL,"
+                " anchor_ref = NULL, anchor_details = NULL WHERE id = :b"
+            ),
+            {"b": batch_id},
+        )
+    tester = w3.provider.ethereum_tester
+    sender = w3.eth.accounts[0]
+    nonce = w3.eth.get_transaction_count(sender)
+    tester.disable_auto_mine_transactions()
+    try:
+        with pytest.raises(AnchorError, match="ethereum anchoring failed"):
+            steps.anchor_batch(engine, batch_id, EthereumAnchor(w3, receipt_timeout=0.3))
+        batch = get_batch(engine, batch_id)
+        assert batch.status == "anchoring" and batch.failed_step == "anchor"
+        sent = (batch.anchor_details or {})["submitted"]
+    finally:
+        tester.enable_auto_mine_transactions()  # mines the pending transaction
+    steps.anchor_batch(engine, batch_id, EthereumAnchor(w3))
+    batch = get_batch(engine, batch_id)
+    assert batch.status == "completed" and batch.anchor_ref == sent
+    assert w3.eth.get_transaction_count(sender) == nonce + 1  # one transaction, not two
+    assert bytes(w3.eth.get_transaction(sent)["input"]) == CALLDATA_MAGIC + batch_id.bytes + root

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from conveyor.ledger.db import make_engine
 from conveyor.packs.factory import steps, tokens
-from conveyor.packs.factory.anchors import AnchorReceipt, LocalAnchor, verify_chain
+from conveyor.packs.factory.anchors import AnchorReceipt, LocalAnchor, OnSubmit, verify_chain
 from conveyor.packs.factory.batches import BatchSpec, create_batch, get_batch
 from conveyor.packs.factory.config import FactorySettings
 from conveyor.packs.factory.errors import AnchorError, BatchStateError, FactoryError
@@ -97,7 +97,14 @@ class FlakyAnchor:
     def __init__(self, inner: LocalAnchor, failures: int) -> None:
         self.inner, self.failures = inner, failures
 
-    def anchor(self, batch_id: uuid.UUID, root: bytes) -> AnchorReceipt:
+    def anchor(
+        self,
+        batch_id: uuid.UUID,
+        root: bytes,
+        *,
+        submitted: str | None = None,
+        on_submit: OnSubmit | None = None,
+    ) -> AnchorReceipt:
         if self.failures:
             self.failures -= 1
             raise AnchorError("anchoring service unavailable (test)")

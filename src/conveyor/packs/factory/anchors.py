@@ -16,7 +16,7 @@ job (the batch task); an anchor is safe to call again for the same batch and roo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -34,6 +34,9 @@ GENESIS = bytes(32)
 ENTRY_DOMAIN = b"conveyor-factory-anchor-v1\x00"
 CALLDATA_MAGIC = b"CVF1"
 """Ethereum calldata: ``CVF1`` || batch id (16 bytes) || Merkle root (32 bytes)."""
+
+
+OnSubmit = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,20 @@ class Anchor(Protocol):
 
     name: str
 
-    def anchor(self, batch_id: UUID, root: bytes) -> AnchorReceipt:
-        """Commit ``root`` for ``batch_id``; raise :class:`AnchorError` if that failed."""
+    def anchor(
+        self,
+        batch_id: UUID,
+        root: bytes,
+        *,
+        submitted: str | None = None,
+        on_submit: OnSubmit | None = None,
+    ) -> AnchorReceipt:
+        """Commit ``root`` for ``batch_id``; raise :class:`AnchorError` if that failed.
+
+        An anchor that sends something it then waits for (a transaction) reports it through
+        ``on_submit`` before waiting; given that reference back as ``submitted`` on a retry, it
+        waits for the same commitment instead of making a second one.
+        """
         ...
 
 
@@ -96,7 +111,15 @@ class LocalAnchor:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def anchor(self, batch_id: UUID, root: bytes) -> AnchorReceipt:
+    def anchor(
+        self,
+        batch_id: UUID,
+        root: bytes,
+        *,
+        submitted: str | None = None,
+        on_submit: OnSubmit | None = None,
+    ) -> AnchorReceipt:
+        # One transaction, idempotent per (batch, root): nothing to resume.
         try:
             with self.engine.begin() as conn:
                 # Serialises appenders: each reads the head and writes the next entry.
@@ -213,7 +236,15 @@ class HttpAnchor:
         self.timeout = timeout
         self.transport = transport
 
-    def anchor(self, batch_id: UUID, root: bytes) -> AnchorReceipt:
+    def anchor(
+        self,
+        batch_id: UUID,
+        root: bytes,
+        *,
+        submitted: str | None = None,
+        on_submit: OnSubmit | None = None,
+    ) -> AnchorReceipt:
+        # One request; the service is expected to answer a repeated batch id with its receipt.
         payload = {"batch_id": str(batch_id), "merkle_root": root.hex(), "tree": "rfc9162-sha256"}
         try:
             with httpx.Client(timeout=self.timeout, transport=self.transport) as client:
@@ -278,34 +309,22 @@ class EthereumAnchor:
         w3 = Web3(Web3.HTTPProvider(settings.eth_rpc_url, request_kwargs={"timeout": 30}))
         return cls(w3, private_key=key, receipt_timeout=settings.eth_receipt_timeout)
 
-    def anchor(self, batch_id: UUID, root: bytes) -> AnchorReceipt:
+    def anchor(
+        self,
+        batch_id: UUID,
+        root: bytes,
+        *,
+        submitted: str | None = None,
+        on_submit: OnSubmit | None = None,
+    ) -> AnchorReceipt:
         data = CALLDATA_MAGIC + batch_id.bytes + root
         try:
             eth = self.w3.eth
-            if self.private_key:
-                account = eth.account.from_key(self.private_key)
-                tx: dict[str, Any] = {
-                    "from": account.address,
-                    "to": account.address,
-                    "value": 0,
-                    "data": data,
-                    "nonce": eth.get_transaction_count(account.address, "pending"),
-                    "chainId": eth.chain_id,
-                }
-                tx["gas"] = eth.estimate_gas(tx)
-                base_fee = eth.get_block("latest").get("baseFeePerGas")
-                if base_fee is None:  # a pre-London chain
-                    tx["gasPrice"] = eth.gas_price
-                else:
-                    tip = eth.max_priority_fee
-                    tx.update(maxFeePerGas=2 * base_fee + tip, maxPriorityFeePerGas=tip)
-                signed = account.sign_transaction(tx)
-                tx_hash = eth.send_raw_transaction(signed.raw_transaction)
-            else:
-                sender = eth.accounts[0]
-                tx_hash = eth.send_transaction(
-                    {"from": sender, "to": sender, "value": 0, "data": data}
-                )
+            tx_hash = self._known(submitted, data)
+            if tx_hash is None:
+                tx_hash = self._send(data)
+                if on_submit is not None:
+                    on_submit("0x" + bytes(tx_hash).hex())
             receipt = eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout)
             if receipt["status"] != 1:
                 raise AnchorError(f"anchoring transaction {tx_hash.hex()} reverted")
@@ -325,3 +344,39 @@ class EthereumAnchor:
             block_time=datetime.fromtimestamp(int(block["timestamp"]), UTC),
             details={"gas_used": int(receipt["gasUsed"]), "calldata": "0x" + data.hex()},
         )
+
+    def _known(self, submitted: str | None, data: bytes) -> Any:
+        """The hash of the transaction sent by an earlier attempt, if the node still knows it
+        and it carries this root; None means: send a new one."""
+        if not submitted:
+            return None
+        from web3.exceptions import TransactionNotFound
+
+        try:
+            tx = self.w3.eth.get_transaction(submitted)
+        except TransactionNotFound:  # dropped from the mempool: send again
+            return None
+        return tx["hash"] if bytes(tx["input"]) == data else None
+
+    def _send(self, data: bytes) -> Any:
+        eth = self.w3.eth
+        if not self.private_key:
+            sender = eth.accounts[0]
+            return eth.send_transaction({"from": sender, "to": sender, "value": 0, "data": data})
+        account = eth.account.from_key(self.private_key)
+        tx: dict[str, Any] = {
+            "from": account.address,
+            "to": account.address,
+            "value": 0,
+            "data": data,
+            "nonce": eth.get_transaction_count(account.address, "pending"),
+            "chainId": eth.chain_id,
+        }
+        tx["gas"] = eth.estimate_gas(tx)
+        base_fee = eth.get_block("latest").get("baseFeePerGas")
+        if base_fee is None:  # a pre-London chain
+            tx["gasPrice"] = eth.gas_price
+        else:
+            tip = eth.max_priority_fee
+            tx.update(maxFeePerGas=2 * base_fee + tip, maxPriorityFeePerGas=tip)
+        return eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)

@@ -32,7 +32,7 @@ from typing import Protocol
 from uuid import UUID
 
 import psycopg
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, update
 
 from conveyor.packs.factory import merkle
 from conveyor.packs.factory.anchors import Anchor, AnchorReceipt
@@ -330,8 +330,26 @@ def anchor_batch(
     if batch.status != "anchoring" or batch.merkle_root is None:
         raise BatchStateError(f"batch {batch_id} is {batch.status}: nothing to anchor yet")
     progress(0, 1, step="anchor")
+    # A transaction sent by an earlier attempt that did not see it confirmed: wait for that
+    # one rather than pay for a second.
+    earlier = batch.anchor_details or {}
+    submitted = earlier.get("submitted") if earlier.get("backend") == anchor.name else None
+
+    def record_submission(ref: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(
+                    anchor_details={"backend": anchor.name, "submitted": ref},
+                    updated_at=func.now(),
+                )
+            )
+
     try:
-        receipt = anchor.anchor(batch_id, batch.merkle_root)
+        receipt = anchor.anchor(
+            batch_id, batch.merkle_root, submitted=submitted, on_submit=record_submission
+        )
     except AnchorError as exc:
         fail_batch(engine, batch_id, "anchor", str(exc))
         raise
