@@ -17,6 +17,7 @@ from sqlalchemy import Engine, insert, text
 from conveyor.ledger.db import make_engine
 from conveyor.packs.factory.anchors import (
     CALLDATA_MAGIC,
+    Anchor,
     EthereumAnchor,
     HttpAnchor,
     LocalAnchor,
@@ -317,3 +318,31 @@ def test_a_retry_waits_for_the_transaction_already_sent(engine: Engine, w3: Any)
     assert batch.status == "completed" and batch.anchor_ref == sent
     assert w3.eth.get_transaction_count(sender) == nonce + 1  # one transaction, not two
     assert bytes(w3.eth.get_transaction(sent)["input"]) == CALLDATA_MAGIC + batch_id.bytes + root
+
+
+# --- one contract, every backend (as saq holds its queues to one suite) --------------------
+
+
+@pytest.fixture(params=["local", "http", "ethereum"])
+def any_anchor(request: pytest.FixtureRequest, engine: Engine) -> Anchor:
+    if request.param == "local":
+        return LocalAnchor(engine)
+    if request.param == "http":
+        url = request.getfixturevalue("service")
+        _Service.answer = (200, {"tx_hash": "0x" + os.urandom(32).hex()})
+        return HttpAnchor(url)
+    return EthereumAnchor(request.getfixturevalue("w3"))
+
+
+def test_every_anchor_keeps_the_contract(any_anchor: Anchor) -> None:
+    batch_id, root = uuid.uuid4(), os.urandom(32)
+    submitted: list[str] = []
+    receipt = any_anchor.anchor(batch_id, root, on_submit=submitted.append)
+    assert receipt.backend == any_anchor.name
+    assert receipt.ref and receipt.anchored_at.tzinfo is not None
+    assert submitted in ([], [receipt.ref])  # only what is sent and then waited for
+    # Asked again (a retry), it answers without an error.
+    again = any_anchor.anchor(batch_id, root, submitted=submitted[0] if submitted else None)
+    assert again.backend == receipt.backend
+    if submitted:  # the retry waited for the same transaction
+        assert again.ref == receipt.ref
