@@ -4,8 +4,9 @@ Each piece of a 1,000,000-product batch is timed on its own (single process, the
 chunk over a process pool where the pipeline does so), then whole batches go through
 ``steps.run_batch`` with the local anchor, as the batch task will run them: 1,000,000 products
 (target ≤ 8 s) and 1,000 products (≤ 0.5 s, median of several). Last, verify-by-token over
-random tokens of the big batch (p99 < 10 ms). The product tables are emptied between
-measurements so each COPY starts from the same empty indexes.
+random tokens of the big batch (p99 < 10 ms). The product tables are emptied and a checkpoint
+taken between measurements, so each COPY starts from the same empty indexes and no
+measurement pays for the previous one's WAL.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ def _empty(stack: Stack) -> None:
     with stack.pg() as conn:
         conn.execute("TRUNCATE factory_products, factory_chunks, factory_batches")
         conn.execute("VACUUM ANALYZE factory_products")
+        # The previous measurement's WAL would otherwise be checkpointed during the next one.
+        conn.execute("CHECKPOINT")
 
 
 def _pieces(result: Result, ring: Keyring, pool_size: int) -> None:
@@ -235,12 +238,11 @@ def figures(r: Result) -> list[Figure]:
             f"{r.big_cpu[0]:.2f} / {r.big_cpu[1]:.2f} (load {r.big_load:.1f})",
         )
     )
-    root_best = min(v for k, v in s.items() if k.startswith("root"))
     for label, value in s.items():
         if label.startswith("batch"):
             continue
         target, met = "", None
         if label.startswith("root"):
-            target, met = "≤ 1 s", value <= 1.0 if value == root_best else None
+            target, met = "≤ 1 s", value <= 1.0
         out.append(Figure(section, label, f"{value:.2f} s", target, met))
     return out
