@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,6 +141,58 @@ def test_a_batch_runs_end_to_end(engine: Engine, workers: int) -> None:
     assert row.leaf_index == 999 and row.name == "Widget" and row.category == "tools"
     assert row.verification_url == "https://verify.example/p/" + row.token
     assert verify_chain(engine).ok
+
+
+def test_a_process_with_threads_starts_its_writers_with_forkserver(engine: Engine) -> None:
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        assert steps.start_method() == "forkserver"
+        batch_id = new_batch(engine, 600)
+        batch = steps.run_batch(engine, batch_id, RING, LocalAnchor(engine), workers=2)
+    finally:
+        stop.set()
+        other.join()
+    assert batch.status == "completed" and steps.product_count(engine, batch_id) == 600
+    assert batch.merkle_root == offline_root(stored_tokens(engine, batch_id))
+
+
+class Cancelled(Exception):
+    pass
+
+
+def test_a_cancel_between_chunks_fails_the_step_and_a_retry_finishes_it(engine: Engine) -> None:
+    batch_id = new_batch(engine, 1000)
+    seen: list[float] = []
+
+    def cancel_after_first_chunk(
+        current: float, total: float | None = None, *, step: str | None = None
+    ) -> None:
+        seen.append(current)
+        if current >= 256:
+            raise Cancelled("cancel requested")
+
+    # One writer, so the cancel lands between chunks; a pool lets the chunks already handed
+    # to its processes finish (each commits whole), and cancels the rest.
+    with pytest.raises(Cancelled):
+        steps.run_batch(
+            engine,
+            batch_id,
+            RING,
+            LocalAnchor(engine),
+            workers=1,
+            progress=cancel_after_first_chunk,
+        )
+    batch = get_batch(engine, batch_id)
+    assert (batch.status, batch.failed_step) == ("failed", "products")
+    assert "Cancelled: cancel requested" in (batch.error or "")
+    assert steps.product_count(engine, batch_id) == 256
+    batch = steps.run_batch(engine, batch_id, RING, LocalAnchor(engine))
+    assert batch.status == "completed"
+    toks = stored_tokens(engine, batch_id)
+    assert len(toks) == len(set(toks)) == 1000
+    assert batch.merkle_root == offline_root(toks)
 
 
 def test_resume_after_a_crash_writes_only_missing_chunks(engine: Engine) -> None:

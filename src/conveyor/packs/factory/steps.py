@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -163,12 +164,18 @@ def pool_size(workers: int | None, jobs: int) -> int:
     return max(1, min(wanted, jobs))
 
 
+def start_method() -> str:
+    """``fork`` while this process has one thread (the children start at once, with this
+    module already imported); ``forkserver`` otherwise, since a fork taken while another
+    thread holds a lock (logging, a connection pool) can leave the child stuck on it."""
+    return "fork" if threading.active_count() == 1 else "forkserver"
+
+
 @contextmanager
 def _pool(size: int, info: str) -> Iterator[Executor]:
-    # fork: the children need only this module, already imported; no re-import per process.
     pool = ProcessPoolExecutor(
         size,
-        mp_context=multiprocessing.get_context("fork"),
+        mp_context=multiprocessing.get_context(start_method()),
         initializer=_open_worker,
         initargs=(info,),
     )
