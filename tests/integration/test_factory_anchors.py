@@ -150,6 +150,7 @@ class _Service(BaseHTTPRequestHandler):
         length = int(self.headers["Content-Length"])
         body = json.loads(self.rfile.read(length))
         body["authorization"] = self.headers.get("Authorization")
+        body["idempotency_key"] = self.headers.get("Idempotency-Key")
         type(self).received.append(body)
         status, payload = type(self).answer
         data = json.dumps(payload).encode()
@@ -192,6 +193,7 @@ def test_http_anchor_posts_the_root_and_reads_the_receipt(service: str) -> None:
             "merkle_root": root.hex(),
             "tree": "rfc9162-sha256",
             "authorization": "Bearer s3cret",
+            "idempotency_key": f"factory-batch-{batch_id}",
         }
     ]
     assert (receipt.backend, receipt.ref, receipt.chain_id, receipt.block_number) == (
@@ -346,3 +348,34 @@ def test_every_anchor_keeps_the_contract(any_anchor: Anchor) -> None:
     assert again.backend == receipt.backend
     if submitted:  # the retry waited for the same transaction
         assert again.ref == receipt.ref
+
+
+def test_a_batch_anchored_on_chain_verifies_offline_against_the_transaction(
+    engine: Engine, w3: Any
+) -> None:
+    """End to end: products, root, an Ethereum anchor; then a token's proof leads to the root
+    that the transaction's calldata holds."""
+    from pydantic import SecretStr
+
+    from conveyor.packs.factory import steps
+    from conveyor.packs.factory.batches import BatchSpec, create_batch
+    from conveyor.packs.factory.tokens import Keyring, sign
+    from conveyor.packs.factory.verify import Verifier
+
+    settings = FactorySettings(
+        token_keys={"k1": SecretStr("Zx7-q2LmA9vR4tYp0WsK3jHnB6cE1uFd")},
+        token_kid="k1",
+        chunk_size=256,
+    )
+    ring = Keyring.from_settings(settings, "test")
+    batch_id = create_batch(engine, BatchSpec(300, "Widget", "tools"), settings)
+    batch = steps.run_batch(engine, batch_id, ring, EthereumAnchor(w3))
+    assert batch.status == "completed" and batch.anchor_backend == "ethereum"
+    result = Verifier(engine, ring).verify(sign(ring, batch_id, 123)).as_dict()
+    assert result["authentic"] and result["anchor"]["chain_id"] == w3.eth.chain_id
+    calldata = bytes(w3.eth.get_transaction(result["anchor"]["ref"])["input"])
+    assert calldata == CALLDATA_MAGIC + batch_id.bytes + bytes.fromhex(result["proof"]["root"])
+    assert (
+        result["anchor"]["block_number"]
+        == w3.eth.get_transaction(result["anchor"]["ref"])["blockNumber"]
+    )

@@ -248,7 +248,9 @@ class HttpAnchor:
         payload = {"batch_id": str(batch_id), "merkle_root": root.hex(), "tree": "rfc9162-sha256"}
         try:
             with httpx.Client(timeout=self.timeout, transport=self.transport) as client:
-                response = client.post(self.url, json=payload, headers=self.headers)
+                # A retry of the same batch carries the same key, for services that dedupe.
+                headers = {**self.headers, "Idempotency-Key": f"factory-batch-{batch_id}"}
+                response = client.post(self.url, json=payload, headers=headers)
         except httpx.HTTPError as exc:
             raise AnchorError(f"anchoring service {self.url} unreachable: {exc}") from exc
         if not response.is_success:
