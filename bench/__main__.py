@@ -13,12 +13,12 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from bench import api, dashboard, latency, throughput
+from bench import api, dashboard, factory, latency, throughput
 from bench.machine import code_fingerprint, describe
 from bench.report import Figure, render
 from bench.stack import REPO, BenchError, Stack
 
-BENCHMARKS = ("throughput", "api", "latency", "dashboard")
+BENCHMARKS = ("throughput", "api", "latency", "dashboard", "factory")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             if "latency" in selected:
                 print("enqueue→start on an idle worker:", file=sys.stderr)
                 figures += latency.figures(latency.run(stack, args.jobs))
+            if "factory" in selected:
+                print("factory batches:", file=sys.stderr)
+                figures += factory.figures(factory.run(stack))
             if "dashboard" in selected:
                 # Last: the seeded ledger would slow the other runs' inserts.
                 print("dashboard pages over a large ledger:", file=sys.stderr)

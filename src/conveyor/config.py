@@ -14,6 +14,28 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PRIORITY_QUEUES: tuple[str, ...] = ("critical", "high", "default", "low")
 MAX_PRIORITY = 9  # message priorities run 0 (lowest) .. 9 (most urgent) on every broker
+MIN_SECRET_LENGTH = 32
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "secret", "secretkey", "dev", "development", "test", "password", "conveyor"}
+    | {"default", "insecure", "example", "xxx", "todo", "none", "null", "key"}
+)
+PLACEHOLDER_PARTS = ("changeme", "changethis", "replaceme", "placeholder", "yoursecret", "example")
+
+
+def secret_key_problem(secret: SecretStr | None) -> str | None:
+    """Why a signing secret (``CONVEYOR_SECRET_KEY``, a pack's keys) is unfit for production,
+    or None if it is fit."""
+    if secret is None or not secret.get_secret_value().strip():
+        return "is not set"
+    value = secret.get_secret_value()
+    folded = "".join(c for c in value.lower() if c.isalnum())
+    if folded in PLACEHOLDER_SECRETS or any(part in folded for part in PLACEHOLDER_PARTS):
+        return "is a placeholder"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    if len(set(value)) < 10:
+        return "has too few distinct characters to be random"
+    return None
 
 
 class Settings(BaseSettings):

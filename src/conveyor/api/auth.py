@@ -27,12 +27,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from conveyor.api.deps import Services
 from conveyor.api.lookup_cache import LookupCache
-from conveyor.config import Settings
+from conveyor.config import MIN_SECRET_LENGTH, Settings, secret_key_problem
 from conveyor.control import task_queue
 from conveyor.errors import ConfigurationError, NotAuthenticated, PermissionDenied
 from conveyor.ledger import keys
@@ -41,12 +40,6 @@ from conveyor.ledger.keys import SCOPES, ApiKey, Scope
 
 log = logging.getLogger(__name__)
 
-MIN_SECRET_LENGTH = 32
-PLACEHOLDER_SECRETS = frozenset(
-    {"changeme", "secret", "secretkey", "dev", "development", "test", "password", "conveyor"}
-    | {"default", "insecure", "example", "xxx", "todo", "none", "null", "key"}
-)
-PLACEHOLDER_PARTS = ("changeme", "changethis", "replaceme", "placeholder", "yoursecret", "example")
 TOUCH_INTERVAL = 60.0
 """Seconds between two writes of a key's ``last_used_at`` from one process."""
 MAX_CACHED_KEYS = 10_000
@@ -57,21 +50,6 @@ def auth_required(settings: Settings) -> bool:
     if settings.auth is not None:
         return settings.auth == "required"
     return settings.env == "production"
-
-
-def secret_key_problem(secret: SecretStr | None) -> str | None:
-    """Why ``CONVEYOR_SECRET_KEY`` cannot sign sessions, or None if it can."""
-    if secret is None or not secret.get_secret_value().strip():
-        return "is not set"
-    value = secret.get_secret_value()
-    folded = "".join(c for c in value.lower() if c.isalnum())
-    if folded in PLACEHOLDER_SECRETS or any(part in folded for part in PLACEHOLDER_PARTS):
-        return "is a placeholder"
-    if len(value) < MIN_SECRET_LENGTH:
-        return f"is shorter than {MIN_SECRET_LENGTH} characters"
-    if len(set(value)) < 10:
-        return "has too few distinct characters to be random"
-    return None
 
 
 def check_deployment(settings: Settings) -> None:
