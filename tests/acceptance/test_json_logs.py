@@ -1,18 +1,21 @@
-"""`conveyor worker --log-format json`: every line of its log is one JSON object, and every
-record about a job names the job, its task and its attempt, whoever logged it."""
+"""`--log-format json`: every line a Conveyor process logs is one JSON object, and every record
+about a job names the job, its task and its attempt, whoever logged it."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from conveyor.testing.services import Process, python_last_line, wait_for
 
-pytestmark = pytest.mark.broker
+if TYPE_CHECKING:
+    # Only for the annotations: a conftest is not importable as a module at run time.
+    from conftest import ConveyorUp
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -32,6 +35,7 @@ def _only(records: list[dict[str, Any]], contains: str) -> dict[str, Any]:
     return found[0]
 
 
+@pytest.mark.broker
 def test_worker_logs_json_tagged_with_job_task_and_attempt(
     services: Any, client: Any, artifacts: Path
 ) -> None:
@@ -102,3 +106,31 @@ def test_worker_logs_json_tagged_with_job_task_and_attempt(
     )
     # Nothing logged outside a job carries a job's fields.
     assert all("attempt" not in r for r in records if r.get("job_id") is None)
+
+
+def test_up_and_all_its_children_log_json(conveyor_up: Callable[..., ConveyorUp]) -> None:
+    up = conveyor_up("up-json.log", "--log-format", "json").wait_ready()
+    job_id = up.submit("demo.fail", "logged as JSON")
+    wait_for(
+        lambda: up.get(f"/api/v1/jobs/{job_id}")["state"] == "failed",
+        timeout=60,
+        message="demo.fail to fail under `conveyor up`",
+    )
+    assert up.interrupt(group=False, timeout=60) == 0
+
+    records = _records(up.log_path)
+    pid_of = {
+        process: _only(records, text)["pid"]
+        for process, text in [
+            ("up", "Conveyor is up"),
+            ("api", "serving the API and dashboard"),
+            ("worker", " ready."),  # "worker1@host ready."
+            ("beat", "beat: Starting"),
+            ("recorder", "running: recorder, outbox-relay, reconciler"),
+        ]
+    }
+    assert len(set(pid_of.values())) == 5, pid_of  # five processes, one format
+    failed = _only(records, f"demo.fail[{job_id}] raised unexpected")
+    assert (failed["job_id"], failed["task"], failed["attempt"]) == (job_id, "demo.fail", 1)
+    assert "logged as JSON" in failed["exc_info"]
+    assert _only(records, "Conveyor stopped.")["pid"] == pid_of["up"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import signal
 import socket
@@ -31,6 +32,8 @@ try:  # the C parser when it is installed, as uvicorn's "auto" would choose
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Base
 except ImportError:  # pragma: no cover - httptools is a dependency
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Base  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 APP = "conveyor.api:create_app"
 RESTART_BACKOFF = 1.0
@@ -74,6 +77,7 @@ def _serve_one(
     configure_logging(log_format, log_level)
     sock = _bind(host, port, reuse_port=reuse_port)
     sock.listen(2048)
+    log.info("serving the API and dashboard on http://%s:%d/", host, port)
     uvicorn.Server(_config(log_format)).run(sockets=[sock])
 
 

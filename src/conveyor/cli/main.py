@@ -131,6 +131,8 @@ def _celery_argv(s: Settings, argv: list[str]) -> list[str]:
 
 def _run_services(names: list[str], log_format: LogFormat | None) -> None:
     """Run background services as threads of this process until SIGTERM/SIGINT."""
+    import logging
+
     import redis
 
     from conveyor.ledger.db import make_engine
@@ -165,6 +167,7 @@ def _run_services(names: list[str], log_format: LogFormat | None) -> None:
     ]
     for t in threads:
         t.start()
+    logging.getLogger("conveyor.services").info("running: %s", ", ".join(names))
     while not stop.is_set():
         stop.wait(0.5)
     for t in threads:
