@@ -13,8 +13,8 @@ A record logged while a job runs carries ``job_id``, ``task``, ``attempt``, ``qu
 ``worker``, whoever logged it (the task's own code, Celery's task logger, Celery itself): the
 worker sets :data:`job_fields` when a job starts (``conveyor.runtime.task_logs``). Records about a
 job logged outside it (Celery's "received" line, a hard time limit in the worker's main process)
-carry the ``job_id`` and ``task`` Celery attached to them. An exception is an ``exc_info`` field
-holding the formatted traceback.
+carry the ``job_id`` and ``task`` Celery attached to them or named in the message. An exception
+is an ``exc_info`` field holding the formatted traceback.
 
 This module imports nothing from Celery: the API and the recorder use it as they are.
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -42,6 +43,9 @@ _RECORD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
     | {"message", "asctime", "taskName"}
 )
+_CELERY_TASK_REF = re.compile(
+    r"(?P<task>[\w.:-]+)\[(?P<id>[0-9a-fA-F]{8}(?:-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12})\]"
+)
 # Celery attaches its own formatting context as ``extra={"data": ...}``: the task's repr'd
 # arguments and traceback, already in the message and ``exc_info``, so not repeated.
 _DROPPED_EXTRAS = frozenset({"data"})
@@ -51,18 +55,24 @@ def _json_safe(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
 
 
-def celery_data_fields(record: logging.LogRecord) -> dict[str, Any]:
-    """``job_id``/``task``/``worker`` from the context Celery attaches to its own records about
-    a task (``extra={"data": {"id": …, "name": …}}``), for lines logged outside the task."""
+def celery_job_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """``job_id`` and ``task`` (and ``worker``) of a job that Celery logs about outside the job:
+    from the context it attaches to some records (``extra={"data": {"id": …, "name": …}}``),
+    else from the ``task.name[job-id]`` its other messages name the job by ("Hard time limit
+    (330s) exceeded for demo.add[…]")."""
     data = getattr(record, "data", None)
-    if not isinstance(data, Mapping) or not data.get("id"):
-        return {}
-    fields: dict[str, Any] = {"job_id": str(data["id"])}
-    if data.get("name"):
-        fields["task"] = str(data["name"])
-    if data.get("hostname"):
-        fields["worker"] = str(data["hostname"])
-    return fields
+    if isinstance(data, Mapping) and data.get("id"):
+        fields: dict[str, Any] = {"job_id": str(data["id"])}
+        if data.get("name"):
+            fields["task"] = str(data["name"])
+        if data.get("hostname"):
+            fields["worker"] = str(data["hostname"])
+        return fields
+    if record.name.startswith("celery."):
+        named = _CELERY_TASK_REF.search(record.getMessage())
+        if named is not None:
+            return {"job_id": named["id"], "task": named["task"]}
+    return {}
 
 
 class JsonFormatter(logging.Formatter):
@@ -92,7 +102,7 @@ class JsonFormatter(logging.Formatter):
         job = job_fields.get()
         if job is None and self.fallback is not None:
             job = self.fallback()
-        for key, value in (job or celery_data_fields(record)).items():
+        for key, value in (job or celery_job_fields(record)).items():
             if value is not None:
                 doc[key] = value
         for key, value in record.__dict__.items():

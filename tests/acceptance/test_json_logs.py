@@ -53,19 +53,22 @@ def test_worker_logs_json_tagged_with_job_task_and_attempt(
             timeout=60,
             message="the JSON worker to be ready",
         )
+        note = artifacts / f"{tag}-overrun-note.txt"
         code = (
-            "from conveyor.testing.app import chatty, doomed\n"
+            "from conveyor.testing.app import chatty, doomed, overrun\n"
             f"a = chatty.apply_async(('hello',), queue={tag!r})\n"
             f"b = doomed.apply_async((-1,), queue={tag!r})\n"
-            "print(a.id, b.id)\n"
+            f"c = overrun.apply_async(({str(note)!r}, True), queue={tag!r})\n"
+            "print(a.id, b.id, c.id)\n"
         )
-        chatty_id, doomed_id = python_last_line(code, services.env()).split()
+        chatty_id, doomed_id, overrun_id = python_last_line(code, services.env()).split()
 
         def state(job_id: str) -> str:
             return str(client.get(f"/api/v1/jobs/{job_id}").json().get("state"))
 
         wait_for(lambda: state(chatty_id) == "succeeded", timeout=60, message="chatty")
         wait_for(lambda: state(doomed_id) == "dead", timeout=60, message="doomed to end dead")
+        wait_for(lambda: state(overrun_id) == "failed", timeout=60, message="overrun to time out")
     finally:
         worker.stop()
 
@@ -104,6 +107,11 @@ def test_worker_logs_json_tagged_with_job_task_and_attempt(
         failed["exc_info"].startswith("Traceback")
         and "x must not be negative" in failed["exc_info"]
     )
+    # The worker's main process enforces the hard time limit and names the job in its message.
+    for limit in ("Soft time limit (1s)", "Hard time limit (3s)"):
+        r = _only(records, f"{limit} exceeded for testing.overrun[{overrun_id}]")
+        assert r["process"] == "MainProcess", r
+        assert (r["job_id"], r["task"]) == (overrun_id, "testing.overrun"), r
     # Nothing logged outside a job carries a job's fields.
     assert all("attempt" not in r for r in records if r.get("job_id") is None)
 
