@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,15 +61,16 @@ def running_task_fields() -> Mapping[str, Any] | None:
     }
 
 
-def _say_json(message: str, f: Any = sys.__stderr__) -> None:
+def _say_json(message: str, f: Any = None) -> None:
     """Celery's ``safe_say`` as one JSON line: what the worker says from its signal handlers
     ("worker: Warm shutdown (MainProcess)"), written with ``os.write`` as Celery does, since
-    logging from a signal handler could interleave with a record being written."""
+    logging from a signal handler could interleave with a record being written. To stderr
+    like every other record (Celery picks stdout for some of these)."""
     record = logging.LogRecord(
         "celery.apps.worker", logging.WARNING, __file__, 0, message, None, None
     )
-    with contextlib.suppress(AttributeError, OSError, ValueError):
-        os.write(f.fileno(), (JsonFormatter().format(record) + "\n").encode())
+    with contextlib.suppress(OSError):  # stderr closed: nowhere to say it
+        os.write(2, (JsonFormatter().format(record) + "\n").encode())
 
 
 def _reformat(loggers: list[logging.Logger], app: Celery) -> None:
