@@ -242,7 +242,7 @@ def test_job_page_follows_the_job_to_its_outcome_without_reloading(
     shot(page, dashboard, "job-live-succeeded")
 
 
-def test_job_page_shows_each_failed_attempt_as_it_happens(
+def test_job_page_shows_a_failing_jobs_attempts_without_reloading(
     admin_page: Any, dashboard: Dashboard
 ) -> None:
     job_id = dashboard.submit("testing.doomed", -1)
