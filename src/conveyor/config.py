@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PRIORITY_QUEUES: tuple[str, ...] = ("critical", "high", "default", "low")
@@ -126,6 +126,21 @@ class Settings(BaseSettings):
     # `payload_max_bytes`); both refused with 413 before the body is parsed.
     json_max_depth: int = Field(default=64, ge=2)
     json_max_items: int = Field(default=100_000, ge=10)
+
+    # Logs: "text" for a terminal, "json" for one object per line (docs/logging.md).
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    # `JSON` and `info` mean what they say; logging and Celery want one spelling each.
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     # Web.
     api_host: str = "127.0.0.1"

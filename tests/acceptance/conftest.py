@@ -27,7 +27,10 @@ class ConveyorUp:
     whole process group the way a terminal does without reaching pytest.
     """
 
-    def __init__(self, home: Path, port: int, cwd: Path, log_path: Path) -> None:
+    def __init__(
+        self, home: Path, port: int, cwd: Path, log_path: Path, args: tuple[str, ...] = ()
+    ) -> None:
+        self.args = args
         self.home = home
         self.port = port
         self.cwd = cwd
@@ -41,7 +44,7 @@ class ConveyorUp:
         env.update({"CONVEYOR_HOME": str(self.home), "CONVEYOR_API_PORT": str(self.port)})
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "conveyor", "up", "-c", "1"],
+                [sys.executable, "-m", "conveyor", "up", "-c", "1", *self.args],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -127,8 +130,9 @@ class ConveyorUp:
 
 
 @pytest.fixture
-def conveyor_up(tmp_path: Path, artifacts: Path) -> Iterator[Callable[[str], ConveyorUp]]:
-    """Start `conveyor up` with its output in ``artifacts/<log_name>``.
+def conveyor_up(tmp_path: Path, artifacts: Path) -> Iterator[Callable[..., ConveyorUp]]:
+    """Start `conveyor up` with its output in ``artifacts/<log_name>`` (and any more options:
+    ``conveyor_up("up.log", "--log-format", "json")``).
 
     Every start within one test uses the same home and API port, so a second start is a
     restart. Whatever is still running at the end of the test is killed.
@@ -137,8 +141,9 @@ def conveyor_up(tmp_path: Path, artifacts: Path) -> Iterator[Callable[[str], Con
     port = free_port()
     started: list[ConveyorUp] = []
 
-    def start(log_name: str) -> ConveyorUp:
-        up = ConveyorUp(home, port, cwd=tmp_path, log_path=artifacts / log_name).start()
+    def start(log_name: str, *args: str) -> ConveyorUp:
+        up = ConveyorUp(home, port, cwd=tmp_path, log_path=artifacts / log_name, args=args)
+        up.start()
         started.append(up)
         return up
 

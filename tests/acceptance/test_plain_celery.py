@@ -32,6 +32,22 @@ def test_celery_inspect_sees_the_conveyor_worker(services: Any, client: Any) -> 
     assert f"testworker-{os.getpid()}@" in out.stdout and "pong" in out.stdout
 
 
+def test_celery_given_only_the_broker_url_sees_the_conveyor_worker(
+    services: Any, client: Any
+) -> None:
+    """No app, no Conveyor settings: how Flower or an ops shell meets the broker. The replies
+    travel through bindings the worker made, so both sides must encode them alike."""
+    out = subprocess.run(
+        [CELERY, "--broker", services.settings.broker_url, "inspect", "ping", "--timeout", "5"],
+        env=services.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"testworker-{os.getpid()}@" in out.stdout and "pong" in out.stdout
+
+
 def test_plain_celery_worker_is_recorded_in_the_ledger(
     services: Any, client: Any, artifacts: Path
 ) -> None:

@@ -29,7 +29,7 @@ def test_progress_bar_moves_to_done(admin_page: Any, dashboard: Dashboard) -> No
     def moving() -> bool:
         try:
             value = bar.evaluate("b => b.hasAttribute('value') ? b.value : -1", timeout=2000)
-        except Exception:  # the page reloads itself when the job ends
+        except Exception:  # the page may be between two renders
             return False
         if value >= 0 and (not seen or value != seen[-1]):
             seen.append(value)
@@ -203,3 +203,61 @@ def test_submit_a_task_from_its_form(admin_page: Any, dashboard: Dashboard) -> N
     job_id = page.locator(".job").get_attribute("data-job-id")
     assert job_id and dashboard.job(job_id)["kwargs"] == {"x": 40, "y": 2}
     shot(page, dashboard, "task-submitted")
+
+
+def test_job_page_follows_the_job_to_its_outcome_without_reloading(
+    admin_page: Any, dashboard: Dashboard
+) -> None:
+    with dashboard.api() as api:
+        r = api.post("/api/v1/jobs", json={"task": "demo.sleep", "args": [2], "countdown": 2})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    page = admin_page
+    page.goto(f"{dashboard.url}/jobs/{job_id}")
+    facts = page.locator("[data-live-region=facts]")
+    attempts = page.locator("[data-live-region=attempts]")
+    assert facts.locator("[data-field=worker]").inner_text() == "—"
+    assert facts.locator("[data-field=started] time").count() == 0
+    assert "No attempt yet" in attempts.inner_text()
+    # A reload would forget this.
+    page.evaluate("window.__sameDocument = true")
+
+    # Running: the worker, the start time, attempt 1 and a row in the attempts table appear.
+    row = attempts.locator("tr[data-attempt='1']")
+    row.wait_for(timeout=30_000)
+    assert "in progress" in row.inner_text()
+    assert facts.locator("[data-field=worker]").inner_text().startswith("testworker-")
+    assert facts.locator("[data-field=started] time").count() == 1
+    assert facts.locator("[data-field=attempt]").inner_text() == "1"
+    assert page.locator("form[action$='/cancel']").count() == 1
+    shot(page, dashboard, "job-live-running")
+
+    # Done: the final state, finish time, the attempt's outcome, the result and a Retry button.
+    page.wait_for_selector(".job[data-state=succeeded]", timeout=30_000)
+    row.locator(".badge.state-succeeded").wait_for(timeout=10_000)
+    assert page.locator(".job-head [data-field=state]").inner_text() == "succeeded"
+    assert facts.locator("[data-field=finished] time").count() == 1
+    assert page.locator("form[action$='/retry']").count() == 1
+    assert page.locator("form[action$='/cancel']").count() == 0
+    assert page.locator("[data-live-region=outcome] pre.json").inner_text() == "2"
+    # The ledger's final word closes the stream; the status says so (no script eval: the CSP).
+    status = page.locator("#live-status")
+    wait_for(lambda: status.inner_text() == "The job ended.", timeout=10, message="the end")
+    assert page.evaluate("window.__sameDocument") is True
+    shot(page, dashboard, "job-live-succeeded")
+
+
+def test_job_page_shows_a_failing_jobs_attempts_without_reloading(
+    admin_page: Any, dashboard: Dashboard
+) -> None:
+    job_id = dashboard.submit("testing.doomed", -1)
+    page = admin_page
+    page.goto(f"{dashboard.url}/jobs/{job_id}")
+    page.evaluate("window.__sameDocument = true")
+    page.wait_for_selector(".job[data-state=dead]", timeout=30_000)
+    attempts = page.locator("[data-live-region=attempts]")
+    attempts.locator("tr[data-attempt='2'] .badge.state-dead").wait_for(timeout=10_000)
+    first = attempts.locator("tr[data-attempt='1']")
+    assert "ValueError" in first.inner_text()
+    assert "x must not be negative" in page.locator("[data-live-region=outcome]").inner_text()
+    assert page.evaluate("window.__sameDocument") is True

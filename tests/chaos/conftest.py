@@ -236,7 +236,7 @@ class ChaosStack:
             channel = conn.default_channel
             if conn.transport.driver_type == "redis":
                 client = channel.client
-                keys = [self.queue, *(f"{self.queue}:{p}" for p in range(1, 10))]
+                keys = [self.queue, *(f"{self.queue}{channel.sep}{p}" for p in range(1, 10))]
                 return sum(int(client.llen(k)) for k in keys)
             try:
                 _, depth, _ = channel.queue_declare(queue=self.queue, passive=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -243,14 +244,23 @@ def test_listing_filters_and_paginates(client: Any) -> None:
 def test_events_stream_until_terminal(client: Any) -> None:
     job = submit(client, "demo.crunch", steps=5, delay=0.1)
     seen: list[str] = []
+    data: list[Any] = []
     with client.stream("GET", f"/api/v1/jobs/{job['id']}/events") as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         for line in r.iter_lines():
             if line.startswith("event: "):
                 seen.append(line.removeprefix("event: "))
+            elif line.startswith("data: "):
+                data.append(json.loads(line.removeprefix("data: ")))
     assert seen[0] == "job"
     assert "progress" in seen
     assert seen[-1] == "job"
+    # The final `job` event is the job as the REST API shows it: progress an object (it was
+    # once sent as the text of a Python object, which left the job page's script stuck).
+    final = data[-1]
+    rest = client.get(f"/api/v1/jobs/{job['id']}").json()
+    assert final == {key: rest[key] for key in final}
+    assert final["state"] == "succeeded" and final["progress"]["percent"] == 100
 
 
 def test_tasks_workers_queues_and_health(client: Any) -> None:

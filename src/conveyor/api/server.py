@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import signal
 import socket
@@ -23,11 +24,16 @@ import time
 from typing import Any
 
 import uvicorn
+import uvicorn.config
+
+from conveyor.logs import LogFormat, configure_logging
 
 try:  # the C parser when it is installed, as uvicorn's "auto" would choose
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Base
 except ImportError:  # pragma: no cover - httptools is a dependency
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Base  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 APP = "conveyor.api:create_app"
 RESTART_BACKOFF = 1.0
@@ -42,12 +48,14 @@ class HttpProtocol(_Base):
         super().connection_made(transport)
 
 
-def _config() -> uvicorn.Config:
+def _config(log_format: LogFormat) -> uvicorn.Config:
     return uvicorn.Config(
         APP,
         factory=True,
         http=HttpProtocol,
         log_level="warning",
+        # JSON: no handlers of uvicorn's own, so its records reach the root logger's.
+        log_config=None if log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=5,
     )
 
@@ -62,10 +70,15 @@ def _bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _serve_one(host: str, port: int, reuse_port: bool) -> None:
+def _serve_one(
+    host: str, port: int, reuse_port: bool, log_format: LogFormat, log_level: str
+) -> None:
+    # Here, not in serve(): with several workers this runs in a fresh (spawned) interpreter.
+    configure_logging(log_format, log_level)
     sock = _bind(host, port, reuse_port=reuse_port)
     sock.listen(2048)
-    uvicorn.Server(_config()).run(sockets=[sock])
+    log.info("serving the API and dashboard on http://%s:%d/", host, port)
+    uvicorn.Server(_config(log_format)).run(sockets=[sock])
 
 
 def _accepting(host: str, port: int) -> bool:
@@ -76,10 +89,18 @@ def _accepting(host: str, port: int) -> bool:
         return False
 
 
-def serve(host: str, port: int, workers: int = 1) -> None:
-    """Serve the API on ``host:port`` with ``workers`` processes; returns on SIGINT/SIGTERM."""
+def serve(
+    host: str,
+    port: int,
+    workers: int = 1,
+    *,
+    log_format: LogFormat = "text",
+    log_level: str = "INFO",
+) -> None:
+    """Serve the API on ``host:port`` with ``workers`` processes, logging in ``log_format``;
+    returns on SIGINT/SIGTERM."""
     if workers <= 1:
-        _serve_one(host, port, reuse_port=False)
+        _serve_one(host, port, False, log_format, log_level)
         return
     # Hold the port (and fail here, clearly, if it is taken) until the workers bind it; bound
     # but not listening, so the kernel never hands this socket a connection.
@@ -88,7 +109,11 @@ def serve(host: str, port: int, workers: int = 1) -> None:
     stopping = False
 
     def start() -> multiprocessing.process.BaseProcess:
-        proc = ctx.Process(target=_serve_one, args=(host, port, True), name="conveyor-api")
+        proc = ctx.Process(
+            target=_serve_one,
+            args=(host, port, True, log_format, log_level),
+            name="conveyor-api",
+        )
         proc.start()
         return proc
 

@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from conveyor.config import Settings
+from conveyor.logs import LogFormat
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def settings() -> Settings:
+LogFormatOption = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--log-format",
+        help="log lines as text or as one JSON object each [default: CONVEYOR_LOG_FORMAT or text]",
+        show_default=False,
+    ),
+]
+
+
+def export_log_format(log_format: LogFormat | None) -> None:
+    """Make ``--log-format`` override ``CONVEYOR_LOG_FORMAT`` here and in every process this
+    one starts (API server processes, `conveyor up`'s children), which build their own
+    Settings from the environment."""
+    if log_format:
+        os.environ["CONVEYOR_LOG_FORMAT"] = log_format
+
+
+def settings(log_format: LogFormat | None = None) -> Settings:
+    """Settings from the environment and a running `conveyor up`; ``log_format`` is the
+    command's ``--log-format`` option, if it has one."""
     from conveyor.runtime.context import discover
 
+    export_log_format(log_format)
     return discover(Settings())
 
 

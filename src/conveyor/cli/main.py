@@ -13,13 +13,23 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import celery_app, err, out, require, services, settings
+from conveyor.cli.common import (
+    LogFormatOption,
+    celery_app,
+    err,
+    export_log_format,
+    out,
+    require,
+    services,
+    settings,
+)
 from conveyor.cli.dlq import dlq_cli
 from conveyor.cli.keys import keys_cli
 from conveyor.cli.users import users_cli
 from conveyor.config import Settings
 from conveyor.core.ids import parse_job_id
 from conveyor.errors import ConveyorError
+from conveyor.logs import LogFormat
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -37,10 +47,12 @@ cli.add_typer(users_cli, name="users")
 def up(
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
     concurrency: Annotated[int | None, typer.Option("-c", help="pool size per worker")] = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Start everything: embedded PostgreSQL/Redis if unset, API, worker, beat, recorder."""
     from conveyor.cli.stack import run_stack
 
+    export_log_format(log_format)
     raise typer.Exit(run_stack(Settings(), workers=workers, concurrency=concurrency))
 
 
@@ -62,11 +74,12 @@ def api(
     workers: Annotated[
         int, typer.Option(help="server processes (one SO_REUSEPORT socket each)")
     ] = 1,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Serve the REST API and dashboard."""
     from conveyor.api.server import serve
 
-    s = require(settings())
+    s = require(settings(log_format))
     os.environ.setdefault("CONVEYOR_DATABASE_URL", s.database_url or "")
     os.environ.setdefault("CONVEYOR_REDIS_URL", s.redis_url or "")
     if s.broker_url:
@@ -75,31 +88,50 @@ def api(
 
     # Refuse an unsafe production setup here, once: uvicorn would respawn its workers forever.
     check_deployment(s)
-    serve(host or s.api_host, port or s.api_port, workers)
+    serve(
+        host or s.api_host,
+        port or s.api_port,
+        workers,
+        log_format=s.log_format,
+        log_level=s.log_level,
+    )
 
 
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def worker(ctx: typer.Context) -> None:
+def worker(ctx: typer.Context, log_format: LogFormatOption = None) -> None:
     """Run a Celery worker with Conveyor's defaults (extra options go to `celery worker`)."""
-    s = require(settings())
+    s = require(settings(log_format))
     app = celery_app(s)
-    argv = ["worker", "--loglevel", "INFO", *ctx.args]
+    argv = ["worker", "--loglevel", s.log_level, *ctx.args]
     if "-Q" not in ctx.args and "--queues" not in ctx.args:
         argv += ["-Q", ",".join(s.queues)]
-    app.worker_main(argv)
+    app.start(_celery_argv(s, argv))
 
 
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def beat(ctx: typer.Context) -> None:
+def beat(ctx: typer.Context, log_format: LogFormatOption = None) -> None:
     """Run Celery beat (periodic schedules)."""
-    s = require(settings())
+    s = require(settings(log_format))
     app = celery_app(s)
     schedule = os.path.join(str(s.home), "beat-schedule")
     os.makedirs(str(s.home), exist_ok=True)
-    app.start(["beat", "--loglevel", "INFO", "-s", schedule, *ctx.args])
+    app.start(_celery_argv(s, ["beat", "--loglevel", s.log_level, "-s", schedule, *ctx.args]))
 
 
-def _run_services(names: list[str]) -> None:
+def _celery_argv(s: Settings, argv: list[str]) -> list[str]:
+    if s.log_format != "json":
+        return argv
+    # Until Celery sets up its logging (whose formatter Conveyor then swaps), warnings it
+    # issues on the way (running as root, ...) would be written as text.
+    from conveyor.logs import configure_logging
+
+    configure_logging("json", s.log_level)
+    # Celery prints its start-up banner straight to stdout, as text; --quiet leaves it out
+    # so that a JSON log holds nothing but JSON (the same facts are logged at start-up).
+    return ["--quiet", *argv]
+
+
+def _run_services(names: list[str], log_format: LogFormat | None) -> None:
     """Run background services as threads of this process until SIGTERM/SIGINT."""
     import logging
 
@@ -109,9 +141,10 @@ def _run_services(names: list[str]) -> None:
     from conveyor.ledger.reconciler import Reconciler
     from conveyor.ledger.recorder import Recorder
     from conveyor.ledger.relay import OutboxRelay
+    from conveyor.logs import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    s = require(settings())
+    s = require(settings(log_format))
+    configure_logging(s.log_format, s.log_level)
     assert s.database_url and s.redis_url
     app = celery_app(s)
     engine = make_engine(s.database_url, pool_size=4, pre_ping=False)
@@ -136,6 +169,7 @@ def _run_services(names: list[str]) -> None:
     ]
     for t in threads:
         t.start()
+    logging.getLogger("conveyor.services").info("running: %s", ", ".join(names))
     while not stop.is_set():
         stop.wait(0.5)
     for t in threads:
@@ -145,15 +179,17 @@ def _run_services(names: list[str]) -> None:
 @cli.command()
 def recorder(
     reconcile: Annotated[bool, typer.Option(help="also run the reconciler")] = True,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Record job events into the ledger, publish the outbox and reconcile (run one or more)."""
-    _run_services(["recorder", "outbox-relay", *(["reconciler"] if reconcile else [])])
+    names = ["recorder", "outbox-relay", *(["reconciler"] if reconcile else [])]
+    _run_services(names, log_format)
 
 
 @cli.command()
-def reconcile() -> None:
+def reconcile(log_format: LogFormatOption = None) -> None:
     """Run only the reconciler: requeue jobs of dead workers, enforce cancels, re-seed flags."""
-    _run_services(["reconciler"])
+    _run_services(["reconciler"], log_format)
 
 
 def _parse_value(raw: str) -> Any:

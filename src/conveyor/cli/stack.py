@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -21,9 +22,46 @@ from rich.console import Console
 from conveyor.config import Settings
 from conveyor.embedded.stack import EmbeddedStack
 from conveyor.ledger.migrate import upgrade
+from conveyor.logs import configure_logging
 from conveyor.runtime.context import STACK_FILE
 
 console = Console(stderr=True)
+log = logging.getLogger("conveyor.up")
+
+OPEN_ACCESS = (
+    "OPEN ACCESS: the API and dashboard require no login.\n"
+    "Anyone who can reach {url} can submit, cancel, retry and purge jobs.\n"
+    "This is local development mode (CONVEYOR_AUTH=off). Never expose it to a "
+    "network; in production (CONVEYOR_ENV=production) API keys are required."
+)
+
+
+def _say(settings: Settings, message: str, level: int = logging.INFO) -> None:
+    if settings.log_format == "json":
+        log.log(level, message)
+    else:
+        console.print(message, style="red" if level >= logging.ERROR else None)
+
+
+def _banner(url: str, resolved: Settings, seconds: float, open_access: bool) -> None:
+    console.rule("[bold green]Conveyor is up")
+    console.print(f"  dashboard  [bold]{url}[/]")
+    console.print(f"  API docs   {url}docs")
+    console.print(f"  ledger     {resolved.database_url}")
+    console.print(f"  redis      {resolved.redis_url}")
+    console.print(f"  started in {seconds:.1f}s; Ctrl-C stops everything")
+    if open_access:
+        from rich.panel import Panel
+
+        first, rest = OPEN_ACCESS.format(url=url).split("\n", 1)
+        console.print(
+            Panel(
+                f"[bold]{first}[/]\n{rest}",
+                title="[bold]WARNING[/]",
+                border_style="bold red",
+                style="bold red",
+            )
+        )
 
 
 def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -61,6 +99,10 @@ def run_stack(
 ) -> int:
     home = Path(settings.home).resolve()
     home.mkdir(parents=True, exist_ok=True)
+    if settings.log_format == "json":
+        # The children log JSON (they read CONVEYOR_LOG_FORMAT); so does this process, instead
+        # of printing its banner. In text mode it keeps the terminal to the banner.
+        configure_logging("json", settings.log_level)
     stack = EmbeddedStack(settings.model_copy(update={"home": home}))
     stopping = False
 
@@ -97,32 +139,27 @@ def run_stack(
         children.append(("beat", _child(["beat"], env)))
         children.append(("recorder", _child(["recorder"], env)))
         url = f"http://{settings.api_host}:{settings.api_port}/"
-        console.rule("[bold green]Conveyor is up")
-        console.print(f"  dashboard  [bold]{url}[/]")
-        console.print(f"  API docs   {url}docs")
-        console.print(f"  ledger     {resolved.database_url}")
-        console.print(f"  redis      {resolved.redis_url}")
-        console.print(f"  started in {time.monotonic() - started:.1f}s; Ctrl-C stops everything")
         from conveyor.api.auth import auth_required
 
-        if open_banner and not auth_required(settings):
-            from rich.panel import Panel
-
-            console.print(
-                Panel(
-                    "[bold]OPEN ACCESS: the API and dashboard require no login.[/]\n"
-                    f"Anyone who can reach {url} can submit, cancel, retry and purge jobs.\n"
-                    "This is local development mode (CONVEYOR_AUTH=off). Never expose it to a "
-                    "network; in production (CONVEYOR_ENV=production) API keys are required.",
-                    title="[bold]WARNING[/]",
-                    border_style="bold red",
-                    style="bold red",
-                )
+        open_access = open_banner and not auth_required(settings)
+        if settings.log_format == "json":
+            log.info(
+                "Conveyor is up",
+                extra={
+                    "dashboard": url,
+                    "ledger": resolved.database_url,
+                    "redis": resolved.redis_url,
+                    "started_seconds": round(time.monotonic() - started, 2),
+                },
             )
+            if open_access:
+                log.warning(OPEN_ACCESS.format(url=url).replace("\n", " "))
+        else:
+            _banner(url, resolved, time.monotonic() - started, open_access)
         while not stopping:
             for name, proc in children:
                 if proc.poll() is not None:
-                    console.print(f"[red]{name} exited with {proc.returncode}; stopping[/]")
+                    _say(settings, f"{name} exited with {proc.returncode}; stopping", logging.ERROR)
                     stopping = True
                     break
             time.sleep(0.2)
@@ -132,4 +169,4 @@ def run_stack(
         stop_children([proc for _, proc in children], grace=15)
         state_path.unlink(missing_ok=True)
         stack.stop()
-        console.print("Conveyor stopped.")
+        _say(settings, "Conveyor stopped.")

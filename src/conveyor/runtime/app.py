@@ -73,7 +73,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "socket_keepalive": True,
                 "queue_order_strategy": "priority",
                 "priority_steps": list(range(MAX_PRIORITY + 1)),
-                "sep": ":",
+                # kombu's own `sep` stays: it separates the fields of exchange bindings, so a
+                # client without Conveyor's settings (Flower or `celery inspect` given only the
+                # broker URL, a plain producer) could not route to or reply through queues a
+                # Conveyor worker bound with another one.
             }
         )
     return {

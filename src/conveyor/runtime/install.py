@@ -26,6 +26,7 @@ from conveyor.ledger import events as ev
 from conveyor.runtime import limits
 from conveyor.runtime.app import celery_config
 from conveyor.runtime.context import Runtime, publishing_recorded_job, runtime_of
+from conveyor.runtime.task_logs import connect_task_logs, enter_job
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class ConveyorTaskMixin:
             raise Ignore(f"job {task_id} is over its attempt cap")
         _attempts[task_id] = attempt
         _started[task_id] = time.monotonic()
+        enter_job(task, task_id, attempt)
         if held is not None and held.concurrency_key:
             limits.claims[task_id] = held.concurrency_key
         super().before_start(task_id, args, kwargs)  # type: ignore[misc]
@@ -369,6 +371,7 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
     signals.worker_init.connect(lambda sender=None, **_: _adopt_tasks(app), weak=False)
     signals.before_task_publish.connect(_publish_handler(rt), weak=False)
     _connect_signals()
+    connect_task_logs(app)
     from conveyor.runtime.heartbeat import connect_heartbeat
 
     connect_heartbeat(app)

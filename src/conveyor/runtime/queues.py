@@ -23,7 +23,7 @@ def broker_queue_stats(app: Celery, names: list[str]) -> list[QueueStats]:
         channel = conn.default_channel
         if conn.transport.driver_type == "redis":
             client = channel.client
-            sep = getattr(channel, "sep", ":")
+            sep = channel.sep  # between a queue's name and its priority
             pipe = client.pipeline(transaction=False)
             for name in names:
                 pipe.llen(name)

@@ -51,6 +51,20 @@ def doomed(x: int) -> int:
     return 2 * x
 
 
+@app.task(name="testing.chatty")
+def chatty(word: str) -> str:
+    """Log ``word`` the three ways task code does: a module logger, Celery's task logger and
+    ``print`` (which a worker redirects to its log)."""
+    import logging
+
+    from celery.utils.log import get_task_logger
+
+    logging.getLogger("testing.chatty").info("chatty says %s", word)
+    get_task_logger("testing.chatty").warning("chatty warns %s", word)
+    print(f"chatty prints {word}")
+    return word
+
+
 @app.task(name="testing.rated", global_rate_limit="5/s")
 def rated(n: int) -> int:
     """At most five starts a second across every worker."""

@@ -21,7 +21,13 @@ from conveyor.core.ids import parse_job_id
 from conveyor.core.states import JobState
 from conveyor.errors import InvalidTransition, JobNotFound, SubmitError
 from conveyor.ledger import repository as repo
-from conveyor.web.job_views import STATES, job_summary, live_jobs, load_job_detail
+from conveyor.web.job_views import (
+    STATES,
+    JobDetail,
+    job_summary,
+    live_jobs,
+    load_job_detail,
+)
 from conveyor.web.jobs_bulk import BULK_MAX, bulk_notice
 from conveyor.web.list_query import WITHIN, ListQuery
 from conveyor.web.pages import Pages, PagesDep, page_errors
@@ -99,6 +105,14 @@ def jobs_page(
     return pages.render(request, "jobs.html", context, status_code=status, active="jobs")
 
 
+def job_detail(services: Services, job_id: str) -> JobDetail:
+    """What the job page shows of ``job_id``; an unknown or malformed id is a 404 page."""
+    with page_errors():
+        canonical = parse_job_id(job_id)
+        with services.engine.connect() as conn:
+            return load_job_detail(conn, canonical)
+
+
 def render_job(
     request: Request,
     services: Services,
@@ -112,11 +126,12 @@ def render_job(
 ) -> HTMLResponse:
     """The job page; an unknown or malformed id is a 404 page. ``edited``: replay arguments
     as the user typed them, shown again after an error."""
-    with page_errors():
-        canonical = parse_job_id(job_id)
-        with services.engine.connect() as conn:
-            detail = load_job_detail(conn, canonical)
-    context = {"job": detail, "notice": notice, "error": error, "edited": edited}
+    context = {
+        "job": job_detail(services, job_id),
+        "notice": notice,
+        "error": error,
+        "edited": edited,
+    }
     return pages.render(request, "job.html", context, status_code=status_code, active="jobs")
 
 
@@ -200,6 +215,23 @@ async def live_events(job_id: str, request: Request, services: ServicesDep) -> R
     with page_errors():
         canonical = parse_job_id(job_id)
         return await job_event_stream(services, canonical, request)
+
+
+@router.get(
+    "/live/jobs/{job_id}/parts",
+    name="web_job_parts",
+    response_class=HTMLResponse,
+    dependencies=[Depends(page_scope("jobs:read", job_param="job_id"))],
+)
+def live_parts(
+    job_id: str, request: Request, services: ServicesDep, pages: PagesDep
+) -> HTMLResponse:
+    """The parts of the job page that change while it runs (state, actions, facts, error and
+    result, attempts), rendered from the ledger, for the page's script to swap in."""
+    detail = job_detail(services, job_id)
+    response = pages.render(request, "job_live.html", {"job": detail}, active="jobs")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.get("/live/jobs", name="web_live_jobs")

@@ -175,8 +175,10 @@ async def job_event_stream(services: Services, job_id: str, request: Request) ->
     dashboard serve the same stream behind their own authentication."""
 
     def snapshot() -> dict[str, Any]:
+        # Serialised as the JSON endpoints serialise it (progress an object, times ISO 8601).
         with services.engine.connect() as conn:
-            return job_public(repo.get_job(conn, job_id))
+            job = JobPublic.model_validate(job_public(repo.get_job(conn, job_id)))
+        return job.model_dump(mode="json")
 
     first = await run_in_threadpool(snapshot)  # 404 before the stream starts
 

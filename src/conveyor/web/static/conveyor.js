@@ -4,10 +4,13 @@
  *   that have not ended; one request per page however many rows, which stays within the
  *   browser's per-host connection limit (twenty EventSource streams would not).
  * Job page: follows the job over Server-Sent Events (data-events-url); if the stream cannot
- *   be opened it falls back to polling. When the ledger says the job ended, the page reloads
- *   once to show the attempts, error or result.
+ *   be opened it falls back to polling. Progress is drawn here; when the job's state or attempt
+ *   changes, the parts of the page that follow from it (state, buttons, worker and times,
+ *   error and result, the attempts table) are fetched as server-rendered HTML
+ *   (data-parts-url) and swapped in, up to the final outcome, without a reload.
  *
- * Everything is written with textContent, never innerHTML: job data is untrusted.
+ * Job data is written with textContent, never innerHTML: it is untrusted. The swapped parts
+ * are the server's own escaped templates, parsed with DOMParser (which runs no script).
  * formatDuration and formatRate mirror conveyor/web/formatting.py.
  */
 (function () {
@@ -206,22 +209,74 @@
       return formatNumber(current) + (total !== null && total !== undefined ? " / " + formatNumber(total) : "");
     }
 
+    /* The ledger says the job ended: show its outcome and stop listening. */
     function finish() {
       if (ended) { return; }
       ended = true;
       if (source) { source.close(); }
-      setText(status, "The job ended; loading its outcome…");
-      window.location.replace(window.location.pathname);
+      setText(status, "The job ended.");
+      showEta();
+      refreshParts();
+    }
+
+    /* Replace each part of the page with its fresh rendering; returns the state and attempt
+     * that rendering shows. */
+    function swapParts(html) {
+      var fresh = new DOMParser().parseFromString(html, "text/html");
+      fresh.querySelectorAll("[data-live-region]").forEach(function (part) {
+        var old = root.querySelector('[data-live-region="' + part.dataset.liveRegion + '"]');
+        // Unchanged parts stay, so an opened traceback or a focused button is left alone.
+        if (old && old.outerHTML !== part.outerHTML) { old.replaceWith(document.importNode(part, true)); }
+      });
+      var wrapper = fresh.querySelector(".job-parts");
+      return wrapper ? wrapper.dataset : null;
+    }
+
+    /* Fetch the parts and swap them in; one request at a time, the latest change wins. The
+     * worker announces a change before the recorder writes it to the ledger, so parts that
+     * still show an older state are fetched again, a few times. */
+    var parts = { busy: false, again: false, tries: 0 };
+    function refreshParts() {
+      if (parts.busy) { parts.again = true; return; }
+      parts.busy = true;
+      fetch(root.dataset.partsUrl, { headers: { Accept: "text/html" }, cache: "no-store" })
+        .then(function (resp) {
+          if (!resp.ok) { throw new Error("HTTP " + resp.status); }
+          return resp.text();
+        })
+        .then(function (html) {
+          var shown = swapParts(html);
+          // Parts rendered before the ledger caught up must not take the badge back.
+          setState(root, root.dataset.state);
+          setText(root.querySelector('[data-field="attempt"]'), root.dataset.attempt);
+          var behind = shown && (shown.state !== root.dataset.state ||
+            (shown.attempt !== root.dataset.attempt && !isTerminal(shown.state)));
+          if (behind && parts.tries < 5) {
+            parts.tries += 1;
+            setTimeout(refreshParts, 300 * parts.tries);
+          } else {
+            parts.tries = 0;
+          }
+        })
+        .catch(function () { /* the next state change or poll tries again */ })
+        .then(function () {
+          parts.busy = false;
+          if (parts.again) { parts.again = false; refreshParts(); }
+        });
     }
 
     function applyState(state, attempt) {
       // A live terminal event can outrun the ledger; never show the job going back.
       if (ended || (isTerminal(root.dataset.state) && !isTerminal(state))) { return; }
+      var changed = state !== root.dataset.state;
       setState(root, state);
       root.dataset.state = state;
       if (attempt !== null && attempt !== undefined) {
+        changed = changed || String(attempt) !== root.dataset.attempt;
+        root.dataset.attempt = String(attempt);
         setText(root.querySelector('[data-field="attempt"]'), String(attempt));
       }
+      if (changed) { refreshParts(); }
     }
 
     /* A full job from the API (SSE `job` event): the ledger's word, so it may end the page. */
