@@ -17,9 +17,13 @@ ConveyorError                 root of everything Conveyor raises on purpose
 ├── AuthError                 a request's credentials were refused
 │   ├── NotAuthenticated      no API key, or one that is malformed, unknown, revoked or expired
 │   └── PermissionDenied      the key lacks a scope, or the job is outside its allowlists
-└── ApiKeyError               an API key cannot be created or changed as asked
-    ├── UnknownScope          a scope name Conveyor does not know
-    └── ApiKeyNotFound        no API key with that id
+├── ApiKeyError               an API key cannot be created or changed as asked
+│   ├── UnknownScope          a scope name Conveyor does not know
+│   └── ApiKeyNotFound        no API key with that id
+└── PackError                 a pack refused a request (packs raise these, the API maps them)
+    ├── InputRejected         the input cannot be used as sent (422): a file that is not a CSV
+    ├── ResourceNotFound      no such product, import, webhook... (404)
+    └── ResourceConflict      the change collides with what exists, e.g. a duplicate SKU (409)
 """
 
 from __future__ import annotations
@@ -125,3 +129,19 @@ class ApiKeyNotFound(ApiKeyError):
     def __init__(self, key_id: str) -> None:
         super().__init__(f"no API key with id {key_id!r}; `conveyor keys list` shows them")
         self.key_id = key_id
+
+
+class PackError(ConveyorError):
+    """A pack refused a request; the subclass says how (the API maps each to a status)."""
+
+
+class InputRejected(PackError):
+    """The input cannot be used as sent (422); the message says what is wrong with it."""
+
+
+class ResourceNotFound(PackError):
+    """No such resource (404)."""
+
+
+class ResourceConflict(PackError):
+    """The change collides with what exists (409), e.g. a duplicate SKU."""

@@ -13,6 +13,7 @@ from conveyor.errors import (
     BrokerUnavailable,
     ConveyorError,
     IdempotencyConflict,
+    InputRejected,
     InvalidArguments,
     InvalidTransition,
     JobNotFound,
@@ -20,6 +21,8 @@ from conveyor.errors import (
     NotAuthenticated,
     PayloadTooLarge,
     PermissionDenied,
+    ResourceConflict,
+    ResourceNotFound,
     UnknownScope,
     UnknownTask,
 )
@@ -43,6 +46,9 @@ _STATUS: list[tuple[type[ConveyorError], int]] = [
     (InvalidTransition, 409),
     (LedgerUnavailable, 503),
     (BrokerUnavailable, 503),
+    (InputRejected, 422),
+    (ResourceNotFound, 404),
+    (ResourceConflict, 409),
 ]
 
 

@@ -1,0 +1,15 @@
+"""The catalog pack: a product catalog fed by large CSV imports, with webhooks (seed 001).
+
+See README.md in this directory.
+"""
+
+from __future__ import annotations
+
+from conveyor.packs import Pack
+
+PACK = Pack(
+    name="catalog",
+    title="Catalog",
+    tasks="conveyor.packs.catalog.tasks:register",
+    tables="conveyor.packs.catalog.tables:metadata",
+)
