@@ -12,6 +12,7 @@ task bodies it does not run:
   entries for the navigation;
 - ``tables``: the pack's SQLAlchemy ``MetaData``; its Alembic migrations live with the ledger's
   (``ledger/migrations/versions``), and a test checks the two agree;
+- ``cli``: a typer app, added to the ``conveyor`` command as ``conveyor <name> …``;
 - ``streaming``: path prefixes whose routes read large bodies themselves (uploads), exempt from
   the JSON body cap of ``RequestLimits``.
 
@@ -61,6 +62,7 @@ class Pack:
     web: str | None = None
     tables: str | None = None
     templates_dir: str | None = None  # a directory inside the pack's package
+    cli: str | None = None  # a typer app, added as `conveyor <name> …`
     nav: tuple[NavEntry, ...] = ()
     streaming: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)

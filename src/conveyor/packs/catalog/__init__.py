@@ -11,5 +11,8 @@ PACK = Pack(
     name="catalog",
     title="Catalog",
     tasks="conveyor.packs.catalog.tasks:register",
+    api="conveyor.packs.catalog.api:router",
+    cli="conveyor.packs.catalog.cli:app",
+    streaming=("/api/v1/catalog/imports", "/catalog/imports"),
     tables="conveyor.packs.catalog.tables:metadata",
 )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -82,11 +81,21 @@ async def receive(chunks: AsyncIterator[bytes], target: Path, max_bytes: int) ->
     return size
 
 
-def copy_in(source: Path, target: Path, max_bytes: int) -> int:
-    """Copy a local file into the uploads (the CLI's path); its size."""
-    size = source.stat().st_size
-    if size > max_bytes:
-        raise _too_large(f"{source} ({size:,} bytes)", max_bytes)
-    with _atomic(target) as dst, open(source, "rb") as src:
-        shutil.copyfileobj(src, dst, 4 * 1024 * 1024)
+def copy_in(source: BinaryIO, target: Path, max_bytes: int) -> int:
+    """Copy an open file into the uploads (a multipart part spooled by the server, or a
+    local file from the CLI); its size. Over ``max_bytes`` nothing is kept."""
+    size = 0
+    with _atomic(target) as dst:
+        while chunk := source.read(4 * 1024 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large("the file", max_bytes)
+            dst.write(chunk)
     return size
+
+
+def clean_filename(name: str | None) -> str:
+    """The uploaded file's name as shown in the dashboard: its last path part, printable."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    return base[:255] or "upload.csv"

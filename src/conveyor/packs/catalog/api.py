@@ -1,0 +1,10 @@
+"""The catalog's REST API, mounted at ``/api/v1/catalog``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from conveyor.packs.catalog import api_imports
+
+router = APIRouter()
+router.include_router(api_imports.router)
