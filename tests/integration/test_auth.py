@@ -83,6 +83,12 @@ EXPECTED_SCOPE = {
     ("POST", "/api/v1/catalog/imports"): "jobs:write",
     ("POST", "/api/v1/catalog/imports/{import_id}/cancel"): "jobs:write",
     ("POST", "/api/v1/catalog/imports/{import_id}/retry"): "jobs:write",
+    ("GET", "/api/v1/catalog/products"): "jobs:read",
+    ("GET", "/api/v1/catalog/products/{product_id}"): "jobs:read",
+    ("POST", "/api/v1/catalog/products"): "jobs:write",
+    ("PATCH", "/api/v1/catalog/products/{product_id}"): "jobs:write",
+    ("DELETE", "/api/v1/catalog/products/{product_id}"): "jobs:write",
+    ("DELETE", "/api/v1/catalog/products"): "jobs:write",
 }
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from conveyor.packs.catalog import api_imports
+from conveyor.packs.catalog import api_imports, api_products
 
 router = APIRouter()
 router.include_router(api_imports.router)
+router.include_router(api_products.router)
