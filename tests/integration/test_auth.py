@@ -89,6 +89,13 @@ EXPECTED_SCOPE = {
     ("PATCH", "/api/v1/catalog/products/{product_id}"): "jobs:write",
     ("DELETE", "/api/v1/catalog/products/{product_id}"): "jobs:write",
     ("DELETE", "/api/v1/catalog/products"): "jobs:write",
+    ("GET", "/api/v1/catalog/webhooks"): "jobs:read",
+    ("GET", "/api/v1/catalog/webhooks/{webhook_id}"): "jobs:read",
+    ("GET", "/api/v1/catalog/webhooks/{webhook_id}/deliveries"): "jobs:read",
+    ("POST", "/api/v1/catalog/webhooks"): "jobs:write",
+    ("PATCH", "/api/v1/catalog/webhooks/{webhook_id}"): "jobs:write",
+    ("DELETE", "/api/v1/catalog/webhooks/{webhook_id}"): "jobs:write",
+    ("POST", "/api/v1/catalog/webhooks/{webhook_id}/test"): "jobs:write",
 }
 
 

@@ -37,12 +37,18 @@ TIMEOUT_SECONDS = 10.0
 USER_AGENT = "Conveyor-Webhooks/1"
 
 
-def payload(delivery_id: int, event: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The JSON body a receiver gets."""
+class DeliveryFailed(Exception):
+    """The receiver did not answer 2xx in time; the delivery job is retried."""
+
+
+def payload(
+    delivery_id: int, event: str, data: dict[str, Any], created_at: datetime | None = None
+) -> dict[str, Any]:
+    """The JSON body a receiver gets (the same on every attempt)."""
     return {
         "id": delivery_id,
         "event": event,
-        "created_at": datetime.now(UTC).isoformat(),
+        "created_at": (created_at or datetime.now(UTC)).isoformat(),
         "data": data,
     }
 
@@ -61,6 +67,20 @@ def record(conn: Connection, event: str, data: dict[str, Any]) -> list[int]:
         [{"webhook_id": h.id, "event": event, "payload": body} for h in hooks],
     ).all()
     return [int(r.id) for r in rows]
+
+
+RECORD_SQL = """
+    INSERT INTO catalog_webhook_deliveries (webhook_id, event, payload)
+    SELECT id, %(event)s::varchar, %(payload)s::jsonb FROM catalog_webhooks
+    WHERE enabled AND %(event)s::varchar = ANY(events)
+    RETURNING id"""
+
+
+def record_raw(conn: Any, event: str, data: dict[str, Any]) -> list[int]:
+    """:func:`record` on a plain psycopg connection (the importer's transaction)."""
+    body = json.dumps(data, default=str)
+    rows = conn.execute(RECORD_SQL, {"event": event, "payload": body}).fetchall()
+    return [int(r[0]) for r in rows]
 
 
 def dispatch(control: Any, delivery_ids: list[int]) -> None:

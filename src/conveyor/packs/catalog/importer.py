@@ -91,12 +91,18 @@ def _rows_sql(header: csv_input.Header) -> str:
 
 
 def run_import(
-    conn: psycopg.Connection[Any], import_id: str, path: Path, report: Report
+    conn: psycopg.Connection[Any],
+    import_id: str,
+    path: Path,
+    report: Report,
+    before_commit: Callable[[psycopg.Connection[Any], ImportSummary], None] | None = None,
 ) -> ImportSummary:
     """Import ``path`` for the import ``import_id`` (its row exists); commit; the summary.
 
     ``conn`` must not be in a transaction. ``report`` is called a few times a second; an
     exception from it (a cancel) interrupts the import and rolls everything back.
+    ``before_commit`` runs inside the import's transaction once the summary is known (to
+    record events that exist exactly when the import committed).
     """
     started = time.monotonic()
     header = csv_input.read_header(path)
@@ -136,6 +142,8 @@ def run_import(
             (summary.rows, summary.inserted, summary.updated, summary.skipped,
              summary.seconds, import_id),
         )  # fmt: skip
+        if before_commit is not None:
+            before_commit(conn, summary)
     tracker.phase(
         "done",
         1,

@@ -87,6 +87,7 @@ def write_sample(
     bad_every: int = 997,
     duplicate_every: int = 50,
     columns: tuple[str, ...] = ("sku", "name", "description"),
+    name_suffix: str = "",
 ) -> Path:
     """Write ``rows`` data rows (plus a header) to ``path``; returns ``path``.
 
@@ -94,7 +95,8 @@ def write_sample(
     every ``bad_every``-th row is one the importer must skip (cycling through
     :data:`BAD_KINDS`), every ``duplicate_every``-th row repeats an earlier SKU in another
     case, and the file starts with a BOM and ends its lines with CRLF. ``columns`` sets the
-    header's order (extra names become extra, ignored columns).
+    header's order (extra names become extra, ignored columns). ``name_suffix`` changes every
+    name and nothing else (the same seed gives the same SKUs): a re-import that updates all.
     """
     rng = random.Random(seed)
     newline = b"\r\n" if dirty else b"\n"
@@ -110,7 +112,7 @@ def write_sample(
             # the same SKU as an earlier row, in another case: the later row must win
             sku = rng.choice(skus).swapcase()
         skus.append(sku)
-        name = f"{_text(rng, 2).title()} {rng.choice(NOUNS).title()} {i}"
+        name = f"{_text(rng, 2).title()} {rng.choice(NOUNS).title()} {i}{name_suffix}"
         description = _text(rng, 18)
         if dirty and i % 7 == 0:
             description = f'{description}, "quoted", and\na second line'
