@@ -33,6 +33,19 @@ def cli_console() -> tuple[Console, Console]:
     return out, err
 
 
+def job_snapshot(services: Services, job_id: str) -> dict[str, Any] | None:
+    """A job as the API shows it (state, progress with rate and ETA), or None if unknown."""
+    from conveyor.api.schemas import job_public
+    from conveyor.errors import JobNotFound
+    from conveyor.ledger import repository
+
+    try:
+        with services.engine.connect() as conn:
+            return job_public(repository.get_job(conn, job_id))
+    except JobNotFound:
+        return None
+
+
 def watch_job(engine: Engine, job_id: str, **options: Any) -> int:
     """Follow a job in the terminal with a progress bar; its exit code (see cli/watch.py)."""
     from conveyor.cli.watch import watch_job as watch
@@ -52,6 +65,7 @@ __all__ = [
     "authorize_submit",
     "cli_console",
     "cli_services",
+    "job_snapshot",
     "page_errors",
     "page_scope",
     "require_same_origin",

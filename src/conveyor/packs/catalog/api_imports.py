@@ -107,11 +107,16 @@ def error_report(
     import_id: uuid.UUID, principal: ReadJobs, services: ServicesDep
 ) -> StreamingResponse:
     """The skipped rows as a CSV file to download."""
+    return report_response(services, str(import_id))
+
+
+def report_response(services: Services, import_id: str) -> StreamingResponse:
+    """The skipped rows of an import as a CSV download (the API's and the dashboard's)."""
     with services.engine.connect() as conn:
-        row = import_log.get(conn, str(import_id))
+        row = import_log.get(conn, import_id)
     name = row["filename"].rsplit(".", 1)[0] or "import"
     return StreamingResponse(
-        import_log.error_report(services.engine, str(import_id)),
+        import_log.error_report(services.engine, import_id),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{_ascii(name)}-skipped-rows.csv"'},
     )

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from conveyor.errors import InputRejected
-from conveyor.packs.catalog import events, products
+from conveyor.packs.catalog import product_changes, products
 from conveyor.packs.catalog.tables import DESCRIPTION_MAX, NAME_MAX, SKU_MAX
 from conveyor.packs.kit import ReadJobs, ServicesDep, WriteJobs
 
@@ -104,10 +104,7 @@ def create_product(
     body: ProductCreate, principal: WriteJobs, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
     """Create a product; 409 if its SKU exists already (in any case)."""
-    with services.engine.begin() as conn:
-        row = products.create(conn, body.model_dump())
-        sent = events.record(conn, "product.created", row)
-    events.dispatch(services.control, sent)
+    row = product_changes.add(services, body.model_dump())
     response.headers["Location"] = f"/api/v1/catalog/products/{row['id']}"
     return row
 
@@ -128,19 +125,12 @@ def update_product(
     values = body.model_dump(exclude_unset=True)
     if any(values.get(k) is None for k in values):
         raise InputRejected("sku, name, description and active cannot be null")
-    with services.engine.begin() as conn:
-        row = products.change(conn, product_id, values)
-        sent = events.record(conn, "product.updated", row)
-    events.dispatch(services.control, sent)
-    return row
+    return product_changes.edit(services, product_id, values)
 
 
 @router.delete("/products/{product_id}", status_code=204)
 def delete_product(product_id: ProductId, principal: WriteJobs, services: ServicesDep) -> Response:
-    with services.engine.begin() as conn:
-        row = products.remove(conn, product_id)
-        sent = events.record(conn, "product.deleted", row)
-    events.dispatch(services.control, sent)
+    product_changes.delete_one(services, product_id)
     return Response(status_code=204)
 
 
@@ -160,8 +150,4 @@ def delete_all_products(
         raise InputRejected(
             f"this deletes {n:,} products and cannot be undone; repeat with ?confirm=all"
         )
-    with services.engine.begin() as conn:
-        n = products.remove_all(conn)
-        sent = events.record(conn, "product.deleted", {"all": True, "count": n})
-    events.dispatch(services.control, sent)
-    return {"deleted": n}
+    return {"deleted": product_changes.delete_all(services)}
