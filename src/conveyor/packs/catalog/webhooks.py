@@ -24,8 +24,13 @@ def new_secret() -> str:
 def check(url: str | None = None, events: list[str] | None = None) -> None:
     """Refuse a URL that is not http(s) with a host, or events Conveyor does not send."""
     if url is not None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            usable = False
+        if not usable:
             raise InputRejected(f"the webhook URL must be http:// or https:// with a host: {url!r}")
     if events is not None:
         unknown = sorted(set(events) - set(EVENTS))
