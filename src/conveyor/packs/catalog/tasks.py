@@ -88,6 +88,7 @@ def deliver_webhook(self: Task, delivery_id: int) -> dict[str, Any]:
     if row is None:
         return {"skipped": "the webhook was deleted"}
     attempt = self.request.retries + 1
+    job_id = str(self.request.id) if self.request.id else None
     if not row.enabled:
         with engine.begin() as conn:
             webhooks.record_outcome(
@@ -99,7 +100,7 @@ def deliver_webhook(self: Task, delivery_id: int) -> dict[str, Any]:
     last = attempt >= DELIVERY_POLICY.max_attempts
     state = "succeeded" if outcome.ok else ("dead" if last else "retrying")
     with engine.begin() as conn:
-        webhooks.record_outcome(conn, delivery_id, state, attempt, outcome.as_dict())
+        webhooks.record_outcome(conn, delivery_id, state, attempt, outcome.as_dict(), job_id)
     if not outcome.ok:
         raise events.DeliveryFailed(f"delivery {delivery_id}, attempt {attempt}: {outcome.error}")
     return outcome.as_dict()

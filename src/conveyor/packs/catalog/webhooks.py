@@ -154,13 +154,20 @@ def record_test(conn: Connection, webhook_id: int) -> tuple[int, dict[str, Any]]
 
 
 def record_outcome(
-    conn: Connection, delivery_id: int, state: str, attempts: int, outcome: dict[str, Any]
+    conn: Connection,
+    delivery_id: int,
+    state: str,
+    attempts: int,
+    outcome: dict[str, Any],
+    job_id: str | None = None,
 ) -> None:
-    """Write how a delivery went."""
+    """Write how a delivery went (and, from its job, which job sent it)."""
+    extra = {"job_id": job_id} if job_id else {}
     conn.execute(
         update(deliveries)
         .where(deliveries.c.id == delivery_id)
         .values(
+            **extra,
             state=state,
             attempts=attempts,
             status_code=outcome["status_code"],
