@@ -46,7 +46,7 @@ def test_create_and_duplicate_sku_in_any_case_is_409(catalog: Any) -> None:
 def test_filters_and_sorting(catalog: Any) -> None:
     def skus(**params: Any) -> list[str]:
         body = catalog.get(API, params={"limit": 500, **params}).json()
-        assert body["total"] == len(body["items"])
+        assert body["total"] == len(body["items"]) and body["total_exact"]
         return [p["sku"] for p in body["items"]]
 
     assert skus(sku="sku-001") == [f"SKU-{i:04d}" for i in range(10, 20)]
@@ -107,4 +107,19 @@ def test_delete_all_needs_its_confirmation(catalog: Any) -> None:
     assert catalog.get(API).json()["total"] == 250
     done = catalog.delete(API, params={"confirm": "all"})
     assert done.json() == {"deleted": 250}
-    assert catalog.get(API).json() == {"items": [], "next_cursor": None, "total": 0}
+    assert catalog.get(API).json() == {
+        "items": [],
+        "next_cursor": None,
+        "total": 0,
+        "total_exact": True,
+    }
+
+
+def test_list_counts_up_to_the_cap(catalog: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.packs.catalog import products
+
+    monkeypatch.setattr(products, "COUNT_CAP", 100)
+    body = catalog.get(API, params={"limit": 10}).json()
+    assert (body["total"], body["total_exact"]) == (100, False)
+    assert catalog.get(API, params={"description": "oak"}).json()["total_exact"] is True
+    assert "100+" in catalog.get("/catalog/products").text

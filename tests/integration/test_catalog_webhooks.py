@@ -125,9 +125,10 @@ def test_failed_deliveries_are_retried_with_backoff(client: Any, receiver: Recei
     delivery = wait_for(settled, timeout=10, message="the delivery to succeed")
     assert delivery["attempts"] == 3 and delivery["status_code"] == 200
     job = wait_for(
-        lambda: (j := client.get(f"/api/v1/jobs/{delivery['job_id']}").json())["state"]
-        == "succeeded"
-        and j,
+        lambda: (
+            (j := client.get(f"/api/v1/jobs/{delivery['job_id']}").json())["state"] == "succeeded"
+            and j
+        ),
         timeout=10,
         message="the delivery job to be recorded as succeeded",
     )

@@ -63,7 +63,8 @@ class ProductPublic(BaseModel):
 class ProductPage(BaseModel):
     items: list[ProductPublic]
     next_cursor: str | None
-    total: int = Field(description="products matching the filters")
+    total: int = Field(description="products matching the filters, counted up to 10,000")
+    total_exact: bool = Field(description="false when more than `total` products match")
 
 
 class Deleted(BaseModel):
@@ -95,8 +96,14 @@ def list_products(
         rows, next_cursor = products.list_products(
             conn, flt, sort=sort, descending=order == "desc", cursor=cursor, limit=limit
         )
-        total = products.count(conn, flt)
-    return {"items": rows, "next_cursor": next_cursor, "total": total}
+        total = products.count(conn, flt, cap=products.COUNT_CAP)
+    exact = total <= products.COUNT_CAP
+    return {
+        "items": rows,
+        "next_cursor": next_cursor,
+        "total": min(total, products.COUNT_CAP),
+        "total_exact": exact,
+    }
 
 
 @router.post("/products", status_code=201, response_model=ProductPublic)

@@ -36,6 +36,7 @@ from conveyor.packs.catalog.tables import products
 Sort = Literal["id", "sku", "name", "created_at", "updated_at"]
 SORTS: tuple[str, ...] = ("id", "sku", "name", "created_at", "updated_at")
 MAX_ID = 2**63 - 1  # bigint
+COUNT_CAP = 10_000  # list pages count matches up to here ("10,000+")
 FIELDS = ("id", "sku", "name", "description", "active", "created_at", "updated_at")
 
 
@@ -125,12 +126,16 @@ def list_products(
     return rows, next_cursor
 
 
-def count(conn: Connection, flt: ProductFilter | None = None) -> int:
-    """How many products match (all of them without a filter)."""
-    query = select(func.count()).select_from(products)
+def count(conn: Connection, flt: ProductFilter | None = None, *, cap: int | None = None) -> int:
+    """How many products match (all of them without a filter). With ``cap``, counting stops
+    past ``cap`` matches (the answer is then ``cap + 1``): a list page says "10,000+" after
+    reading that many rows instead of scanning half a million for an exact figure."""
+    inner = select(products.c.id)
     if flt is not None:
-        query = query.where(and_(*flt.where()))
-    return int(conn.execute(query).scalar_one())
+        inner = inner.where(and_(*flt.where()))
+    if cap is not None:
+        inner = inner.limit(cap + 1)
+    return int(conn.execute(select(func.count()).select_from(inner.subquery())).scalar_one())
 
 
 def get(conn: Connection, product_id: int) -> dict[str, Any]:

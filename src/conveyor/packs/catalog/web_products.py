@@ -61,13 +61,15 @@ def products_page(
             )
         except InputRejected as exc:
             raise PageError(400, "Bad page link", str(exc)) from None
-        total = products.count(conn, flt)
-        everything = products.count(conn) if flt.where() else total
+        cap = products.COUNT_CAP
+        total = products.count(conn, flt, cap=cap)
+        everything = products.count(conn, cap=cap) if flt.where() else total
     query = _query(request)
     context = {
         "products": rows,
         "total": total,
         "everything": everything,
+        "cap": cap,
         "query": query,
         "filtered": bool(flt.where()),
         "sorts": SORTS,
