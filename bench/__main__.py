@@ -13,12 +13,12 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from bench import api, dashboard, factory, latency, throughput
+from bench import api, catalog, dashboard, factory, latency, throughput
 from bench.machine import code_fingerprint, describe
 from bench.report import Figure, render
 from bench.stack import REPO, BenchError, Stack
 
-BENCHMARKS = ("throughput", "api", "latency", "dashboard", "factory")
+BENCHMARKS = ("throughput", "api", "latency", "catalog", "factory", "dashboard")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--duration", type=float, default=10.0, help="seconds per API load run")
     p.add_argument("--jobs", type=int, default=200, help="jobs per enqueue→start path")
+    p.add_argument(
+        "--catalog-rows", type=int, default=500_000, help="rows of the catalog import files"
+    )
     p.add_argument(
         "--loglevel", default="WARNING", help="worker log level, the same for all configurations"
     )
@@ -125,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             if "factory" in selected:
                 print("factory batches:", file=sys.stderr)
                 figures += factory.figures(factory.run(stack))
+            if "catalog" in selected:
+                print("catalog import (upload → queryable):", file=sys.stderr)
+                figures += catalog.figures(catalog.run(stack, args.catalog_rows))
             if "dashboard" in selected:
                 # Last: the seeded ledger would slow the other runs' inserts.
                 print("dashboard pages over a large ledger:", file=sys.stderr)

@@ -15,9 +15,12 @@ from conveyor.core.retry import RetryPolicy
 from conveyor.errors import (
     ConveyorError,
     IdempotencyConflict,
+    InputRejected,
     InvalidArguments,
     JobCancelled,
     JobNotFound,
+    ResourceConflict,
+    ResourceNotFound,
     UnknownTask,
 )
 from conveyor.runtime.app import create_celery
@@ -27,10 +30,13 @@ from conveyor.runtime.progress import check_cancelled, progress
 __all__ = [
     "ConveyorError",
     "IdempotencyConflict",
+    "InputRejected",
     "InvalidArguments",
     "JobCancelled",
     "JobNotFound",
     "LimitSpec",
+    "ResourceConflict",
+    "ResourceNotFound",
     "RetryPolicy",
     "Settings",
     "UnknownTask",

@@ -6,11 +6,12 @@ Every field reads from a ``CONVEYOR_``-prefixed environment variable.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PRIORITY_QUEUES: tuple[str, ...] = ("critical", "high", "default", "low")
 MAX_PRIORITY = 9  # message priorities run 0 (lowest) .. 9 (most urgent) on every broker
@@ -51,6 +52,30 @@ class Settings(BaseSettings):
 
     # Which Celery app the worker, beat and API serve ("module:attribute").
     app: str = "conveyor.demo:app"
+    # Workload packs to switch on (see conveyor/packs/__init__.py), as a JSON list or
+    # comma-separated names: CONVEYOR_PACKS=catalog. Unset means every shipped pack when the
+    # app is Conveyor's own (demo, testing) and none for an app of yours; "" switches all off.
+    packs: Annotated[list[str] | None, NoDecode] = None
+    # Where packs keep files (uploads, reports). The API and the workers must share it: one
+    # machine in the embedded setup, a shared volume in production. Unset: `home`/data.
+    data_dir: Path | None = None
+    # The largest file an upload endpoint accepts (bytes); uploads stream to disk, never memory.
+    upload_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
+
+    @field_validator("packs", mode="before")
+    @classmethod
+    def _split_packs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [name.strip() for name in text.split(",") if name.strip()]
+        return value
+
+    @property
+    def files_dir(self) -> Path:
+        """The directory packs keep files in (``data_dir``, else ``home``/data)."""
+        return self.data_dir or Path(self.home) / "data"
 
     # Runtime defaults (see docs/runtime.md for why each one is what it is).
     prefetch_multiplier: int = Field(default=1, ge=1)

@@ -21,11 +21,15 @@ ConveyorError                 root of everything Conveyor raises on purpose
 ├── ApiKeyError               an API key cannot be created or changed as asked
 │   ├── UnknownScope          a scope name Conveyor does not know
 │   └── ApiKeyNotFound        no API key with that id
-└── UserError                 a dashboard user cannot be created or changed as asked
-    ├── UnknownRole           a role name Conveyor does not know
-    ├── WeakPassword          a password too short (or too long) to accept
-    ├── UserExists            the username is taken (usernames ignore case)
-    └── UserNotFound          no user with that name
+├── UserError                 a dashboard user cannot be created or changed as asked
+│   ├── UnknownRole           a role name Conveyor does not know
+│   ├── WeakPassword          a password too short (or too long) to accept
+│   ├── UserExists            the username is taken (usernames ignore case)
+│   └── UserNotFound          no user with that name
+└── PackError                 a pack refused a request (packs raise these, the API maps them)
+    ├── InputRejected         the input cannot be used as sent (422): a file that is not a CSV
+    ├── ResourceNotFound      no such product, import, webhook... (404)
+    └── ResourceConflict      the change collides with what exists, e.g. a duplicate SKU (409)
 """
 
 from __future__ import annotations
@@ -165,3 +169,19 @@ class UserNotFound(UserError):
     def __init__(self, username: str) -> None:
         super().__init__(f"no user named {username!r}; `conveyor users list` shows them")
         self.username = username
+
+
+class PackError(ConveyorError):
+    """A pack refused a request; the subclass says how (the API maps each to a status)."""
+
+
+class InputRejected(PackError):
+    """The input cannot be used as sent (422); the message says what is wrong with it."""
+
+
+class ResourceNotFound(PackError):
+    """No such resource (404)."""
+
+
+class ResourceConflict(PackError):
+    """The change collides with what exists (409), e.g. a duplicate SKU."""

@@ -79,6 +79,27 @@ EXPECTED_SCOPE = {
     ("POST", "/api/v1/dlq/replay"): "dlq:admin",
     ("POST", "/api/v1/dlq/purge"): "dlq:admin",
     ("DELETE", "/api/v1/dlq/{job_id}"): "dlq:admin",
+    # The catalog pack: reading is jobs:read, changing anything jobs:write.
+    ("GET", "/api/v1/catalog/imports"): "jobs:read",
+    ("GET", "/api/v1/catalog/imports/{import_id}"): "jobs:read",
+    ("GET", "/api/v1/catalog/imports/{import_id}/errors"): "jobs:read",
+    ("GET", "/api/v1/catalog/imports/{import_id}/errors.csv"): "jobs:read",
+    ("POST", "/api/v1/catalog/imports"): "jobs:write",
+    ("POST", "/api/v1/catalog/imports/{import_id}/cancel"): "jobs:write",
+    ("POST", "/api/v1/catalog/imports/{import_id}/retry"): "jobs:write",
+    ("GET", "/api/v1/catalog/products"): "jobs:read",
+    ("GET", "/api/v1/catalog/products/{product_id}"): "jobs:read",
+    ("POST", "/api/v1/catalog/products"): "jobs:write",
+    ("PATCH", "/api/v1/catalog/products/{product_id}"): "jobs:write",
+    ("DELETE", "/api/v1/catalog/products/{product_id}"): "jobs:write",
+    ("DELETE", "/api/v1/catalog/products"): "jobs:write",
+    ("GET", "/api/v1/catalog/webhooks"): "jobs:read",
+    ("GET", "/api/v1/catalog/webhooks/{webhook_id}"): "jobs:read",
+    ("GET", "/api/v1/catalog/webhooks/{webhook_id}/deliveries"): "jobs:read",
+    ("POST", "/api/v1/catalog/webhooks"): "jobs:write",
+    ("PATCH", "/api/v1/catalog/webhooks/{webhook_id}"): "jobs:write",
+    ("DELETE", "/api/v1/catalog/webhooks/{webhook_id}"): "jobs:write",
+    ("POST", "/api/v1/catalog/webhooks/{webhook_id}/test"): "jobs:write",
 }
 
 

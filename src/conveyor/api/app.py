@@ -42,6 +42,9 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
     from conveyor.runtime.install import install
 
     install(celery_app, settings)
+    from conveyor.packs import register_tasks
+
+    packs = register_tasks(celery_app, settings)
     celery_app.loader.import_default_modules()
     celery_app.finalize()
     engine = make_engine(settings.database_url)
@@ -71,6 +74,8 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
         max_body=settings.payload_max_bytes,
         max_depth=settings.json_max_depth,
         max_items=settings.json_max_items,
+        # Upload routes stream their bodies to disk under CONVEYOR_UPLOAD_MAX_BYTES instead.
+        streaming=tuple(path for pack in packs for path in pack.streaming),
     )
 
     from conveyor.api import metrics
@@ -81,8 +86,11 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
     app.include_router(system.router, prefix="/api/v1")
     app.include_router(system.health)
     app.include_router(metrics.router)
+    for pack in packs:
+        if pack.api:
+            app.include_router(pack.attribute(pack.api), prefix=f"/api/v1/{pack.name}")
 
     from conveyor.web.routes import mount_web
 
-    mount_web(app)
+    mount_web(app, packs)
     return app

@@ -13,6 +13,7 @@ from conveyor.errors import (
     BrokerUnavailable,
     ConveyorError,
     IdempotencyConflict,
+    InputRejected,
     InvalidArguments,
     InvalidTransition,
     JobNotFound,
@@ -21,6 +22,8 @@ from conveyor.errors import (
     PayloadTooLarge,
     PermissionDenied,
     QueueNotFound,
+    ResourceConflict,
+    ResourceNotFound,
     UnknownScope,
     UnknownTask,
 )
@@ -45,6 +48,9 @@ _STATUS: list[tuple[type[ConveyorError], int]] = [
     (InvalidTransition, 409),
     (LedgerUnavailable, 503),
     (BrokerUnavailable, 503),
+    (InputRejected, 422),
+    (ResourceNotFound, 404),
+    (ResourceConflict, 409),
 ]
 
 

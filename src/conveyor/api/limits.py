@@ -13,7 +13,8 @@ JSON parser, a validator or the ledger:
   into the depth and the validators walk every value.
 
 All three answer 413 with the API's usual JSON error body. Bodies within the limits are handed
-on unchanged (buffered once, up to the cap).
+on unchanged (buffered once, up to the cap). Paths under ``streaming`` (file uploads) pass
+untouched: those routes stream their bodies to disk and enforce their own cap.
 """
 
 from __future__ import annotations
@@ -75,14 +76,24 @@ class RequestLimits:
     """Refuse bodies over ``max_body`` bytes, and JSON bodies too deep or with too many values,
     with 413 before the application sees them."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int, max_depth: int, max_items: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int,
+        max_depth: int,
+        max_items: int,
+        streaming: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
+        self.streaming = streaming
         self.max_body = max_body
         self.max_depth = max_depth
         self.max_items = max_items
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self.streaming and scope["path"].startswith(self.streaming)):
+            # (routes under `streaming` read their large bodies to disk and cap them themselves)
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

@@ -45,10 +45,12 @@ def settings(log_format: LogFormat | None = None) -> Settings:
 
 def celery_app(s: Settings) -> Any:
     from conveyor.api.app import load_celery_app
+    from conveyor.packs import register_tasks
     from conveyor.runtime.install import install
 
     app = load_celery_app(s.app)
     install(app, s)
+    register_tasks(app, s)
     app.loader.import_default_modules()
     return app
 

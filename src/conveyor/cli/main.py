@@ -43,6 +43,19 @@ cli.add_typer(keys_cli, name="keys")
 cli.add_typer(users_cli, name="users")
 
 
+def _add_pack_commands() -> None:
+    # Every shipped pack's commands are listed; each checks its services when it runs.
+    from conveyor.packs import SHIPPED, load
+
+    for name in SHIPPED:
+        pack = load(name)
+        if pack.cli:
+            cli.add_typer(pack.attribute(pack.cli), name=name)
+
+
+_add_pack_commands()
+
+
 @cli.command()
 def up(
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,

@@ -84,10 +84,11 @@ class PageError(Exception):
         self.message = message
 
 
-def make_environment() -> jinja2.Environment:
-    """The Jinja environment: autoescaping always on, undefined names are errors."""
+def make_environment(extra_dirs: Sequence[Path] = ()) -> jinja2.Environment:
+    """The Jinja environment: autoescaping always on, undefined names are errors. Packs'
+    template directories come after Conveyor's, so their pages extend ``base.html``."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        loader=jinja2.FileSystemLoader([TEMPLATES_DIR, *extra_dirs]),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -109,9 +110,9 @@ def make_environment() -> jinja2.Environment:
 class Pages:
     """Renders dashboard templates with the context every page shares."""
 
-    def __init__(self, nav: Sequence[NavItem] = NAV) -> None:
+    def __init__(self, nav: Sequence[NavItem] = NAV, template_dirs: Sequence[Path] = ()) -> None:
         self.nav = tuple(nav)
-        self.templates = Jinja2Templates(env=make_environment())
+        self.templates = Jinja2Templates(env=make_environment(template_dirs))
         self.asset_version = asset_version()
 
     def render(

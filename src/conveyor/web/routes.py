@@ -8,10 +8,15 @@ served at ``/static``.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from conveyor.api.auth import auth_required
+from conveyor.packs import Pack
 from conveyor.web import (
     accounts,
     csrf,
@@ -28,9 +33,17 @@ from conveyor.web import (
 )
 
 
-def mount_web(app: FastAPI) -> None:
-    """Add the dashboard's pages, its static files and its error pages to ``app``."""
-    pages.install(app, pages.Pages())
+def mount_web(app: FastAPI, packs: Sequence[Pack] = ()) -> None:
+    """Add the dashboard's pages, its static files and its error pages to ``app``; each
+    pack's pages, templates and navigation entries too."""
+    nav = list(pages.NAV)
+    template_dirs = []
+    for pack in packs:
+        nav.extend(pages.NavItem(e.label, e.route, e.key) for e in pack.nav)
+        if pack.templates_dir:
+            package = importlib.import_module(f"conveyor.packs.{pack.name}")
+            template_dirs.append(Path(str(package.__file__)).parent / pack.templates_dir)
+    pages.install(app, pages.Pages(nav, template_dirs=template_dirs))
     services = app.state.services
     settings = services.settings
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
@@ -63,3 +76,8 @@ def mount_web(app: FastAPI) -> None:
     app.include_router(queues.router, dependencies=readers)
     app.include_router(tasks.router, dependencies=readers)
     app.include_router(overview.router, dependencies=readers)
+    for pack in packs:
+        if pack.web:
+            # Pack pages are read with jobs:read like the rest (their actions ask for more),
+            # and their forms carry the same CSRF token.
+            app.include_router(pack.attribute(pack.web), dependencies=readers)

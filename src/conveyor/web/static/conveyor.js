@@ -358,7 +358,81 @@
     listen("progress", onProgress);
   }
 
+  /* ------------------------------------------------------------ file uploads */
+
+  /* A form with data-upload-url sends its file as the request body (streamed to disk by the
+   * server, never buffered as a form), showing the upload's progress; the server answers
+   * {"url": …} for the page to follow, or {"detail": …} saying why the file was refused.
+   * Without script the same form posts multipart and the server redirects. */
+  function initUploads() {
+    document.querySelectorAll("form[data-upload-url]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        var input = form.querySelector('input[type="file"]');
+        if (!input || !input.files.length || !window.XMLHttpRequest) { return; }
+        event.preventDefault();
+        var file = input.files[0];
+        var status = form.querySelector(".upload-status");
+        var bar = form.querySelector("progress");
+        var label = form.querySelector(".progress-label");
+        var error = form.querySelector(".flash-error");
+        var button = form.querySelector('button[type="submit"]');
+        if (status) { status.hidden = false; }
+        if (error) { error.hidden = true; }
+        if (button) { button.disabled = true; }
+        var xhr = new XMLHttpRequest();
+        xhr.open("POST", form.dataset.uploadUrl + "?filename=" + encodeURIComponent(file.name));
+        xhr.setRequestHeader("Content-Type", "text/csv");
+        xhr.setRequestHeader("Accept", "application/json");
+        xhr.upload.onprogress = function (e) {
+          if (!e.lengthComputable) { return; }
+          var percent = 100 * e.loaded / e.total;
+          bar.value = percent;
+          setText(label, "uploading: " + percent.toFixed(0) + "% of " + formatNumber(e.total) + " bytes");
+        };
+        xhr.upload.onload = function () { setText(label, "uploaded; checking the file…"); };
+        xhr.onload = function () {
+          var body = null;
+          try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
+          if (xhr.status >= 200 && xhr.status < 300 && body && body.url) {
+            window.location.assign(body.url);
+            return;
+          }
+          fail(body && body.detail ? body.detail : "The upload failed (HTTP " + xhr.status + ").");
+        };
+        xhr.onerror = function () { fail("The upload was interrupted; try again."); };
+        function fail(message) {
+          if (status) { status.hidden = true; }
+          if (button) { button.disabled = false; }
+          if (error) { setText(error, message); error.hidden = false; }
+        }
+        xhr.send(file);
+      });
+    });
+  }
+
+  /* ------------------------------------------------- reload when work ends */
+
+  /* An element with data-ended-url: poll that JSON ({"ended": bool}) every second and reload
+   * the page once it says the work ended, so its outcome (a summary, an error) is shown even
+   * if the live stream missed the end. */
+  function initReloadWhenEnded() {
+    var el = document.querySelector("[data-ended-url]");
+    if (!el) { return; }
+    function tick() {
+      if (document.hidden) { setTimeout(tick, 1000); return; }
+      getJSON(el.dataset.endedUrl)
+        .then(function (body) {
+          if (body.ended) { window.location.replace(window.location.pathname); return; }
+          setTimeout(tick, 1000);
+        })
+        .catch(function () { setTimeout(tick, 3000); });
+    }
+    setTimeout(tick, 1000);
+  }
+
   var page = document.body.dataset.page;
+  initUploads();
+  initReloadWhenEnded();
   if (page === "jobs") { initJobsList(); }
   if (page === "job") { initJobPage(); }
 })();

@@ -1,0 +1,165 @@
+"""Webhook events: recorded with the change that caused them, delivered by jobs.
+
+A change to the products records one delivery row per subscribed, enabled webhook *in the
+same transaction* as the change (so an event exists exactly when its change committed), and
+after the commit submits one ``catalog.deliver_webhook`` job per delivery. The request that
+made the change never waits on a receiver.
+
+A delivery is a POST of ``{"id", "event", "created_at", "data"}`` as JSON with these headers::
+
+    X-Conveyor-Event: product.updated
+    X-Conveyor-Delivery: 42
+    X-Conveyor-Timestamp: 1767225600
+    X-Conveyor-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>
+
+A receiver recomputes the signature over the timestamp and the raw body with its webhook's
+secret, compares in constant time, and refuses old timestamps (replays). See :func:`sign`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import Connection, insert, select
+
+from conveyor.packs.catalog.tables import deliveries, webhooks
+
+EVENTS = ("product.created", "product.updated", "product.deleted", "import.completed")
+TEST_EVENT = "webhook.test"
+DELIVER_TASK = "catalog.deliver_webhook"
+TIMEOUT_SECONDS = 10.0
+USER_AGENT = "Conveyor-Webhooks/1"
+
+
+class DeliveryFailed(Exception):
+    """The receiver did not answer 2xx in time; the delivery job is retried."""
+
+
+def payload(
+    delivery_id: int, event: str, data: dict[str, Any], created_at: datetime | None = None
+) -> dict[str, Any]:
+    """The JSON body a receiver gets (the same on every attempt)."""
+    return {
+        "id": delivery_id,
+        "event": event,
+        "created_at": (created_at or datetime.now(UTC)).isoformat(),
+        "data": data,
+    }
+
+
+def record(conn: Connection, event: str, data: dict[str, Any]) -> list[int]:
+    """Record a delivery of ``event`` for every enabled webhook subscribed to it, in the
+    caller's transaction; the delivery ids (submit them with :func:`dispatch` after commit)."""
+    hooks = conn.execute(
+        select(webhooks.c.id).where(webhooks.c.enabled, webhooks.c.events.any_() == event)
+    ).all()
+    if not hooks:
+        return []
+    body = json.loads(json.dumps(data, default=str))  # datetimes as ISO text, as sent
+    rows = conn.execute(
+        insert(deliveries).returning(deliveries.c.id),
+        [{"webhook_id": h.id, "event": event, "payload": body} for h in hooks],
+    ).all()
+    return [int(r.id) for r in rows]
+
+
+RECORD_SQL = """
+    INSERT INTO catalog_webhook_deliveries (webhook_id, event, payload)
+    SELECT id, %(event)s::varchar, %(payload)s::jsonb FROM catalog_webhooks
+    WHERE enabled AND %(event)s::varchar = ANY(events)
+    RETURNING id"""
+
+
+def record_raw(conn: Any, event: str, data: dict[str, Any]) -> list[int]:
+    """:func:`record` on a plain psycopg connection (the importer's transaction)."""
+    body = json.dumps(data, default=str)
+    rows = conn.execute(RECORD_SQL, {"event": event, "payload": body}).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def dispatch(control: Any, delivery_ids: list[int]) -> None:
+    """Submit one delivery job per id (after the change that recorded them committed)."""
+    for delivery_id in delivery_ids:
+        control.submit(DELIVER_TASK, kwargs={"delivery_id": delivery_id})
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header's value: ``sha256=`` and the hex HMAC of ``timestamp.body``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(
+    secret: str, timestamp: str, body: bytes, signature: str, *, tolerance: int = 300
+) -> bool:
+    """What a receiver does: check the signature and that the timestamp is recent."""
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        return False
+    if abs(time.time() - ts) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, ts, body), signature)
+
+
+class Outcome:
+    """How one POST went: status code (None if no response), milliseconds, error text."""
+
+    def __init__(self, status_code: int | None, ms: float, error: str | None) -> None:
+        self.status_code = status_code
+        self.ms = ms
+        self.error = error
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "status_code": self.status_code,
+            "response_ms": round(self.ms, 1),
+            "error": self.error,
+        }
+
+
+def post(
+    url: str,
+    secret: str,
+    delivery_id: int,
+    event: str,
+    body: dict[str, Any],
+    *,
+    timeout: float = TIMEOUT_SECONDS,
+) -> Outcome:
+    """POST one signed delivery; never raises for the receiver's failures."""
+    raw = json.dumps(body, separators=(",", ":"), default=str).encode()
+    ts = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Conveyor-Event": event,
+        "X-Conveyor-Delivery": str(delivery_id),
+        "X-Conveyor-Timestamp": str(ts),
+        "X-Conveyor-Signature": sign(secret, ts, raw),
+    }
+    started = time.perf_counter()
+    try:
+        # Redirects are not followed: a receiver that moved must be edited, not guessed.
+        resp = httpx.post(url, content=raw, headers=headers, timeout=timeout)
+    except httpx.TimeoutException:
+        return Outcome(None, _ms(started), f"no response within {timeout:g} s")
+    except httpx.HTTPError as exc:
+        return Outcome(None, _ms(started), f"{type(exc).__name__}: {exc}")
+    error = None if resp.is_success else f"HTTP {resp.status_code}: {resp.text[:200]}"
+    return Outcome(resp.status_code, _ms(started), error)
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0

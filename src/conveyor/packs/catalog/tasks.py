@@ -1,0 +1,114 @@
+"""The catalog's Celery tasks: thin wrappers that decode ids and call the plain functions."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from celery import Celery, Task
+from sqlalchemy import Engine, create_engine, select
+
+import conveyor
+from conveyor.packs import psycopg_url, settings_of
+from conveyor.packs.catalog import events, importer, uploads, webhooks
+from conveyor.packs.catalog.tables import deliveries
+from conveyor.packs.catalog.tables import webhooks as webhooks_table
+
+log = logging.getLogger(__name__)
+
+IMPORT_TASK = "catalog.import_products"
+DELIVER_TASK = events.DELIVER_TASK
+# Six tries over about five minutes (2, 4, 8, 16, 32 s… with jitter), then the delivery is
+# dead: it stays in the webhook's log and in Conveyor's dead letters for a replay.
+DELIVERY_POLICY = conveyor.RetryPolicy(
+    max_attempts=6, backoff=2, backoff_max=300, retry_on=(events.DeliveryFailed,)
+)
+
+_engines: dict[tuple[int, str], Engine] = {}
+
+
+def _engine(app: Celery) -> Engine:
+    """One small SQLAlchemy engine per worker process (pools must not cross a fork)."""
+    url = psycopg_url(settings_of(app))
+    key = (os.getpid(), url)
+    if key not in _engines:
+        _engines.clear()
+        _engines[key] = create_engine(
+            url.replace("postgresql://", "postgresql+psycopg://", 1), pool_size=2
+        )
+    return _engines[key]
+
+
+def import_products(self: Task, import_id: str) -> dict[str, Any]:
+    """Import the uploaded file of import ``import_id`` into the products, reporting progress
+    (phase as the step); a cancel or a failure leaves the products as they were. Announces
+    one ``import.completed`` to subscribed webhooks, never an event per product."""
+    settings = settings_of(self.app)
+    job_id = str(self.request.id) if self.request.id else None
+    with psycopg.connect(psycopg_url(settings), application_name="conveyor-catalog") as conn:
+        stored_as = importer.start(conn, import_id, job_id)
+        path = uploads.path_of(settings, stored_as)
+        sent: list[int] = []
+
+        def announce(conn: psycopg.Connection[Any], summary: importer.ImportSummary) -> None:
+            data = {"import_id": import_id, **summary.as_dict()}
+            sent.extend(events.record_raw(conn, "import.completed", data))
+
+        try:
+            summary = importer.run_import(conn, import_id, Path(path), _report, announce)
+        except BaseException as exc:
+            conn.rollback()
+            importer.end_failed(conn, import_id, exc)
+            raise
+        path.unlink(missing_ok=True)  # imported: the rows are in PostgreSQL now
+        for delivery_id in sent:
+            self.app.send_task(DELIVER_TASK, kwargs={"delivery_id": delivery_id})
+        importer.analyze(conn)
+    return {"import_id": import_id, **summary.as_dict()}
+
+
+def _report(phase: str, current: int, total: int, message: str) -> None:
+    conveyor.progress(current, total, step=phase, message=message)
+
+
+def deliver_webhook(self: Task, delivery_id: int) -> dict[str, Any]:
+    """POST one recorded delivery, signed; raise to be retried with backoff while the receiver
+    fails; the last failure leaves the delivery ``dead``."""
+    engine = _engine(self.app)
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(deliveries.c.event, deliveries.c.payload, deliveries.c.created_at,
+                   webhooks_table.c.url, webhooks_table.c.secret, webhooks_table.c.enabled)
+            .join(webhooks_table, webhooks_table.c.id == deliveries.c.webhook_id)
+            .where(deliveries.c.id == delivery_id)
+        ).first()  # fmt: skip
+    if row is None:
+        return {"skipped": "the webhook was deleted"}
+    attempt = self.request.retries + 1
+    job_id = str(self.request.id) if self.request.id else None
+    if not row.enabled:
+        with engine.begin() as conn:
+            webhooks.record_outcome(
+                conn, delivery_id, "skipped", attempt, events.Outcome(None, 0, "disabled").as_dict()
+            )
+        return {"skipped": "the webhook is disabled"}
+    body = events.payload(delivery_id, row.event, row.payload, row.created_at)
+    outcome = events.post(row.url, row.secret, delivery_id, row.event, body)
+    last = attempt >= DELIVERY_POLICY.max_attempts
+    state = "succeeded" if outcome.ok else ("dead" if last else "retrying")
+    with engine.begin() as conn:
+        webhooks.record_outcome(conn, delivery_id, state, attempt, outcome.as_dict(), job_id)
+    if not outcome.ok:
+        raise events.DeliveryFailed(f"delivery {delivery_id}, attempt {attempt}: {outcome.error}")
+    return outcome.as_dict()
+
+
+def register(app: Celery) -> None:
+    """Register the catalog's tasks on ``app``."""
+    app.task(name=IMPORT_TASK, bind=True, max_retries=0, soft_time_limit=1800, time_limit=1900)(
+        import_products
+    )
+    app.task(name=DELIVER_TASK, bind=True, **DELIVERY_POLICY.task_options())(deliver_webhook)

@@ -1,0 +1,74 @@
+"""What pack routers and pages build on: Conveyor's API and dashboard pieces, in one place.
+
+A pack imports these names from here rather than reaching into ``conveyor.api`` or
+``conveyor.web``, so the surface packs depend on is this list and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from sqlalchemy import Engine
+
+from conveyor.api.auth import Principal, ReadJobs, WriteJobs, authorize_job, authorize_submit
+from conveyor.api.deps import Services, ServicesDep
+from conveyor.web.csrf import require_same_origin
+from conveyor.web.pages import PageError, PagesDep, page_errors
+from conveyor.web.session import page_scope
+
+
+def cli_services() -> Services:
+    """Settings, Celery app (with packs), ledger engine and control plane for a CLI command;
+    close ``.control`` when done. Exits with a message when no ledger is configured."""
+    from conveyor.cli.common import services
+
+    result: Services = services()
+    return result
+
+
+def cli_console() -> tuple[Console, Console]:
+    """The CLI's consoles: (stdout for results, stderr for progress and errors)."""
+    from conveyor.cli.common import err, out
+
+    return out, err
+
+
+def job_snapshot(services: Services, job_id: str) -> dict[str, Any] | None:
+    """A job as the API shows it (state, progress with rate and ETA), or None if unknown."""
+    from conveyor.api.schemas import job_public
+    from conveyor.errors import JobNotFound
+    from conveyor.ledger import repository
+
+    try:
+        with services.engine.connect() as conn:
+            return job_public(repository.get_job(conn, job_id))
+    except JobNotFound:
+        return None
+
+
+def watch_job(engine: Engine, job_id: str, **options: Any) -> int:
+    """Follow a job in the terminal with a progress bar; its exit code (see cli/watch.py)."""
+    from conveyor.cli.watch import watch_job as watch
+
+    return watch(engine, job_id, **options)
+
+
+__all__ = [
+    "PageError",
+    "PagesDep",
+    "Principal",
+    "ReadJobs",
+    "Services",
+    "ServicesDep",
+    "WriteJobs",
+    "authorize_job",
+    "authorize_submit",
+    "cli_console",
+    "cli_services",
+    "job_snapshot",
+    "page_errors",
+    "page_scope",
+    "require_same_origin",
+    "watch_job",
+]
