@@ -50,6 +50,8 @@ def import_products(self: Task, import_id: str) -> dict[str, Any]:
     job_id = str(self.request.id) if self.request.id else None
     with psycopg.connect(psycopg_url(settings), application_name="conveyor-catalog") as conn:
         stored_as = importer.start(conn, import_id, job_id)
+        if stored_as is None:  # this job ran to the end before; its message came back
+            return {"import_id": import_id, **importer.summary_of(conn, import_id).as_dict()}
         path = uploads.path_of(settings, stored_as)
         sent: list[int] = []
 
