@@ -178,3 +178,18 @@ def test_a_cancelled_import_leaves_the_products_unchanged(
     assert db.execute(
         "SELECT count(*) FROM catalog_import_errors WHERE import_id = %s", (import_id,)
     ).fetchone() == (0,)
+
+
+def test_a_redelivered_import_job_keeps_the_finished_import(
+    db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """At-least-once execution: the same job may run again after it finished (its worker died
+    before acknowledging). The second run must report the import, not fail it."""
+    import_id = new_import(db)
+    path = write_sample(tmp_path / "once.csv", 1_000)
+    assert importer.start(db, import_id, None) == "test.csv"
+    first = importer.run_import(db, import_id, path, no_report)
+    assert importer.start(db, import_id, None) is None
+    assert importer.summary_of(db, import_id).inserted == first.inserted == 1_000
+    state = db.execute("SELECT state FROM catalog_imports WHERE id = %s", (import_id,))
+    assert state.fetchone() == ("succeeded",)

@@ -81,3 +81,23 @@ def test_webhook_pages(web: Any) -> None:
     assert "cannot be undone" in web.post(f"/catalog/webhooks/{hook_id}/delete").text
     deleted = web.post(f"/catalog/webhooks/{hook_id}/delete", data={"confirmed": "true"})
     assert "No webhooks yet" in deleted.text
+
+
+def test_upload_without_script_carries_its_token_in_the_url(web: Any, tmp_path: Path) -> None:
+    """The no-script upload is a multipart form: its body is the file, streamed to disk by
+    the route, so its CSRF token travels in the form's action URL instead of the body."""
+    page = web.get("/catalog/imports", headers={"Accept": "text/html"}).text
+    action = page.split('enctype="multipart/form-data" action="', 1)[1].split('"', 1)[0]
+    action = action.replace("&amp;", "&")
+    assert "csrf_token=" in action
+    path = write_sample(tmp_path / "plain.csv", 50)
+    files = {"file": ("plain.csv", path.read_bytes(), "text/csv")}
+    token = web.headers.pop("X-CSRF-Token")
+    try:
+        refused = web.post("/catalog/imports/upload", files=files, follow_redirects=False)
+        assert refused.status_code == 403 and "CSRF token" in refused.text
+        sent = web.post(action, files=files, follow_redirects=False)
+        assert sent.status_code == 303, sent.text
+        assert "/catalog/imports/" in sent.headers["location"]
+    finally:
+        web.headers["X-CSRF-Token"] = token

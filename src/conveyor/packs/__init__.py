@@ -23,7 +23,7 @@ API (``conveyor``, ``conveyor.packs`` and ``conveyor.packs.kit``) and never each
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from conveyor.config import Settings
@@ -65,7 +65,6 @@ class Pack:
     cli: str | None = None  # a typer app, added as `conveyor <name> …`
     nav: tuple[NavEntry, ...] = ()
     streaming: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def attribute(self, spec: str) -> Any:
         """Import ``module:attribute``."""

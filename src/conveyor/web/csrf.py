@@ -122,12 +122,16 @@ def require_same_origin(request: Request) -> None:
 
 
 async def presented_token(request: Request) -> str | None:
-    """The token a request carries: the header, else the form field."""
+    """The token a request carries: the header, else the form field — or, for a multipart
+    body, the ``csrf_token`` query parameter (a multipart body may be a large upload that its
+    route streams to disk itself; parsing it here would read it into this request first)."""
     header = request.headers.get(HEADER)
     if header is not None:
         return header
     content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+    if content_type.startswith("multipart/form-data"):
+        return request.query_params.get(FIELD)
+    if not content_type.startswith("application/x-www-form-urlencoded"):
         return None
     # Parsed once and cached on the request: the route's own Form() parameters reuse it.
     form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)

@@ -166,6 +166,8 @@ def access_context(request: Request) -> dict[str, Any]:
         "can": lambda scope: principal is not None and principal.has(scope),
         # Called by each POST form; a page without forms issues no token.
         "csrf_field": (lambda: guard.field(request)) if guard is not None else (lambda: ""),
+        # For multipart (upload) forms, which carry the token in their action URL.
+        "csrf_token": (lambda: guard.token(request)) if guard is not None else (lambda: ""),
     }
 
 

@@ -177,23 +177,21 @@ def clean_batches(
 
 
 def _encode(rows: list[list[str]], bad: list[BadRow], width: int) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerows(rows)
-    text = out.getvalue()
-    if "\x00" not in text:
-        try:
-            return text.encode("utf-8")
-        except UnicodeEncodeError:
-            pass
-    # Some row holds bytes PostgreSQL would refuse: find them one by one.
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    """The good rows as CSV bytes; rows PostgreSQL would refuse (bytes that were not UTF-8, a
+    NUL) join ``bad``. Nearly every row is plain ASCII without NUL, which two C-speed checks on
+    the joined row confirm; only the others are looked at value by value."""
+    good: list[list[str]] = []
     for row in rows:
+        joined = "".join(row)
+        if joined.isascii() and "\x00" not in joined:
+            good.append(row)
+            continue
         problem = _row_problem(row[1:], width)
         if problem is None:
-            writer.writerow(row)
+            good.append(row)
         else:
             bad.append(BadRow(int(row[0]), problem, _excerpt(row[1:])))
     bad.sort(key=lambda b: b.row)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(good)
     return out.getvalue().encode("utf-8")

@@ -300,19 +300,38 @@ def _watched(
     return tuple(row)
 
 
-def start(conn: psycopg.Connection[Any], import_id: str, job_id: str | None) -> str:
-    """Mark the import running under ``job_id``; the name its upload is stored under."""
+def start(conn: psycopg.Connection[Any], import_id: str, job_id: str | None) -> str | None:
+    """Mark the import running under ``job_id``; the name its upload is stored under, or None
+    if it succeeded already (a redelivered job: execution is at least once, and a second run
+    must not turn a finished import into a failed one for want of its deleted file)."""
     with conn.transaction():
         row = conn.execute(
             "UPDATE catalog_imports SET state = 'running', job_id = %s, error = NULL, "
-            "finished_at = NULL WHERE id = %s RETURNING stored_as",
+            "finished_at = NULL WHERE id = %s AND state <> 'succeeded' RETURNING stored_as",
             (job_id, import_id),
         ).fetchone()
-    if row is None:
-        from conveyor.errors import ResourceNotFound
+        if row is None:
+            done = conn.execute(
+                "SELECT 1 FROM catalog_imports WHERE id = %s", (import_id,)
+            ).fetchone()
+    if row is not None:
+        return str(row[0])
+    if done is not None:
+        return None
+    from conveyor.errors import ResourceNotFound
 
-        raise ResourceNotFound(f"no catalog import with id {import_id!r}")
-    return str(row[0])
+    raise ResourceNotFound(f"no catalog import with id {import_id!r}")
+
+
+def summary_of(conn: psycopg.Connection[Any], import_id: str) -> ImportSummary:
+    """The recorded summary of a finished import."""
+    row = conn.execute(
+        "SELECT rows_total, inserted, updated, skipped, seconds FROM catalog_imports WHERE id = %s",
+        (import_id,),
+    ).fetchone()
+    assert row is not None
+    rows, inserted, updated, skipped = (int(v or 0) for v in row[:4])
+    return ImportSummary(rows, inserted, updated, skipped, float(row[4] or 0.0))
 
 
 def end_failed(conn: psycopg.Connection[Any], import_id: str, exc: BaseException) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,13 @@ from conveyor.packs.catalog import events, importer, uploads, webhooks
 from conveyor.packs.catalog.tables import deliveries
 from conveyor.packs.catalog.tables import webhooks as webhooks_table
 
-log = logging.getLogger(__name__)
-
 IMPORT_TASK = "catalog.import_products"
 DELIVER_TASK = events.DELIVER_TASK
-# Six tries over about five minutes (2, 4, 8, 16, 32 s… with jitter), then the delivery is
-# dead: it stays in the webhook's log and in Conveyor's dead letters for a replay.
+# Eight tries: waits drawn below 5, 10, 20, 40, 80, 160 and 320 s (full jitter), so a
+# receiver that is down for a deploy of a few minutes still gets its events; after that the
+# delivery is dead: it stays in the webhook's log and in Conveyor's dead letters for a replay.
 DELIVERY_POLICY = conveyor.RetryPolicy(
-    max_attempts=6, backoff=2, backoff_max=300, retry_on=(events.DeliveryFailed,)
+    max_attempts=8, backoff=5, backoff_max=600, retry_on=(events.DeliveryFailed,)
 )
 
 _engines: dict[tuple[int, str], Engine] = {}
@@ -50,6 +48,8 @@ def import_products(self: Task, import_id: str) -> dict[str, Any]:
     job_id = str(self.request.id) if self.request.id else None
     with psycopg.connect(psycopg_url(settings), application_name="conveyor-catalog") as conn:
         stored_as = importer.start(conn, import_id, job_id)
+        if stored_as is None:  # this job ran to the end before; its message came back
+            return {"import_id": import_id, **importer.summary_of(conn, import_id).as_dict()}
         path = uploads.path_of(settings, stored_as)
         sent: list[int] = []
 

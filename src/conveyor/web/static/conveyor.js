@@ -383,6 +383,9 @@
         xhr.open("POST", form.dataset.uploadUrl + "?filename=" + encodeURIComponent(file.name));
         xhr.setRequestHeader("Content-Type", "text/csv");
         xhr.setRequestHeader("Accept", "application/json");
+        // The body is the file, so a CSRF token (where the dashboard uses them) rides in a header.
+        var token = form.querySelector('input[name="csrf_token"]');
+        if (token) { xhr.setRequestHeader("X-CSRF-Token", token.value); }
         xhr.upload.onprogress = function (e) {
           if (!e.lengthComputable) { return; }
           var percent = 100 * e.loaded / e.total;
