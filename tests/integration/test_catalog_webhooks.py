@@ -183,3 +183,42 @@ def test_an_import_fires_one_event_and_disabled_hooks_get_none(
 def test_unusable_urls_are_refused(client: Any, receiver: Receiver, url: str) -> None:
     resp = client.post(f"{API}/webhooks", json={"url": url, "events": ["product.created"]})
     assert resp.status_code == 422, resp.text
+
+
+def test_deliveries_whose_sender_died_are_swept(
+    client: Any, receiver: Receiver, settings: Any
+) -> None:
+    """A change committed with its delivery recorded, then the process died before submitting
+    the job: the beat's sweeper sends it, once."""
+    add_hook(client, receiver.url + "/swept", ["product.created"])
+    made = client.post(f"{API}/products", json={"sku": "SWEEP-1", "name": "Sent"}).json()
+    wait_for(lambda: len(receiver.on("/swept")) == 1, timeout=30, message="the normal delivery")
+    with psycopg.connect(psycopg_url(settings), autocommit=True) as conn:
+        sent = conn.execute(
+            "SELECT count(*) FROM catalog_webhook_deliveries WHERE job_id IS NOT NULL"
+        ).fetchone()
+        assert sent is not None and sent[0] >= 1  # dispatch notes the job it submitted
+        # What a crash between commit and submit leaves: a pending delivery with no job.
+        conn.execute(
+            "INSERT INTO catalog_webhook_deliveries (webhook_id, event, payload, created_at)"
+            " SELECT id, 'product.created', %s::jsonb, now() - interval '3 minutes'"
+            " FROM catalog_webhooks",
+            (json.dumps({"sku": "ORPHAN-1", "id": made["id"]}),),
+        )
+
+    def sweep() -> dict[str, Any]:
+        job = client.post("/api/v1/jobs", json={"task": "catalog.sweep_deliveries"}).json()
+
+        def finished() -> dict[str, Any] | None:
+            body: dict[str, Any] = client.get(f"/api/v1/jobs/{job['id']}/result").json()
+            return body if body["ready"] else None
+
+        done = wait_for(finished, timeout=30, message="the sweep job")
+        assert done["state"] == "succeeded", done
+        result: dict[str, Any] = done["result"]
+        return result
+
+    assert sweep() == {"sent": 1}
+    wait_for(lambda: len(receiver.on("/swept")) == 2, timeout=30, message="the swept delivery")
+    assert json.loads(receiver.on("/swept")[1]["body"])["data"]["sku"] == "ORPHAN-1"
+    assert sweep() == {"sent": 0}  # noted as sent: never twice

@@ -22,11 +22,11 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, text
 
 from conveyor.packs.catalog.tables import deliveries, webhooks
 
@@ -84,9 +84,51 @@ def record_raw(conn: Any, event: str, data: dict[str, Any]) -> list[int]:
 
 
 def dispatch(control: Any, delivery_ids: list[int]) -> None:
-    """Submit one delivery job per id (after the change that recorded them committed)."""
+    """Submit one delivery job per id (after the change that recorded them committed) and
+    note each job on its delivery, so the sweeper knows it was sent."""
+    sent = []
     for delivery_id in delivery_ids:
-        control.submit(DELIVER_TASK, kwargs={"delivery_id": delivery_id})
+        job, _ = control.submit(DELIVER_TASK, kwargs={"delivery_id": delivery_id})
+        sent.append((delivery_id, str(job["id"])))
+    with control.engine.begin() as conn:
+        mark_dispatched(conn, sent)
+
+
+MARK_DISPATCHED = text("""
+UPDATE catalog_webhook_deliveries AS d SET job_id = s.job_id
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS s(id bigint, job_id uuid)
+WHERE d.id = s.id AND d.job_id IS NULL""")
+
+SWEEP_AFTER = timedelta(minutes=2)
+"""A delivery recorded this long ago and never sent lost its sender (the process that made
+the change died between its commit and the submit): the sweeper sends it."""
+
+
+def mark_dispatched(conn: Any, sent: list[tuple[int, str]]) -> None:
+    """Note the job that sends each delivery (a SQLAlchemy connection, or psycopg's)."""
+    if not sent:
+        return
+    rows = json.dumps([{"id": d, "job_id": j} for d, j in sent])
+    if isinstance(conn, Connection):
+        conn.execute(MARK_DISPATCHED, {"rows": rows})
+    else:  # a plain psycopg connection (the importer's)
+        conn.execute(str(MARK_DISPATCHED).replace(":rows", "%(rows)s"), {"rows": rows})
+
+
+def undispatched(conn: Connection, now: datetime, limit: int = 1000) -> list[int]:
+    """Pending deliveries that no job was ever submitted for, recorded before ``now`` minus
+    :data:`SWEEP_AFTER`, oldest first."""
+    rows = conn.execute(
+        select(deliveries.c.id)
+        .where(
+            deliveries.c.state == "pending",
+            deliveries.c.job_id.is_(None),
+            deliveries.c.created_at < now - SWEEP_AFTER,
+        )
+        .order_by(deliveries.c.id)
+        .limit(limit)
+    ).all()
+    return [int(r.id) for r in rows]
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:

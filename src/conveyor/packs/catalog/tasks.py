@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from conveyor.packs.catalog.tables import webhooks as webhooks_table
 
 IMPORT_TASK = "catalog.import_products"
 DELIVER_TASK = events.DELIVER_TASK
+SWEEP_TASK = "catalog.sweep_deliveries"
 # Eight tries: waits drawn below 5, 10, 20, 40, 80, 160 and 320 s (full jitter), so a
 # receiver that is down for a deploy of a few minutes still gets its events; after that the
 # delivery is dead: it stays in the webhook's log and in Conveyor's dead letters for a replay.
@@ -64,10 +66,29 @@ def import_products(self: Task, import_id: str) -> dict[str, Any]:
             importer.end_failed(conn, import_id, exc)
             raise
         path.unlink(missing_ok=True)  # imported: the rows are in PostgreSQL now
-        for delivery_id in sent:
-            self.app.send_task(DELIVER_TASK, kwargs={"delivery_id": delivery_id})
+        _send_deliveries(self.app, conn, sent)
         importer.analyze(conn)
     return {"import_id": import_id, **summary.as_dict()}
+
+
+def _send_deliveries(app: Celery, conn: Any, delivery_ids: list[int]) -> None:
+    """Publish one delivery job per id and note it on the delivery (``conn``: psycopg)."""
+    sent = [
+        (d, str(app.send_task(DELIVER_TASK, kwargs={"delivery_id": d}).id)) for d in delivery_ids
+    ]
+    events.mark_dispatched(conn, sent)
+    conn.commit()
+
+
+def sweep_deliveries(self: Task) -> dict[str, int]:
+    """Send the deliveries whose sender died between recording and submitting them (run by
+    beat every minute; the receiver dedupes by ``X-Conveyor-Delivery`` if one ever goes twice)."""
+    with _engine(self.app).connect() as conn:
+        lost = events.undispatched(conn, datetime.now(UTC))
+    if lost:
+        with psycopg.connect(psycopg_url(settings_of(self.app))) as conn:
+            _send_deliveries(self.app, conn, lost)
+    return {"sent": len(lost)}
 
 
 def _report(phase: str, current: int, total: int, message: str) -> None:
@@ -112,3 +133,8 @@ def register(app: Celery) -> None:
         import_products
     )
     app.task(name=DELIVER_TASK, bind=True, **DELIVERY_POLICY.task_options())(deliver_webhook)
+    app.task(name=SWEEP_TASK, bind=True, max_retries=0)(sweep_deliveries)
+    app.conf.beat_schedule = {
+        **(app.conf.beat_schedule or {}),
+        "catalog-sweep-deliveries": {"task": SWEEP_TASK, "schedule": 60.0},
+    }
