@@ -52,6 +52,12 @@ class FactorySettings(BaseSettings):
     anchor_token: SecretStr | None = None
     anchor_timeout: float = Field(default=10.0, gt=0)
 
+    # Maintenance (beat): how often to look for stuck batches, how long an unfinished batch
+    # with no live job may sit before it is resubmitted, and how long failed batches are kept.
+    maintenance_interval_seconds: float = Field(default=300.0, gt=0)
+    stuck_minutes: float = Field(default=15.0, gt=0)
+    failed_retention_days: float = Field(default=30.0, gt=0)
+
     def check(self, env: str) -> None:
         """Refuse a keyring that cannot work, and in production any key that is a placeholder,
         short or not random — the default one included."""

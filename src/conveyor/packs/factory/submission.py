@@ -1,0 +1,128 @@
+"""Starting a batch's job: the first time, on a retry, and for a batch left stuck.
+
+Shared by the API, the dashboard, the CLI and the maintenance task, so a batch is checked the
+same way everywhere and nothing is enqueued for a request that cannot run.
+
+A batch may be run again when it is ``failed``, or when it is not finished and no live job
+is working on it (its job ended — ``dead`` after its anchoring retries, ``cancelled`` — or
+never reached the ledger). Running it again resumes at the step that failed: written
+chunks are skipped, a stored root is reused, the anchors are idempotent per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from sqlalchemy import Connection, Engine, text
+
+from conveyor.errors import InvalidTransition
+from conveyor.packs.factory.batches import (
+    Batch,
+    BatchSpec,
+    attach_job,
+    create_batch,
+    get_batch,
+)
+from conveyor.packs.factory.config import FactorySettings
+
+if TYPE_CHECKING:  # the worker imports this module and needs none of the API's machinery
+    from conveyor.packs.kit import Services
+
+PROCESS_TASK = "factory.process_batch"
+UNFINISHED = ("pending", "processing", "anchoring")
+
+# A batch's job, if it is one the ledger still counts as waiting or running.
+_LIVE_JOB = text(
+    "SELECT 1 FROM conveyor_jobs WHERE id = CAST(:job_id AS uuid)"
+    " AND state IN ('scheduled', 'queued', 'running', 'retrying')"
+)
+_STUCK = text(
+    "SELECT b.id FROM factory_batches b"
+    " LEFT JOIN conveyor_jobs j ON j.id = CAST(b.job_id AS uuid)"
+    " WHERE b.status IN ('pending', 'processing', 'anchoring')"
+    "   AND b.updated_at < now() - make_interval(secs => :idle)"
+    "   AND (j.id IS NULL OR j.state IN ('succeeded', 'failed', 'cancelled', 'dead'))"
+    " ORDER BY b.updated_at LIMIT :limit"
+)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A batch and the job now running it."""
+
+    batch_id: UUID
+    job_id: str
+
+
+def has_live_job(conn: Connection, batch: Batch) -> bool:
+    """Whether a job the ledger counts as waiting or running is on ``batch``."""
+    if batch.job_id is None:
+        return False
+    return conn.execute(_LIVE_JOB, {"job_id": batch.job_id}).first() is not None
+
+
+def retryable(conn: Connection, batch: Batch) -> bool:
+    """Whether ``batch`` may be run again now: failed, or unfinished with no live job."""
+    if batch.status == "failed":
+        return True
+    return batch.status in UNFINISHED and not has_live_job(conn, batch)
+
+
+Send = Callable[[UUID], str]
+"""Submits the batch's job; its id."""
+
+
+def control_sender(services: Services) -> Send:
+    """Submit through Conveyor's control plane: the job row is committed before the publish."""
+
+    def send(batch_id: UUID) -> str:
+        job, _ = services.control.submit(PROCESS_TASK, kwargs={"batch_id": str(batch_id)})
+        return str(job["id"])
+
+    return send
+
+
+def start(services: Services, spec: BatchSpec, settings: FactorySettings) -> Submitted:
+    """Record a new batch and submit its job."""
+    batch_id = create_batch(services.engine, spec, settings)
+    job_id = control_sender(services)(batch_id)
+    attach_job(services.engine, batch_id, job_id)
+    return Submitted(batch_id, job_id)
+
+
+def retry(engine: Engine, batch_id: UUID, send: Send) -> Submitted:
+    """Run ``batch_id`` again from the step it stopped at; :class:`InvalidTransition` (409)
+    when it is completed or a live job is already on it."""
+    with engine.connect() as conn:
+        batch = get_batch(conn, batch_id)
+        if not retryable(conn, batch):
+            why = "completed" if batch.status == "completed" else f"{batch.status}, job live"
+            raise InvalidTransition(
+                f"batch {batch_id} is {why}: only a failed batch, or one whose job ended"
+                " before it finished, can be retried"
+            )
+    job_id = send(batch_id)
+    attach_job(engine, batch_id, job_id)
+    return Submitted(batch_id, job_id)
+
+
+def stuck_batches(engine: Engine, idle_seconds: float, limit: int = 100) -> list[UUID]:
+    """Unfinished batches untouched for ``idle_seconds`` whose job is no longer live."""
+    with engine.connect() as conn:
+        rows = conn.execute(_STUCK, {"idle": idle_seconds, "limit": limit}).scalars()
+        return [UUID(str(r)) for r in rows]
+
+
+def job_links(batch_id: UUID, job_id: str | None) -> dict[str, Any]:
+    """Where a client follows a batch: itself, its job, the job's live events."""
+    job = f"/api/v1/jobs/{job_id}" if job_id else None
+    return {
+        "self": f"/api/v1/factory/batches/{batch_id}",
+        "job": job,
+        "events": f"{job}/events" if job else None,
+        "products": f"/api/v1/factory/batches/{batch_id}/products",
+        "csv": f"/api/v1/factory/batches/{batch_id}/products.csv",
+    }
