@@ -5,5 +5,10 @@ from __future__ import annotations
 
 from conveyor.packs import Pack
 
-# Tables only so far: tasks, API, pages and CLI come with the next slice.
-PACK = Pack(name="factory", title="Factory", tables="conveyor.packs.factory.tables:metadata")
+PACK = Pack(
+    name="factory",
+    title="Factory",
+    tasks="conveyor.packs.factory.tasks:register",
+    api="conveyor.packs.factory.api:router",
+    tables="conveyor.packs.factory.tables:metadata",
+)
