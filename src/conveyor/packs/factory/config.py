@@ -32,8 +32,10 @@ class FactorySettings(BaseSettings):
         default_factory=lambda: {DEFAULT_KID: SecretStr(DEFAULT_SECRET)}
     )
     token_kid: str = DEFAULT_KID
-    # A product's verification URL is this base followed by its token.
-    verify_base_url: str = "http://127.0.0.1:8000/api/v1/factory/verify/"
+    # A product's verification URL is this base followed by its token: by default the public
+    # dashboard page a phone opens after scanning a label (its JSON twin is
+    # /api/v1/factory/verify/<token>). Set it to the address customers reach.
+    verify_base_url: str = "http://127.0.0.1:8000/verify/"
 
     # Batches: products written per COPY transaction (a power of two, so a chunk is a subtree
     # of the batch's Merkle tree), and processes generating them (None: two per core, since

@@ -16,7 +16,7 @@ import psycopg
 from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from conveyor.errors import InputRejected
-from conveyor.packs.factory.batches import COLUMNS, Batch, get_batch
+from conveyor.packs.factory.batches import COLUMNS, STATUSES, Batch, get_batch
 from conveyor.packs.factory.tables import batches, products
 from conveyor.packs.factory.verify import jsonable
 
@@ -135,8 +135,7 @@ def stats(conn: Connection) -> dict[str, Any]:
         ).group_by(batches.c.status)
     ).all()
     by_status = {
-        s: {"batches": 0, "products_requested": 0, "products_written": 0}
-        for s in ("pending", "processing", "anchoring", "completed", "failed")
+        s: {"batches": 0, "products_requested": 0, "products_written": 0} for s in STATUSES
     }
     for status, count, requested, written in rows:
         by_status[status] = {
