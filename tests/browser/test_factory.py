@@ -3,6 +3,7 @@ complete; someone who never logged in opens a product's verification page from i
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from conveyor.testing.services import wait_for
@@ -30,10 +31,9 @@ def test_create_a_batch_watch_it_complete_and_verify_a_product(
     steps: set[str] = set()
 
     def completed() -> bool:
-        try:
+        # No panel once it ended, or the page is reloading.
+        with contextlib.suppress(Exception):
             steps.add(page.locator("#progress-step").inner_text(timeout=500))
-        except Exception:  # no panel once it ended, or the page is reloading
-            pass
         try:
             return page.locator("#batch-status").inner_text(timeout=1000) == "completed"
         except Exception:
