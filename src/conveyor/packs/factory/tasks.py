@@ -23,10 +23,9 @@ from uuid import UUID
 
 import psycopg
 from celery import Celery, Task
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 
 import conveyor
-from conveyor.ledger.db import make_engine
 from conveyor.packs import psycopg_url, settings_of
 from conveyor.packs.factory import submission
 from conveyor.packs.factory.anchors import Anchor, build_anchor
@@ -76,7 +75,8 @@ def _process(app: Celery) -> _Process:
     state = _state.get("p")
     if state is None or state.pid != os.getpid():
         factory = FactorySettings()
-        engine = make_engine(settings.database_url or "", pool_size=2, max_overflow=2)
+        url = psycopg_url(settings).replace("postgresql://", "postgresql+psycopg://", 1)
+        engine = create_engine(url, pool_size=2, max_overflow=2, pool_pre_ping=True)
         state = _Process(
             os.getpid(),
             engine,
