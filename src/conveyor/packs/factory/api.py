@@ -33,6 +33,7 @@ router = APIRouter(tags=["factory"])
 
 MAX_PRODUCTS = 10_000_000
 METADATA_MAX_BYTES = 16_384
+NO_NUL = "^[^\x00]*$"  # PostgreSQL text cannot hold U+0000
 Status = Literal["pending", "processing", "anchoring", "completed", "failed"]
 
 
@@ -47,11 +48,24 @@ class BatchCreate(BaseModel):
     factory_id: str | None = Field(default=None, min_length=1, max_length=255)
     metadata: dict[str, Any] | None = None
 
+    @field_validator("product_name", "category", "factory_id")
+    @classmethod
+    def no_nul(cls, value: str | None) -> str | None:
+        # PostgreSQL text cannot hold U+0000; refuse it here rather than fail in the insert.
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain the NUL character (U+0000)")
+        return value
+
     @field_validator("metadata")
     @classmethod
     def metadata_fits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value)) > METADATA_MAX_BYTES:
+        if value is None:
+            return value
+        dumped = json.dumps(value)
+        if len(dumped) > METADATA_MAX_BYTES:
             raise ValueError(f"metadata must be at most {METADATA_MAX_BYTES:,} bytes as JSON")
+        if _has_nul(value):  # jsonb cannot hold U+0000 either
+            raise ValueError("metadata must not contain the NUL character (U+0000)")
         return value
 
     def spec(self) -> BatchSpec:
@@ -59,6 +73,16 @@ class BatchCreate(BaseModel):
         return BatchSpec(
             self.product_count, self.product_name, self.category, self.factory_id, self.metadata
         )
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def batch_view(services: Services, batch_id: uuid.UUID) -> dict[str, Any]:
@@ -89,8 +113,8 @@ def list_batches(
     principal: ReadJobs,
     services: ServicesDep,
     status: Status | None = None,
-    factory_id: Annotated[str | None, Query(max_length=255)] = None,
-    category: Annotated[str | None, Query(max_length=255)] = None,
+    factory_id: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
+    category: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from conveyor.packs.kit import (
     page_scope,
 )
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)
 WRITE = [Depends(page_scope("jobs:write"))]
 ENDED = ("completed", "failed")
 

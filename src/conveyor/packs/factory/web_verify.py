@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from conveyor.packs.factory.deployment import factory_of
 from conveyor.packs.kit import PagesDep, ServicesDep
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)
 
 
 @router.get("/verify", name="factory_verify_form", response_class=HTMLResponse)
