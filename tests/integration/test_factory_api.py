@@ -10,6 +10,7 @@ import hashlib
 import io
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -275,8 +276,13 @@ def test_a_failed_step_is_retried_without_duplicates(
         # The job ends failed (the ledger hears of it a moment after the batch row).
         job_url = f"/api/v1/jobs/{made['job_id']}"
         wait_for(lambda: client.get(job_url).json()["state"] == "failed", timeout=30)
-    r = client.post(f"{BASE}/batches/{made['batch_id']}/retry")
-    assert r.status_code == 202, r.text
+    # Two retries at once: one starts a job, the other is told a job is already on it.
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(
+            pool.map(lambda _: client.post(f"{BASE}/batches/{made['batch_id']}/retry"), range(2))
+        )
+    assert sorted(a.status_code for a in answers) == [202, 409], [a.text for a in answers]
+    r = next(a for a in answers if a.status_code == 202)
     assert r.json()["job_id"] != made["job_id"]
     done = until(client, made["batch_id"], "completed")
     assert done["error"] is None and done["failed_step"] is None

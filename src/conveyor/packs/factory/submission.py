@@ -3,9 +3,10 @@
 Shared by the API, the dashboard, the CLI and the maintenance task, so a batch is checked the
 same way everywhere and nothing is enqueued for a request that cannot run.
 
-A batch may be run again when it is ``failed``, or when it is not finished and no live job
-is working on it (its job ended — ``dead`` after its anchoring retries, ``cancelled`` — or
-never reached the ledger). Running it again resumes at the step that failed: written
+A batch may be run again when it is ``failed`` or unfinished and no live job is working on it
+(its job ended — ``dead`` after its anchoring retries, ``cancelled`` — or never reached the
+ledger). A retry locks the batch's row while it checks and submits, so two retries at once
+start one job; the per-batch lock in ``tasks.py`` covers any other overlap. Running it again resumes at the step that failed: written
 chunks are skipped, a stored root is reused, the anchors are idempotent per batch.
 """
 
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, func, select, text, update
 
 from conveyor.errors import InvalidTransition
 from conveyor.packs.factory.batches import (
@@ -27,6 +29,7 @@ from conveyor.packs.factory.batches import (
     get_batch,
 )
 from conveyor.packs.factory.config import FactorySettings
+from conveyor.packs.factory.tables import batches
 
 if TYPE_CHECKING:  # the worker imports this module and needs none of the API's machinery
     from conveyor.packs.kit import Services
@@ -34,11 +37,12 @@ if TYPE_CHECKING:  # the worker imports this module and needs none of the API's 
 PROCESS_TASK = "factory.process_batch"
 UNFINISHED = ("pending", "processing", "anchoring")
 
-# A batch's job, if it is one the ledger still counts as waiting or running.
-_LIVE_JOB = text(
-    "SELECT 1 FROM conveyor_jobs WHERE id = CAST(:job_id AS uuid)"
-    " AND state IN ('scheduled', 'queued', 'running', 'retrying')"
-)
+# The state of a batch's job in the ledger.
+_JOB_STATE = text("SELECT state FROM conveyor_jobs WHERE id = CAST(:job_id AS uuid)")
+LIVE_STATES = ("scheduled", "queued", "running", "retrying")
+# A job sent from a worker (the stuck-batch task) reaches the ledger through the recorder a
+# moment after the batch names it: until then it counts as live.
+RECORDING_GRACE_SECONDS = 60.0
 _STUCK = text(
     "SELECT b.id FROM factory_batches b"
     " LEFT JOIN conveyor_jobs j ON j.id = CAST(b.job_id AS uuid)"
@@ -58,17 +62,23 @@ class Submitted:
 
 
 def has_live_job(conn: Connection, batch: Batch) -> bool:
-    """Whether a job the ledger counts as waiting or running is on ``batch``."""
+    """Whether a job the ledger counts as waiting or running is on ``batch`` (or one it has
+    not heard of yet, named by the batch moments ago)."""
     if batch.job_id is None:
         return False
-    return conn.execute(_LIVE_JOB, {"job_id": batch.job_id}).first() is not None
+    state = conn.execute(_JOB_STATE, {"job_id": batch.job_id}).scalar_one_or_none()
+    if state is None:
+        age = (datetime.now(UTC) - batch.updated_at).total_seconds()
+        return age < RECORDING_GRACE_SECONDS
+    return state in LIVE_STATES
 
 
 def retryable(conn: Connection, batch: Batch) -> bool:
-    """Whether ``batch`` may be run again now: failed, or unfinished with no live job."""
-    if batch.status == "failed":
-        return True
-    return batch.status in UNFINISHED and not has_live_job(conn, batch)
+    """Whether ``batch`` may be run again now: failed or unfinished, with no live job (a
+    retry that just started one makes the next retry wait for it)."""
+    if batch.status not in ("failed", *UNFINISHED):
+        return False
+    return not has_live_job(conn, batch)
 
 
 Send = Callable[[UUID], str]
@@ -96,7 +106,9 @@ def start(services: Services, spec: BatchSpec, settings: FactorySettings) -> Sub
 def retry(engine: Engine, batch_id: UUID, send: Send) -> Submitted:
     """Run ``batch_id`` again from the step it stopped at; :class:`InvalidTransition` (409)
     when it is completed or a live job is already on it."""
-    with engine.connect() as conn:
+    with engine.begin() as conn:
+        # The row lock makes concurrent retries take turns: the second sees the first's job.
+        conn.execute(select(batches.c.id).where(batches.c.id == batch_id).with_for_update())
         batch = get_batch(conn, batch_id)
         if not retryable(conn, batch):
             why = "completed" if batch.status == "completed" else f"{batch.status}, job live"
@@ -104,8 +116,12 @@ def retry(engine: Engine, batch_id: UUID, send: Send) -> Submitted:
                 f"batch {batch_id} is {why}: only a failed batch, or one whose job ended"
                 " before it finished, can be retried"
             )
-    job_id = send(batch_id)
-    attach_job(engine, batch_id, job_id)
+        job_id = send(batch_id)
+        conn.execute(
+            update(batches)
+            .where(batches.c.id == batch_id)
+            .values(job_id=job_id, updated_at=func.now())
+        )
     return Submitted(batch_id, job_id)
 
 
