@@ -6,8 +6,9 @@ same way everywhere and nothing is enqueued for a request that cannot run.
 A batch may be run again when it is ``failed`` or unfinished and no live job is working on it
 (its job ended — ``dead`` after its anchoring retries, ``cancelled`` — or never reached the
 ledger). A retry locks the batch's row while it checks and submits, so two retries at once
-start one job; the per-batch lock in ``tasks.py`` covers any other overlap. Running it again resumes at the step that failed: written
-chunks are skipped, a stored root is reused, the anchors are idempotent per batch.
+start one job; the per-batch lock in ``tasks.py`` covers any other overlap. Running it again
+resumes at the step that failed: written chunks are skipped, a stored root is reused, the
+anchors are idempotent per batch.
 """
 
 from __future__ import annotations
