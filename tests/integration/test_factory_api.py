@@ -318,3 +318,26 @@ def test_anchoring_is_retried_with_backoff_and_never_completes_early(
         lambda: (j := client.get(job_url).json())["state"] == "succeeded" and j, timeout=30
     )
     assert job["attempt"] >= 2
+
+
+def test_a_cancelled_batch_stops_and_a_retry_finishes_it(client: Any, ledger: Engine) -> None:
+    count = 800_000
+    made = create(client, count, name="Cancelled")
+
+    def writing() -> bool:
+        b = client.get(f"{BASE}/batches/{made['batch_id']}").json()
+        return b["status"] == "processing" and 0 < b["products_written"] < count // 2
+
+    wait_for(writing, timeout=60, interval=0.02, message="the batch to be writing")
+    assert client.post(f"/api/v1/jobs/{made['job_id']}/cancel").status_code == 200
+    stopped = until(client, made["batch_id"], "failed", "completed")
+    assert stopped["status"] == "failed" and stopped["failed_step"] == "products"
+    assert "JobCancelled" in stopped["error"]
+    job_url = f"/api/v1/jobs/{made['job_id']}"
+    wait_for(lambda: client.get(job_url).json()["state"] == "cancelled", timeout=30)
+    assert product_rows(ledger, made["batch_id"])[0] < count
+    # A retry resumes at the first unwritten chunk.
+    assert client.post(f"{BASE}/batches/{made['batch_id']}/retry").status_code == 202
+    done = until(client, made["batch_id"], "completed", timeout=120)
+    assert product_rows(ledger, made["batch_id"]) == (count, count)
+    assert done["products_written"] == count

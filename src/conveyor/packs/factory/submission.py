@@ -49,7 +49,8 @@ _STUCK = text(
     " LEFT JOIN conveyor_jobs j ON j.id = CAST(b.job_id AS uuid)"
     " WHERE b.status IN ('pending', 'processing', 'anchoring')"
     "   AND b.updated_at < now() - make_interval(secs => :idle)"
-    "   AND (j.id IS NULL OR j.state IN ('succeeded', 'failed', 'cancelled', 'dead'))"
+    # A cancelled job is someone's decision: its batch waits for an explicit retry.
+    "   AND (j.id IS NULL OR j.state IN ('succeeded', 'failed', 'dead'))"
     " ORDER BY b.updated_at LIMIT :limit"
 )
 

@@ -29,7 +29,7 @@ import conveyor
 from conveyor.packs import psycopg_url, settings_of
 from conveyor.packs.factory import submission
 from conveyor.packs.factory.anchors import Anchor, build_anchor
-from conveyor.packs.factory.batches import attach_job
+from conveyor.packs.factory.batches import attach_job, fail_batch, get_batch
 from conveyor.packs.factory.config import FactorySettings
 from conveyor.packs.factory.errors import AnchorError
 from conveyor.packs.factory.steps import run_batch
@@ -124,6 +124,12 @@ def process_batch(self: Task, batch_id: str) -> dict[str, Any]:
     except BatchBusy as exc:
         # The other run finishes the batch; this job ends without touching it.
         return {"batch_id": batch_id, "skipped": str(exc)}
+    except conveyor.JobCancelled:
+        # Cancelled while anchoring: run_batch only marks earlier steps. Say so on the batch,
+        # which stays `anchoring` (never completed) until someone retries it.
+        if get_batch(state.engine, uuid).status == "anchoring":
+            fail_batch(state.engine, uuid, "anchor", "cancelled; retry the batch to anchor it")
+        raise
     return {
         "batch_id": batch_id,
         "status": batch.status,
