@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlalchemy import create_engine, text
 
 from conveyor.api import create_app
 from conveyor.config import Settings
+from conveyor.packs.factory.batches import BatchSpec, create_batch
+from conveyor.packs.factory.config import FactorySettings
 from conveyor.testing.services import wait_for
 
 HTML = {"Accept": "text/html"}
@@ -91,3 +94,32 @@ def test_verify_page_is_public(client: Any, locked: TestClient) -> None:
         page = locked.get(f"/verify/{bad}", headers=HTML)
         assert page.status_code == 200 and 'data-authentic="false"' in page.text, bad
     assert locked.get("/verify", headers=HTML).status_code == 200
+
+
+def test_a_failed_batch_shows_its_error_and_retries_from_the_page(
+    client: Any, settings: Settings
+) -> None:
+    engine = create_engine(str(settings.database_url))
+    try:
+        # Signed with a key the worker's keyring lacks: the products step fails.
+        lost = FactorySettings(token_keys={"gone": SecretStr("x" * 40)}, token_kid="gone")
+        batch_id = create_batch(engine, BatchSpec(500, "Keyless", "c"), lost)
+        page = client.get(f"/factory/batches/{batch_id}")
+        assert 'id="retry-batch"' in page.text  # pending with no job: it may be started
+        r = client.post(f"/factory/batches/{batch_id}/retry", follow_redirects=False)
+        assert r.status_code == 303 and "notice=" in r.headers["location"]
+        wait_for(lambda: batch_status(client, str(batch_id)) == "failed", timeout=60)
+        page = client.get(f"/factory/batches/{batch_id}")
+        assert 'id="batch-error"' in page.text and "no longer in" in page.text
+        assert 'id="retry-batch"' in page.text
+        with engine.begin() as conn:  # the key is back (here: the batch moves to one we have)
+            conn.execute(
+                text("UPDATE factory_batches SET token_kid = 'dev' WHERE id = :b"), {"b": batch_id}
+            )
+        r = client.post(f"/factory/batches/{batch_id}/retry", follow_redirects=False)
+        assert r.status_code == 303
+        wait_for(lambda: batch_status(client, str(batch_id)) == "completed", timeout=60)
+        again = client.post(f"/factory/batches/{batch_id}/retry", follow_redirects=False)
+        assert "error=" in again.headers["location"]  # completed: nothing to retry
+    finally:
+        engine.dispose()
