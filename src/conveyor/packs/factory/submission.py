@@ -39,7 +39,7 @@ PROCESS_TASK = "factory.process_batch"
 UNFINISHED = ("pending", "processing", "anchoring")
 
 # The state of a batch's job in the ledger.
-_JOB_STATE = text("SELECT state FROM conveyor_jobs WHERE id = CAST(:job_id AS uuid)")
+_JOB_STATE = text("SELECT state, created_at FROM conveyor_jobs WHERE id = CAST(:job_id AS uuid)")
 LIVE_STATES = ("scheduled", "queued", "running", "retrying")
 # A job sent from a worker (the stuck-batch task) reaches the ledger through the recorder a
 # moment after the batch names it: until then it counts as live.
@@ -68,11 +68,15 @@ def has_live_job(conn: Connection, batch: Batch) -> bool:
     not heard of yet, named by the batch moments ago)."""
     if batch.job_id is None:
         return False
-    state = conn.execute(_JOB_STATE, {"job_id": batch.job_id}).scalar_one_or_none()
-    if state is None:
+    job = conn.execute(_JOB_STATE, {"job_id": batch.job_id}).first()
+    if job is None:
         age = (datetime.now(UTC) - batch.updated_at).total_seconds()
         return age < RECORDING_GRACE_SECONDS
-    return state in LIVE_STATES
+    if batch.status == "failed" and batch.failed_at and job.created_at <= batch.failed_at:
+        # The job that failed the batch: over, even while the ledger still says `running`
+        # (the batch row is marked just before the task raises, the ledger a moment later).
+        return False
+    return bool(job.state in LIVE_STATES)
 
 
 def retryable(conn: Connection, batch: Batch) -> bool:
