@@ -56,6 +56,8 @@ def test_a_second_run_stands_aside_and_the_stuck_batch_is_resubmitted(
         result = run(client, tasks.PROCESS_TASK, batch_id=str(batch_id))
         assert "being processed by another run" in result["skipped"]
         assert status(client, batch_id) == "pending"  # untouched while the lock was held
+        # … and not named by the run that stood aside (the holder's job stays the batch's).
+        assert client.get(f"/api/v1/factory/batches/{batch_id}").json()["job_id"] is None
     # Its job ended and the batch is unfinished: stuck, so the schedule's task picks it up.
     retried = run(client, tasks.RETRY_STUCK_TASK, idle_minutes=0)
     assert str(batch_id) in retried["retried"]

@@ -109,10 +109,12 @@ def process_batch(self: Task, batch_id: str) -> dict[str, Any]:
     """Run the batch's remaining steps; its final state."""
     state = _process(self.app)
     uuid = UUID(batch_id)
-    if self.request.id:
-        attach_job(state.engine, uuid, str(self.request.id))
     try:
         with batch_lock(self.app, uuid):
+            # Only the run holding the lock names itself on the batch: a run that stands
+            # aside must not make the batch look as if its live job had ended.
+            if self.request.id:
+                attach_job(state.engine, uuid, str(self.request.id))
             batch = run_batch(
                 state.engine,
                 uuid,
