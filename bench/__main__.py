@@ -13,12 +13,20 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from bench import api, catalog, dashboard, factory, latency, throughput
+from bench import api, catalog, dashboard, factory, factory_api, latency, throughput
 from bench.machine import code_fingerprint, describe
 from bench.report import Figure, render
 from bench.stack import REPO, BenchError, Stack
 
-BENCHMARKS = ("throughput", "api", "latency", "catalog", "factory", "dashboard")
+BENCHMARKS = (
+    "throughput",
+    "api",
+    "latency",
+    "catalog",
+    "factory",
+    "factory-api",
+    "dashboard",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             if "factory" in selected:
                 print("factory batches:", file=sys.stderr)
                 figures += factory.figures(factory.run(stack))
+            if "factory-api" in selected:
+                print("factory batches through the API:", file=sys.stderr)
+                figures += factory_api.figures(factory_api.run(stack))
             if "catalog" in selected:
                 print("catalog import (upload → queryable):", file=sys.stderr)
                 figures += catalog.figures(catalog.run(stack, args.catalog_rows))

@@ -60,7 +60,7 @@ API_ROUTES = _api_routes()
 
 # The scope each operation needs. A new route fails test_every_api_route_is_listed until it is
 # added here, and then test_every_api_route_demands_its_scope holds it to that scope.
-EXPECTED_SCOPE = {
+EXPECTED_SCOPE: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/jobs"): "jobs:read",
     ("GET", "/api/v1/jobs/{job_id}"): "jobs:read",
     ("GET", "/api/v1/jobs/{job_id}/result"): "jobs:read",
@@ -100,7 +100,19 @@ EXPECTED_SCOPE = {
     ("PATCH", "/api/v1/catalog/webhooks/{webhook_id}"): "jobs:write",
     ("DELETE", "/api/v1/catalog/webhooks/{webhook_id}"): "jobs:write",
     ("POST", "/api/v1/catalog/webhooks/{webhook_id}/test"): "jobs:write",
+    # The factory pack: the same rule, except verifying a token, which is public (PUBLIC).
+    ("GET", "/api/v1/factory/batches"): "jobs:read",
+    ("GET", "/api/v1/factory/batches/stats"): "jobs:read",
+    ("GET", "/api/v1/factory/batches/{batch_id}"): "jobs:read",
+    ("GET", "/api/v1/factory/batches/{batch_id}/products"): "jobs:read",
+    ("GET", "/api/v1/factory/batches/{batch_id}/products.csv"): "jobs:read",
+    ("POST", "/api/v1/factory/batches"): "jobs:write",
+    ("POST", "/api/v1/factory/batches/{batch_id}/retry"): "jobs:write",
+    ("GET", "/api/v1/factory/verify/{token}"): None,
 }
+
+# Routes anyone may call without a key: what a consumer scanning a product label calls.
+PUBLIC = {("GET", "/api/v1/factory/verify/{token}")}
 
 
 def auth_settings(settings: Settings, **update: Any) -> Settings:
@@ -239,6 +251,9 @@ def test_every_api_route_demands_its_scope(
     api: TestClient, ledger: Any, method: str, path: str
 ) -> None:
     scope = EXPECTED_SCOPE.get((method, path))
+    if (method, path) in PUBLIC:
+        assert call(api, method, path, {}).status_code == 200
+        return
     assert call(api, method, path, {}).status_code == 401
     r = call(api, method, path, bearer(zero_scope_key(ledger)))
     assert r.status_code == 403, r.text
@@ -255,7 +270,9 @@ def test_openapi_shows_the_security_schemes(api: TestClient) -> None:
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
     for path, operations in spec["paths"].items():
         for method, op in operations.items():
-            if path.startswith("/api/v1") or path == "/metrics":
+            if (method.upper(), path) in PUBLIC:  # documented as open: no key asked for
+                assert not op.get("security"), (method, path)
+            elif path.startswith("/api/v1") or path == "/metrics":
                 assert {"HTTPBearer": []} in op.get("security", []), (method, path)
             else:
                 assert not op.get("security"), (method, path)

@@ -10,6 +10,9 @@ task bodies it does not run:
 - ``api``: ``module:attribute``, a FastAPI router mounted at ``/api/v1/<name>``;
 - ``web``: a FastAPI router of dashboard pages, with templates in ``templates_dir`` and
   entries for the navigation;
+- ``public_web``: a router of pages anyone may open without logging in (the factory's
+  product verification page, which a consumer reaches by scanning a label); its forms still
+  carry the CSRF check;
 - ``tables``: the pack's SQLAlchemy ``MetaData``; its Alembic migrations live with the ledger's
   (``ledger/migrations/versions``), and a test checks the two agree;
 - ``cli``: a typer app, added to the ``conveyor`` command as ``conveyor <name> …``;
@@ -60,6 +63,7 @@ class Pack:
     tasks: str | None = None
     api: str | None = None
     web: str | None = None
+    public_web: str | None = None  # pages that need no session (see the module docstring)
     tables: str | None = None
     templates_dir: str | None = None  # a directory inside the pack's package
     cli: str | None = None  # a typer app, added as `conveyor <name> …`

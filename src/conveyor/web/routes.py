@@ -81,3 +81,6 @@ def mount_web(app: FastAPI, packs: Sequence[Pack] = ()) -> None:
             # Pack pages are read with jobs:read like the rest (their actions ask for more),
             # and their forms carry the same CSRF token.
             app.include_router(pack.attribute(pack.web), dependencies=readers)
+        if pack.public_web:
+            # No session asked for: these pages are for people who never log in.
+            app.include_router(pack.attribute(pack.public_web), dependencies=[protect])

@@ -3,7 +3,20 @@
 
 from __future__ import annotations
 
-from conveyor.packs import Pack
+from conveyor.packs import NavEntry, Pack
 
-# Tables only so far: tasks, API, pages and CLI come with the next slice.
-PACK = Pack(name="factory", title="Factory", tables="conveyor.packs.factory.tables:metadata")
+PACK = Pack(
+    name="factory",
+    title="Factory",
+    tasks="conveyor.packs.factory.tasks:register",
+    api="conveyor.packs.factory.api:router",
+    cli="conveyor.packs.factory.cli:app",
+    web="conveyor.packs.factory.web:router",
+    public_web="conveyor.packs.factory.web_verify:router",
+    templates_dir="templates",
+    nav=(
+        NavEntry("Batches", "factory_batches", "factory-batches"),
+        NavEntry("Verify", "factory_verify_form", "factory-verify"),
+    ),
+    tables="conveyor.packs.factory.tables:metadata",
+)

@@ -57,8 +57,15 @@ class Batch:
     anchor_details: dict[str, Any] | None
     failed_step: str | None
     error: str | None
+    job_id: str | None
     created_at: datetime
+    updated_at: datetime
+    processing_started_at: datetime | None
+    products_written_at: datetime | None
+    root_computed_at: datetime | None
+    anchored_at: datetime | None
     completed_at: datetime | None
+    failed_at: datetime | None
 
 
 def create_batch(
@@ -95,13 +102,13 @@ def get_batch(bind: Engine | Connection, batch_id: UUID) -> Batch:
     if isinstance(bind, Engine):
         with bind.connect() as conn:
             return get_batch(conn, batch_id)
-    row = bind.execute(select(*_COLUMNS).where(batches.c.id == batch_id)).mappings().first()
+    row = bind.execute(select(*COLUMNS).where(batches.c.id == batch_id)).mappings().first()
     if row is None:
         raise BatchNotFound(batch_id)
     return Batch(**row)
 
 
-_COLUMNS = [batches.c[name] for name in Batch.__dataclass_fields__]
+COLUMNS = [batches.c[name] for name in Batch.__dataclass_fields__]
 
 
 def set_status(conn: Connection, batch_id: UUID, status: str, **values: Any) -> None:
@@ -111,6 +118,16 @@ def set_status(conn: Connection, batch_id: UUID, status: str, **values: Any) -> 
         .where(batches.c.id == batch_id)
         .values(status=status, updated_at=func.now(), **values)
     )
+
+
+def attach_job(engine: Engine, batch_id: UUID, job_id: str) -> None:
+    """Record ``job_id`` as the job running the batch now (a retry replaces the last one)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(batches)
+            .where(batches.c.id == batch_id)
+            .values(job_id=job_id, updated_at=func.now())
+        )
 
 
 def fail_batch(engine: Engine, batch_id: UUID, step: str, error: str) -> None:

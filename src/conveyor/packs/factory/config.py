@@ -32,8 +32,10 @@ class FactorySettings(BaseSettings):
         default_factory=lambda: {DEFAULT_KID: SecretStr(DEFAULT_SECRET)}
     )
     token_kid: str = DEFAULT_KID
-    # A product's verification URL is this base followed by its token.
-    verify_base_url: str = "http://127.0.0.1:8000/api/v1/factory/verify/"
+    # A product's verification URL is this base followed by its token: by default the public
+    # dashboard page a phone opens after scanning a label (its JSON twin is
+    # /api/v1/factory/verify/<token>). Set it to the address customers reach.
+    verify_base_url: str = "http://127.0.0.1:8000/verify/"
 
     # Batches: products written per COPY transaction (a power of two, so a chunk is a subtree
     # of the batch's Merkle tree), and processes generating them (None: two per core, since
@@ -51,6 +53,12 @@ class FactorySettings(BaseSettings):
     anchor_url: str | None = None
     anchor_token: SecretStr | None = None
     anchor_timeout: float = Field(default=10.0, gt=0)
+
+    # Maintenance (beat): how often to look for stuck batches, how long an unfinished batch
+    # with no live job may sit before it is resubmitted, and how long failed batches are kept.
+    maintenance_interval_seconds: float = Field(default=300.0, gt=0)
+    stuck_minutes: float = Field(default=15.0, gt=0)
+    failed_retention_days: float = Field(default=30.0, gt=0)
 
     def check(self, env: str) -> None:
         """Refuse a keyring that cannot work, and in production any key that is a placeholder,

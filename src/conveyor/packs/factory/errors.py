@@ -13,20 +13,21 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, ResourceConflict, ResourceNotFound
 
 
 class FactoryError(ConveyorError):
     """Root of every error the factory pack raises on purpose."""
 
 
-class BatchNotFound(FactoryError):
+# Also the pack errors the API maps to HTTP (404, 409), so no route translates them by hand.
+class BatchNotFound(FactoryError, ResourceNotFound):
     def __init__(self, batch_id: UUID) -> None:
         super().__init__(f"no factory batch with id {batch_id}")
         self.batch_id = batch_id
 
 
-class BatchStateError(FactoryError):
+class BatchStateError(FactoryError, ResourceConflict):
     pass
 
 

@@ -7,8 +7,9 @@ failure resumes where the batch stopped:
    ``chunk_size`` products (a power of two). Each chunk is one transaction that also writes
    its ``factory_chunks`` row; a chunk whose row exists is skipped, and the unique
    ``(batch_id, serial)`` and ``token`` indexes refuse a duplicate even from two writers at
-   once. Chunks are generated and COPYed by a pool of processes (two per core by default):
-   a process signs and formats while PostgreSQL's backend for another chunk inserts.
+   once. Chunks are generated and COPYed by a pool of writers (two per core by default;
+   processes, or threads inside a Celery prefork child): one signs and formats while
+   PostgreSQL's backend for another chunk inserts.
 2. :func:`compute_root` — the batch's RFC 9162 Merkle root over the products' tokens in
    serial order. Each chunk stored the roots of its blocks of :data:`BLOCK_LEAVES` leaves
    (computed from the very bytes it COPYed), so the root is folded from those; the batch is
@@ -26,7 +27,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -134,34 +135,38 @@ def write_chunk(conn: psycopg.Connection[tuple[object, ...]], job: ChunkJob) -> 
     return job.count
 
 
-_worker_conn: psycopg.Connection[tuple[object, ...]] | None = None
+# The writer's connection: one per pool process, or per thread in a writer thread pool.
+_writer = threading.local()
 
 
 def _open_worker(conninfo: str) -> None:
-    global _worker_conn
-    _worker_conn = psycopg.connect(conninfo, application_name="conveyor-factory")
+    _writer.conn = psycopg.connect(conninfo, application_name="conveyor-factory")
 
 
 def _write_in_worker(job: ChunkJob) -> int:
-    assert _worker_conn is not None, "pool initializer did not run"
-    return write_chunk(_worker_conn, job)
+    conn: psycopg.Connection[tuple[object, ...]] | None = getattr(_writer, "conn", None)
+    assert conn is not None, "pool initializer did not run"
+    return write_chunk(conn, job)
 
 
 def conninfo(engine: Engine) -> str:
-    """A libpq connection string for ``engine``'s database (for pool processes)."""
+    """A libpq connection string for ``engine``'s database (for the writers)."""
     url = engine.url.set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
 
 
 def pool_size(workers: int | None, jobs: int) -> int:
-    """Processes to write ``jobs`` chunks with: ``workers``, or two per core (each waits on
-    PostgreSQL about half the time), never more than there are chunks; 1 inside a daemonic
-    process."""
+    """Writers for ``jobs`` chunks: ``workers``, or two per core (each waits on PostgreSQL
+    about half the time), never more than there are chunks."""
     wanted = workers if workers is not None else 2 * len(os.sched_getaffinity(0))
-    # A daemonic process (a Celery prefork child) may not start children of its own.
-    if multiprocessing.current_process().daemon:
-        return 1
     return max(1, min(wanted, jobs))
+
+
+def writers_are_threads() -> bool:
+    """Whether writers must be threads: a daemonic process (a Celery prefork child) may not
+    start processes of its own. Threads still overlap the work, since a thread waiting on its
+    COPY (PostgreSQL's backend doing the inserts) releases the GIL to one that signs."""
+    return bool(multiprocessing.current_process().daemon)
 
 
 def start_method() -> str:
@@ -173,18 +178,33 @@ def start_method() -> str:
 
 @contextmanager
 def _pool(size: int, info: str) -> Iterator[Executor]:
-    pool = ProcessPoolExecutor(
-        size,
-        mp_context=multiprocessing.get_context(start_method()),
-        initializer=_open_worker,
-        initargs=(info,),
-    )
+    pool: Executor
+    opened: list[psycopg.Connection[tuple[object, ...]]] = []  # the threads' connections
+    lock = threading.Lock()
+
+    def open_in_thread() -> None:
+        _open_worker(info)
+        with lock:
+            opened.append(_writer.conn)
+
+    if writers_are_threads():
+        pool = ThreadPoolExecutor(size, initializer=open_in_thread)
+    else:
+        pool = ProcessPoolExecutor(
+            size,
+            mp_context=multiprocessing.get_context(start_method()),
+            initializer=_open_worker,
+            initargs=(info,),
+        )
     try:
         yield pool
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
-    pool.shutdown(wait=True)
+    finally:
+        pool.shutdown(wait=True)
+        for conn in opened:
+            conn.close()
 
 
 def pending_chunks(engine: Engine, batch: Batch, keyring: Keyring) -> list[ChunkJob]:

@@ -54,6 +54,8 @@ batches = Table(
     Column("anchor_block_number", BigInteger, nullable=True),
     Column("anchor_block_time", DateTime(timezone=True), nullable=True),
     Column("anchor_details", JSONB, nullable=True),
+    # The Conveyor job that last ran the batch (its progress, and whether a run is alive).
+    Column("job_id", String(36), nullable=True),
     Column("failed_step", String(32), nullable=True),
     Column("error", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),

@@ -66,15 +66,16 @@ class Verification:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (datetimes as ISO 8601)."""
-        out: dict[str, Any] = _jsonable(asdict(self))
+        out: dict[str, Any] = jsonable(asdict(self))
         return out
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with datetimes as ISO 8601 and UUIDs as strings, nested anywhere."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, UUID):
