@@ -179,7 +179,18 @@ def test_an_import_fires_one_event_and_disabled_hooks_get_none(
     assert client.get(f"{API}/webhooks/{hook['id']}").status_code == 404
 
 
-@pytest.mark.parametrize("url", ["http://[", "http://host:port/x", "ftp://x/y", "http:///x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[",
+        "http://host:port/x",
+        "ftp://x/y",
+        "http:///x",
+        "http://" + "a" * 70 + ".com/",  # a label over 63 characters
+        "http://a..b/",  # an empty label
+        "http://xn--a/",  # punycode that does not decode
+    ],
+)
 def test_unusable_urls_are_refused(client: Any, receiver: Receiver, url: str) -> None:
     resp = client.post(f"{API}/webhooks", json={"url": url, "events": ["product.created"]})
     assert resp.status_code == 422, resp.text

@@ -197,7 +197,8 @@ def post(
         resp = httpx.post(url, content=raw, headers=headers, timeout=timeout)
     except httpx.TimeoutException:
         return Outcome(None, _ms(started), f"no response within {timeout:g} s")
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
+        # Also a URL stored before the check that refuses it: a failed delivery, never a 500.
         return Outcome(None, _ms(started), f"{type(exc).__name__}: {exc}")
     error = None if resp.is_success else f"HTTP {resp.status_code}: {resp.text[:200]}"
     return Outcome(resp.status_code, _ms(started), error)

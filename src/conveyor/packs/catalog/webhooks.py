@@ -10,6 +10,7 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from conveyor.errors import InputRejected, ResourceNotFound
@@ -28,7 +29,11 @@ def check(url: str | None = None, events: list[str] | None = None) -> None:
             parts = urlsplit(url)
             usable = parts.scheme in ("http", "https") and bool(parts.hostname)
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        except ValueError:
+            # What the HTTP client will need: a host it can encode (no empty or 64+ char label)
+            # and a URL it can parse; found by fuzzing, where such hosts failed only at send.
+            httpx.URL(url).host  # noqa: B018 - decodes the host, raising for bad punycode
+            (parts.hostname or "").encode("idna")
+        except (ValueError, httpx.InvalidURL):  # UnicodeError is a ValueError
             usable = False
         if not usable:
             raise InputRejected(f"the webhook URL must be http:// or https:// with a host: {url!r}")
