@@ -156,3 +156,10 @@ def test_serials_outside_64_bits_are_refused() -> None:
         tokens.sign(RING, BATCH, -1)
     with pytest.raises(ValueError):
         tokens.sign(RING, BATCH, 1 << 64)
+
+
+def test_verification_urls_default_to_this_apis_own_page() -> None:
+    unset = FactorySettings(verify_base_url=None)
+    assert unset.with_base_url("10.0.0.5", 8766).verify_base_url == "http://10.0.0.5:8766/verify/"
+    chosen = FactorySettings(verify_base_url="https://verify.example.com/p/")
+    assert chosen.with_base_url("10.0.0.5", 8766) is chosen

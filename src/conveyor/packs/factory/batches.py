@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from conveyor.packs.factory.config import FactorySettings
+from conveyor.packs.factory.config import DEFAULT_VERIFY_BASE_URL, FactorySettings
 from conveyor.packs.factory.errors import BatchNotFound, FactoryError
 from conveyor.packs.factory.tables import batches
 
@@ -90,7 +90,7 @@ def create_batch(
                 factory_id=spec.factory_id,
                 metadata=spec.metadata or {},
                 token_kid=settings.token_kid,
-                verify_base_url=settings.verify_base_url,
+                verify_base_url=settings.verify_base_url or DEFAULT_VERIFY_BASE_URL,
                 chunk_size=settings.chunk_size,
             )
         )

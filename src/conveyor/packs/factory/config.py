@@ -20,6 +20,8 @@ DEFAULT_KID = "dev"
 DEFAULT_SECRET = "conveyor-factory-development-key-change-me"
 """Works out of the box in development and test; refused in production."""
 KID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,16}")
+DEFAULT_VERIFY_BASE_URL = "http://127.0.0.1:8000/verify/"
+"""For code that builds batches without an API at hand (benchmarks, tests)."""
 
 
 class FactorySettings(BaseSettings):
@@ -34,8 +36,15 @@ class FactorySettings(BaseSettings):
     token_kid: str = DEFAULT_KID
     # A product's verification URL is this base followed by its token: by default the public
     # dashboard page a phone opens after scanning a label (its JSON twin is
-    # /api/v1/factory/verify/<token>). Set it to the address customers reach.
-    verify_base_url: str = "http://127.0.0.1:8000/verify/"
+    # /api/v1/factory/verify/<token>). Set it to the address customers reach; unset, it is
+    # this API's own address (CONVEYOR_API_HOST and CONVEYOR_API_PORT), which suits `make run`.
+    verify_base_url: str | None = None
+
+    def with_base_url(self, api_host: str, api_port: int) -> FactorySettings:
+        """These settings with ``verify_base_url`` filled in from the API's address if unset."""
+        if self.verify_base_url:
+            return self
+        return self.model_copy(update={"verify_base_url": f"http://{api_host}:{api_port}/verify/"})
 
     # Batches: products written per COPY transaction (a power of two, so a chunk is a subtree
     # of the batch's Merkle tree), and processes generating them (None: two per core, since

@@ -34,7 +34,8 @@ def factory_of(services: Services) -> Factory:
     with _lock:
         found = _built.get(key)
         if found is None or found.verifier.engine is not services.engine:
-            settings = FactorySettings()
+            api = services.settings
+            settings = FactorySettings().with_base_url(api.api_host, api.api_port)
             keyring = Keyring.from_settings(settings, services.settings.env)
             found = Factory(settings, keyring, Verifier(services.engine, keyring))
             _built[key] = found
