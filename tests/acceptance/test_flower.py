@@ -110,7 +110,11 @@ def test_flower_sees_the_conveyor_worker_and_its_jobs(client: Any, flower: str) 
     assert tasks[added]["worker"] == worker
     assert tasks[failed]["name"] == "demo.fail" and tasks[failed]["state"] == "FAILURE"
     assert "for flower" in tasks[failed]["exception"]
-    # The ledger agrees (it needs no events).
-    assert client.get(f"/api/v1/jobs/{added}").json()["state"] == "succeeded"
+    # The ledger agrees (it needs no events; the recorder may trail the event by a moment).
+    wait_for(
+        lambda: client.get(f"/api/v1/jobs/{added}").json()["state"] == "succeeded",
+        timeout=30,
+        message="the ledger to record the job",
+    )
     info = flower_get(f"/api/task/info/{added}")
     assert info["uuid"] == added and info["result"] == "5"
