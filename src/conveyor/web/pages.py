@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import OperationalError
 
-from conveyor.errors import JobNotFound, LedgerUnavailable, PermissionDenied
+from conveyor.errors import JobNotFound, LedgerUnavailable, PermissionDenied, QueueNotFound
 from conveyor.web import formatting
 
 if TYPE_CHECKING:  # csrf.py builds on this module; at run time the guard is found on the app
@@ -186,6 +186,8 @@ def page_errors() -> Iterator[None]:
         yield
     except JobNotFound as exc:
         raise PageError(404, "Job not found", str(exc)) from None
+    except QueueNotFound as exc:
+        raise PageError(404, "Queue not found", str(exc)) from None
     except PermissionDenied as exc:
         raise PageError(403, "Not allowed", str(exc)) from None
     except (LedgerUnavailable, OperationalError):

@@ -14,7 +14,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from conveyor.api.deps import ServicesDep
 from conveyor.api.routes.system import queue_list
-from conveyor.errors import QueueNotFound
 from conveyor.ledger import repository as repo
 from conveyor.ledger import stats
 from conveyor.web.pages import PageError, PagesDep, page_errors
@@ -86,13 +85,10 @@ def pause_or_resume(
     if op not in ("pause", "resume"):
         raise PageError(400, "Unknown action", "A queue can be paused or resumed.")
     with page_errors():
-        try:
-            if op == "pause":
-                services.control.pause_queue(name)
-            else:
-                services.control.resume_queue(name)
-        except QueueNotFound as exc:
-            raise PageError(404, "Queue not found", str(exc)) from None
+        if op == "pause":
+            services.control.pause_queue(name)
+        else:
+            services.control.resume_queue(name)
     url = request.url_for("web_queues").include_query_params(**{f"{op}d": name})
     return RedirectResponse(str(url), status_code=303)
 
