@@ -69,7 +69,7 @@ def overview_context(services: Any, chosen: Range, now: datetime) -> dict[str, A
         for event, n in b.counts.items():
             summary.counts[event] = summary.counts.get(event, 0) + n
         summary.run_seconds += b.run_seconds
-    workers = worker_list(services)
+    workers = worker_list(services)  # once: the queues' consumer counts read them too
     alive = [w for w in workers if w["alive"]]
     return {
         "counts": counts,
@@ -82,7 +82,7 @@ def overview_context(services: Any, chosen: Range, now: datetime) -> dict[str, A
             (stats.TaskFigures.of(name, figures) for name, figures in per_task.items()),
             key=lambda t: (-(t.failed + t.dead), -t.submitted, t.name),
         ),
-        "queues": queue_list(services),
+        "queues": queue_list(services, workers),
         "workers": workers,
         "alive": alive,
         "processes": sum(int(w.get("processes") or w.get("concurrency") or 0) for w in alive),

@@ -82,14 +82,15 @@ def list_workers(principal: ReadJobs, services: ServicesDep) -> list[dict[str, A
     return worker_list(services)
 
 
-def queue_list(services: Any) -> list[dict[str, Any]]:
+def queue_list(services: Any, workers: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every known queue; ``workers``: the heartbeats if the caller read them already."""
     names = services.control.known_queues()
     stats = broker_queue_stats(services.app, names)
     paused = services.control.paused_queues()
     with services.engine.connect() as conn:
         oldest = repo.oldest_queued(conn)
     consumers: dict[str, int] = {}
-    for w in worker_list(services):
+    for w in worker_list(services) if workers is None else workers:
         if w["alive"]:
             for q in w.get("queues", []):
                 consumers[q] = consumers.get(q, 0) + 1
