@@ -228,7 +228,7 @@ async def job_event_stream(services: Services, job_id: str, request: Request) ->
                     if JobState(fresh["state"]).terminal:
                         return
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
             await client.aclose()
 
     return StreamingResponse(
