@@ -1,4 +1,4 @@
-"""The catalog pack: a product catalog fed by large CSV imports, with webhooks (seed 001).
+"""The catalog pack: a product catalog fed by large CSV imports, with webhooks.
 
 See README.md in this directory.
 """
