@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from conveyor.api.auth import Authenticator, auth_required, check_deployment
 from conveyor.api.deps import Services
+from conveyor.api.docs import install_docs
 from conveyor.api.errors import install_error_handlers
 from conveyor.api.limits import RequestLimits
 from conveyor.config import Settings
@@ -63,7 +64,11 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
         version="0.1.0",
         description="Control plane for Celery jobs: submit, follow, cancel, retry.",
         lifespan=lifespan,
+        # Served by install_docs from local files, not FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.services = services
     app.state.authenticator = Authenticator(
         engine, required=auth_required(settings), cache_seconds=settings.auth_cache_seconds

@@ -130,7 +130,7 @@ class Pages:
             "active": active,
             "notice": None,
             "error": None,
-            "docs_url": request.app.docs_url,
+            "docs_url": getattr(request.app.state, "docs_url", None),
             "asset_version": self.asset_version,
             **access_context(request),
         }
