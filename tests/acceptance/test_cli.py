@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conveyor.testing.services import wait_for
+from conveyor.ledger.migrate import upgrade
+from conveyor.testing.services import _fresh_database, wait_for
 
 if TYPE_CHECKING:
     # Only for the annotations: a conftest is not importable as a module at run time.
@@ -94,6 +95,27 @@ def test_jobs_list_show_and_cancel(services: Any, client: Any) -> None:
         timeout=30,
         message="the job run now",
     )
+
+
+def test_lists_that_find_nothing_say_so(services: Any) -> None:
+    """An empty table reads like an error; each list command says it found nothing instead."""
+    env = services.env()
+    jobs = conveyor("jobs", "list", "--state", "failed", "--task", "no.such.task", env=env)
+    assert jobs.returncode == 0, jobs.stderr
+    assert jobs.stdout.strip() == "no jobs match"
+    dead = conveyor("dlq", "list", "--task", "no.such.task", env=env)
+    assert dead.returncode == 0, dead.stderr
+    assert dead.stdout.strip() == "no dead jobs match"
+    # A ledger of its own, with no key and no user in it.
+    empty = {**env, "CONVEYOR_DATABASE_URL": _fresh_database(services.settings.database_url)}
+    upgrade(empty["CONVEYOR_DATABASE_URL"])
+    keys = conveyor("keys", "list", env=empty)
+    assert keys.returncode == 0, keys.stderr
+    assert keys.stdout.startswith("no API keys"), keys.stdout
+    users = conveyor("users", "list", env=empty)
+    assert users.returncode == 0, users.stderr
+    assert users.stdout.startswith("no users;"), users.stdout
+    assert conveyor("jobs", "list", env=empty).stdout.strip() == "no jobs yet"
 
 
 def test_up_serves_jobs_and_sigint_leaves_no_process(

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from conveyor.config import Settings
 from conveyor.logs import LogFormat
@@ -88,3 +89,12 @@ def services() -> Any:
     app = celery_app(s)
     engine = make_engine(s.database_url or "", pool_size=1)
     return Services(settings=s, app=app, engine=engine, control=Control(app, engine))
+
+
+def print_table(table: Table, empty: str) -> None:
+    """Print ``table``, or the sentence ``empty`` when it has no rows: a table of headers alone
+    reads like an error, where "no jobs match" says the command worked and found nothing."""
+    if table.row_count:
+        out.print(table)
+    else:
+        out.print(empty)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import err, out, services
+from conveyor.cli.common import err, out, print_table, services
 from conveyor.core.ids import parse_job_id
 from conveyor.errors import ConveyorError
 
@@ -60,7 +60,8 @@ def dlq_list(
         error = f"{r['error_type'] or ''}: {(r['error_message'] or '')[:60]}"
         died = r["finished_at"].strftime("%Y-%m-%d %H:%M:%S") if r["finished_at"] else "-"
         table.add_row(str(r["id"]), r["task"], r["queue"], str(r["attempt"]), error, died)
-    out.print(table)
+    filtered = task or queue or error_type
+    print_table(table, "no dead jobs match" if filtered else "no dead jobs waiting for a replay")
 
 
 @dlq_cli.command("replay")

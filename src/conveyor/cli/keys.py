@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from conveyor.cli.common import err, ledger_engine, out, settings, when
+from conveyor.cli.common import err, ledger_engine, out, print_table, settings, when
 from conveyor.errors import ConveyorError
 from conveyor.ledger import keys as repo
 from conveyor.ledger.keys import SCOPES
@@ -124,7 +124,8 @@ def keys_list(
             when(k.last_used_at),
             status if status.startswith("active") else f"[red]{status}[/]",
         )
-    out.print(table)
+    revoked = "" if include_revoked else " (--all shows revoked ones)"
+    print_table(table, f"no API keys{revoked}; create one with `conveyor keys create NAME`")
 
 
 @keys_cli.command("revoke")

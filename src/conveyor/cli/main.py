@@ -19,6 +19,7 @@ from conveyor.cli.common import (
     err,
     export_log_format,
     out,
+    print_table,
     require,
     services,
     settings,
@@ -308,7 +309,7 @@ def jobs_list(
             r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
             prog,
         )
-    out.print(table)
+    print_table(table, "no jobs match" if state or task or queue else "no jobs yet")
 
 
 @jobs_cli.command("show")
@@ -391,7 +392,7 @@ def workers() -> None:
             f"{w['heartbeat_age']:.1f}s ago",
             "yes" if w["alive"] else "[red]no[/]",
         )
-    out.print(table)
+    print_table(table, "no worker has sent a heartbeat; start one with `conveyor worker`")
 
 
 queues_cli = typer.Typer(help="Queues: depth, consumers, pause and resume.")

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.table import Column, Table
 
-from conveyor.cli.common import err, ledger_engine, out, settings, when
+from conveyor.cli.common import err, ledger_engine, out, print_table, settings, when
 from conveyor.errors import ConveyorError, UserNotFound
 from conveyor.ledger import users as repo
 from conveyor.ledger.users import ROLE_SCOPES, ROLES, User
@@ -119,7 +119,7 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
             when(u.last_login_at),
             "active" if u.active else f"[red]disabled {when(u.disabled_at)}[/]",
         )
-    out.print(table)
+    print_table(table, "no users; create one with `conveyor users create NAME --role ROLE`")
 
 
 def _cache_note() -> str:
