@@ -123,12 +123,23 @@ def test_cancel_of_a_queued_job_skips_it(client: Any) -> None:
     assert client.get(f"/api/v1/jobs/{job['id']}/result").json()["result"] is None
 
 
-def test_cancel_of_a_running_job_stops_it(client: Any) -> None:
+def test_cancel_of_a_running_job_stops_it(client: Any, runtime: dict[str, Any]) -> None:
     job = submit(client, "demo.sleep", 30)
     until_state(client, job["id"], "running")
     assert client.post(f"/api/v1/jobs/{job['id']}/cancel").json()["cancel_requested"] is True
     done = until_state(client, job["id"], "cancelled", timeout=10)
     assert done["attempts"][0]["outcome"] == "cancelled"
+
+    # A cancel is an outcome, not a crash: the worker logs it at INFO, without a traceback.
+    def lines() -> list[str]:
+        found = [line for line in runtime["worker"].log().splitlines() if job["id"] in line]
+        return found if any("JobCancelled" in line for line in found) else []
+
+    logged = wait_for(lines, timeout=10, message="the worker to log the cancel")
+    cancel = [line for line in logged if "JobCancelled" in line]
+    # (Text logs read "INFO/ForkPoolWorker-1"; a traceback's last line names the job too.)
+    assert all("INFO" in line and "unexpected" not in line for line in cancel), cancel
+    assert not any("ERROR" in line for line in logged), logged
 
 
 def test_unknown_id_is_404_never_pending(client: Any) -> None:

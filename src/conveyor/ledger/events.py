@@ -18,6 +18,7 @@ JOB_CHANNEL = "conveyor:job:"  # + job id: live state/progress for SSE subscribe
 CANCEL_KEY = "conveyor:cancel:"  # + job id: set while a cancel is pending or done
 CANCEL_TTL = 7 * 24 * 3600
 WORKERS_KEY = "conveyor:workers"  # hash: hostname -> heartbeat JSON
+SILENT_BEATS = 3  # a worker whose last heartbeat is this many intervals old is gone
 PAUSED_QUEUES = "conveyor:paused-queues"  # set: queues whose consumers workers cancel
 PROGRESS = "progress"
 
@@ -35,6 +36,11 @@ def decode(raw: bytes | str) -> dict[str, Any]:
 
 def now() -> float:
     return time.time()
+
+
+def heartbeat_alive(beat: dict[str, Any], at: float) -> bool:
+    """Whether a worker's heartbeat (its JSON, decoded) was fresh at epoch time ``at``."""
+    return at - float(beat["heartbeat_at"]) < SILENT_BEATS * float(beat.get("interval") or 5)
 
 
 ATTEMPTS_KEY = "conveyor:attempts:"  # + job id: deliveries that reached a worker

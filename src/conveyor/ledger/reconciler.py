@@ -59,16 +59,18 @@ class Reconciler:
         self._prune_backlog = False
         self._signalled: dict[str, str] = {}  # job id -> last signal sent
 
-    def alive_workers(self) -> set[str]:
+    def alive_workers(self) -> dict[str, float]:
+        """Each worker name with a fresh heartbeat, and when its current incarnation began."""
         now = time.time()
-        alive = set()
+        alive: dict[str, float] = {}
         for name, raw in self.redis.hgetall(ev.WORKERS_KEY).items():
             try:
                 beat = json.loads(raw)
-            except ValueError:
+                if ev.heartbeat_alive(beat, now):
+                    key = name.decode() if isinstance(name, bytes) else name
+                    alive[key] = float(beat.get("started_at") or 0)
+            except (ValueError, LookupError, TypeError):
                 continue
-            if now - beat["heartbeat_at"] < 3 * beat.get("interval", 5):
-                alive.add(name.decode() if isinstance(name, bytes) else name)
         return alive
 
     def step(self) -> None:
@@ -118,18 +120,60 @@ class Reconciler:
     def _lost_workers_and_cancels(self) -> None:
         alive = self.alive_workers()
         now = datetime.now(UTC)
-        lost_after = timedelta(seconds=3 * self.settings.heartbeat_interval)
+        lost_after = timedelta(seconds=ev.SILENT_BEATS * self.settings.heartbeat_interval)
         with self.engine.connect() as conn:
             running = repo.running_jobs(conn)
+        lost = []
         for job in running:
-            job_id = str(job["id"])
             started = job["started_at"] or now
-            if job["worker"] not in alive and now - started > lost_after:
-                self._recover(job)
+            born = alive.get(job["worker"])
+            # No fresh heartbeat under that name (for longer than a new worker's first takes);
+            # or a worker beats under it that was born after the job started: the job ran in a
+            # predecessor that died (a crash and a same-name restart).
+            gone = now - started > lost_after if born is None else started.timestamp() < born
+            if gone:
+                lost.append({**job, "restarted": born is not None})
             elif job["cancel_requested_at"] is not None:
-                self._enforce_cancel(job_id, job["cancel_requested_at"], now)
+                self._enforce_cancel(str(job["id"]), job["cancel_requested_at"], now)
+        if lost:
+            self._recover(self._not_moved_on(lost))
 
-    def _recover(self, job: dict[str, Any]) -> None:
+    def _not_moved_on(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Leave out jobs the ledger has not caught up with: finished, or delivered again and
+        started (a broker that requeued the message itself), per Redis."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job in jobs:
+            pipe.exists(ev.DONE_KEY + str(job["id"]))
+            pipe.get(ev.ATTEMPTS_KEY + str(job["id"]))
+        answers = pipe.execute()
+        out = []
+        for i, job in enumerate(jobs):
+            done, attempts = answers[2 * i], answers[2 * i + 1]
+            if not done and int(attempts or 0) <= job["attempt"]:
+                out.append(job)
+        return out
+
+    def _recover(self, jobs: list[dict[str, Any]]) -> None:
+        from conveyor.runtime.queues import broker_redelivers_at_once, drop_unacked
+
+        # Before the job is put back in line: its lost delivery must not come back later too.
+        started = {str(j["id"]): j["started_at"].timestamp() for j in jobs if j["started_at"]}
+        try:
+            dropped = drop_unacked(self.app, started)
+        except Exception as exc:  # broker down: recover anyway; a late copy is absorbed
+            log.warning("could not drop lost jobs' unacknowledged messages: %s", exc)
+        else:
+            if dropped:
+                log.info("dropped %d unacknowledged messages of lost jobs", dropped)
+        # A worker restarted under the same name means the one that ran the job exited, and
+        # with it its broker connection: RabbitMQ has already put the message back, and a
+        # second copy could run beside it. A worker that merely went silent may still hold its
+        # connection (a partition, a host gone dark), so its jobs are always republished.
+        redelivered = broker_redelivers_at_once(self.app)
+        for job in jobs:
+            self._recover_one(job, publish=not (redelivered and job["restarted"]))
+
+    def _recover_one(self, job: dict[str, Any], *, publish: bool) -> None:
         job_id = str(job["id"])
         cap = job["max_attempts"]
         with self.engine.begin() as conn:
@@ -144,7 +188,7 @@ class Reconciler:
                     self.dead += 1
                     self.redis.set(ev.DONE_KEY + job_id, "1", ex=self.settings.dedupe_ttl)
                 return
-            if repo.requeue(conn, job_id):
+            if repo.requeue(conn, job_id, publish=publish):
                 self.requeued += 1
                 log.warning("job %s was running on lost worker %s; requeued", job_id, job["worker"])
 

@@ -455,9 +455,10 @@ def run_now(conn: Connection, job_ids: list[str]) -> list[str]:
     return due
 
 
-def requeue(conn: Connection, job_id: str) -> bool:
+def requeue(conn: Connection, job_id: str, *, publish: bool = True) -> bool:
     """Put a running job whose worker is gone back in line: state `queued` and an outbox row
-    the relay publishes now. False if the job is no longer running."""
+    the relay publishes now (``publish=False``: none, the broker already gave the message back).
+    False if the job is no longer running."""
     row = (
         conn.execute(
             update(jobs)
@@ -470,7 +471,8 @@ def requeue(conn: Connection, job_id: str) -> bool:
     )
     if row is None:
         return False
-    conn.execute(insert(outbox).values(job_id=job_id, message=dict(row)))
+    if publish:
+        conn.execute(insert(outbox).values(job_id=job_id, message=dict(row)))
     return True
 
 

@@ -11,6 +11,13 @@ started on and asks itself, through Celery's remote control, to cancel or add co
 control message is handled in the worker's consumer loop, the one place where changing
 consumers is safe. So a pause reaches every worker within one interval, survives worker
 restarts, and heals if a worker missed it.
+
+A heartbeat names one *incarnation* of a worker, not just its name: ``instance`` is random per
+process and ``started_at`` is when the process began, before it could take any message. A
+worker restarted under the same name (the usual case after a crash: Celery's default name and
+`conveyor up`'s are the same on every start) replaces the field at once, so the reconciler
+compares a running job's start with ``started_at``: a job started before the worker now beating
+under its name was born ran in a predecessor, which is gone.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -45,11 +53,14 @@ class Heartbeat:
         worker: Any,
         configured: list[str] | None = None,
         paused: set[str] | None = None,
+        started: float | None = None,
     ) -> None:
         self.app = app
         self.worker = worker
         self.stop = threading.Event()
-        self.started = time.time()
+        # When this incarnation began: before its consumer started, so before any job it runs.
+        self.started = started if started is not None else time.time()
+        self.instance = secrets.token_hex(8)
         self.thread = threading.Thread(target=self._run, name="conveyor-heartbeat", daemon=True)
         settings = runtime_of(app).settings
         self.interval = settings.heartbeat_interval
@@ -67,6 +78,7 @@ class Heartbeat:
             "hostname": self.worker.hostname,
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "instance": self.instance,
             "concurrency": getattr(self.worker, "concurrency", None),
             # The pool as it is now: remote control (pool_grow/shrink, autoscale) changes it.
             "processes": _pool_size(pool),
@@ -161,6 +173,7 @@ def connect_heartbeat(app: Celery) -> None:
     def on_init(sender: Any = None, **_: Any) -> None:
         # `sender` is the WorkController, its queues chosen (-Q) and its consumer not started.
         if getattr(sender, "app", None) is app:
+            state["born"] = time.time()
             state["queues"] = skip_paused_queues(app)
 
     def on_ready(sender: Any = None, **_: Any) -> None:
@@ -171,7 +184,7 @@ def connect_heartbeat(app: Celery) -> None:
         if worker is None:
             return
         configured, paused = state.get("queues", (None, None))
-        hb = Heartbeat(app, worker, configured, paused)
+        hb = Heartbeat(app, worker, configured, paused, started=state.get("born"))
         state["hb"] = hb
         hb.start()
         warn_about_redis(hb.client)

@@ -170,6 +170,11 @@ def _adopt(task: Task) -> None:
         task.__class__ = type(
             cls.__name__, (ConveyorTaskMixin, cls), {"__module__": cls.__module__}
         )
+    # A cancel is an outcome: Celery logs an exception listed in `throws` at INFO, as
+    # "raised expected", with no traceback, instead of an ERROR "raised unexpected".
+    throws = tuple(task.throws or ())
+    if JobCancelled not in throws:
+        task.throws = (*throws, JobCancelled)
 
 
 def _adopt_tasks(app: Celery) -> None:

@@ -59,7 +59,7 @@ def worker_list(services: Any) -> list[dict[str, Any]]:
     for value in raw.values():
         info = json.loads(value)
         age = now - info["heartbeat_at"]
-        info["alive"] = age < 3 * info.get("interval", 5)
+        info["alive"] = ev.heartbeat_alive(info, now)
         info["heartbeat_age"] = round(age, 3)
         info["last_heartbeat"] = datetime.fromtimestamp(info["heartbeat_at"], UTC)
         workers.append(info)
