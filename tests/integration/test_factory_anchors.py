@@ -143,7 +143,19 @@ def test_verify_chain_detects_tampering_by_sql(engine: Engine, how: str) -> None
 # --- http ------------------------------------------------------------------------------------
 
 
-class _Service(BaseHTTPRequestHandler):
+class _JsonHandler(BaseHTTPRequestHandler):
+    def reply(self, status: int, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Service(_JsonHandler):
     received: list[dict[str, Any]] = []
     answer: tuple[int, dict[str, Any]] = (200, {})
 
@@ -154,15 +166,7 @@ class _Service(BaseHTTPRequestHandler):
         body["idempotency_key"] = self.headers.get("Idempotency-Key")
         type(self).received.append(body)
         status, payload = type(self).answer
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.reply(status, json.dumps(payload).encode())
 
 
 @pytest.fixture()
@@ -410,21 +414,13 @@ def rpc_node(w3: Any) -> Iterator[tuple[str, list[str]]]:
     # The provider's request function with the chain's middleware: JSON-RPC (hex) in and out.
     handle = w3.provider.request_func(w3, w3.middleware_onion)
 
-    class Node(BaseHTTPRequestHandler):
+    class Node(_JsonHandler):
         def do_POST(self) -> None:
             call = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             asked.append(call["method"])
             answer = dict(handle(call["method"], call["params"]))
             answer.update(jsonrpc="2.0", id=call["id"])
-            data = FriendlyJsonSerde().json_encode(answer, Web3JsonEncoder).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+            self.reply(200, FriendlyJsonSerde().json_encode(answer, Web3JsonEncoder).encode())
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Node)
     threading.Thread(target=server.serve_forever, daemon=True).start()
