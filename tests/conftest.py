@@ -8,14 +8,25 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.testing.receiver import Receiver
 from conveyor.testing.services import Process, ServiceSet, provision_services
 
 
 @pytest.fixture(scope="session")
-def services() -> Iterator[ServiceSet]:
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP server recording what Conveyor sends out (webhooks). Conveyor refuses to
+    send to 127.0.0.1 unless allowed: the test API and worker allow this one address and port
+    (CONVEYOR_EGRESS_ALLOW), as an operator allows an internal receiver."""
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="session")
+def services(receiver: Receiver) -> Iterator[ServiceSet]:
     home = Path(tempfile.mkdtemp(prefix="conveyor-test-"))
     try:
-        with provision_services(home) as svc:
+        with provision_services(home, egress_allow=[receiver.allow_entry]) as svc:
             yield svc
     finally:
         shutil.rmtree(home, ignore_errors=True)

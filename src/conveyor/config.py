@@ -62,9 +62,10 @@ class Settings(BaseSettings):
     # The largest file an upload endpoint accepts (bytes); uploads stream to disk, never memory.
     upload_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
 
-    @field_validator("packs", mode="before")
+    @field_validator("packs", "egress_allow", mode="before")
     @classmethod
-    def _split_packs(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
+        """A JSON list, or comma-separated items (as environment variables are written)."""
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
@@ -166,6 +167,23 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_case(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    # Outgoing HTTP: webhooks, anchors, providers (docs/egress.md). Private, loopback,
+    # link-local, metadata and other non-public addresses are refused after DNS resolution
+    # unless listed here: networks, addresses, host:port or host names, comma-separated or a
+    # JSON list, e.g. CONVEYOR_EGRESS_ALLOW=10.20.0.0/16,hooks.internal:8443
+    egress_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    egress_timeout: float = Field(default=10.0, gt=0)
+    # The most of an answer's body read (anchor receipts, RPC results); webhooks read none.
+    egress_max_response_bytes: int = Field(default=1024 * 1024, ge=0)
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _readable_allow(cls, value: list[str]) -> list[str]:
+        from conveyor.egress import parse_allowlist
+
+        parse_allowlist(value)  # a ValueError names the entry that cannot be read
+        return value
 
     # Web.
     api_host: str = "127.0.0.1"

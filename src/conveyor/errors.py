@@ -21,6 +21,9 @@ ConveyorError                 root of everything Conveyor raises on purpose
 ├── ApiKeyError               an API key cannot be created or changed as asked
 │   ├── UnknownScope          a scope name Conveyor does not know
 │   └── ApiKeyNotFound        no API key with that id
+├── EgressError               an outgoing HTTP request (webhook, anchor, provider) did not go well
+│   ├── EgressRefused         the guard refused the destination; nothing was sent
+│   └── EgressFailed          sent or tried, but no usable answer (connect error, timeout, size)
 ├── UserError                 a dashboard user cannot be created or changed as asked
 │   ├── UnknownRole           a role name Conveyor does not know
 │   ├── WeakPassword          a password too short (or too long) to accept
@@ -140,6 +143,20 @@ class ApiKeyNotFound(ApiKeyError):
     def __init__(self, key_id: str) -> None:
         super().__init__(f"no API key with id {key_id!r}; `conveyor keys list` shows them")
         self.key_id = key_id
+
+
+class EgressError(ConveyorError):
+    """An outgoing HTTP request did not go well (see :mod:`conveyor.egress`)."""
+
+
+class EgressRefused(EgressError):
+    """The destination is not one Conveyor may send to (a private, loopback, link-local,
+    metadata... address, a URL with credentials); nothing was sent. The message says why."""
+
+
+class EgressFailed(EgressError):
+    """The request was tried but brought no usable answer: the connection failed, it timed
+    out, or the answer was larger than allowed. The message never carries the answer's body."""
 
 
 class UserError(ConveyorError):

@@ -4,15 +4,11 @@ press test."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 from conveyor.packs.catalog.sample import write_sample
+from conveyor.testing.receiver import Receiver
 from conveyor.testing.services import wait_for
 
 if TYPE_CHECKING:
@@ -23,28 +19,8 @@ def shot(page: Any, dashboard: Dashboard, name: str) -> None:
     page.screenshot(path=str(dashboard.screenshots / f"catalog-{name}.png"), full_page=True)
 
 
-@pytest.fixture()
-def receiver() -> Iterator[tuple[str, list[bytes]]]:
-    received: list[bytes] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
-
-
 def test_import_filter_edit_delete_all_and_webhook(
-    admin_page: Any, dashboard: Dashboard, tmp_path: Path, receiver: tuple[str, list[bytes]]
+    admin_page: Any, dashboard: Dashboard, tmp_path: Path, receiver: Receiver
 ) -> None:
     page = admin_page
     with dashboard.api() as api:
@@ -110,7 +86,8 @@ def test_import_filter_edit_delete_all_and_webhook(
     assert page.locator("table.products tr.empty").count() == 1
 
     # A webhook, and its test button.
-    url, received = receiver
+    # The session's receiver: the one internal address the API may send to.
+    url = receiver.url + "/browser-hook"
     page.goto(f"{dashboard.url}/catalog/webhooks")
     form = page.locator("details.add-webhook form")
     if not form.is_visible():
@@ -123,5 +100,5 @@ def test_import_filter_edit_delete_all_and_webhook(
     page.wait_for_selector(".flash-ok")
     notice = page.locator(".flash-ok").inner_text()
     assert "HTTP 200 in" in notice and notice.endswith("ms."), notice
-    assert len(received) == 1
+    assert len(receiver.on("/browser-hook")) == 1
     shot(page, dashboard, "webhook-tested")

@@ -11,6 +11,7 @@ import pytest
 
 from conveyor.packs import psycopg_url
 from conveyor.packs.catalog.sample import write_sample
+from conveyor.testing.receiver import Receiver
 from conveyor.testing.services import wait_for
 
 
@@ -66,15 +67,22 @@ def test_upload_import_page_products_and_delete_all(web: Any, tmp_path: Path) ->
     assert "Deleted all" in gone.text and "No products yet" in gone.text
 
 
-def test_webhook_pages(web: Any) -> None:
-    added = web.post(
+def test_webhook_pages(web: Any, receiver: Receiver) -> None:
+    refused = web.post(
         "/catalog/webhooks",
         data={"url": "http://127.0.0.1:9/x", "events": ["product.created"], "description": "d"},
+    )
+    assert "the webhook URL is refused: 127.0.0.1 is a loopback address" in refused.text
+    receiver.script["/web-down"] = [(503, b"internal detail")]
+    added = web.post(
+        "/catalog/webhooks",
+        data={"url": receiver.url + "/web-down", "events": ["product.created"], "description": "d"},
     )
     assert "signing secret, shown only now: whsec_" in added.text
     hook_id = added.text.split('data-webhook="')[1].split('"')[0]
     tested = web.post(f"/catalog/webhooks/{hook_id}/test")
-    assert f"Test of webhook {hook_id} failed: no response" in tested.text
+    assert f"Test of webhook {hook_id} failed: HTTP 503" in tested.text
+    assert "internal detail" not in tested.text
     assert web.get(f"/catalog/webhooks/{hook_id}").status_code == 200
     toggled = web.post(f"/catalog/webhooks/{hook_id}/toggle")
     assert "disabled." in toggled.text

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, text
 
+from conveyor.egress import EgressPolicy, parse_allowlist
 from conveyor.ledger.db import make_engine
 from conveyor.packs.factory.anchors import (
     CALLDATA_MAGIC,
@@ -142,7 +143,19 @@ def test_verify_chain_detects_tampering_by_sql(engine: Engine, how: str) -> None
 # --- http ------------------------------------------------------------------------------------
 
 
-class _Service(BaseHTTPRequestHandler):
+class _JsonHandler(BaseHTTPRequestHandler):
+    def reply(self, status: int, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Service(_JsonHandler):
     received: list[dict[str, Any]] = []
     answer: tuple[int, dict[str, Any]] = (200, {})
 
@@ -153,15 +166,7 @@ class _Service(BaseHTTPRequestHandler):
         body["idempotency_key"] = self.headers.get("Idempotency-Key")
         type(self).received.append(body)
         status, payload = type(self).answer
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.reply(status, json.dumps(payload).encode())
 
 
 @pytest.fixture()
@@ -175,6 +180,12 @@ def service() -> Iterator[str]:
     server.server_close()
 
 
+def allowing(url: str) -> EgressPolicy:
+    """An egress policy that allows the local server at ``url`` (its address and port)."""
+    netloc = url.split("/")[2]
+    return EgressPolicy(allow=parse_allowlist([netloc]))
+
+
 def test_http_anchor_posts_the_root_and_reads_the_receipt(service: str) -> None:
     _Service.answer = (
         201,
@@ -186,7 +197,7 @@ def test_http_anchor_posts_the_root_and_reads_the_receipt(service: str) -> None:
         },
     )
     batch_id, root = uuid.uuid4(), os.urandom(32)
-    receipt = HttpAnchor(service, token="s3cret").anchor(batch_id, root)
+    receipt = HttpAnchor(service, allowing(service), token="s3cret").anchor(batch_id, root)
     assert _Service.received == [
         {
             "batch_id": str(batch_id),
@@ -208,7 +219,7 @@ def test_http_anchor_posts_the_root_and_reads_the_receipt(service: str) -> None:
 @pytest.mark.parametrize(
     "answer",
     [
-        (500, {"error": "down"}),
+        (500, {"error": "INTERNAL-ONLY secret=hunter2"}),
         (200, {"nothing": "useful"}),
         (200, {"id": "x", "block_number": "n"}),
     ],
@@ -217,13 +228,21 @@ def test_http_anchor_failures_are_anchor_errors(
     service: str, answer: tuple[int, dict[str, Any]]
 ) -> None:
     _Service.answer = answer
-    with pytest.raises(AnchorError, match="anchoring service"):
-        HttpAnchor(service).anchor(uuid.uuid4(), os.urandom(32))
+    with pytest.raises(AnchorError, match="anchoring service") as failed:
+        HttpAnchor(service, allowing(service)).anchor(uuid.uuid4(), os.urandom(32))
+    assert "hunter2" not in str(failed.value)  # a status line, never the answer's body
 
 
 def test_http_anchor_unreachable_is_an_anchor_error() -> None:
+    url = "http://127.0.0.1:9/anchor"
     with pytest.raises(AnchorError, match="unreachable"):
-        HttpAnchor("http://127.0.0.1:9/anchor", timeout=2).anchor(uuid.uuid4(), os.urandom(32))
+        HttpAnchor(url, allowing(url), timeout=2).anchor(uuid.uuid4(), os.urandom(32))
+
+
+def test_http_anchor_sends_only_where_the_egress_guard_allows(service: str) -> None:
+    with pytest.raises(AnchorError, match=r"127\.0\.0\.1 is a loopback address"):
+        HttpAnchor(service, EgressPolicy()).anchor(uuid.uuid4(), os.urandom(32))
+    assert _Service.received == []
 
 
 # --- ethereum --------------------------------------------------------------------------------
@@ -271,17 +290,18 @@ def test_ethereum_anchor_without_funds_is_an_anchor_error(w3: Any) -> None:
 
 
 def test_build_anchor_follows_the_settings(engine: Engine, service: str) -> None:
-    assert isinstance(build_anchor(FactorySettings(), engine), LocalAnchor)
-    http = build_anchor(FactorySettings(anchor="http", anchor_url=service), engine)
+    assert isinstance(build_anchor(FactorySettings(), engine, EgressPolicy()), LocalAnchor)
+    egress = allowing(service)
+    http = build_anchor(FactorySettings(anchor="http", anchor_url=service), engine, egress)
     assert isinstance(http, HttpAnchor) and http.url == service
     eth = build_anchor(
-        FactorySettings(anchor="ethereum", eth_rpc_url="http://127.0.0.1:9/rpc"), engine
+        FactorySettings(anchor="ethereum", eth_rpc_url="http://127.0.0.1:9/rpc"), engine, egress
     )
     assert isinstance(eth, EthereumAnchor)
     with pytest.raises(AnchorError, match="ANCHOR_URL"):
-        build_anchor(FactorySettings(anchor="http"), engine)
+        build_anchor(FactorySettings(anchor="http"), engine, egress)
     with pytest.raises(AnchorError, match="ETH_RPC_URL"):
-        build_anchor(FactorySettings(anchor="ethereum"), engine)
+        build_anchor(FactorySettings(anchor="ethereum"), engine, egress)
     # A node that is not there fails as an AnchorError too, not as a web3 exception.
     with pytest.raises(AnchorError, match="ethereum anchoring failed"):
         eth.anchor(uuid.uuid4(), os.urandom(32))
@@ -332,7 +352,7 @@ def any_anchor(request: pytest.FixtureRequest, engine: Engine) -> Anchor:
     if request.param == "http":
         url = request.getfixturevalue("service")
         _Service.answer = (200, {"tx_hash": "0x" + os.urandom(32).hex()})
-        return HttpAnchor(url)
+        return HttpAnchor(url, allowing(url))
     return EthereumAnchor(request.getfixturevalue("w3"))
 
 
@@ -379,3 +399,47 @@ def test_a_batch_anchored_on_chain_verifies_offline_against_the_transaction(
         result["anchor"]["block_number"]
         == w3.eth.get_transaction(result["anchor"]["ref"])["blockNumber"]
     )
+
+
+# --- ethereum over HTTP JSON-RPC, through the egress guard ----------------------------------
+
+
+@pytest.fixture()
+def rpc_node(w3: Any) -> Iterator[tuple[str, list[str]]]:
+    """A real JSON-RPC node over HTTP, answering from the module's eth-tester chain: (its URL,
+    the methods it was asked for)."""
+    from web3._utils.encoding import FriendlyJsonSerde, Web3JsonEncoder
+
+    asked: list[str] = []
+    # The provider's request function with the chain's middleware: JSON-RPC (hex) in and out.
+    handle = w3.provider.request_func(w3, w3.middleware_onion)
+
+    class Node(_JsonHandler):
+        def do_POST(self) -> None:
+            call = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            asked.append(call["method"])
+            answer = dict(handle(call["method"], call["params"]))
+            answer.update(jsonrpc="2.0", id=call["id"])
+            self.reply(200, FriendlyJsonSerde().json_encode(answer, Web3JsonEncoder).encode())
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Node)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/rpc", asked
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_ethereum_anchor_calls_its_node_through_the_egress_guard(
+    engine: Engine, w3: Any, rpc_node: tuple[str, list[str]]
+) -> None:
+    url, asked = rpc_node
+    settings = FactorySettings(anchor="ethereum", eth_rpc_url=url)
+    refused = build_anchor(settings, engine, EgressPolicy())
+    with pytest.raises(AnchorError, match=r"127\.0\.0\.1 is a loopback address"):
+        refused.anchor(uuid.uuid4(), os.urandom(32))
+    assert asked == []  # nothing reached the node
+    anchor = build_anchor(settings, engine, allowing(url))
+    batch_id, root = uuid.uuid4(), os.urandom(32)
+    receipt = anchor.anchor(batch_id, root)
+    _check_on_chain(w3, receipt, batch_id, root)
+    assert "eth_sendTransaction" in asked

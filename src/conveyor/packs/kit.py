@@ -1,7 +1,8 @@
 """What pack routers and pages build on: Conveyor's API and dashboard pieces, in one place.
 
 A pack imports these names from here rather than reaching into ``conveyor.api`` or
-``conveyor.web``, so the surface packs depend on is this list and nothing else.
+``conveyor.web``, so the surface packs depend on is this list and nothing else. Everything a
+pack sends over HTTP goes through :class:`EgressClient` (see :mod:`conveyor.egress`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from sqlalchemy import Engine
 
 from conveyor.api.auth import Principal, ReadJobs, WriteJobs, authorize_job, authorize_submit
 from conveyor.api.deps import Services, ServicesDep
+from conveyor.egress import Answer, EgressClient, EgressPolicy
+from conveyor.errors import EgressError, EgressFailed, EgressRefused
 from conveyor.web.csrf import require_same_origin
 from conveyor.web.pages import PageError, PagesDep, page_errors
 from conveyor.web.session import page_scope
@@ -55,6 +58,12 @@ def watch_job(engine: Engine, job_id: str, **options: Any) -> int:
 
 
 __all__ = [
+    "Answer",
+    "EgressClient",
+    "EgressError",
+    "EgressFailed",
+    "EgressPolicy",
+    "EgressRefused",
     "PageError",
     "PagesDep",
     "Principal",

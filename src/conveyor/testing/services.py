@@ -44,6 +44,7 @@ class ServiceSet:
             "CONVEYOR_HEARTBEAT_INTERVAL": str(s.heartbeat_interval),
             "CONVEYOR_RECONCILE_INTERVAL": str(s.reconcile_interval),
             "CONVEYOR_CANCEL_GRACE": str(s.cancel_grace),
+            "CONVEYOR_EGRESS_ALLOW": ",".join(s.egress_allow),
         }
 
 
@@ -57,7 +58,9 @@ def _fresh_database(server_url: str) -> str:
 
 
 @contextmanager
-def provision_services(home: Path) -> Iterator[ServiceSet]:
+def provision_services(home: Path, egress_allow: list[str] | None = None) -> Iterator[ServiceSet]:
+    """Services for a test session; ``egress_allow``: the internal receivers (test HTTP
+    servers) Conveyor may send to, as ``CONVEYOR_EGRESS_ALLOW`` entries."""
     started: list[EmbeddedPostgres | EmbeddedRedis] = []
     try:
         db = os.environ.get("CONVEYOR_TEST_DATABASE_URL")
@@ -84,6 +87,7 @@ def provision_services(home: Path) -> Iterator[ServiceSet]:
             heartbeat_interval=1.0,
             reconcile_interval=0.5,
             cancel_grace=2.0,
+            egress_allow=egress_allow or [],
         )
         yield ServiceSet(settings=settings, stack=started)
     finally:

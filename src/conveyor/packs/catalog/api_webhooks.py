@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from conveyor.packs.catalog import events, webhooks
 from conveyor.packs.catalog.api_products import NO_NUL
-from conveyor.packs.kit import ReadJobs, Services, ServicesDep, WriteJobs
+from conveyor.packs.kit import (
+    EgressClient,
+    EgressPolicy,
+    ReadJobs,
+    Services,
+    ServicesDep,
+    WriteJobs,
+)
 
 router = APIRouter(tags=["catalog webhooks"])
 
@@ -94,7 +101,7 @@ def create_webhook(
     values = body.model_dump()
     values["events"] = sorted(set(values["events"]))
     with services.engine.begin() as conn:
-        return webhooks.create(conn, values)
+        return webhooks.create(conn, values, EgressPolicy.from_settings(services.settings))
 
 
 @router.get("/webhooks/{webhook_id}", response_model=WebhookPublic)
@@ -113,7 +120,8 @@ def update_webhook(
     if "events" in values:
         values["events"] = sorted(set(values["events"]))
     with services.engine.begin() as conn:
-        return webhooks.change(conn, webhook_id, values)
+        policy = EgressPolicy.from_settings(services.settings)
+        return webhooks.change(conn, webhook_id, values, policy)
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204)
@@ -140,7 +148,9 @@ async def test_webhook(
     webhook_id: WebhookId, principal: WriteJobs, services: ServicesDep
 ) -> dict[str, Any]:
     """Send a signed ``webhook.test`` event now and answer with the receiver's response code
-    and time (the one delivery a person waits for; it is logged like the others)."""
+    and time (the one delivery a person waits for; it is logged like the others). Only a
+    status line is shown (``HTTP 500``), or why the destination was refused: never the
+    receiver's body."""
     return await run_in_threadpool(send_test, services, webhook_id)
 
 
@@ -149,7 +159,10 @@ def send_test(services: Services, webhook_id: int) -> dict[str, Any]:
     with services.engine.begin() as conn:
         delivery_id, hook = webhooks.record_test(conn, webhook_id)
     body = events.payload(delivery_id, events.TEST_EVENT, {"test": True, "webhook_id": webhook_id})
-    outcome = events.post(hook["url"], hook["secret"], delivery_id, events.TEST_EVENT, body)
+    with EgressClient.from_settings(services.settings) as client:
+        outcome = events.post(
+            client, hook["url"], hook["secret"], delivery_id, events.TEST_EVENT, body
+        )
     result = outcome.as_dict()
     with services.engine.begin() as conn:
         state = "succeeded" if outcome.ok else "failed"

@@ -25,20 +25,23 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from sqlalchemy import Connection, insert, select, text
 
 from conveyor.packs.catalog.tables import deliveries, webhooks
+from conveyor.packs.kit import EgressClient, EgressFailed, EgressRefused
 
 EVENTS = ("product.created", "product.updated", "product.deleted", "import.completed")
 TEST_EVENT = "webhook.test"
 DELIVER_TASK = "catalog.deliver_webhook"
-TIMEOUT_SECONDS = 10.0
 USER_AGENT = "Conveyor-Webhooks/1"
 
 
 class DeliveryFailed(Exception):
     """The receiver did not answer 2xx in time; the delivery job is retried."""
+
+
+class DeliveryRefused(Exception):
+    """The egress guard refused the webhook's destination; retrying would not change that."""
 
 
 def payload(
@@ -151,12 +154,17 @@ def verify(
 
 
 class Outcome:
-    """How one POST went: status code (None if no response), milliseconds, error text."""
+    """How one POST went: status code (None if no response), milliseconds, and what went
+    wrong as a status line (``HTTP 500``), a network failure or the guard's refusal — never
+    the receiver's body."""
 
-    def __init__(self, status_code: int | None, ms: float, error: str | None) -> None:
+    def __init__(
+        self, status_code: int | None, ms: float, error: str | None, *, refused: bool = False
+    ) -> None:
         self.status_code = status_code
         self.ms = ms
         self.error = error
+        self.refused = refused
 
     @property
     def ok(self) -> bool:
@@ -172,15 +180,15 @@ class Outcome:
 
 
 def post(
+    client: EgressClient,
     url: str,
     secret: str,
     delivery_id: int,
     event: str,
     body: dict[str, Any],
-    *,
-    timeout: float = TIMEOUT_SECONDS,
 ) -> Outcome:
-    """POST one signed delivery; never raises for the receiver's failures."""
+    """POST one signed delivery through the guarded client; never raises for the receiver's
+    failures or the guard's refusal. The answer's body is not read."""
     raw = json.dumps(body, separators=(",", ":"), default=str).encode()
     ts = int(time.time())
     headers = {
@@ -194,14 +202,13 @@ def post(
     started = time.perf_counter()
     try:
         # Redirects are not followed: a receiver that moved must be edited, not guessed.
-        resp = httpx.post(url, content=raw, headers=headers, timeout=timeout)
-    except httpx.TimeoutException:
-        return Outcome(None, _ms(started), f"no response within {timeout:g} s")
-    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
-        # Also a URL stored before the check that refuses it: a failed delivery, never a 500.
-        return Outcome(None, _ms(started), f"{type(exc).__name__}: {exc}")
-    error = None if resp.is_success else f"HTTP {resp.status_code}: {resp.text[:200]}"
-    return Outcome(resp.status_code, _ms(started), error)
+        answer = client.post(url, content=raw, headers=headers, max_bytes=0)
+    except EgressRefused as exc:
+        return Outcome(None, _ms(started), f"refused: {exc}", refused=True)
+    except EgressFailed as exc:
+        return Outcome(None, _ms(started), str(exc))
+    error = None if answer.is_success else answer.status_line
+    return Outcome(answer.status_code, _ms(started), error)
 
 
 def _ms(started: float) -> float:

@@ -16,6 +16,7 @@ from conveyor.packs import psycopg_url, settings_of
 from conveyor.packs.catalog import events, importer, uploads, webhooks
 from conveyor.packs.catalog.tables import deliveries
 from conveyor.packs.catalog.tables import webhooks as webhooks_table
+from conveyor.packs.kit import EgressClient
 
 IMPORT_TASK = "catalog.import_products"
 DELIVER_TASK = events.DELIVER_TASK
@@ -96,8 +97,9 @@ def _report(phase: str, current: int, total: int, message: str) -> None:
 
 
 def deliver_webhook(self: Task, delivery_id: int) -> dict[str, Any]:
-    """POST one recorded delivery, signed; raise to be retried with backoff while the receiver
-    fails; the last failure leaves the delivery ``dead``."""
+    """POST one recorded delivery, signed, through the egress guard; raise to be retried with
+    backoff while the receiver fails; the last failure leaves the delivery ``dead``, and so
+    does a destination the guard refuses (at once: retrying would not change it)."""
     engine = _engine(self.app)
     with engine.connect() as conn:
         row = conn.execute(
@@ -117,11 +119,14 @@ def deliver_webhook(self: Task, delivery_id: int) -> dict[str, Any]:
             )
         return {"skipped": "the webhook is disabled"}
     body = events.payload(delivery_id, row.event, row.payload, row.created_at)
-    outcome = events.post(row.url, row.secret, delivery_id, row.event, body)
-    last = attempt >= DELIVERY_POLICY.max_attempts
+    with EgressClient.from_settings(settings_of(self.app)) as client:
+        outcome = events.post(client, row.url, row.secret, delivery_id, row.event, body)
+    last = attempt >= DELIVERY_POLICY.max_attempts or outcome.refused
     state = "succeeded" if outcome.ok else ("dead" if last else "retrying")
     with engine.begin() as conn:
         webhooks.record_outcome(conn, delivery_id, state, attempt, outcome.as_dict(), job_id)
+    if outcome.refused:
+        raise events.DeliveryRefused(f"delivery {delivery_id}: {outcome.error}")
     if not outcome.ok:
         raise events.DeliveryFailed(f"delivery {delivery_id}, attempt {attempt}: {outcome.error}")
     return outcome.as_dict()

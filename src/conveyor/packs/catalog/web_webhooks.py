@@ -13,6 +13,7 @@ from conveyor.errors import ConveyorError
 from conveyor.packs.catalog import events, webhooks
 from conveyor.packs.catalog.api_webhooks import send_test
 from conveyor.packs.kit import (
+    EgressPolicy,
     PageError,
     PagesDep,
     ServicesDep,
@@ -61,7 +62,7 @@ async def add(request: Request, services: ServicesDep) -> Response:
     values = _values(await request.form(), enabled_default=True)
     try:
         with services.engine.begin() as conn:
-            hook = webhooks.create(conn, values)
+            hook = webhooks.create(conn, values, EgressPolicy.from_settings(services.settings))
     except ConveyorError as exc:
         return _back(request, error=str(exc)[:500])
     return _back(
@@ -75,7 +76,7 @@ async def edit(webhook_id: int, request: Request, services: ServicesDep) -> Resp
     values = _values(await request.form(), enabled_default=True)
     try:
         with services.engine.begin() as conn:
-            webhooks.change(conn, webhook_id, values)
+            webhooks.change(conn, webhook_id, values, EgressPolicy.from_settings(services.settings))
     except ConveyorError as exc:
         return _back(request, error=str(exc)[:500])
     return _back(request, notice=f"Saved webhook {webhook_id}.")
@@ -88,7 +89,8 @@ def toggle(webhook_id: int, request: Request, services: ServicesDep) -> Response
     try:
         with services.engine.begin() as conn:
             hook = webhooks.get(conn, webhook_id)
-            webhooks.change(conn, webhook_id, {"enabled": not hook["enabled"]})
+            policy = EgressPolicy.from_settings(services.settings)
+            webhooks.change(conn, webhook_id, {"enabled": not hook["enabled"]}, policy)
     except ConveyorError as exc:
         return _back(request, error=str(exc)[:500])
     state = "disabled" if hook["enabled"] else "enabled"

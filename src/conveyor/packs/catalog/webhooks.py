@@ -16,14 +16,19 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from conveyor.errors import InputRejected, ResourceNotFound
 from conveyor.packs.catalog.events import EVENTS
 from conveyor.packs.catalog.tables import deliveries, webhooks
+from conveyor.packs.kit import EgressFailed, EgressPolicy, EgressRefused
 
 
 def new_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
 
 
-def check(url: str | None = None, events: list[str] | None = None) -> None:
-    """Refuse a URL that is not http(s) with a host, or events Conveyor does not send."""
+def check(
+    url: str | None = None, events: list[str] | None = None, policy: EgressPolicy | None = None
+) -> None:
+    """Refuse a URL that is not http(s) with a host, or one the egress ``policy`` refuses
+    (a private, loopback, metadata... destination), or events Conveyor does not send. The
+    policy is checked again at every send: DNS answers change."""
     if url is not None:
         try:
             parts = urlsplit(url)
@@ -37,6 +42,13 @@ def check(url: str | None = None, events: list[str] | None = None) -> None:
             usable = False
         if not usable:
             raise InputRejected(f"the webhook URL must be http:// or https:// with a host: {url!r}")
+        if policy is not None:
+            try:
+                policy.check_url(url)
+            except EgressRefused as exc:
+                raise InputRejected(f"the webhook URL is refused: {exc}") from exc
+            except EgressFailed:
+                pass  # a name that does not resolve yet: its deliveries will say so
     if events is not None:
         unknown = sorted(set(events) - set(EVENTS))
         if unknown or not events:
@@ -57,8 +69,9 @@ def public(row: dict[str, Any], *, reveal: bool = False) -> dict[str, Any]:
     return out
 
 
-def create(conn: Connection, values: dict[str, Any]) -> dict[str, Any]:
-    check(values["url"], values["events"])
+def create(conn: Connection, values: dict[str, Any], policy: EgressPolicy) -> dict[str, Any]:
+    """Add a webhook (its URL checked against the egress ``policy``); shown with its secret."""
+    check(values["url"], values["events"], policy)
     row = conn.execute(
         insert(webhooks).values(**values, secret=new_secret()).returning(webhooks)
     ).mappings()
@@ -100,9 +113,11 @@ def all_with_stats(conn: Connection) -> list[dict[str, Any]]:
     return out
 
 
-def change(conn: Connection, webhook_id: int, values: dict[str, Any]) -> dict[str, Any]:
+def change(
+    conn: Connection, webhook_id: int, values: dict[str, Any], policy: EgressPolicy
+) -> dict[str, Any]:
     """Change some fields (``rotate_secret=True`` makes a new secret, shown once)."""
-    check(values.get("url"), values.get("events"))
+    check(values.get("url"), values.get("events"), policy)
     rotate = bool(values.pop("rotate_secret", False))
     if rotate:
         values["secret"] = new_secret()

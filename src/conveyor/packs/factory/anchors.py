@@ -10,11 +10,14 @@
 - ``http``: a POST to an anchoring service (the seed's "blockchain service").
 
 Every backend raises :class:`AnchorError` on failure. Retrying with backoff is the caller's
-job (the batch task); an anchor is safe to call again for the same batch and root.
+job (the batch task); an anchor is safe to call again for the same batch and root. The ``http``
+and ``ethereum`` backends send through Conveyor's egress guard (``CONVEYOR_EGRESS_ALLOW`` lists
+an internal service or node), and never repeat an answer's body in their errors.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,13 +25,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-import httpx
 from sqlalchemy import Connection, Engine, func, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from conveyor.packs.factory.config import FactorySettings
 from conveyor.packs.factory.errors import AnchorError
 from conveyor.packs.factory.tables import anchors, batches
+from conveyor.packs.kit import EgressClient, EgressError, EgressPolicy
 
 GENESIS = bytes(32)
 ENTRY_DOMAIN = b"conveyor-factory-anchor-v1\x00"
@@ -75,16 +78,17 @@ class Anchor(Protocol):
         ...
 
 
-def build_anchor(settings: FactorySettings, engine: Engine) -> Anchor:
-    """The anchor ``CONVEYOR_FACTORY_ANCHOR`` names, configured from ``settings``."""
+def build_anchor(settings: FactorySettings, engine: Engine, egress: EgressPolicy) -> Anchor:
+    """The anchor ``CONVEYOR_FACTORY_ANCHOR`` names, configured from ``settings``; ``egress``
+    is where it may send (``EgressPolicy.from_settings`` of Conveyor's settings)."""
     if settings.anchor == "local":
         return LocalAnchor(engine)
     if settings.anchor == "http":
         if not settings.anchor_url:
             raise AnchorError("CONVEYOR_FACTORY_ANCHOR=http needs CONVEYOR_FACTORY_ANCHOR_URL")
         token = settings.anchor_token.get_secret_value() if settings.anchor_token else None
-        return HttpAnchor(settings.anchor_url, token=token, timeout=settings.anchor_timeout)
-    return EthereumAnchor.from_settings(settings)
+        return HttpAnchor(settings.anchor_url, egress, token=token, timeout=settings.anchor_timeout)
+    return EthereumAnchor.from_settings(settings, egress)
 
 
 # --- local: a hash-chained log in PostgreSQL -------------------------------------------------
@@ -224,17 +228,11 @@ class HttpAnchor:
     name = "http"
 
     def __init__(
-        self,
-        url: str,
-        *,
-        token: str | None = None,
-        timeout: float = 10.0,
-        transport: httpx.BaseTransport | None = None,
+        self, url: str, egress: EgressPolicy, *, token: str | None = None, timeout: float = 10.0
     ) -> None:
         self.url = url
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.timeout = timeout
-        self.transport = transport
+        self.egress = dataclasses.replace(egress, timeout=timeout)
 
     def anchor(
         self,
@@ -247,19 +245,16 @@ class HttpAnchor:
         # One request; the service is expected to answer a repeated batch id with its receipt.
         payload = {"batch_id": str(batch_id), "merkle_root": root.hex(), "tree": "rfc9162-sha256"}
         try:
-            with httpx.Client(timeout=self.timeout, transport=self.transport) as client:
+            with EgressClient(self.egress) as client:
                 # A retry of the same batch carries the same key, for services that dedupe.
                 headers = {**self.headers, "Idempotency-Key": f"factory-batch-{batch_id}"}
-                response = client.post(self.url, json=payload, headers=headers)
-        except httpx.HTTPError as exc:
+                answer = client.post(self.url, json=payload, headers=headers)
+        except EgressError as exc:
             raise AnchorError(f"anchoring service {self.url} unreachable: {exc}") from exc
-        if not response.is_success:
-            raise AnchorError(
-                f"anchoring service {self.url} answered {response.status_code}:"
-                f" {response.text[:200]}"
-            )
+        if not answer.is_success:  # its body may hold anything: the status line only
+            raise AnchorError(f"anchoring service {self.url} answered {answer.status_line}")
         try:
-            body = response.json()
+            body = answer.json()
             ref = body.get("tx_hash") or body.get("transaction_id") or body.get("id")
             if not ref:
                 raise ValueError("no tx_hash, transaction_id or id in the answer")
@@ -297,18 +292,22 @@ class EthereumAnchor:
         self.receipt_timeout = receipt_timeout
 
     @classmethod
-    def from_settings(cls, settings: FactorySettings) -> EthereumAnchor:
-        """An anchor on ``CONVEYOR_FACTORY_ETH_RPC_URL`` (needs the ``factory`` extra)."""
+    def from_settings(cls, settings: FactorySettings, egress: EgressPolicy) -> EthereumAnchor:
+        """An anchor on ``CONVEYOR_FACTORY_ETH_RPC_URL`` (needs the ``factory`` extra), every
+        RPC call sent through the egress guard."""
         if not settings.eth_rpc_url:
             raise AnchorError("CONVEYOR_FACTORY_ANCHOR=ethereum needs CONVEYOR_FACTORY_ETH_RPC_URL")
         try:
             from web3 import Web3
+
+            from conveyor.packs.factory.rpc import GuardedRPCProvider
         except ImportError as exc:
             raise AnchorError(
                 "the ethereum anchor needs web3: pip install 'conveyor[factory]'"
             ) from exc
         key = settings.eth_private_key.get_secret_value() if settings.eth_private_key else None
-        w3 = Web3(Web3.HTTPProvider(settings.eth_rpc_url, request_kwargs={"timeout": 30}))
+        client = EgressClient(dataclasses.replace(egress, timeout=30.0))
+        w3 = Web3(GuardedRPCProvider(settings.eth_rpc_url, client))
         return cls(w3, private_key=key, receipt_timeout=settings.eth_receipt_timeout)
 
     def anchor(

@@ -34,6 +34,7 @@ from conveyor.packs.factory.config import FactorySettings
 from conveyor.packs.factory.errors import AnchorError
 from conveyor.packs.factory.steps import run_batch
 from conveyor.packs.factory.tokens import Keyring
+from conveyor.packs.kit import EgressPolicy
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def _process(app: Celery) -> _Process:
             engine,
             factory,
             Keyring.from_settings(factory, settings.env),
-            build_anchor(factory, engine),
+            build_anchor(factory, engine, EgressPolicy.from_settings(settings)),
         )
         _state["p"] = state
     return state
