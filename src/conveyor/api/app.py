@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from celery import Celery
 from fastapi import FastAPI
 
-from conveyor.api.auth import Authenticator, auth_required, check_deployment
+from conveyor.api.auth import Authenticator, auth_required, check_declared, check_deployment
 from conveyor.api.deps import Services
 from conveyor.api.errors import install_error_handlers
 from conveyor.api.limits import RequestLimits
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
     for pack in packs:
         if pack.api:
             app.include_router(pack.attribute(pack.api), prefix=f"/api/v1/{pack.name}")
+    check_declared(app)  # a route that declares no requirement would bind no key's allowlist
 
     from conveyor.web.routes import mount_web
 

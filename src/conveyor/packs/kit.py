@@ -2,6 +2,13 @@
 
 A pack imports these names from here rather than reaching into ``conveyor.api`` or
 ``conveyor.web``, so the surface packs depend on is this list and nothing else.
+
+Every API route of a pack declares what it needs with :func:`require` — the scope, and the
+tasks whose jobs it starts or whose data it shows, e.g.
+``ReadImports = Annotated[Principal, Depends(require("jobs:read", IMPORT_TASK))]`` — or
+``dependencies=[Public]`` for a route meant to be open; an app whose pack route declares
+nothing refuses to start (``conveyor.api.auth.check_declared``). ``ReadJobs``/``WriteJobs``
+are for routes that check each job themselves (``authorize_job``).
 """
 
 from __future__ import annotations
@@ -11,7 +18,15 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy import Engine
 
-from conveyor.api.auth import Principal, ReadJobs, WriteJobs, authorize_job, authorize_submit
+from conveyor.api.auth import (
+    Principal,
+    Public,
+    ReadJobs,
+    WriteJobs,
+    authorize_job,
+    authorize_submit,
+    require,
+)
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.web.csrf import require_same_origin
 from conveyor.web.pages import PageError, PagesDep, page_errors
@@ -58,6 +73,7 @@ __all__ = [
     "PageError",
     "PagesDep",
     "Principal",
+    "Public",
     "ReadJobs",
     "Services",
     "ServicesDep",
@@ -69,6 +85,7 @@ __all__ = [
     "job_snapshot",
     "page_errors",
     "page_scope",
+    "require",
     "require_same_origin",
     "watch_job",
 ]
