@@ -12,6 +12,7 @@ from conveyor.api.auth import Authenticator, auth_required, check_declared, chec
 from conveyor.api.deps import Services
 from conveyor.api.errors import install_error_handlers
 from conveyor.api.limits import RequestLimits
+from conveyor.api.transport import api_docs_enabled, install_transport
 from conveyor.config import Settings
 from conveyor.control import Control
 from conveyor.ledger.db import make_engine
@@ -58,11 +59,16 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
         services.control.close()
         engine.dispose()
 
+    docs = api_docs_enabled(settings)
     app = FastAPI(
         title="Conveyor",
         version="0.1.0",
         description="Control plane for Celery jobs: submit, follow, cancel, retry.",
         lifespan=lifespan,
+        # CONVEYOR_API_DOCS: off in production unless asked for.
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
     app.state.services = services
     app.state.authenticator = Authenticator(
@@ -94,4 +100,5 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
     from conveyor.web.routes import mount_web
 
     mount_web(app, packs)
+    install_transport(app, settings)  # last: trusted proxies settle scheme and client first
     return app
