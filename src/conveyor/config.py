@@ -6,6 +6,7 @@ Every field reads from a ``CONVEYOR_``-prefixed environment variable.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -188,6 +189,37 @@ class Settings(BaseSettings):
     # Web.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # /docs, /redoc and /openapi.json: unset means on, except with `env` production.
+    api_docs: bool | None = None
+    # Proxies (IP addresses or CIDR networks, comma-separated or a JSON list) whose
+    # X-Forwarded-Proto and X-Forwarded-For are believed; from any other peer they are ignored.
+    # Empty (the default): the API is reached directly and no forwarded header counts.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Strict-Transport-Security max-age sent on every https response (0: no header).
+    hsts_max_age: int = Field(default=31_536_000, ge=0)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or CIDR network (e.g. 10.0.0.0/8, ::1)"
+                ) from None
+        return value
+
     progress_min_interval: float = Field(default=0.1, ge=0)
     # A worker silent for three intervals is gone; with the reconciler's interval on top, its
     # running jobs are back in line within 3 x 3 + 5 = 14 s of its death (the promise is 15 s).

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from sqlalchemy import text
 
 from conveyor.api import create_app
+from conveyor.api.auth import every_route, requirements_of
 from conveyor.config import Settings
 from conveyor.embedded.process import free_port
 from conveyor.errors import ConfigurationError
@@ -34,10 +35,10 @@ SECRET = SecretStr(secrets.token_urlsafe(48))
 ADMIN_SCOPES = ("admin",)
 
 
-def _api_routes() -> list[tuple[str, str]]:
-    """(method, path) of every /api/v1 operation that create_app mounts, read from an app built
-    with a Celery app of its own and URLs it never connects to; a route added later shows up
-    here without anyone listing it."""
+def _app_routes() -> list[tuple[str, str, Any]]:
+    """(method, path, route) of every route create_app mounts (dashboard, packs, docs and all),
+    read from an app built with a Celery app of its own and URLs it never connects to; a route
+    added later shows up here without anyone listing it."""
     routes_only = Settings(
         database_url="postgresql://routes-only.invalid/none",
         redis_url="redis://routes-only.invalid:6379/0",
@@ -45,17 +46,26 @@ def _api_routes() -> list[tuple[str, str]]:
         app=TEST_APP,
     )
     app = create_app(routes_only, celery_app=Celery("routes-only"))
-    # The OpenAPI document lists every operation however routers nest (app.routes holds
-    # included routers unexpanded on recent FastAPI).
-    paths = app.openapi()["paths"]
+    found = [
+        (method, route.path, route)
+        for route in every_route(app)
+        for method in route.methods or {"*"}
+        if method != "HEAD"
+    ]
+    return sorted(found, key=lambda r: (r[1], r[0]))
+
+
+def _api_routes() -> list[tuple[str, str]]:
+    """(method, path) of every API operation: /api/v1 and /metrics."""
     return sorted(
-        (method.upper(), path)
-        for path, operations in paths.items()
-        if path.startswith("/api/v1")
-        for method in operations
+        (method, path)
+        for method, path, _ in APP_ROUTES
+        if path.startswith("/api/v1") or path == "/metrics"
     )
 
 
+APP_ROUTES = _app_routes()
+REQUIREMENTS = {(m, p): requirements_of(route) for m, p, route in APP_ROUTES}
 API_ROUTES = _api_routes()
 
 # The scope each operation needs. A new route fails test_every_api_route_is_listed until it is
@@ -109,6 +119,7 @@ EXPECTED_SCOPE: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/factory/batches"): "jobs:write",
     ("POST", "/api/v1/factory/batches/{batch_id}/retry"): "jobs:write",
     ("GET", "/api/v1/factory/verify/{token}"): None,
+    ("GET", "/metrics"): "jobs:read",
 }
 
 # Routes anyone may call without a key: what a consumer scanning a product label calls.
@@ -294,6 +305,281 @@ def test_scopes_grant_what_they_say(api: TestClient, ledger: Any) -> None:
         assert api.get(url, headers=admin).status_code == 200, url
 
 
+# --- every route declares who may call it --------------------------------------------------
+
+# Routes anyone may reach without a key or session: docs (see test_api_docs), health, static
+# files, the login form, and the factory's public verification pages.
+OPEN_ROUTES = {
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("*", "/static"),
+    ("GET", "/login"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
+    ("GET", "/verify"),
+    ("GET", "/verify/{token}"),
+}
+
+
+def _is_page(route: Any) -> bool:
+    """A dashboard page: its dependencies include a session check (``page_scope``)."""
+
+    def names(dependant: Any) -> list[str]:
+        return [n for d in dependant.dependencies for n in (d.call.__name__, *names(d))]
+
+    dependant = getattr(route, "dependant", None)
+    return dependant is not None and any(n.startswith("page_") for n in names(dependant))
+
+
+ALL_ROUTES = [(m, p) for m, p, _ in APP_ROUTES]
+
+
+@pytest.mark.parametrize(("method", "path"), ALL_ROUTES, ids=[f"{m} {p}" for m, p in ALL_ROUTES])
+def test_every_route_declares_who_may_call_it(method: str, path: str) -> None:
+    """Every route of the app, pack routes included: an API route declares one requirement
+    (scope, and tasks or job-by-job limits), a dashboard page needs a session, and anything else
+    is listed in OPEN_ROUTES on purpose."""
+    (route,) = [r for m, p, r in APP_ROUTES if (m, p) == (method, path)]
+    declared = REQUIREMENTS[(method, path)]
+    if path.startswith("/api/v1") or path == "/metrics":
+        assert len(declared) == 1, f"{method} {path} declares {declared}: declare exactly one"
+        assert declared[0].scope == EXPECTED_SCOPE[(method, path)]
+    elif (method, path) not in OPEN_ROUTES:
+        assert _is_page(route), (
+            f"{method} {path} needs no session and is not in OPEN_ROUTES: give it page_scope(...)"
+        )
+
+
+# --- allowlists bind every route -----------------------------------------------------------
+
+FOREIGN_TASK = "demo.echo"
+OWN_TASK = "demo.add"
+
+
+def dead_job(ledger: Any, task: str, queue: str = "default") -> str:
+    """A dead job of ``task`` written straight into the ledger (no broker or worker needed)."""
+    job_id = str(uuid.uuid4())
+    with ledger.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO conveyor_jobs (id, task, state, queue, args, error_type, "
+                "error_message, finished_at) VALUES (:id, :task, 'dead', :queue, "
+                "'[\"secret-args\"]', 'Boom', 'it died', now())"
+            ),
+            {"id": job_id, "task": task, "queue": queue},
+        )
+    return job_id
+
+
+@pytest.fixture(scope="module")
+def jobs_of_two_tasks(ledger: Any) -> tuple[str, str]:
+    """(own, foreign): a dead job a limited key may see and one it may not."""
+    return dead_job(ledger, OWN_TASK), dead_job(ledger, FOREIGN_TASK)
+
+
+def limited_key(ledger: Any, **options: Any) -> dict[str, str]:
+    """Every scope but admin, limited to demo.add on the default queue unless told otherwise."""
+    options = {"allowed_tasks": [OWN_TASK], "allowed_queues": ["default"], **options}
+    return bearer(make_key(ledger, "jobs:read", "jobs:write", "dlq:admin", **options))
+
+
+def ids_of(r: Any) -> set[str]:
+    assert r.status_code == 200, r.text
+    return {item["id"] for item in r.json()["items"]}
+
+
+# How a limited key is bound on each job route, where the limit applies job by job: given the
+# client, the key's headers, its own job and a job of a task outside its list. A job route not
+# listed here fails test_a_limited_key_is_bound_on_every_api_route.
+def _list(url: str) -> Any:
+    def check(api: TestClient, key: dict[str, str], own: str, foreign: str) -> None:
+        assert own in ids_of(api.get(f"{url}?task={OWN_TASK}&limit=500", headers=key))
+        assert foreign not in ids_of(api.get(f"{url}?limit=500", headers=key))
+        assert ids_of(api.get(f"{url}?task={FOREIGN_TASK}", headers=key)) == set()
+
+    return check
+
+
+def _one(method: str, url: str, own_status: int | None = 200) -> Any:
+    """A route on one job: the foreign job is a 404 (as if it did not exist, so ids do not
+    leak), the key's own job passes the allowlist."""
+
+    def check(api: TestClient, key: dict[str, str], own: str, foreign: str) -> None:
+        r = api.request(method, url.format(job_id=foreign), headers=key)
+        assert r.status_code == 404, r.text
+        assert "secret-args" not in r.text and FOREIGN_TASK not in r.text
+        if own_status is not None:
+            mine = api.request(method, url.format(job_id=own), headers=key)
+            assert mine.status_code == own_status, mine.text
+
+    return check
+
+
+def _submit(api: TestClient, key: dict[str, str], own: str, foreign: str) -> None:
+    r = api.post("/api/v1/jobs", json={"task": FOREIGN_TASK, "args": ["x"]}, headers=key)
+    assert r.status_code == 403 and f"task {FOREIGN_TASK!r}" in r.json()["detail"]
+
+
+def _bulk(url: str) -> Any:
+    def check(api: TestClient, key: dict[str, str], own: str, foreign: str) -> None:
+        r = api.post(url, json={}, headers=key)
+        assert r.status_code == 403 and "give a `task` filter" in r.json()["detail"]
+        r = api.post(url, json={"task": FOREIGN_TASK, "queue": "default"}, headers=key)
+        assert r.status_code == 403
+        nothing = {"task": OWN_TASK, "queue": "default", "q": "matches-no-job-at-all"}
+        assert api.post(url, json=nothing, headers=key).status_code == 200
+
+    return check
+
+
+def _tasks(api: TestClient, key: dict[str, str], own: str, foreign: str) -> None:
+    r = api.get("/api/v1/tasks", headers=key)
+    assert r.status_code == 200 and [t["name"] for t in r.json()] == [OWN_TASK]
+
+
+def _queues(api: TestClient, key: dict[str, str], own: str, foreign: str) -> None:
+    r = api.get("/api/v1/queues", headers=key)
+    assert r.status_code == 200 and {q["name"] for q in r.json()} <= {"default"}
+
+
+JOB_ROUTE_CHECKS: dict[tuple[str, str], Any] = {
+    ("GET", "/api/v1/jobs"): _list("/api/v1/jobs"),
+    ("GET", "/api/v1/jobs/{job_id}"): _one("GET", "/api/v1/jobs/{job_id}"),
+    ("GET", "/api/v1/jobs/{job_id}/result"): _one("GET", "/api/v1/jobs/{job_id}/result"),
+    ("GET", "/api/v1/jobs/{job_id}/events"): _one("GET", "/api/v1/jobs/{job_id}/events"),
+    ("POST", "/api/v1/jobs"): _submit,
+    ("POST", "/api/v1/jobs/{job_id}/cancel"): _one("POST", "/api/v1/jobs/{job_id}/cancel", None),
+    ("POST", "/api/v1/jobs/{job_id}/retry"): _one("POST", "/api/v1/jobs/{job_id}/retry", None),
+    ("POST", "/api/v1/jobs/{job_id}/run-now"): _one("POST", "/api/v1/jobs/{job_id}/run-now", 409),
+    ("GET", "/api/v1/dlq"): _list("/api/v1/dlq"),
+    ("POST", "/api/v1/dlq/{job_id}/replay"): _one("POST", "/api/v1/dlq/{job_id}/replay", None),
+    ("DELETE", "/api/v1/dlq/{job_id}"): _one("DELETE", "/api/v1/dlq/{job_id}", None),
+    ("POST", "/api/v1/dlq/replay"): _bulk("/api/v1/dlq/replay"),
+    ("POST", "/api/v1/dlq/purge"): _bulk("/api/v1/dlq/purge"),
+    ("GET", "/api/v1/tasks"): _tasks,
+    ("GET", "/api/v1/queues"): _queues,
+}
+
+# Ids that match nothing, so the calls of an allowed key change nothing.
+NO_SUCH = {
+    "{import_id}": str(uuid.uuid4()),
+    "{batch_id}": str(uuid.uuid4()),
+    "{product_id}": "999999999",
+    "{webhook_id}": "999999999",
+    "{token}": "dev.not-a-token",
+    "{name}": "no-such-queue",
+}
+
+
+def call_route(client: TestClient, method: str, path: str, headers: dict[str, str]) -> Any:
+    for param, value in NO_SUCH.items():
+        path = path.replace(param, value)
+    return call(client, method, path, headers)
+
+
+@pytest.mark.parametrize(("method", "path"), API_ROUTES, ids=[f"{m} {p}" for m, p in API_ROUTES])
+def test_a_limited_key_is_bound_on_every_api_route(
+    api: TestClient, ledger: Any, jobs_of_two_tasks: tuple[str, str], method: str, path: str
+) -> None:
+    """Guarantee 11: a key's task/queue allowlist binds every API route, pack routes included,
+    reads as well as writes; and a key allowed what the route declares gets through."""
+    (req,) = REQUIREMENTS[(method, path)]
+    own, foreign = jobs_of_two_tasks
+    limited = limited_key(ledger)
+    if req.scope is None:  # public: the same answer for everyone
+        assert call_route(api, method, path, limited).status_code == 200
+    elif req.whole:
+        r = call_route(api, method, path, limited)
+        assert r.status_code == 403 and "concerns every task" in r.json()["detail"], r.text
+        unlimited = bearer(make_key(ledger, req.scope))
+        assert call_route(api, method, path, unlimited).status_code not in (401, 403)
+    elif req.tasks:
+        r = call_route(api, method, path, limited)
+        assert r.status_code == 403, r.text
+        assert "needs every one of them allowed" in r.json()["detail"]
+        queue_only = limited_key(ledger, allowed_tasks=None, allowed_queues=["no-such-queue"])
+        assert call_route(api, method, path, queue_only).status_code == 403
+        allowed = limited_key(ledger, allowed_tasks=list(req.tasks), allowed_queues=None)
+        r = call_route(api, method, path, allowed)
+        assert r.status_code not in (401, 403), r.text
+    else:
+        check = JOB_ROUTE_CHECKS.get((method, path))
+        assert check is not None, f"say in JOB_ROUTE_CHECKS how a limited key is bound on {path}"
+        check(api, limited, own, foreign)
+    with ledger.connect() as conn:  # nothing the limited key did touched the foreign job
+        row = conn.execute(
+            text("SELECT state FROM conveyor_jobs WHERE id = :id"), {"id": foreign}
+        ).one()
+        assert row.state == "dead"
+
+
+def test_the_issue_11_key_cannot_empty_the_catalog(api: TestClient, ledger: Any) -> None:
+    """The key of issue 11 item 5 (`--task probe.add --queue default`) neither deletes every
+    product nor adds a webhook nor reads other tasks' jobs; `--pack catalog` opens the catalog."""
+    admin = bearer(make_key(ledger, *ADMIN_SCOPES))
+    sku = f"KEEP-{uuid.uuid4().hex[:8]}"
+    made = api.post("/api/v1/catalog/products", json={"sku": sku, "name": "kept"}, headers=admin)
+    assert made.status_code == 201, made.text
+    probe = limited_key(ledger, allowed_tasks=["probe.add"])
+    r = api.delete("/api/v1/catalog/products?confirm=all", headers=probe)
+    assert r.status_code == 403 and "catalog.import_products" in r.json()["detail"]
+    hook = {"url": "https://example.com/hook", "events": ["product.created"]}
+    assert api.post("/api/v1/catalog/webhooks", json=hook, headers=probe).status_code == 403
+    assert ids_of(api.get("/api/v1/jobs", headers=probe)) == set()
+    r = api.get(f"/api/v1/catalog/products?sku={sku}", headers=admin)
+    assert [p["sku"] for p in r.json()["items"]] == [sku]
+
+
+def test_an_api_route_that_declares_nothing_refuses_to_start() -> None:
+    """A pack route added without a requirement would be open to every limited key; the app
+    refuses to start with it rather than serve it."""
+    from fastapi import APIRouter, FastAPI
+
+    from conveyor.api.auth import check_declared
+
+    router = APIRouter()
+
+    @router.get("/things")
+    def things() -> list[str]:
+        return []
+
+    app = FastAPI()
+    app.include_router(router, prefix="/api/v1/newpack")
+    with pytest.raises(ConfigurationError, match=re.escape("/api/v1/newpack/things")):
+        check_declared(app)
+
+
+def test_keys_cli_pack_adds_the_tasks_a_pack_needs(
+    services: Any, api: TestClient, ledger: Any
+) -> None:
+    env = {**services.env(), "COLUMNS": "200"}
+    made = conveyor(
+        "keys", "create", "catalog-bot", "--scope", "jobs:read", "--task", OWN_TASK,
+        "--pack", "catalog", env=env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "catalog.import_products" in made.stderr and "catalog.deliver_webhook" in made.stderr
+    key = bearer(made.stdout.strip())
+    assert api.get("/api/v1/catalog/products", headers=key).status_code == 200
+    assert api.get("/api/v1/catalog/webhooks", headers=key).status_code == 200
+    assert api.get("/api/v1/factory/batches", headers=key).status_code == 403
+    bad = conveyor("keys", "create", "x", "--scope", "jobs:read", "--pack", "nope", env=env)
+    assert bad.returncode == 2 and "unknown pack 'nope'" in bad.stderr
+
+
+def test_limited_keys_open_no_dashboard_session(browser: TestClient, ledger: Any) -> None:
+    """The dashboard's pages list every task's jobs, so a limited key cannot log in to them."""
+    key = make_key(ledger, "jobs:read", allowed_tasks=[OWN_TASK])
+    r = login(browser, key)
+    assert r.status_code == 403 and "limited to some tasks or queues" in r.text
+    assert "set-cookie" not in r.headers or "conveyor_session=" not in r.headers["set-cookie"]
+    assert browser.get("/jobs", headers=HTML, follow_redirects=False).status_code == 303
+
+
 # --- allowlists ----------------------------------------------------------------------------
 
 
@@ -314,10 +600,10 @@ def test_allowlists_limit_tasks_and_queues(
     assert count_jobs(ledger) == before
 
     other = client.post("/api/v1/jobs", json={"task": "demo.sleep", "args": [0.01]}).json()
-    for action in ("cancel", "retry"):
+    for action in ("cancel", "retry"):  # another task's job does not exist for this key
         r = api.post(f"/api/v1/jobs/{other['id']}/{action}", headers=limited)
-        assert r.status_code == 403, (action, r.text)
-        assert other["id"] in r.json()["detail"] and "'demo.sleep'" in r.json()["detail"]
+        assert r.status_code == 404, (action, r.text)
+        assert "'demo.sleep'" not in r.json()["detail"]
     # Its own task passes the allowlist (a finished job then answers 409, not 403).
     own = api.post(f"/api/v1/jobs/{ok.json()['id']}/retry", headers=limited)
     assert own.status_code in (202, 409), own.text
@@ -333,7 +619,7 @@ def test_allowlists_limit_tasks_and_queues(
 
     dlq = bearer(make_key(ledger, "dlq:admin", allowed_tasks=["demo.add"], name="dlq-adder"))
     r = api.post(f"/api/v1/dlq/{other['id']}/replay", headers=dlq)
-    assert r.status_code == 403 and "'demo.sleep'" in r.json()["detail"]
+    assert r.status_code == 404 and "'demo.sleep'" not in r.json()["detail"]
     r = api.post("/api/v1/dlq/replay", json={}, headers=dlq)
     assert r.status_code == 403 and "give a `task` filter" in r.json()["detail"]
     r = api.post("/api/v1/dlq/purge", json={"task": "demo.echo"}, headers=dlq)

@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from celery import Celery
 from fastapi import FastAPI
 
-from conveyor.api.auth import Authenticator, auth_required, check_deployment
+from conveyor.api.auth import Authenticator, auth_required, check_declared, check_deployment
 from conveyor.api.deps import Services
 from conveyor.api.docs import install_docs
 from conveyor.api.errors import install_error_handlers
 from conveyor.api.limits import RequestLimits
+from conveyor.api.transport import api_docs_enabled, install_transport
 from conveyor.config import Settings
 from conveyor.control import Control
 from conveyor.ledger.db import make_engine
@@ -59,16 +60,20 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
         services.control.close()
         engine.dispose()
 
+    docs = api_docs_enabled(settings)
     app = FastAPI(
         title="Conveyor",
         version="0.1.0",
         description="Control plane for Celery jobs: submit, follow, cancel, retry.",
         lifespan=lifespan,
-        # Served by install_docs from local files, not FastAPI's CDN pages.
+        # Served by install_docs from local files, not FastAPI's CDN pages;
+        # CONVEYOR_API_DOCS: off in production unless asked for.
+        openapi_url="/openapi.json" if docs else None,
         docs_url=None,
         redoc_url=None,
     )
-    install_docs(app)
+    if docs:
+        install_docs(app)
     app.state.services = services
     app.state.authenticator = Authenticator(
         engine, required=auth_required(settings), cache_seconds=settings.auth_cache_seconds
@@ -94,8 +99,10 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
     for pack in packs:
         if pack.api:
             app.include_router(pack.attribute(pack.api), prefix=f"/api/v1/{pack.name}")
+    check_declared(app)  # a route that declares no requirement would bind no key's allowlist
 
     from conveyor.web.routes import mount_web
 
     mount_web(app, packs)
+    install_transport(app, settings)  # last: trusted proxies settle scheme and client first
     return app

@@ -1,8 +1,16 @@
 """Who may call the API: API keys, scopes, task/queue allowlists, and the production check.
 
-Every ``/api/v1`` route declares the scope it needs as a dependency (``ReadJobs``,
-``WriteJobs``, ``AdminDlq``), so OpenAPI shows the security schemes and a route without one
-stands out in review and fails ``tests/integration/test_auth.py``.
+Every ``/api/v1`` route declares what it needs as a dependency that carries a
+:class:`Requirement` (``ReadJobs``, ``WriteJobs``, ``AdminDlq``, ``WholePlatform``, a pack's
+:func:`require` with the tasks its data belongs to, or :data:`Public`), so OpenAPI shows the
+security schemes, :func:`check_declared` refuses to start an app with a pack route that declares
+nothing, and ``tests/integration/test_auth.py`` holds every route to its declaration.
+
+A key limited to some tasks or queues (``--task``/``--queue``) is bound everywhere (see
+docs/security.md, "Limited keys"): on the job routes it sees and acts on only the jobs whose task
+and queue are both allowed (any other job is a 404, as if it did not exist, and lists leave it
+out); a pack route needs every task it declares allowed (with that task's queue); a route about
+the whole platform (workers, metrics, pausing a queue) needs a key without limits.
 
 A request carries its key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Keys are
 looked up by their visible key id and cached in-process for ``CONVEYOR_AUTH_CACHE_SECONDS``
@@ -16,15 +24,16 @@ With ``CONVEYOR_AUTH=off`` (the default outside production) every dependency ans
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
@@ -33,7 +42,7 @@ from conveyor.api.deps import Services
 from conveyor.api.lookup_cache import LookupCache
 from conveyor.config import MIN_SECRET_LENGTH, Settings, secret_key_problem
 from conveyor.control import task_queue
-from conveyor.errors import ConfigurationError, NotAuthenticated, PermissionDenied
+from conveyor.errors import ConfigurationError, JobNotFound, NotAuthenticated, PermissionDenied
 from conveyor.ledger import keys
 from conveyor.ledger import repository as repo
 from conveyor.ledger.keys import SCOPES, ApiKey, Scope
@@ -138,6 +147,38 @@ class Principal:
             raise PermissionDenied(
                 f"this key may not act on {subject or f'queue {queue!r}'}; it is limited to "
                 f"queues: {', '.join(sorted(self.allowed_queues))}"
+            )
+
+    def sees(self, task: str, queue: str) -> bool:
+        """Whether a job of ``task`` on ``queue`` is within the allowlists (always, unlimited)."""
+        return (self.allowed_tasks is None or task in self.allowed_tasks) and (
+            self.allowed_queues is None or queue in self.allowed_queues
+        )
+
+    def check_visible(self, row: Any, job_id: str) -> None:
+        """A job outside the allowlists does not exist for this key: a 404, so its id, task
+        and queue do not leak (a 403 would confirm the job is there)."""
+        if not self.sees(row["task"], row["queue"]):
+            raise JobNotFound(job_id)
+
+    def limit(self, flt: repo.JobFilter) -> repo.JobFilter:
+        """``flt`` narrowed to the jobs this key may see."""
+        if not self.restricted:
+            return flt
+        return dataclasses.replace(
+            flt,
+            tasks_in=tuple(sorted(self.allowed_tasks)) if self.allowed_tasks is not None else None,
+            queues_in=(
+                tuple(sorted(self.allowed_queues)) if self.allowed_queues is not None else None
+            ),
+        )
+
+    def require_whole(self) -> None:
+        """Refuse a limited key on a route about every task (workers, metrics, queue pauses)."""
+        if self.restricted:
+            raise PermissionDenied(
+                f"{self.kind} is limited to some tasks or queues, and this route concerns every "
+                "task's jobs; use a key without --task/--queue limits"
             )
 
     def check_filter(self, task: str | None, queue: str | None) -> None:
@@ -259,8 +300,46 @@ _api_key_header = APIKeyHeader(
 )
 
 
-def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that authenticates the request and insists on ``scope``."""
+@dataclass(frozen=True)
+class Requirement:
+    """What a route needs, carried by its auth dependency so it can be listed and tested.
+
+    ``scope`` None: anyone, no key (:data:`Public`). ``tasks``: a pack route's tasks — the jobs
+    it starts and the tasks its data belongs to; a limited key needs each of them (and its
+    queue) allowed. ``whole``: the route concerns every task, so a limited key is refused.
+    Job routes declare neither and filter job by job instead.
+    """
+
+    scope: Scope | None
+    tasks: tuple[str, ...] = ()
+    whole: bool = False
+
+    def describe(self) -> str:
+        if self.scope is None:
+            return "public"
+        if self.whole:
+            return f"{self.scope}, no task/queue limits"
+        if self.tasks:
+            return f"{self.scope} and tasks {', '.join(self.tasks)}"
+        return f"{self.scope}, jobs within the key's limits"
+
+
+def _check_tasks(principal: Principal, request: Request, tasks: tuple[str, ...]) -> None:
+    app = request.app.state.services.app
+    for task in tasks:
+        try:
+            principal.check_job(task, task_queue(app, task))
+        except PermissionDenied as exc:
+            raise PermissionDenied(
+                f"{exc} (this route reads or runs the jobs of tasks {', '.join(tasks)}; a limited "
+                "key needs every one of them allowed)"
+            ) from None
+
+
+def require(scope: Scope, *tasks: str, whole: bool = False) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates the request, insists on ``scope`` and, for a key with
+    task/queue limits, on the :class:`Requirement` made of ``tasks`` and ``whole``."""
+    requirement = Requirement(scope, tuple(tasks), whole)
 
     async def dependency(
         request: Request,
@@ -278,28 +357,95 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[Principal]]:
             )
         principal = await authenticator.authenticate(presented)
         principal.require(scope)
+        if principal.restricted:
+            if whole:
+                principal.require_whole()
+            _check_tasks(principal, request, requirement.tasks)
         return principal
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    dependency.requirement = requirement  # type: ignore[attr-defined]
     return dependency
 
 
-ReadJobs = Annotated[Principal, Depends(require_scope("jobs:read"))]
-"""Jobs, results, events, tasks, workers, queues."""
-WriteJobs = Annotated[Principal, Depends(require_scope("jobs:write"))]
+def public() -> None:
+    """Declares a route open to anyone, without a key (see :data:`Public`)."""
+
+
+public.requirement = Requirement(None)  # type: ignore[attr-defined]
+Public = Depends(public)
+"""``dependencies=[Public]``: the route is meant to be open (factory's token verification)."""
+
+ReadJobs = Annotated[Principal, Depends(require("jobs:read"))]
+"""Jobs, results, events, tasks, queues: a limited key sees only its jobs."""
+WriteJobs = Annotated[Principal, Depends(require("jobs:write"))]
 """Submit, cancel, retry."""
-AdminDlq = Annotated[Principal, Depends(require_scope("dlq:admin"))]
+AdminDlq = Annotated[Principal, Depends(require("dlq:admin"))]
 """Dead letters: list, replay, purge."""
+WholeRead = Annotated[Principal, Depends(require("jobs:read", whole=True))]
+"""Workers and metrics: about every task, so not for a limited key."""
+WholeWrite = Annotated[Principal, Depends(require("jobs:write", whole=True))]
+"""Pausing and resuming a queue: it holds every task's jobs, so not for a limited key."""
+
+
+def requirements_of(route: Any) -> list[Requirement]:
+    """The requirements a route's dependencies declare (empty: it declares none)."""
+    found: list[Requirement] = []
+
+    def walk(dependant: Any) -> Iterator[Any]:
+        for dep in dependant.dependencies:
+            yield dep.call
+            yield from walk(dep)
+
+    dependant = getattr(route, "dependant", None)
+    if dependant is not None:
+        for call in walk(dependant):
+            req = getattr(call, "requirement", None)
+            if isinstance(req, Requirement) and req not in found:
+                found.append(req)
+    return found
+
+
+def every_route(app: FastAPI) -> Iterator[Any]:
+    """Every route the app serves, routers included (recent FastAPI keeps included routers as
+    one entry each in ``app.routes``)."""
+    from fastapi.routing import iter_route_contexts
+
+    return iter(iter_route_contexts(app.routes))
+
+
+def pack_tasks(router: Any) -> list[str]:
+    """Every task a pack's API routes declare, in order: what a limited key needs (as
+    ``--task``) to use all of that pack's API (``conveyor keys create --pack``)."""
+    from fastapi.routing import iter_route_contexts
+
+    tasks: list[str] = []
+    for route in iter_route_contexts(router.routes):
+        for req in requirements_of(route):
+            tasks.extend(t for t in req.tasks if t not in tasks)
+    return tasks
+
+
+def check_declared(app: FastAPI, prefix: str = "/api/v1") -> None:
+    """Refuse to serve an API route under ``prefix`` that declares no :class:`Requirement`:
+    a pack route added without one would otherwise be open to every key, limited or not."""
+    for route in every_route(app):
+        path = route.path or ""
+        if path.startswith(prefix) and not requirements_of(route):
+            raise ConfigurationError(
+                f"the API route {path} declares no requirement: give it ReadJobs/WriteJobs or, "
+                "in a pack, conveyor.packs.kit.require(scope, *tasks), or dependencies=[Public]"
+            )
 
 
 def authorize_job(principal: Principal, services: Services, job_id: str) -> None:
-    """For a key limited to some tasks/queues, refuse acting on a job outside them (an
-    unknown job is a 404 either way). Costs a ledger read only for restricted keys."""
+    """For a key limited to some tasks/queues, a job outside them is a 404 like an unknown
+    one. Costs a ledger read only for limited keys."""
     if not principal.restricted:
         return
     with services.engine.connect() as conn:
         row = repo.get_job(conn, job_id)
-    principal.check_job(row["task"], row["queue"], job_id=job_id)
+    principal.check_visible(row, job_id)
 
 
 def authorize_submit(

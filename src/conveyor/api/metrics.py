@@ -28,7 +28,7 @@ from prometheus_client.core import (
 )
 from sqlalchemy import text
 
-from conveyor.api.auth import ReadJobs
+from conveyor.api.auth import WholeRead
 from conveyor.api.deps import ServicesDep
 from conveyor.api.routes.system import queue_list, worker_list
 from conveyor.ledger import events as ev
@@ -162,9 +162,10 @@ class ConveyorCollector:
 
 
 @router.get("/metrics", include_in_schema=True, response_class=Response)
-async def metrics(principal: ReadJobs, services: ServicesDep, request: Request) -> Response:
-    """Prometheus text format. With auth on, scrape with a ``jobs:read`` key as a bearer
-    token (``authorization: {credentials: cvk_…}`` in the scrape config)."""
+async def metrics(principal: WholeRead, services: ServicesDep, request: Request) -> Response:
+    """Prometheus text format. With auth on, scrape with a ``jobs:read`` key without task or
+    queue limits as a bearer token (``authorization: {credentials: cvk_…}`` in the scrape
+    config)."""
 
     def render() -> bytes:
         registry = CollectorRegistry(auto_describe=False)

@@ -54,6 +54,9 @@ def _config(log_format: LogFormat) -> uvicorn.Config:
         factory=True,
         http=HttpProtocol,
         log_level="warning",
+        # Forwarded headers are the app's call (api/transport.py, CONVEYOR_TRUSTED_PROXIES):
+        # uvicorn's own rule would believe them from 127.0.0.1 whatever the setting says.
+        proxy_headers=False,
         # JSON: no handlers of uvicorn's own, so its records reach the root logger's.
         log_config=None if log_format == "json" else uvicorn.config.LOGGING_CONFIG,
         timeout_graceful_shutdown=5,

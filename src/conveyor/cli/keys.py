@@ -34,6 +34,14 @@ def keys_create(
     queue: Annotated[
         list[str] | None, typer.Option("--queue", help="limit to this queue (repeatable)")
     ] = None,
+    pack: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pack",
+            help="add the tasks a pack's API needs to the --task list, e.g. --pack catalog "
+            "(repeatable; a key limited to tasks reaches a pack's routes only with them)",
+        ),
+    ] = None,
     expires_in_days: Annotated[
         float | None, typer.Option("--expires-in-days", min=0.001, help="expire after N days")
     ] = None,
@@ -41,6 +49,8 @@ def keys_create(
     """Create a key and print its secret, once."""
     try:
         repo.validate_scopes(scope)
+        if pack:
+            task = [*(task or []), *(t for name in pack for t in _pack_tasks(name))]
     except ConveyorError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
@@ -75,6 +85,15 @@ def keys_create(
         "[bold yellow]Store this key now: it is shown only this once and cannot be recovered.[/]"
     )
     out.print(created.secret, highlight=False, soft_wrap=True)
+
+
+def _pack_tasks(name: str) -> list[str]:
+    """The tasks pack ``name``'s API routes declare (ConfigurationError for an unknown pack)."""
+    from conveyor.api.auth import pack_tasks
+    from conveyor.packs import load
+
+    found = load(name)
+    return pack_tasks(found.attribute(found.api)) if found.api else []
 
 
 @keys_cli.command("list")

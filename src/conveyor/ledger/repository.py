@@ -179,7 +179,9 @@ def get_attempts(conn: Connection, job_id: str) -> list[dict[str, Any]]:
 
 def get_children(conn: Connection, job_id: str, limit: int = 500) -> list[dict[str, Any]]:
     rows = conn.execute(
-        select(jobs.c.id, jobs.c.task, jobs.c.state, jobs.c.parent_id, jobs.c.created_at)
+        select(
+            jobs.c.id, jobs.c.task, jobs.c.queue, jobs.c.state, jobs.c.parent_id, jobs.c.created_at
+        )
         .where(jobs.c.parent_id == job_id)
         .order_by(jobs.c.created_at)
         .limit(limit)
@@ -202,6 +204,9 @@ class JobFilter:
     root_id: str | None = None
     error_type: str | None = None
     replayed: bool | None = None  # has a later job with retry_of = this one
+    # A limited API key's allowlists: only jobs of these tasks / on these queues (None: any).
+    tasks_in: tuple[str, ...] | None = None
+    queues_in: tuple[str, ...] | None = None
 
 
 def encode_cursor(row: dict[str, Any]) -> str:
@@ -234,6 +239,10 @@ def filter_conditions(flt: JobFilter) -> list[ColumnElement[bool]]:
         conds.append(jobs.c.queue == flt.queue)
     if flt.error_type:
         conds.append(jobs.c.error_type == flt.error_type)
+    if flt.tasks_in is not None:
+        conds.append(jobs.c.task.in_(flt.tasks_in))
+    if flt.queues_in is not None:
+        conds.append(jobs.c.queue.in_(flt.queues_in))
     if flt.created_after:
         conds.append(jobs.c.created_at >= flt.created_after)
     if flt.created_before:

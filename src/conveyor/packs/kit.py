@@ -3,6 +3,13 @@
 A pack imports these names from here rather than reaching into ``conveyor.api`` or
 ``conveyor.web``, so the surface packs depend on is this list and nothing else. Everything a
 pack sends over HTTP goes through :class:`EgressClient` (see :mod:`conveyor.egress`).
+
+Every API route of a pack declares what it needs with :func:`require` — the scope, and the
+tasks whose jobs it starts or whose data it shows, e.g.
+``ReadImports = Annotated[Principal, Depends(require("jobs:read", IMPORT_TASK))]`` — or
+``dependencies=[Public]`` for a route meant to be open; an app whose pack route declares
+nothing refuses to start (``conveyor.api.auth.check_declared``). ``ReadJobs``/``WriteJobs``
+are for routes that check each job themselves (``authorize_job``).
 """
 
 from __future__ import annotations
@@ -12,7 +19,15 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy import Engine
 
-from conveyor.api.auth import Principal, ReadJobs, WriteJobs, authorize_job, authorize_submit
+from conveyor.api.auth import (
+    Principal,
+    Public,
+    ReadJobs,
+    WriteJobs,
+    authorize_job,
+    authorize_submit,
+    require,
+)
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.egress import Answer, EgressClient, EgressPolicy
 from conveyor.errors import EgressError, EgressFailed, EgressRefused
@@ -67,6 +82,7 @@ __all__ = [
     "PageError",
     "PagesDep",
     "Principal",
+    "Public",
     "ReadJobs",
     "Services",
     "ServicesDep",
@@ -78,6 +94,7 @@ __all__ = [
     "job_snapshot",
     "page_errors",
     "page_scope",
+    "require",
     "require_same_origin",
     "watch_job",
 ]

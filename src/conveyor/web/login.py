@@ -20,7 +20,12 @@ from conveyor.api.auth import get_authenticator
 from conveyor.errors import NotAuthenticated
 from conveyor.web.accounts import get_accounts
 from conveyor.web.pages import PagesDep, page_errors
-from conveyor.web.session import clear_session_cookie, get_signer, set_session_cookie
+from conveyor.web.session import (
+    LIMITED_KEY,
+    clear_session_cookie,
+    get_signer,
+    set_session_cookie,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -73,6 +78,8 @@ async def login(request: Request, pages: PagesDep) -> Response:
                 "Login refused: this key lacks the scope 'jobs:read', which the dashboard needs.",
                 403,
             )
+        if principal.restricted:
+            return refuse(f"Login refused: {LIMITED_KEY}.", 403)
         cookie = signer.issue_key(principal.key_id)
     else:
         password = field.get("password", "")

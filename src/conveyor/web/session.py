@@ -127,6 +127,13 @@ def clear_session_cookie(request: Request, response: Response) -> None:
     )
 
 
+LIMITED_KEY = (
+    "this key is limited to some tasks or queues, and the dashboard's pages show every task's "
+    "jobs: log in as a user, or with a key without --task/--queue limits"
+)
+"""Why a key with allowlists opens no dashboard session (its pages are not filtered per job)."""
+
+
 class LoginRequired(Exception):
     """No valid session: browsers go to the login page, other clients get a 401."""
 
@@ -150,7 +157,10 @@ async def session_principal(request: Request) -> Principal:
             return accounts.principal_for(user, session.issued_at)
         assert session.key_id is not None  # SessionSigner.read ensures a user or a key
         key = await _cached(authenticator.cached, authenticator.lookup, session.key_id)
-        return Authenticator.principal_for(key)
+        principal = Authenticator.principal_for(key)
+        if principal.restricted:  # a session from before the key could not log in any more
+            raise NotAuthenticated(LIMITED_KEY)
+        return principal
     except NotAuthenticated as exc:
         raise LoginRequired(str(exc)) from None
 

@@ -81,15 +81,17 @@ def list_dead(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Dead jobs, newest first; replayed ones are left out unless ``include_replayed``."""
-    flt = repo.JobFilter(
-        states=("dead",),
-        task=task,
-        queue=queue,
-        error_type=error_type,
-        text=q,
-        created_after=created_after,
-        created_before=created_before,
-        replayed=None if include_replayed else False,
+    flt = principal.limit(
+        repo.JobFilter(
+            states=("dead",),
+            task=task,
+            queue=queue,
+            error_type=error_type,
+            text=q,
+            created_after=created_after,
+            created_before=created_before,
+            replayed=None if include_replayed else False,
+        )
     )
     try:
         with services.engine.connect() as conn:

@@ -78,14 +78,16 @@ def list_jobs(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    flt = repo.JobFilter(
-        states=tuple(s.value for s in state or ()),
-        task=task,
-        queue=queue,
-        created_after=created_after,
-        created_before=created_before,
-        text=q or None,
-        root_id=str(root_id) if root_id else None,
+    flt = principal.limit(
+        repo.JobFilter(
+            states=tuple(s.value for s in state or ()),
+            task=task,
+            queue=queue,
+            created_after=created_after,
+            created_before=created_before,
+            text=q or None,
+            root_id=str(root_id) if root_id else None,
+        )
     )
     try:
         with services.engine.connect() as conn:
@@ -102,6 +104,7 @@ def get_job(job_id: str, principal: ReadJobs, services: ServicesDep) -> dict[str
     job_id = parse_job_id(job_id)
     with services.engine.connect() as conn:
         row = repo.get_job(conn, job_id)
+        principal.check_visible(row, job_id)
         out = job_public(row)
         out["traceback"] = row["traceback"]
         out["has_result"] = row["result"] is not None or row["result_ref"] is not None
@@ -109,6 +112,7 @@ def get_job(job_id: str, principal: ReadJobs, services: ServicesDep) -> dict[str
         out["children"] = [
             {k: (str(v) if k in ("id", "parent_id") else v) for k, v in c.items()}
             for c in repo.get_children(conn, job_id)
+            if principal.sees(c["task"], c["queue"])
         ]
     return out
 
@@ -118,6 +122,7 @@ def get_result(job_id: str, principal: ReadJobs, services: ServicesDep) -> dict[
     job_id = parse_job_id(job_id)
     with services.engine.connect() as conn:
         row = repo.get_job(conn, job_id)
+        principal.check_visible(row, job_id)
         result = row["result"]
         if row["result_ref"]:
             blob = repo.get_blob(conn, row["result_ref"])
@@ -167,7 +172,9 @@ async def job_events(
     job_id: str, principal: ReadJobs, services: ServicesDep, request: Request
 ) -> StreamingResponse:
     """Server-Sent Events: the job now, then each state and progress change until it ends."""
-    return await job_event_stream(services, parse_job_id(job_id), request)
+    job_id = parse_job_id(job_id)
+    await run_in_threadpool(authorize_job, principal, services, job_id)
+    return await job_event_stream(services, job_id, request)
 
 
 async def job_event_stream(services: Services, job_id: str, request: Request) -> StreamingResponse:

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from conveyor.api.auth import ReadJobs, WriteJobs
+from conveyor.api.auth import Principal, ReadJobs, WholeRead, WholeWrite
 from conveyor.api.deps import ServicesDep
 from conveyor.control import task_queue, task_signature
 from conveyor.ledger import events as ev
@@ -23,17 +23,21 @@ router = APIRouter(tags=["system"])
 health = APIRouter(tags=["health"])
 
 
-def registered_tasks(services: Any) -> list[dict[str, Any]]:
+def registered_tasks(services: Any, principal: Principal | None = None) -> list[dict[str, Any]]:
+    """Every registered task (for a limited key, those it may submit)."""
     app = services.app
     out = []
     for name in sorted(app.tasks):
         if name.startswith("celery."):
             continue
         task = app.tasks[name]
+        queue = task_queue(app, name)
+        if principal is not None and not principal.sees(name, queue):
+            continue
         out.append(
             {
                 "name": name,
-                "queue": task_queue(app, name),
+                "queue": queue,
                 "schema": task_signature(app, name).json_schema(),
                 "doc": (getattr(task.run, "__doc__", None) or "").strip() or None,
                 "max_retries": task.max_retries,
@@ -48,8 +52,9 @@ def registered_tasks(services: Any) -> list[dict[str, Any]]:
 
 @router.get("/tasks")
 def list_tasks(principal: ReadJobs, services: ServicesDep) -> list[dict[str, Any]]:
-    """Registered tasks with their argument schemas, default queue and limits."""
-    return registered_tasks(services)
+    """Registered tasks with their argument schemas, default queue and limits (for a key
+    limited to some tasks or queues, the tasks it may submit to their default queue)."""
+    return registered_tasks(services, principal)
 
 
 def worker_list(services: Any) -> list[dict[str, Any]]:
@@ -77,7 +82,7 @@ def worker_list(services: Any) -> list[dict[str, Any]]:
 
 
 @router.get("/workers")
-def list_workers(principal: ReadJobs, services: ServicesDep) -> list[dict[str, Any]]:
+def list_workers(principal: WholeRead, services: ServicesDep) -> list[dict[str, Any]]:
     """Workers from their heartbeats: host, pid, concurrency, active jobs, last heartbeat."""
     return worker_list(services)
 
@@ -112,12 +117,19 @@ def queue_list(services: Any, workers: list[dict[str, Any]] | None = None) -> li
 @router.get("/queues")
 def list_queues(principal: ReadJobs, services: ServicesDep) -> list[dict[str, Any]]:
     """Depth (from the broker), consumers, whether paused, and the age of the oldest waiting
-    job."""
-    return queue_list(services)
+    job; a key limited to some queues sees only those (limited to tasks only: their queues)."""
+    queues = queue_list(services)
+    if not principal.restricted:
+        return queues
+    if principal.allowed_queues is not None:
+        shown = set(principal.allowed_queues)
+    else:
+        shown = {t["queue"] for t in registered_tasks(services, principal)}
+    return [q for q in queues if q["name"] in shown]
 
 
 @router.post("/queues/{name}/pause")
-def pause_queue(name: str, principal: WriteJobs, services: ServicesDep) -> dict[str, Any]:
+def pause_queue(name: str, principal: WholeWrite, services: ServicesDep) -> dict[str, Any]:
     """Workers stop taking jobs from the queue within one heartbeat interval; jobs submitted
     meanwhile wait in it. 404 for an unknown queue."""
     changed = services.control.pause_queue(name)
@@ -125,7 +137,7 @@ def pause_queue(name: str, principal: WriteJobs, services: ServicesDep) -> dict[
 
 
 @router.post("/queues/{name}/resume")
-def resume_queue(name: str, principal: WriteJobs, services: ServicesDep) -> dict[str, Any]:
+def resume_queue(name: str, principal: WholeWrite, services: ServicesDep) -> dict[str, Any]:
     """Workers take jobs from the queue again within one heartbeat interval."""
     changed = services.control.resume_queue(name)
     return {"name": name, "paused": False, "changed": changed}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
@@ -20,9 +20,13 @@ from starlette.datastructures import UploadFile
 from conveyor.errors import InputRejected, InvalidTransition
 from conveyor.packs.catalog import import_log, submission, uploads
 from conveyor.packs.catalog.tasks import IMPORT_TASK
-from conveyor.packs.kit import ReadJobs, Services, ServicesDep, WriteJobs, authorize_submit
+from conveyor.packs.kit import Principal, Services, ServicesDep, require
 
 router = APIRouter(tags=["catalog imports"])
+
+# An import is a job of IMPORT_TASK: a key limited to some tasks needs that one.
+ReadImports = Annotated[Principal, Depends(require("jobs:read", IMPORT_TASK))]
+WriteImports = Annotated[Principal, Depends(require("jobs:write", IMPORT_TASK))]
 
 
 async def store_upload(request: Request, services: Services, filename: str | None) -> str:
@@ -52,14 +56,13 @@ async def store_upload(request: Request, services: Services, filename: str | Non
 @router.post("/imports", status_code=202)
 async def upload(
     request: Request,
-    principal: WriteJobs,
+    principal: WriteImports,
     services: ServicesDep,
     filename: Annotated[str | None, Query(max_length=255)] = None,
 ) -> dict[str, Any]:
     """Upload a products CSV (header with sku and name, description optional) and start its
     import; 202 with the import and where to follow it. A file that is empty, not a CSV or
     missing a required column is refused with 422 and nothing is enqueued."""
-    authorize_submit(principal, services, IMPORT_TASK, None)
     import_id = await store_upload(request, services, filename)
     return await run_in_threadpool(_get, services, import_id)
 
@@ -71,7 +74,7 @@ def _get(services: Services, import_id: str) -> dict[str, Any]:
 
 @router.get("/imports")
 def list_imports(
-    principal: ReadJobs,
+    principal: ReadImports,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
@@ -81,7 +84,9 @@ def list_imports(
 
 
 @router.get("/imports/{import_id}")
-def get_import(import_id: uuid.UUID, principal: ReadJobs, services: ServicesDep) -> dict[str, Any]:
+def get_import(
+    import_id: uuid.UUID, principal: ReadImports, services: ServicesDep
+) -> dict[str, Any]:
     """One import: its state, summary (rows, inserted, updated, skipped) and links."""
     return _get(services, str(import_id))
 
@@ -89,7 +94,7 @@ def get_import(import_id: uuid.UUID, principal: ReadJobs, services: ServicesDep)
 @router.get("/imports/{import_id}/errors")
 def skipped_rows(
     import_id: uuid.UUID,
-    principal: ReadJobs,
+    principal: ReadImports,
     services: ServicesDep,
     after: Annotated[int, Query(ge=0, description="rows after this row number")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -104,7 +109,7 @@ def skipped_rows(
 
 @router.get("/imports/{import_id}/errors.csv")
 def error_report(
-    import_id: uuid.UUID, principal: ReadJobs, services: ServicesDep
+    import_id: uuid.UUID, principal: ReadImports, services: ServicesDep
 ) -> StreamingResponse:
     """The skipped rows as a CSV file to download."""
     return report_response(services, str(import_id))
@@ -128,7 +133,7 @@ def _ascii(name: str) -> str:
 
 @router.post("/imports/{import_id}/cancel")
 def cancel_import(
-    import_id: uuid.UUID, principal: WriteJobs, services: ServicesDep
+    import_id: uuid.UUID, principal: WriteImports, services: ServicesDep
 ) -> dict[str, Any]:
     """Cancel a waiting or running import; the products stay as they were before it."""
     row = _get(services, str(import_id))
@@ -140,8 +145,7 @@ def cancel_import(
 
 @router.post("/imports/{import_id}/retry", status_code=202)
 def retry_import(
-    import_id: uuid.UUID, principal: WriteJobs, services: ServicesDep
+    import_id: uuid.UUID, principal: WriteImports, services: ServicesDep
 ) -> dict[str, Any]:
     """Run a failed or cancelled import again from its kept upload."""
-    authorize_submit(principal, services, IMPORT_TASK, None)
     return submission.retry(services, str(import_id))

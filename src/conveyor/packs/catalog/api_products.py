@@ -11,15 +11,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from conveyor.errors import InputRejected
 from conveyor.packs.catalog import product_changes, products
 from conveyor.packs.catalog.tables import DESCRIPTION_MAX, NAME_MAX, SKU_MAX
-from conveyor.packs.kit import ReadJobs, ServicesDep, WriteJobs
+from conveyor.packs.catalog.tasks import DELIVER_TASK, IMPORT_TASK
+from conveyor.packs.kit import Principal, ServicesDep, require
 
 router = APIRouter(tags=["catalog products"])
+
+# Products are written by imports and each change is announced by webhook deliveries: a key
+# limited to some tasks needs both.
+ReadProducts = Annotated[Principal, Depends(require("jobs:read", IMPORT_TASK, DELIVER_TASK))]
+WriteProducts = Annotated[Principal, Depends(require("jobs:write", IMPORT_TASK, DELIVER_TASK))]
 
 # PostgreSQL text cannot hold NUL: refused here with a 422 rather than by the database.
 NO_NUL = r"^[^\x00]*$"
@@ -73,7 +79,7 @@ class Deleted(BaseModel):
 
 @router.get("/products", response_model=ProductPage)
 def list_products(
-    principal: ReadJobs,
+    principal: ReadProducts,
     services: ServicesDep,
     sku: Annotated[
         str | None, Query(max_length=SKU_MAX, pattern=NO_NUL, description="SKU starts with")
@@ -108,7 +114,7 @@ def list_products(
 
 @router.post("/products", status_code=201, response_model=ProductPublic)
 def create_product(
-    body: ProductCreate, principal: WriteJobs, services: ServicesDep, response: Response
+    body: ProductCreate, principal: WriteProducts, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
     """Create a product; 409 if its SKU exists already (in any case)."""
     row = product_changes.add(services, body.model_dump())
@@ -118,7 +124,7 @@ def create_product(
 
 @router.get("/products/{product_id}", response_model=ProductPublic)
 def get_product(
-    product_id: ProductId, principal: ReadJobs, services: ServicesDep
+    product_id: ProductId, principal: ReadProducts, services: ServicesDep
 ) -> dict[str, Any]:
     with services.engine.connect() as conn:
         return products.get(conn, product_id)
@@ -126,7 +132,7 @@ def get_product(
 
 @router.patch("/products/{product_id}", response_model=ProductPublic)
 def update_product(
-    product_id: ProductId, body: ProductUpdate, principal: WriteJobs, services: ServicesDep
+    product_id: ProductId, body: ProductUpdate, principal: WriteProducts, services: ServicesDep
 ) -> dict[str, Any]:
     """Change the fields given; 409 if a new SKU belongs to another product."""
     values = body.model_dump(exclude_unset=True)
@@ -136,14 +142,16 @@ def update_product(
 
 
 @router.delete("/products/{product_id}", status_code=204)
-def delete_product(product_id: ProductId, principal: WriteJobs, services: ServicesDep) -> Response:
+def delete_product(
+    product_id: ProductId, principal: WriteProducts, services: ServicesDep
+) -> Response:
     product_changes.delete_one(services, product_id)
     return Response(status_code=204)
 
 
 @router.delete("/products", response_model=Deleted)
 def delete_all_products(
-    principal: WriteJobs,
+    principal: WriteProducts,
     services: ServicesDep,
     confirm: Annotated[
         str | None, Query(description="must be `all`: this cannot be undone")

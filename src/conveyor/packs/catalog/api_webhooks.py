@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -14,13 +14,17 @@ from conveyor.packs.catalog.api_products import NO_NUL
 from conveyor.packs.kit import (
     EgressClient,
     EgressPolicy,
-    ReadJobs,
+    Principal,
     Services,
     ServicesDep,
-    WriteJobs,
+    require,
 )
 
 router = APIRouter(tags=["catalog webhooks"])
+
+# Webhooks are delivered by jobs of DELIVER_TASK: a key limited to some tasks needs that one.
+ReadWebhooks = Annotated[Principal, Depends(require("jobs:read", events.DELIVER_TASK))]
+WriteWebhooks = Annotated[Principal, Depends(require("jobs:write", events.DELIVER_TASK))]
 
 Event = Literal["product.created", "product.updated", "product.deleted", "import.completed"]
 Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=8, max_length=2000,
@@ -87,7 +91,7 @@ class TestOutcome(BaseModel):
 
 
 @router.get("/webhooks", response_model=list[WebhookPublic])
-def list_webhooks(principal: ReadJobs, services: ServicesDep) -> list[dict[str, Any]]:
+def list_webhooks(principal: ReadWebhooks, services: ServicesDep) -> list[dict[str, Any]]:
     """Every webhook with its delivery counts."""
     with services.engine.connect() as conn:
         return webhooks.all_with_stats(conn)
@@ -95,7 +99,7 @@ def list_webhooks(principal: ReadJobs, services: ServicesDep) -> list[dict[str, 
 
 @router.post("/webhooks", status_code=201, response_model=WebhookPublic)
 def create_webhook(
-    body: WebhookCreate, principal: WriteJobs, services: ServicesDep
+    body: WebhookCreate, principal: WriteWebhooks, services: ServicesDep
 ) -> dict[str, Any]:
     """Add a webhook; the answer holds its signing secret, shown this once."""
     values = body.model_dump()
@@ -105,14 +109,14 @@ def create_webhook(
 
 
 @router.get("/webhooks/{webhook_id}", response_model=WebhookPublic)
-def get_webhook(webhook_id: WebhookId, principal: ReadJobs, services: ServicesDep) -> Any:
+def get_webhook(webhook_id: WebhookId, principal: ReadWebhooks, services: ServicesDep) -> Any:
     with services.engine.connect() as conn:
         return webhooks.public(webhooks.get(conn, webhook_id))
 
 
 @router.patch("/webhooks/{webhook_id}", response_model=WebhookPublic)
 def update_webhook(
-    webhook_id: WebhookId, body: WebhookUpdate, principal: WriteJobs, services: ServicesDep
+    webhook_id: WebhookId, body: WebhookUpdate, principal: WriteWebhooks, services: ServicesDep
 ) -> dict[str, Any]:
     """Change the fields given; ``enabled: false`` pauses deliveries (new events are not
     recorded for it); ``rotate_secret: true`` answers with a new secret, shown this once."""
@@ -125,7 +129,9 @@ def update_webhook(
 
 
 @router.delete("/webhooks/{webhook_id}", status_code=204)
-def delete_webhook(webhook_id: WebhookId, principal: WriteJobs, services: ServicesDep) -> Response:
+def delete_webhook(
+    webhook_id: WebhookId, principal: WriteWebhooks, services: ServicesDep
+) -> Response:
     with services.engine.begin() as conn:
         webhooks.remove(conn, webhook_id)
     return Response(status_code=204)
@@ -134,7 +140,7 @@ def delete_webhook(webhook_id: WebhookId, principal: WriteJobs, services: Servic
 @router.get("/webhooks/{webhook_id}/deliveries", response_model=list[Delivery])
 def delivery_log(
     webhook_id: WebhookId,
-    principal: ReadJobs,
+    principal: ReadWebhooks,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[dict[str, Any]]:
@@ -145,7 +151,7 @@ def delivery_log(
 
 @router.post("/webhooks/{webhook_id}/test", response_model=TestOutcome)
 async def test_webhook(
-    webhook_id: WebhookId, principal: WriteJobs, services: ServicesDep
+    webhook_id: WebhookId, principal: WriteWebhooks, services: ServicesDep
 ) -> dict[str, Any]:
     """Send a signed ``webhook.test`` event now and answer with the receiver's response code
     and time (the one delivery a person waits for; it is logged like the others). Only a

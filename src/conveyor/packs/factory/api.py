@@ -13,7 +13,7 @@ import json
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -21,15 +21,19 @@ from conveyor.packs.factory import queries, submission
 from conveyor.packs.factory.batches import BatchSpec, get_batch
 from conveyor.packs.factory.deployment import factory_of
 from conveyor.packs.kit import (
-    ReadJobs,
+    Principal,
+    Public,
     Services,
     ServicesDep,
-    WriteJobs,
-    authorize_submit,
     job_snapshot,
+    require,
 )
 
 router = APIRouter(tags=["factory"])
+
+# A batch is made by a job of PROCESS_TASK: a key limited to some tasks needs that one.
+ReadBatches = Annotated[Principal, Depends(require("jobs:read", submission.PROCESS_TASK))]
+WriteBatches = Annotated[Principal, Depends(require("jobs:write", submission.PROCESS_TASK))]
 
 MAX_PRODUCTS = 10_000_000
 METADATA_MAX_BYTES = 16_384
@@ -96,10 +100,11 @@ def batch_view(services: Services, batch_id: uuid.UUID) -> dict[str, Any]:
 
 
 @router.post("/batches", status_code=202)
-def create_batch(body: BatchCreate, principal: WriteJobs, services: ServicesDep) -> dict[str, Any]:
+def create_batch(
+    body: BatchCreate, principal: WriteBatches, services: ServicesDep
+) -> dict[str, Any]:
     """Create a batch and start its job; 202 with the batch id, the job id and where to follow
     them. Bad input is a 422 naming the field, and nothing is recorded or enqueued."""
-    authorize_submit(principal, services, submission.PROCESS_TASK, None)
     started = submission.start(services, body.spec(), factory_of(services).settings)
     return {
         "batch_id": str(started.batch_id),
@@ -110,7 +115,7 @@ def create_batch(body: BatchCreate, principal: WriteJobs, services: ServicesDep)
 
 @router.get("/batches")
 def list_batches(
-    principal: ReadJobs,
+    principal: ReadBatches,
     services: ServicesDep,
     status: Status | None = None,
     factory_id: Annotated[str | None, Query(max_length=255, pattern=NO_NUL)] = None,
@@ -126,23 +131,24 @@ def list_batches(
 
 
 @router.get("/batches/stats")
-def batch_stats(principal: ReadJobs, services: ServicesDep) -> dict[str, Any]:
+def batch_stats(principal: ReadBatches, services: ServicesDep) -> dict[str, Any]:
     """Batches and products per status."""
     with services.engine.connect() as conn:
         return queries.stats(conn)
 
 
 @router.get("/batches/{batch_id}")
-def get_one(batch_id: uuid.UUID, principal: ReadJobs, services: ServicesDep) -> dict[str, Any]:
+def get_one(batch_id: uuid.UUID, principal: ReadBatches, services: ServicesDep) -> dict[str, Any]:
     """One batch: status, counts, Merkle root, anchor, timeline, error, job and progress."""
     return batch_view(services, batch_id)
 
 
 @router.post("/batches/{batch_id}/retry", status_code=202)
-def retry_batch(batch_id: uuid.UUID, principal: WriteJobs, services: ServicesDep) -> dict[str, Any]:
+def retry_batch(
+    batch_id: uuid.UUID, principal: WriteBatches, services: ServicesDep
+) -> dict[str, Any]:
     """Run a failed batch (or one whose job ended before it finished) again from the step it
     stopped at; written products are never written twice. 409 for any other batch."""
-    authorize_submit(principal, services, submission.PROCESS_TASK, None)
     submission.retry(services.engine, batch_id, submission.control_sender(services))
     return batch_view(services, batch_id)
 
@@ -150,7 +156,7 @@ def retry_batch(batch_id: uuid.UUID, principal: WriteJobs, services: ServicesDep
 @router.get("/batches/{batch_id}/products")
 def list_products(
     batch_id: uuid.UUID,
-    principal: ReadJobs,
+    principal: ReadBatches,
     services: ServicesDep,
     after: Annotated[int, Query(ge=0, description="products with a serial above this")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -163,7 +169,7 @@ def list_products(
 
 @router.get("/batches/{batch_id}/products.csv")
 def products_csv(
-    batch_id: uuid.UUID, principal: ReadJobs, services: ServicesDep
+    batch_id: uuid.UUID, principal: ReadBatches, services: ServicesDep
 ) -> StreamingResponse:
     """Every product of a batch as CSV for label printing, streamed from PostgreSQL."""
     return csv_response(services, batch_id)
@@ -179,7 +185,7 @@ def csv_response(services: Services, batch_id: uuid.UUID) -> StreamingResponse:
     )
 
 
-@router.get("/verify/{token}")
+@router.get("/verify/{token}", dependencies=[Public])
 def verify(services: ServicesDep, token: str) -> dict[str, Any]:
     """Public (no key): whether ``token`` is a genuine product's, with the product, its batch,
     the RFC 9162 inclusion proof (hex) and the anchor. Always 200: see ``authentic``/``reason``."""
