@@ -52,6 +52,11 @@ def test_submit_refuses_bad_input_clearly(services: Any, client: Any) -> None:
     assert unknown.returncode == 2 and "unknown task 'demo.nope'" in unknown.stderr
     bad = conveyor("submit", "demo.add", "1", "two", env=env)
     assert bad.returncode == 2 and "valid integer" in bad.stderr
+    # Values are JSON first, text otherwise, then checked strictly: "5" (JSON) is a string,
+    # refused for an int instead of failing in the worker (#11.9).
+    quoted = conveyor("submit", "demo.add", "-k", 'x="5"', "-k", "y=1", env=env)
+    assert quoted.returncode == 2 and "x: Input should be a valid integer" in quoted.stderr
+    assert "read as JSON" in quoted.stderr
     malformed = conveyor("submit", "demo.add", "--kwarg", "novalue", env=env)
     assert malformed.returncode == 2 and "expected key=value" in malformed.stderr
     missing = conveyor("jobs", "show", "nope", env=env)

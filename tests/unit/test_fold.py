@@ -48,3 +48,20 @@ def test_progress_keeps_first_and_last_report() -> None:
     p = out.progress["j1"]
     assert (p.first_current, p.current, p.step) == (1.0, 5.0, "b")
     assert (p.at - p.first_at).total_seconds() == 2.0
+
+
+def test_a_new_attempt_drops_progress_reported_before_it() -> None:
+    # The worker died mid-run; the redelivery's rate must not count the first attempt's span.
+    out = fold(
+        [
+            ev("running", 1.0, attempt=1),
+            {"k": "progress", "id": "j1", "ts": 2.0, "current": 0, "total": 100},
+            {"k": "progress", "id": "j1", "ts": 12.0, "current": 10, "total": 100},
+            ev("running", 100.0, attempt=2),
+            {"k": "progress", "id": "j1", "ts": 101.0, "current": 10, "total": 100},
+            {"k": "progress", "id": "j1", "ts": 102.0, "current": 30, "total": 100},
+        ]
+    )
+    p = out.progress["j1"]
+    assert (p.first_current, p.current) == (10.0, 30.0)
+    assert (p.at - p.first_at).total_seconds() == 1.0

@@ -42,3 +42,27 @@ def test_var_kwargs_accept_anything() -> None:
     def echo(*args: Any, **kwargs: Any) -> None: ...
 
     TaskSignature("echo", echo).validate([1, "x"], {"anything": [1]})
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "fragment"),
+    [
+        (["5"], {}, "image_id: Input should be a valid integer"),
+        ([True], {}, "image_id: Input should be a valid integer"),
+        ([1], {"width": 2.5}, "width: Input should be a valid integer"),
+        ([1], {"fmt": 5}, "fmt: Input should be a valid string"),
+    ],
+)
+def test_values_of_another_type_are_refused_not_coerced(
+    args: list[Any], kwargs: dict[str, Any], fragment: str
+) -> None:
+    # The task gets the submitted values as they are: "5" would reach it as a string.
+    with pytest.raises(InvalidArguments) as info:
+        TaskSignature("resize", resize).validate(args, kwargs)
+    assert fragment in str(info.value)
+
+
+def test_an_int_for_a_float_is_accepted() -> None:
+    def scale(factor: float) -> None: ...
+
+    TaskSignature("scale", scale).validate([2], {})

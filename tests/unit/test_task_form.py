@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from conveyor.core.schema import TaskSignature
+from conveyor.errors import InvalidArguments
 from conveyor.web.task_form import form_fields, parse_form
 
 
@@ -49,3 +52,20 @@ def test_parse_values_and_report_problems_per_field() -> None:
     assert "scale: '1e' is not a number" in problems
     _, problems = parse_form(f, {})
     assert problems == ["a: required"]
+
+
+def test_what_the_form_accepts_is_what_the_task_gets() -> None:
+    # The form converts each field by its declared type; the signature then checks strictly,
+    # so a JSON field's inner values are not coerced either ("5" stays a string, refused).
+    def weigh(weights: dict[str, int], factor: float = 1.0) -> None: ...
+
+    signature = TaskSignature("t.weigh", weigh)
+    f = form_fields(signature.json_schema())
+    kwargs, problems = parse_form(f, {"weights": '{"a": 1}', "factor": "2"})
+    assert problems == [] and kwargs == {"weights": {"a": 1}, "factor": 2.0}
+    signature.validate([], kwargs)
+    kwargs, problems = parse_form(f, {"weights": '{"a": "5"}'})
+    assert problems == []
+    with pytest.raises(InvalidArguments) as info:
+        signature.validate([], kwargs)
+    assert "weights.a: Input should be a valid integer" in str(info.value)

@@ -29,7 +29,7 @@ from conveyor.cli.keys import keys_cli
 from conveyor.cli.users import users_cli
 from conveyor.config import Settings
 from conveyor.core.ids import parse_job_id
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, InvalidArguments
 from conveyor.logs import LogFormat
 
 cli = typer.Typer(
@@ -216,9 +216,13 @@ def _parse_value(raw: str) -> Any:
 @cli.command()
 def submit(
     task: Annotated[str, typer.Argument(help="registered task name, e.g. demo.add")],
-    args: Annotated[list[str] | None, typer.Argument(help="positional args (JSON or text)")] = None,
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="positional args, each read as JSON, else as text"),
+    ] = None,
     kwarg: Annotated[
-        list[str] | None, typer.Option("--kwarg", "-k", help="k=v (v as JSON or text)")
+        list[str] | None,
+        typer.Option("--kwarg", "-k", help="k=v, v read as JSON, else as text: 5, true, '\"5\"'"),
     ] = None,
     queue: Annotated[str | None, typer.Option()] = None,
     priority: Annotated[int | None, typer.Option(min=0, max=9)] = None,
@@ -253,6 +257,13 @@ def submit(
             countdown=countdown,
             idempotency_key=idempotency_key,
         )
+    except InvalidArguments as exc:
+        err.print(f"[red]refused:[/] {exc}")
+        err.print(
+            "(values are read as JSON, else as text: 5 is a number, true a boolean, "
+            "'\"5\"' a string; each must be of the type the task declares)"
+        )
+        raise typer.Exit(2) from None
     except ConveyorError as exc:
         err.print(f"[red]refused:[/] {exc}")
         raise typer.Exit(2) from None

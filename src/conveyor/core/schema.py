@@ -3,6 +3,11 @@
 The API validates a submission against the task's signature before anything is enqueued, and
 publishes the same JSON schema on ``GET /tasks`` so clients (and the dashboard's submit form)
 know what to send.
+
+Validation is strict (pydantic's strict mode): the values must already be of the declared
+types, because the task receives the submitted values themselves, not a coerced copy. ``"5"``
+for an ``int`` or ``true`` for an ``int`` is refused rather than accepted and then failing in
+the worker with a TypeError; an ``int`` for a ``float`` is fine (Python accepts it too).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ class TaskSignature:
         extra: Literal["allow", "forbid"] = "allow" if self.accepts_var_kwargs else "forbid"
         self.model: type[BaseModel] = create_model(
             f"{name.replace('.', '_')}_arguments",
-            __config__=ConfigDict(extra=extra, arbitrary_types_allowed=True),
+            __config__=ConfigDict(extra=extra, arbitrary_types_allowed=True, strict=True),
             **fields,
         )
 

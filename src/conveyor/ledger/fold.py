@@ -129,6 +129,9 @@ def _fold_state(out: Folded, ev: dict[str, Any]) -> None:
     if (state is JobState.RUNNING and attempt > 1) or (state.terminal and ev.get("skipped")):
         out.lost_before.append((ev["id"], attempt, at))
     if state is JobState.RUNNING:
+        # Progress reported before this start was an earlier attempt's: the new attempt's
+        # rate and ETA start from its own first report.
+        out.progress.pop(ev["id"], None)
         attempt_row = _attempt(out, ev["id"], attempt)
         attempt_row.worker = ev.get("worker")
         attempt_row.started_at = at

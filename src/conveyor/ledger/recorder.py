@@ -73,6 +73,11 @@ ON CONFLICT (id) DO UPDATE SET
                        ELSE COALESCE(EXCLUDED.error_message, j.error_message) END,
   traceback = CASE WHEN EXCLUDED.state = 'succeeded' THEN NULL
                    ELSE COALESCE(EXCLUDED.traceback, j.traceback) END,
+  -- A new attempt measures its progress rate from its own first report, not the last one's.
+  progress_first_current = CASE WHEN EXCLUDED.attempt > j.attempt THEN NULL
+                                ELSE j.progress_first_current END,
+  progress_first_at = CASE WHEN EXCLUDED.attempt > j.attempt THEN NULL
+                           ELSE j.progress_first_at END,
   updated_at = now()
 WHERE j.state NOT IN {_TERMINAL}
   AND (EXCLUDED.state IN {_TERMINAL}
