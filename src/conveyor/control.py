@@ -263,8 +263,10 @@ class Control:
 
     # --- pause / resume ----------------------------------------------------------------------
     def known_queues(self) -> list[str]:
-        """Every queue the settings or the app declare, settings' order first."""
-        return list(dict.fromkeys([*self.settings.queues, *self.app.amqp.queues.keys()]))
+        """Every queue Conveyor offers (see ``Runtime.queues``) or the app declares, in that
+        order."""
+        offered = runtime_of(self.app).queues
+        return list(dict.fromkeys([*offered, *self.app.amqp.queues.keys()]))
 
     def paused_queues(self) -> set[str]:
         """Queues whose consumers the workers cancel until they are resumed."""

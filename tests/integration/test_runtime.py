@@ -147,9 +147,9 @@ def test_async_result_get_with_stored_results(services: Any, client: Any, artifa
 
 def test_send_task_from_a_process_without_the_task_code(services: Any, client: Any) -> None:
     code = (
-        "from celery import Celery\n"
         "import conveyor\n"
-        "app = conveyor.install(Celery('elsewhere'))\n"
+        # Production mode: the same queues as the worker's, without the task's code.
+        "app = conveyor.create_celery('elsewhere')\n"
         "print(app.send_task('demo.add', args=[7, 8]).id)\n"
     )
     job_id = python_last_line(code, services.env())

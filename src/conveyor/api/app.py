@@ -44,6 +44,10 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
     from conveyor.runtime.install import install
 
     install(celery_app, settings)
+    if celery_app.conveyor_runtime.production:
+        from conveyor.runtime.queues import refuse_mismatched_queues_now
+
+        refuse_mismatched_queues_now(celery_app)
     from conveyor.packs import register_tasks
 
     packs = register_tasks(celery_app, settings)

@@ -118,7 +118,7 @@ def worker(ctx: typer.Context, log_format: LogFormatOption = None) -> None:
     app = celery_app(s)
     argv = ["worker", "--loglevel", s.log_level, *ctx.args]
     if "-Q" not in ctx.args and "--queues" not in ctx.args:
-        argv += ["-Q", ",".join(s.queues)]
+        argv += ["-Q", ",".join(app.conveyor_runtime.queues)]
     app.start(_celery_argv(s, argv))
 
 
@@ -198,6 +198,44 @@ def recorder(
     """Record job events into the ledger, publish the outbox and reconcile (run one or more)."""
     names = ["recorder", "outbox-relay", *(["reconciler"] if reconcile else [])]
     _run_services(names, log_format)
+
+
+@cli.command()
+def doctor(
+    broker: Annotated[
+        bool, typer.Option(help="also ask the broker whether it would refuse the app's queues")
+    ] = True,
+) -> None:
+    """What Conveyor changed in the app's Celery settings (CONVEYOR_APP), what it left, and
+    the risks its settings leave, each with the setting that fixes it."""
+    from rich.table import Table
+
+    from conveyor.runtime.doctor import diagnose
+
+    s = settings()
+    app = celery_app(s)
+    d = diagnose(app, check_broker=broker)
+    mode = (
+        "fidelity: install(app) keeps the app's own settings"
+        if d.mode == "fidelity"
+        else "production: create_celery() with Conveyor's defaults"
+    )
+    out.print(f"[bold]App[/] {s.app}  [bold]mode[/] {mode}")
+    out.print(f"[bold]Queues Conveyor offers[/] {', '.join(d.queues)}")
+    changed = Table(
+        "setting", "the app's (or Celery's default)", "now", "why", title="Changed by Conveyor"
+    )
+    for row in d.changed:
+        changed.add_row(*row)
+    out.print(changed if d.changed else "[bold]Changed by Conveyor[/] nothing")
+    kept = Table("setting", "value", title="Left as the app has it")
+    for key, value in d.kept:
+        kept.add_row(key, value)
+    out.print(kept)
+    if not d.risks:
+        out.print("[green]No risks found.[/]")
+    for risk in d.risks:
+        out.print(f"[yellow]risk[/] {risk.what}\n     [bold]fix:[/] {risk.fix}")
 
 
 @cli.command()

@@ -1,6 +1,18 @@
-"""A Celery app factory with safe defaults.
+"""Conveyor's two modes, and the Celery app factory with production defaults.
 
-Each default answers a way Celery loses or repeats work out of the box:
+- ``create_celery()`` (and ``conveyor up`` with Conveyor's own app) = **production mode**: the
+  defaults below, each answering a way Celery loses or repeats work out of the box.
+- ``install(app)`` on an app you already have = **fidelity mode**: the app keeps its queues,
+  routing, result backend, time limits, serializers and acks, as it configured them or as
+  Celery defaults them. Conveyor adds only what changes no behaviour: its worker consumer
+  (Celery's own, recording poison messages as dead letters) and, for an app that names no
+  broker at all, Conveyor's broker (``fidelity_config``).
+
+In both modes Conveyor's settings form one layer just above Celery's built-in defaults
+(``add_conveyor_defaults``): whatever the app sets, however and whenever it sets it (before or
+after install, ``conf.update``, ``config_from_object``, ``add_defaults``), wins over them.
+
+Production defaults:
 
 - JSON only: a pickle message is never deserialised (code execution from the broker).
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged after the task
@@ -26,6 +38,8 @@ from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from conveyor.config import MAX_PRIORITY, Settings
 from conveyor.runtime.transport import NAME as REDIS_TRANSPORT
+
+CONSUMER = "conveyor.runtime.consumer:ConveyorConsumer"
 
 
 def queues(names: list[str]) -> list[Queue]:
@@ -56,7 +70,8 @@ class PatternRouter:
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Conveyor's Celery settings; also usable on an app Conveyor did not create."""
+    """Conveyor's production Celery settings (``create_celery``); also usable on an app
+    Conveyor did not create, with ``app.conf.update``."""
     broker = settings.broker_url or settings.redis_url
     transport_options: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout,
@@ -115,20 +130,56 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": (PatternRouter(settings.routes),) if settings.routes else None,
         "worker_concurrency": settings.worker_concurrency,
         # Records poison messages (pickle, malformed, unknown task) as dead jobs.
-        "worker_consumer": "conveyor.runtime.consumer:ConveyorConsumer",
+        "worker_consumer": CONSUMER,
         "enable_utc": True,
         "timezone": "UTC",
     }
 
 
+def fidelity_config(settings: Settings) -> dict[str, Any]:
+    """What ``install(app)`` adds under an app's own settings (fidelity mode): nothing that
+    changes how its tasks run."""
+    config: dict[str, Any] = {
+        # Celery's own consumer, plus a dead-letter record of each poison message it drops.
+        "worker_consumer": CONSUMER,
+    }
+    broker = settings.broker_url or settings.redis_url
+    if broker:
+        # Only reached by an app that names no broker (Celery would try amqp://localhost):
+        # what lets `Celery("shop")` run under `conveyor up`.
+        config["broker_url"] = broker
+    return config
+
+
+def add_conveyor_defaults(app: Celery, layer: Any) -> None:
+    """Put ``layer()`` (a dict, evaluated when the app is configured) just above Celery's
+    built-in defaults, under every setting of the app's own.
+
+    Celery's ``add_defaults`` would put it above a config module the app loads with
+    ``config_from_object``, and a config module loaded after the app is configured would drop
+    it; so the layer is inserted below both, and again each time Celery rebuilds the app's
+    configuration."""
+
+    def insert(conf: Any) -> None:
+        values = layer()
+        # conf.maps is [changes, *add_defaults layers, config module, Celery's defaults];
+        # conf.defaults is the same list without `changes`.
+        conf.maps.insert(len(conf.maps) - 1, values)
+        conf.defaults.insert(len(conf.defaults) - 1, values)
+
+    app.on_after_configure.connect(lambda sender, source, **_: insert(source), weak=False)
+    if app.configured:
+        insert(app.conf)
+
+
 def create_celery(name: str = "conveyor", settings: Settings | None = None) -> Celery:
-    """A Celery app with Conveyor's defaults and ledger recording installed.
+    """A Celery app with Conveyor's production defaults and ledger recording installed.
 
     Settings are read lazily (at first use by a worker, API or submitter), so importing the
     module that calls this does not touch the environment or the network.
     """
-    from conveyor.runtime.install import install
+    from conveyor.runtime.install import install_runtime
 
     app = Celery(name)
-    install(app, settings)
+    install_runtime(app, settings, production=True)
     return app

@@ -50,9 +50,15 @@ def discover(settings: Settings) -> Settings:
 class Runtime:
     """What an installed app needs at run time; one per app per process."""
 
-    def __init__(self, app: Celery, settings: Settings | None) -> None:
+    def __init__(self, app: Celery, settings: Settings | None, *, production: bool = False) -> None:
         self.app = app
+        # production: built by create_celery() with Conveyor's defaults; otherwise the app
+        # keeps its own settings (fidelity mode, `install(app)`).
+        self.production = production
+        # The settings Conveyor added under the app's own, once the app is configured.
+        self.layer: dict[str, Any] = {}
         self._settings = settings
+        self._redis_broker: bool | None = None
         self._redis: redis.Redis | None = None
         self._lock = threading.Lock()
         self._scripts: dict[str, Any] = {}
@@ -61,8 +67,22 @@ class Runtime:
     def redis_broker(self) -> bool:
         """Kombu's Redis transport serves priority 0 first, RabbitMQ serves 9 first. Conveyor
         means 9 = most urgent everywhere and flips the number on its way to a Redis broker."""
-        broker = self.settings.broker_url or self.settings.redis_url or ""
-        return broker.startswith(("redis://", "rediss://", "unix://"))
+        if self._redis_broker is None:
+            broker = self.app.conf.broker_url or ""
+            self._redis_broker = isinstance(broker, str) and broker.startswith(
+                ("redis://", "rediss://", "unix://")
+            )
+        return self._redis_broker
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues Conveyor offers (submit, worker, filters), highest priority first:
+        CONVEYOR_QUEUES in production mode or when set; else the app's own queues."""
+        if self.production or "queues" in self.settings.model_fields_set:
+            return list(self.settings.queues)
+        app_queues = self.app.amqp.queues
+        default = self.app.conf.task_default_queue
+        return list(dict.fromkeys([*([default] if default in app_queues else []), *app_queues]))
 
     def transport_priority(self, priority: int | None) -> int | None:
         """Conveyor priority (0 lowest .. 9 highest, None = 0) -> what the broker expects."""
@@ -74,6 +94,7 @@ class Runtime:
         """Replace the settings (an entry point resolved them after the app was imported)."""
         self._settings = settings
         self._redis = None
+        self._redis_broker = None
 
     @property
     def settings(self) -> Settings:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from celery import Celery, Task, signals
+from celery._state import get_current_app
 from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from conveyor.config import Settings
@@ -24,7 +25,7 @@ from conveyor.core.states import JobState
 from conveyor.errors import JobCancelled
 from conveyor.ledger import events as ev
 from conveyor.runtime import limits
-from conveyor.runtime.app import celery_config
+from conveyor.runtime.app import add_conveyor_defaults, celery_config, fidelity_config
 from conveyor.runtime.context import Runtime, publishing_recorded_job, runtime_of
 from conveyor.runtime.task_logs import connect_task_logs, enter_job
 
@@ -295,89 +296,128 @@ def _connect_signals() -> None:
     signals.task_failure.connect(_on_failure, weak=False)
     signals.task_retry.connect(_on_retry, weak=False)
     signals.task_revoked.connect(_on_revoked, weak=False)
+    signals.before_task_publish.connect(_on_publish, weak=False)
     _connected = True
 
 
-def _publish_handler(rt: Runtime) -> Any:
-    def on_publish(
-        sender: str | None = None,
-        body: Any = None,
-        routing_key: str | None = None,
-        headers: dict[str, Any] | None = None,
-        properties: dict[str, Any] | None = None,
-        **_: Any,
-    ) -> None:
-        props = properties if properties is not None else {}
-        priority = props.get("priority")
-        if rt.redis_broker and not (headers or {}).get("retries"):
+_runtimes: list[Runtime] = []  # of every installed app in this process, in install order
+
+
+def _runtime_for(task_name: str | None) -> Runtime | None:
+    """The installed app a publish comes from. Celery's ``before_task_publish`` does not name
+    the app, and one handler serves all of them, so a publish is recorded (and its priority
+    translated) once, by the app that has the task or else the current app."""
+    if len(_runtimes) <= 1:
+        return _runtimes[0] if _runtimes else None
+    current = getattr(get_current_app(), "conveyor_runtime", None)
+    # `_tasks`, not `tasks`: reading `tasks` would finalize an app mid-publish.
+    if current is not None and task_name in current.app._tasks:
+        return current  # type: ignore[no-any-return]
+    for rt in reversed(_runtimes):
+        if task_name in rt.app._tasks:
+            return rt
+    return current if current is not None else _runtimes[-1]
+
+
+def _on_publish(
+    sender: str | None = None,
+    body: Any = None,
+    routing_key: str | None = None,
+    headers: dict[str, Any] | None = None,
+    properties: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    rt = _runtime_for(sender)
+    if rt is None:
+        return
+    props = properties if properties is not None else {}
+    priority = props.get("priority")
+    conveyor_publish = publishing_recorded_job.get()
+    if rt.redis_broker and not (headers or {}).get("retries"):
+        if rt.production or conveyor_publish:
             # (a retry republishes the priority it was delivered with: already flipped)
             # Kombu passes this same dict on to the producer: flip to the broker's order.
+            # In fidelity mode only Conveyor's own publishes (API, outbox) are flipped:
+            # the app's own keep Celery's meaning.
             props["priority"] = rt.transport_priority(priority)
-        # Any publish through Celery in this process is recorded, including send_task() of a
-        # task whose code lives elsewhere; Celery's own helpers (chord_unlock, ...) are not jobs.
-        if publishing_recorded_job.get() or not headers or not sender:
-            return
-        if sender.startswith("celery."):
-            return
-        if headers.get("retries"):
-            return  # a retry republished by the worker, which records `retrying` itself
-        try:
-            args, kwargs = body[0], body[1]
-        except (TypeError, IndexError, KeyError):
-            args, kwargs = [], {}
-        eta = headers.get("eta")
-        eta_ts = datetime.fromisoformat(eta).timestamp() if isinstance(eta, str) else None
-        state = JobState.SCHEDULED if eta_ts and eta_ts > time.time() else JobState.QUEUED
-        try:
-            rt.record(
-                {
-                    "k": state.value,
-                    "id": headers["id"],
-                    "ts": time.time(),
-                    "task": sender,
-                    "args": args,
-                    "kwargs": kwargs,
-                    "queue": routing_key,
-                    "priority": priority,
-                    "parent_id": headers.get("parent_id"),
-                    "root_id": headers.get("root_id"),
-                    "eta": eta_ts,
-                },
-                count="submitted",
-            )
-        except Exception:  # recording must never stop a publish; the worker records it too
-            log.warning("could not record publish of %s", headers.get("id"), exc_info=True)
-
-    return on_publish
+        else:
+            # Recorded in Conveyor's order (9 = most urgent); Celery's stays on the wire.
+            priority = rt.transport_priority(priority) if priority is not None else None
+    # Any publish through Celery in this process is recorded, including send_task() of a
+    # task whose code lives elsewhere; Celery's own helpers (chord_unlock, ...) are not jobs.
+    if conveyor_publish or not headers or not sender:
+        return
+    if sender.startswith("celery."):
+        return
+    if headers.get("retries"):
+        return  # a retry republished by the worker, which records `retrying` itself
+    try:
+        args, kwargs = body[0], body[1]
+    except (TypeError, IndexError, KeyError):
+        args, kwargs = [], {}
+    eta = headers.get("eta")
+    eta_ts = datetime.fromisoformat(eta).timestamp() if isinstance(eta, str) else None
+    state = JobState.SCHEDULED if eta_ts and eta_ts > time.time() else JobState.QUEUED
+    try:
+        rt.record(
+            {
+                "k": state.value,
+                "id": headers["id"],
+                "ts": time.time(),
+                "task": sender,
+                "args": args,
+                "kwargs": kwargs,
+                "queue": routing_key,
+                "priority": priority,
+                "parent_id": headers.get("parent_id"),
+                "root_id": headers.get("root_id"),
+                "eta": eta_ts,
+            },
+            count="submitted",
+        )
+    except Exception:  # recording must never stop a publish; the worker records it too
+        log.warning("could not record publish of %s", headers.get("id"), exc_info=True)
 
 
 def install(app: Celery, settings: Settings | None = None) -> Celery:
     """Add Conveyor's recording, progress and cancel checks to ``app``; returns ``app``.
 
-    Conveyor's Celery settings are added as defaults (what the app sets explicitly wins),
-    except that only JSON is ever accepted. Call it where the app is created, before or
-    after its tasks are defined.
+    Fidelity mode: the app keeps every setting it has, explicitly or by Celery's defaults
+    (queues, routing, result backend, time limits, serializers, acks); Conveyor adds only
+    ``fidelity_config`` under them. ``conveyor doctor`` lists what that leaves at risk and the
+    setting that fixes each. Call it where the app is created, before or after its tasks are
+    defined.
     """
+    return install_runtime(app, settings, production=False)
+
+
+def install_runtime(app: Celery, settings: Settings | None, *, production: bool) -> Celery:
+    """``install`` in either mode: ``production`` (``create_celery``) adds Conveyor's
+    production defaults, otherwise only what changes no behaviour."""
     existing: Runtime | None = getattr(app, "conveyor_runtime", None)
     if existing is not None:
         if settings is not None:
             existing.configure(settings)
         return app
-    rt = Runtime(app, settings)
+    rt = Runtime(app, settings, production=production)
     app.conveyor_runtime = rt
-    app.add_defaults(lambda: celery_config(rt.settings))
 
-    def enforce_json(sender: Celery, **_: Any) -> None:
-        sender.conf.accept_content = ["json"]
-        sender.conf.result_accept_content = ["json"]
+    def layer() -> dict[str, Any]:
+        config = celery_config(rt.settings) if production else fidelity_config(rt.settings)
+        rt.layer = config
+        return config
 
-    app.on_after_configure.connect(enforce_json, weak=False)
+    add_conveyor_defaults(app, layer)
     app.on_after_finalize.connect(lambda sender, **_: _adopt_tasks(sender), weak=False)
     signals.worker_init.connect(lambda sender=None, **_: _adopt_tasks(app), weak=False)
-    signals.before_task_publish.connect(_publish_handler(rt), weak=False)
+    _runtimes.append(rt)
     _connect_signals()
     connect_task_logs(app)
     from conveyor.runtime.heartbeat import connect_heartbeat
 
     connect_heartbeat(app)
+    if production:
+        from conveyor.runtime.queues import refuse_mismatched_queues
+
+        signals.worker_init.connect(refuse_mismatched_queues(app), weak=False)
     return app

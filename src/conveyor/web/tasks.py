@@ -16,6 +16,7 @@ from conveyor.api.errors import status_for
 from conveyor.api.routes.system import registered_tasks
 from conveyor.errors import SubmitError, UnknownTask
 from conveyor.ledger import stats
+from conveyor.runtime.doctor import settings_risks
 from conveyor.web.pages import PageError, Pages, PagesDep, page_errors
 from conveyor.web.session import page_scope
 from conveyor.web.task_form import form_fields, parse_form
@@ -36,7 +37,8 @@ def tasks_page(request: Request, services: ServicesDep, pages: PagesDep) -> HTML
     tasks = registered_tasks(services)
     for t in tasks:
         t["recent"] = stats.TaskFigures.of(t["name"], recent.get(t["name"], {"run_seconds": 0.0}))
-    return pages.render(request, "tasks.html", {"tasks": tasks}, active="tasks")
+    context = {"tasks": tasks, "risks": settings_risks(services.app)}
+    return pages.render(request, "tasks.html", context, active="tasks")
 
 
 def _task(services: Any, name: str) -> dict[str, Any]:
@@ -61,7 +63,7 @@ def _render_task(
         "task": task,
         "fields": form_fields(task["schema"]),
         "values": values,
-        "queues": list(dict.fromkeys([task["queue"], *services.settings.queues])),
+        "queues": list(dict.fromkeys([task["queue"], *services.control.known_queues()])),
         "error": error,
     }
     return pages.render(request, "task.html", context, status_code=status_code, active="tasks")
