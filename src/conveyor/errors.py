@@ -4,7 +4,8 @@ ConveyorError                 root of everything Conveyor raises on purpose
 ├── ConfigurationError        settings that cannot work (bad URL, unsafe production setup)
 ├── EmbeddedServiceError      an embedded PostgreSQL or Redis failed to start or stop
 ├── LedgerError               PostgreSQL could not be read or written
-│   └── LedgerUnavailable     PostgreSQL is unreachable right now (API answers 503)
+│   ├── LedgerUnavailable     PostgreSQL is unreachable right now (API answers 503)
+│   └── LedgerNotMigrated     the database lacks the ledger's schema: run `conveyor migrate`
 ├── BrokerUnavailable         the broker is unreachable right now
 ├── SubmitError               a submission was refused; nothing was enqueued
 │   ├── UnknownTask           no task of that name is registered
@@ -57,6 +58,10 @@ class LedgerError(ConveyorError):
 
 
 class LedgerUnavailable(LedgerError):
+    pass
+
+
+class LedgerNotMigrated(LedgerError):
     pass
 
 

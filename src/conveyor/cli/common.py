@@ -66,11 +66,21 @@ def require(s: Settings) -> Settings:
     return s
 
 
+def require_migrated(s: Settings) -> Settings:
+    """``require``, and the database holds the schema this Conveyor needs (else the error says
+    to run `conveyor migrate`): for every command that reads or writes the ledger."""
+    from conveyor.ledger.migrate import check_migrated
+
+    require(s)
+    check_migrated(s.database_url or "")
+    return s
+
+
 def ledger_engine() -> Any:
     """A one-connection engine on the ledger, for commands that only read or write rows."""
     from conveyor.ledger.db import make_engine
 
-    s = require(settings())
+    s = require_migrated(settings())
     return make_engine(s.database_url or "", pool_size=1)
 
 
@@ -85,7 +95,7 @@ def services() -> Any:
     from conveyor.control import Control
     from conveyor.ledger.db import make_engine
 
-    s = require(settings())
+    s = require_migrated(settings())
     app = celery_app(s)
     engine = make_engine(s.database_url or "", pool_size=1)
     return Services(settings=s, app=app, engine=engine, control=Control(app, engine))

@@ -21,6 +21,7 @@ from conveyor.cli.common import (
     out,
     print_table,
     require,
+    require_migrated,
     services,
     settings,
 )
@@ -93,7 +94,7 @@ def api(
     """Serve the REST API and dashboard."""
     from conveyor.api.server import serve
 
-    s = require(settings(log_format))
+    s = require_migrated(settings(log_format))
     os.environ.setdefault("CONVEYOR_DATABASE_URL", s.database_url or "")
     os.environ.setdefault("CONVEYOR_REDIS_URL", s.redis_url or "")
     if s.broker_url:
@@ -114,7 +115,7 @@ def api(
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(ctx: typer.Context, log_format: LogFormatOption = None) -> None:
     """Run a Celery worker with Conveyor's defaults (extra options go to `celery worker`)."""
-    s = require(settings(log_format))
+    s = require_migrated(settings(log_format))
     app = celery_app(s)
     argv = ["worker", "--loglevel", s.log_level, *ctx.args]
     if "-Q" not in ctx.args and "--queues" not in ctx.args:
@@ -125,7 +126,7 @@ def worker(ctx: typer.Context, log_format: LogFormatOption = None) -> None:
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def beat(ctx: typer.Context, log_format: LogFormatOption = None) -> None:
     """Run Celery beat (periodic schedules)."""
-    s = require(settings(log_format))
+    s = require_migrated(settings(log_format))
     app = celery_app(s)
     schedule = os.path.join(str(s.home), "beat-schedule")
     os.makedirs(str(s.home), exist_ok=True)
@@ -157,7 +158,7 @@ def _run_services(names: list[str], log_format: LogFormat | None) -> None:
     from conveyor.ledger.relay import OutboxRelay
     from conveyor.logs import configure_logging
 
-    s = require(settings(log_format))
+    s = require_migrated(settings(log_format))
     configure_logging(s.log_format, s.log_level)
     assert s.database_url and s.redis_url
     app = celery_app(s)
@@ -275,7 +276,7 @@ def submit(
     from conveyor.control import Control
     from conveyor.ledger.db import make_engine
 
-    s = require(settings())
+    s = require_migrated(settings())
     kwargs: dict[str, Any] = {}
     for item in kwarg or []:
         key, sep, value = item.partition("=")
@@ -328,7 +329,7 @@ def jobs_list(
     from conveyor.ledger import repository as repo
     from conveyor.ledger.db import make_engine
 
-    s = require(settings())
+    s = require_migrated(settings())
     for st in state or []:
         if st not in {x.value for x in JobState}:
             err.print(
