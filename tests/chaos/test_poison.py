@@ -8,6 +8,8 @@ import base64
 import json
 import pickle
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -319,4 +321,43 @@ def test_unreadable_redis_entry_is_dead_lettered(
     assert raw["size"] == len(entry), raw
     assert base64.b64decode(raw["body_base64"]) == entry[: 64 * 1024]
     assert raw["truncated"] is (len(entry) > 64 * 1024)
+    _still_working(client, runtime, worker_pid)
+
+
+# Raw AMQP: what only an AMQP client can send — no content type at all, and header values of
+# values of table types JSON has no word for (timestamps, decimals) or of the wrong kind.
+AMQP_CASES: dict[str, tuple[dict[str, Any] | None, str | None]] = {
+    "no content type, no headers": (None, None),
+    "id is a timestamp": ({"id": datetime(2026, 1, 1, tzinfo=UTC)}, "application/json"),
+    "retries is a decimal": ({"retries": Decimal("1.5")}, "application/json"),
+    "task is an array": ({"task": ["demo.add"]}, "application/json"),
+    "timelimit is a table": ({"timelimit": {"hard": 1}}, "application/json"),
+}
+
+
+@pytest.mark.parametrize("case", list(AMQP_CASES))
+def test_malformed_amqp_message_is_dead_lettered(
+    services: Any, client: Any, runtime: Any, worker_pid: int, case: str
+) -> None:
+    if not _is_amqp(services.settings):
+        pytest.skip("raw AMQP properties; run with CONVEYOR_TEST_BROKER_URL=amqp://…")
+    changes, content_type = AMQP_CASES[case]
+    mark = f"poison-{uuid.uuid4().hex[:12]}"
+    headers = None
+    if changes is not None:
+        headers = {**proto2_headers(str(uuid.uuid4()), "demo.echo"), **changes}
+    with Connection(services.settings.broker_url) as conn:
+        channel = conn.default_channel
+        message = channel.prepare_message(
+            json.dumps(good_body(mark)).encode(),
+            content_type=content_type,
+            content_encoding="utf-8" if content_type else None,
+            headers=headers,
+        )
+        channel.basic_publish(
+            message, exchange="conveyor", routing_key=services.settings.task_default_queue
+        )
+    job = _dead_letter_with(client, mark)
+    assert job["error_type"] in {"UndecodableMessage", "InvalidMessage"}, job
+    assert mark in job["raw_message"]["body_text"], job
     _still_working(client, runtime, worker_pid)
