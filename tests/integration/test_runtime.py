@@ -145,14 +145,21 @@ def test_async_result_get_with_stored_results(services: Any, client: Any, artifa
         worker.stop()
 
 
-def test_send_task_from_a_process_without_the_task_code(services: Any, client: Any) -> None:
+def send_task_elsewhere(services: Any, call: str) -> str:
+    """The id of ``app.<call>`` (a ``send_task``) made in a process without the task code;
+    the id is printed as JSON (any string Celery accepts)."""
     code = (
+        "import json\n"
         "import conveyor\n"
         # Production mode: the same queues as the worker's, without the task's code.
         "app = conveyor.create_celery('elsewhere')\n"
-        "print(app.send_task('demo.add', args=[7, 8]).id)\n"
+        f"print(json.dumps(app.{call}.id))\n"
     )
-    job_id = python_last_line(code, services.env())
+    return str(json.loads(python_last_line(code, services.env())))
+
+
+def test_send_task_from_a_process_without_the_task_code(services: Any, client: Any) -> None:
+    job_id = send_task_elsewhere(services, "send_task('demo.add', args=[7, 8])")
 
     def done() -> Any:
         r = client.get(f"/api/v1/jobs/{job_id}/result")
@@ -222,3 +229,73 @@ def test_message_priority_orders_jobs_within_a_queue(
                 conn.default_channel.queue_delete(queue)
     started = [priority for _, priority, _ in sorted(rows, key=lambda r: r[2])]
     assert started == sorted(started, reverse=True), started
+
+
+# Task ids Celery accepts that are not a UUID in its usual form (and one that is, in capitals).
+ODD_TASK_IDS = {
+    "order number": "order-{n}",
+    "capital UUID": "{N}-0000-4000-8000-000000000000",
+    "UUID in braces": "{{{N}-0000-4000-8000-000000000000}}",
+    "spaces and unicode": "\u0437\u0430\u043a\u0430\u0437 {n} \u00b7 \u03b1",
+    "query characters": "a?b#c&d=e+f-{n}",
+    "long": "x" * 2000 + "{n}",
+    "NUL": "nul\x00{n}",
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_TASK_IDS))
+def test_any_task_id_celery_accepts_is_recorded(services: Any, client: Any, case: str) -> None:
+    from urllib.parse import quote
+
+    token = os.urandom(4).hex()
+    task_id = ODD_TASK_IDS[case].format(n=token, N=token.upper())
+    call = f"send_task('demo.add', args=[7, 8], task_id={task_id!r})"
+    assert send_task_elsewhere(services, call) == task_id
+
+    def done() -> Any:
+        r = client.get(f"/api/v1/jobs/{quote(task_id, safe='')}")
+        return r.json() if r.status_code == 200 and r.json()["state"] == "succeeded" else None
+
+    job = wait_for(done, timeout=30, message=f"job {task_id[:40]!r} in the ledger")
+    canonical = task_id.lower() if case == "capital UUID" else None
+    assert job["id"] == (canonical or job["id"])
+    assert job["external_id"] == task_id.replace("\x00", "\\x00")
+    assert job["attempts"] and job["attempts"][0]["outcome"] == "succeeded"
+    result = client.get(f"/api/v1/jobs/{quote(task_id, safe='')}/result").json()
+    assert result["result"] == 15
+    assert client.get(f"/api/v1/jobs/{job['id']}").json()["external_id"] == job["external_id"]
+    page = client.get(f"/jobs/{quote(task_id, safe='')}")
+    assert page.status_code == 200
+
+
+def test_events_postgresql_refuses_are_recorded_escaped(services: Any, client: Any) -> None:
+    # NUL and a lone surrogate: JSON carries them, Celery runs the task, PostgreSQL's jsonb
+    # refuses both.
+    job_id = send_task_elsewhere(
+        services, "send_task('demo.echo', args=['nul\\x00', 'lone\\ud800'])"
+    )
+
+    def done() -> Any:
+        r = client.get(f"/api/v1/jobs/{job_id}")
+        return r.json() if r.status_code == 200 and r.json()["state"] == "succeeded" else None
+
+    job = wait_for(done, timeout=30, message="the job with unstorable arguments")
+    assert job["args"] == ["nul\\x00", "lone\\ud800"]
+
+
+def test_unrecordable_events_are_counted(services: Any, client: Any) -> None:
+    import redis
+
+    from conveyor.ledger import events as ev
+
+    def counted() -> float:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith("conveyor_events_unrecordable_total "):
+                return float(line.split()[1])
+        raise AssertionError("conveyor_events_unrecordable_total is not exported")
+
+    before = counted()
+    events = redis.Redis.from_url(services.settings.redis_url)
+    events.xadd(ev.STREAM, {"e": b"not an event"})
+    events.xadd(ev.STREAM, {"e": json.dumps({"k": "no-such-state", "id": "x", "ts": 1})})
+    wait_for(lambda: counted() >= before + 2, timeout=30, message="the unrecordable events count")

@@ -83,6 +83,11 @@ class ConveyorCollector:
         yield submitted
         yield finished
         yield retried
+        yield CounterMetricFamily(
+            "conveyor_events_unrecordable",
+            "Job events the recorder could not write to the ledger, even escaped (each is logged)",
+            value=float(self._redis().get(ev.METRICS_UNRECORDABLE) or 0),
+        )
 
     def _runtime(self) -> Iterator[Metric]:
         counts: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(ev.RUNTIME_BUCKETS))

@@ -46,6 +46,11 @@ class Attempt(BaseModel):
 
 class JobPublic(BaseModel):
     id: str
+    external_id: str | None = Field(
+        default=None,
+        description="the task id Celery was given, when it is not a UUID (the job is found by "
+        "either)",
+    )
     task: str
     state: str
     queue: str
@@ -71,6 +76,11 @@ class JobPublic(BaseModel):
 
 class JobDetail(JobPublic):
     traceback: str | None
+    raw_message: dict[str, Any] | None = Field(
+        default=None,
+        description="a message the worker refused, as it arrived: content type and encoding, "
+        "headers, properties and the first 64 KiB of its body (base64 and as text)",
+    )
     has_result: bool
     attempts: list[Attempt]
     children: list[dict[str, Any]]

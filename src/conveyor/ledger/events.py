@@ -12,6 +12,8 @@ import json
 import time
 from typing import Any
 
+from conveyor.core.ids import ledger_id
+
 STREAM = "conveyor:events"
 GROUP = "conveyor-recorders"
 JOB_CHANNEL = "conveyor:job:"  # + job id: live state/progress for SSE subscribers
@@ -34,6 +36,22 @@ def decode(raw: bytes | str) -> dict[str, Any]:
     return value
 
 
+def keyed_by_ledger_id(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` keyed by ledger ids (``core.ids.ledger_id``): a task id that is not a UUID is
+    replaced by the id derived from it and kept as ``xid``; parent and root ids likewise.
+    Producers apply it before they touch a job's Redis keys (cancel flag, attempts, live
+    channel), so the API, which knows a job by its ledger id, finds them."""
+    job_id = event["id"]
+    mapped = ledger_id(job_id)
+    if mapped != job_id:
+        event = {**event, "id": mapped, "xid": job_id}
+    for key in ("parent_id", "root_id"):
+        value = event.get(key)
+        if isinstance(value, str) and ledger_id(value) != value:
+            event = {**event, key: ledger_id(value)}
+    return event
+
+
 def now() -> float:
     return time.time()
 
@@ -53,6 +71,8 @@ LIMIT_KEY = "conveyor:limit:"  # + rate|conc : task : key value
 # run times: field JSON [task, bucket index] -> count and [task, "sum"] -> seconds.
 METRICS_JOBS = "conveyor:metrics:jobs"
 METRICS_RUNTIME = "conveyor:metrics:runtime"
+# Events the recorder could not write even after making their values storable (counter).
+METRICS_UNRECORDABLE = "conveyor:metrics:unrecordable"
 RUNTIME_BUCKETS = (
     0.005,
     0.01,

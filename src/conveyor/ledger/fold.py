@@ -23,6 +23,8 @@ _INFO_FIELDS = (
     "parent_id",
     "root_id",
     "max_attempts",
+    "xid",  # the task id Celery knew, when the ledger id was derived from it
+    "raw",  # a refused message as it arrived
 )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from conveyor.ledger import events as ev
 from conveyor.ledger.fold import Folded, fold
+from conveyor.ledger.storable import storable
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +46,20 @@ UPSERT_JOBS = text(f"""
 INSERT INTO conveyor_jobs AS j (
   id, task, state, queue, priority, args, kwargs, attempt, max_attempts, worker,
   parent_id, root_id, eta, queued_at, started_at, finished_at, result, result_ref,
-  error_type, error_message, traceback, created_at, updated_at)
+  error_type, error_message, traceback, external_id, raw_message, created_at, updated_at)
 SELECT
   r.id, r.task, r.state, COALESCE(r.queue, 'default'), r.priority,
   COALESCE(r.args, '[]'), COALESCE(r.kwargs, '{{}}'),
   r.attempt, r.max_attempts, r.worker, r.parent_id, r.root_id, r.eta, r.queued_at,
   r.started_at, r.finished_at, CAST(r.result AS jsonb), r.result_ref, r.error_type, r.error_message,
-  r.traceback, COALESCE(r.queued_at, r.started_at, r.finished_at, now()), now()
+  r.traceback, r.external_id, r.raw_message,
+  COALESCE(r.queued_at, r.started_at, r.finished_at, now()), now()
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
   id uuid, task text, state text, queue text, priority smallint, args jsonb, kwargs jsonb,
   attempt integer, max_attempts integer, worker text, parent_id uuid, root_id uuid,
   eta timestamptz, queued_at timestamptz, started_at timestamptz, finished_at timestamptz,
-  result text, result_ref text, error_type text, error_message text, traceback text)
+  result text, result_ref text, error_type text, error_message text, traceback text,
+  external_id text, raw_message jsonb)
 ON CONFLICT (id) DO UPDATE SET
   state = EXCLUDED.state,
   attempt = EXCLUDED.attempt,
@@ -78,6 +81,8 @@ ON CONFLICT (id) DO UPDATE SET
                                 ELSE j.progress_first_current END,
   progress_first_at = CASE WHEN EXCLUDED.attempt > j.attempt THEN NULL
                            ELSE j.progress_first_at END,
+  external_id = COALESCE(j.external_id, EXCLUDED.external_id),
+  raw_message = COALESCE(EXCLUDED.raw_message, j.raw_message),
   updated_at = now()
 WHERE j.state NOT IN {_TERMINAL}
   AND (EXCLUDED.state IN {_TERMINAL}
@@ -167,6 +172,8 @@ def write(conn: Connection, folded: Folded, inline_max: int) -> None:
                     "error_type": row.error_type,
                     "error_message": row.error_message,
                     "traceback": row.traceback,
+                    "external_id": info.get("xid"),
+                    "raw_message": info.get("raw"),
                 }
             )
         if blobs:
@@ -182,6 +189,25 @@ def write(conn: Connection, folded: Folded, inline_max: int) -> None:
     if folded.progress:
         progress = [vars(p) for p in folded.progress.values()]
         conn.execute(UPDATE_PROGRESS, {"rows": _recordset(progress)})
+
+
+# What a batch can fail with apart from PostgreSQL being down: a value PostgreSQL refuses, or an
+# event whose fields do not fold (a state or a time that is not one).
+_REFUSED = (DBAPIError, ValueError, TypeError, KeyError)
+
+# Event fields written to columns of 255 characters.
+_BOUNDED = ("task", "queue", "worker", "etype", "step")
+
+
+def _storable_event(event: dict[str, Any]) -> dict[str, Any]:
+    """An event PostgreSQL refused, with every value made storable, bounded text fields cut
+    to their column and ids that are not UUIDs mapped to ledger ids."""
+    out: dict[str, Any] = storable(event)
+    out["ts"] = event["ts"]
+    for name in _BOUNDED:
+        if isinstance(out.get(name), str):
+            out[name] = out[name][:255]
+    return ev.keyed_by_ledger_id(out)
 
 
 class Recorder:
@@ -250,13 +276,14 @@ class Recorder:
                 decoded.append(ev.decode(fields[b"e"]))
             except (KeyError, ValueError) as exc:
                 log.error("dropping malformed ledger event %s: %s", entry_id, exc)
+                self._unrecordable(1)
         try:
             with self.engine.begin() as conn:
                 write(conn, fold(decoded), self.inline_max)
         except OperationalError:
             self._own_pending = True  # not acked: read them again once PostgreSQL is back
             raise
-        except DBAPIError:
+        except _REFUSED:
             log.exception("batch of %d events failed; recording them one job at a time", len(ids))
             self._write_each(decoded)
         pipe = self.redis.pipeline(transaction=False)
@@ -267,17 +294,38 @@ class Recorder:
         return len(ids)
 
     def _write_each(self, decoded: list[dict[str, Any]]) -> None:
+        """Write a batch PostgreSQL refused one job at a time; a job's events it refuses again
+        are made storable (``ledger.storable``) and tried once more, and only what fails
+        then is dropped — logged and counted in ``conveyor_events_unrecordable_total``."""
         by_job: dict[str, list[dict[str, Any]]] = {}
         for e in decoded:
             by_job.setdefault(e["id"], []).append(e)
         for job_id, job_events in by_job.items():
             try:
-                with self.engine.begin() as conn:
-                    write(conn, fold(job_events), self.inline_max)
+                self._write_job(job_events)
             except OperationalError:
                 raise
-            except DBAPIError:
+            except _REFUSED:
+                log.warning("job %s has events PostgreSQL refused; storing them escaped", job_id)
+            else:
+                continue
+            try:
+                self._write_job([_storable_event(e) for e in job_events])
+            except OperationalError:
+                raise
+            except _REFUSED:
                 log.exception("dropping %d unrecordable events of job %s", len(job_events), job_id)
+                self._unrecordable(len(job_events))
+
+    def _write_job(self, job_events: list[dict[str, Any]]) -> None:
+        with self.engine.begin() as conn:
+            write(conn, fold(job_events), self.inline_max)
+
+    def _unrecordable(self, n: int) -> None:
+        try:
+            self.redis.incrby(ev.METRICS_UNRECORDABLE, n)
+        except redis.RedisError:
+            log.warning("could not count %d unrecordable events", n, exc_info=True)
 
     def run(self, stop: threading.Event) -> None:
         """Record until ``stop`` is set, riding out PostgreSQL and Redis outages."""

@@ -157,7 +157,9 @@ def get_job(conn: Connection, job_id: str) -> dict[str, Any]:
     return dict(row)
 
 
-_SUMMARY_COLUMNS = [c for c in jobs.c if c.name not in ("args", "kwargs", "result", "traceback")]
+_SUMMARY_COLUMNS = [
+    c for c in jobs.c if c.name not in ("args", "kwargs", "result", "traceback", "raw_message")
+]
 
 
 def get_jobs(conn: Connection, job_ids: list[str], *, full: bool = False) -> list[dict[str, Any]]:
@@ -269,7 +271,7 @@ def list_jobs(
     conn: Connection, flt: JobFilter, *, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first, keyset-paginated on (created_at, id); ValueError on unusable filters."""
-    columns = [c for c in jobs.c if c.name not in ("traceback", "result")]
+    columns = [c for c in jobs.c if c.name not in ("traceback", "result", "raw_message")]
     conds = filter_conditions(flt)
     if cursor:
         created, job_id = decode_cursor(cursor)

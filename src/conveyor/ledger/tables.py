@@ -61,6 +61,12 @@ jobs = Table(
     Column("progress_first_current", Double, nullable=True),
     Column("progress_first_at", DateTime(timezone=True), nullable=True),
     Column("progress_at", DateTime(timezone=True), nullable=True),
+    # The task id Celery was given when it is not a UUID (``send_task(..., task_id="order-1")``):
+    # the row's id is then derived from it (``core.ids.ledger_id``), so lookups by either work.
+    Column("external_id", Text, nullable=True),
+    # A message the worker refused (``runtime.poison``): headers, properties and the first
+    # 64 KiB of its body as it arrived, kept with its dead letter.
+    Column("raw_message", JSONB, nullable=True),
     # Listing is newest-first with keyset pagination on (created_at, id); each filter that a
     # dashboard offers gets an index whose trailing columns match that order.
     Index("ix_conveyor_jobs_created", "created_at", "id"),

@@ -17,6 +17,7 @@ import redis
 from celery import Celery
 
 from conveyor.config import MAX_PRIORITY, Settings
+from conveyor.core.ids import ledger_id
 from conveyor.core.states import TERMINAL_STATES
 from conveyor.errors import ConfigurationError
 from conveyor.ledger import events as ev
@@ -138,6 +139,7 @@ class Runtime:
         events.STARTED/CANCELLED/DUPLICATE/OVER_CAP/RATE_WAIT/CONCURRENCY_FULL, the attempt
         number, or for RATE_WAIT the milliseconds to wait)."""
         client = self.redis
+        event = ev.keyed_by_ledger_id(event)
         job_id = event["id"]
         doc = ev.encode(event)
         outcome, attempt = self._scripts["start"](
@@ -172,6 +174,7 @@ class Runtime:
         job counters (``"submitted"``, a terminal state, ``"retrying"``) for the event's task and
         queue, and ``runtime`` the seconds its attempt ran, for the run-time histogram."""
         client = self.redis
+        event = ev.keyed_by_ledger_id(event)
         job_id = event["id"]
         terminal = event["k"] in _TERMINAL
         task = str(event.get("task") or "")
@@ -203,6 +206,7 @@ class Runtime:
     def progress(self, event: dict[str, Any]) -> bool:
         """Record a progress event unless the job's cancel flag is set; True if cancelled."""
         client = self.redis
+        event = ev.keyed_by_ledger_id(event)
         job_id = event["id"]
         cancelled = self._scripts["progress"](
             keys=[ev.STREAM, ev.JOB_CHANNEL + job_id, ev.CANCEL_KEY + job_id],
@@ -213,11 +217,11 @@ class Runtime:
 
     def attempt_of(self, job_id: str) -> int | None:
         """The attempt number a job's latest delivery got (for events sent outside the task)."""
-        value = self.redis.get(ev.ATTEMPTS_KEY + job_id)
+        value = self.redis.get(ev.ATTEMPTS_KEY + ledger_id(job_id))
         return int(value) if value is not None else None
 
     def is_cancelled(self, job_id: str) -> bool:
-        return bool(self.redis.exists(ev.CANCEL_KEY + job_id))
+        return bool(self.redis.exists(ev.CANCEL_KEY + ledger_id(job_id)))
 
 
 @dataclass(frozen=True)

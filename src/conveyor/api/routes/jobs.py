@@ -107,6 +107,7 @@ def get_job(job_id: str, principal: ReadJobs, services: ServicesDep) -> dict[str
         principal.check_visible(row, job_id)
         out = job_public(row)
         out["traceback"] = row["traceback"]
+        out["raw_message"] = row["raw_message"]
         out["has_result"] = row["result"] is not None or row["result_ref"] is not None
         out["attempts"] = repo.get_attempts(conn, job_id)
         out["children"] = [
