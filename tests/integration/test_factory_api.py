@@ -159,7 +159,7 @@ def test_forged_and_garbage_tokens_are_not_authentic(client: Any) -> None:
     token = all_tokens(client, made["batch_id"])[0]
     flipped = altered_token(token)
     for bad in (flipped, "nope", "x" * 5000, "dev.", "unknownkid." + token.split(".", 1)[1],
-                "%00%ff", "dev..."):  # fmt: skip
+                "%00%ff", "dev...", "dev.a%2Fb", "dev.a/b", "a/b/c"):  # fmt: skip
         r = client.get(f"{BASE}/verify/{bad}")
         assert r.status_code == 200, (bad, r.text)
         assert r.json()["authentic"] is False and r.json()["reason"]

@@ -91,7 +91,7 @@ def test_verify_page_is_public(client: Any, locked: TestClient) -> None:
     assert locked.get(f"/api/v1/factory/verify/{token}").json()["authentic"] is True
     form = locked.get("/verify", params={"token": token}, follow_redirects=False)
     assert form.status_code == 303 and form.headers["location"].endswith(f"/verify/{token}")
-    for bad in ("garbage", altered_token(token), "dev." + "A" * 54):
+    for bad in ("garbage", altered_token(token), "dev." + "A" * 54, "dev.a%2Fb", "a/b"):
         page = locked.get(f"/verify/{bad}", headers=HTML)
         assert page.status_code == 200 and 'data-authentic="false"' in page.text, bad
     assert locked.get("/verify", headers=HTML).status_code == 200
