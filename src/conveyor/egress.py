@@ -33,6 +33,7 @@ from __future__ import annotations
 import ipaddress
 import json as jsonlib
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -283,25 +284,29 @@ class GuardedTransport(httpx.BaseTransport):
         self.policy = policy
         self.options = transport_options
         self.pools: dict[tuple[str, str, int | None], httpx.HTTPTransport] = {}
+        self.lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         ip = self.policy.destination(request.url)
         host = request.url.host
         key = (request.url.scheme, host, request.url.port)
-        if key not in self.pools:
-            self.pools[key] = httpx.HTTPTransport(**self.options)
+        with self.lock:
+            pool = self.pools.get(key)
+            if pool is None:
+                pool = self.pools[key] = httpx.HTTPTransport(**self.options)
         if host != str(ip):
             if request.url.scheme == "https" and not _is_address(host):
                 # TLS still names the host: SNI, and the certificate is checked against it.
                 request.extensions = {**request.extensions, "sni_hostname": host}
             # The Host header was set from the URL when the request was built, and stays.
             request.url = request.url.copy_with(host=str(ip))
-        return self.pools[key].handle_request(request)
+        return pool.handle_request(request)
 
     def close(self) -> None:
-        for pool in self.pools.values():
-            pool.close()
-        self.pools.clear()
+        with self.lock:
+            for pool in self.pools.values():
+                pool.close()
+            self.pools.clear()
 
 
 def _is_address(host: str, ip: IPAddress | None = None) -> bool:

@@ -77,7 +77,8 @@ def test_upload_imports_with_a_summary_and_a_report_of_skipped_rows(
     done = client.get(imp["links"]["self"]).json()
     assert done["state"] == "succeeded"
     assert done["skipped"] == 30 and done["rows_total"] == 3_000
-    assert done["inserted"] + done["updated"] + done["skipped"] == 3_000
+    assert done["inserted"] + done["updated"] + done["unchanged"] + done["skipped"] == 3_000
+    assert done["finished_at"] > done["created_at"]
     result = client.get(f"/api/v1/jobs/{imp['job_id']}/result").json()["result"]
     assert result["inserted"] == done["inserted"]
 

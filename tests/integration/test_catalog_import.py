@@ -110,7 +110,8 @@ def test_dirty_500k_file_exact_counts_and_last_row_wins(
     new = sum(1 for key in latest if key not in before)
     assert summary.skipped == skipped > 400
     assert summary.inserted == new
-    assert summary.updated == valid - new
+    assert summary.updated == 2_000  # the products there before, each with other values
+    assert summary.unchanged == valid - new - 2_000 > 0  # SKUs a later row of the file repeats
     assert summary.rows == valid + skipped
     want = dict(before)
     for key, (sku, name, desc) in latest.items():
@@ -129,9 +130,13 @@ def test_dirty_500k_file_exact_counts_and_last_row_wins(
     state = db.execute("SELECT state, inserted FROM catalog_imports WHERE id = %s", (import_id,))
     assert state.fetchone() == ("succeeded", new)
 
-    # The same file again: nothing new, every valid row an update, nothing else touched.
-    again = importer.run_import(db, new_import(db), dirty_file, no_report)
-    assert (again.inserted, again.updated, again.skipped) == (0, valid, skipped)
+    # The same file again: nothing new, nothing changed (not ~500k "updated"), nothing touched.
+    again_id = new_import(db)
+    again = importer.run_import(db, again_id, dirty_file, no_report)
+    assert (again.inserted, again.updated, again.unchanged, again.skipped) == (
+        0, 0, valid, skipped,
+    )  # fmt: skip
+    assert importer.summary_of(db, again_id).unchanged == valid
     assert products(db) == want
 
 
@@ -146,7 +151,9 @@ def test_quoted_fields_crlf_and_bom_through_the_fast_path(
         b"second,Desk,z,cd-2\r\n"
     )
     summary = importer.run_import(db, new_import(db), path, no_report)
-    assert (summary.rows, summary.inserted, summary.updated, summary.skipped) == (3, 2, 1, 0)
+    # ab-1 twice: the later row wins, the earlier one changed nothing.
+    assert (summary.rows, summary.inserted, summary.updated, summary.unchanged) == (3, 2, 0, 1)
+    assert summary.skipped == 0
     assert products(db) == {
         "ab-1": ("AB-1", "Chair", "plain", True),
         "cd-2": ("cd-2", "Desk", "second", True),
@@ -193,3 +200,56 @@ def test_a_redelivered_import_job_keeps_the_finished_import(
     assert importer.summary_of(db, import_id).inserted == first.inserted == 1_000
     state = db.execute("SELECT state FROM catalog_imports WHERE id = %s", (import_id,))
     assert state.fetchone() == ("succeeded",)
+
+
+def test_finished_at_and_the_completed_event_are_stamped_when_the_import_ends(
+    db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """The import runs in one long transaction, whose now() is its start: the finish time and
+    the import.completed event's time must be the clock's when it ended."""
+    from datetime import UTC, datetime
+
+    from conveyor.packs.catalog import events
+
+    db.execute("TRUNCATE catalog_webhooks CASCADE")
+    db.execute(
+        "INSERT INTO catalog_webhooks (url, events, secret)"
+        " VALUES ('https://example.com/h', ARRAY['import.completed'], 'whsec_x')"
+    )
+    db.commit()
+    slept: list[datetime] = []
+
+    def slow(phase: str, current: int, total: int, message: str) -> None:
+        if phase == "loading" and not slept:  # inside the import's transaction
+            import time
+
+            time.sleep(1.5)
+            slept.append(datetime.now(UTC))
+
+    import_id = new_import(db)
+    sent: list[int] = []
+    importer.run_import(
+        db,
+        import_id,
+        write_sample(tmp_path / "slow.csv", 1_000),
+        slow,
+        lambda conn, summary: sent.extend(events.record_raw(conn, "import.completed", {})),
+    )
+    finished = db.execute(
+        "SELECT finished_at FROM catalog_imports WHERE id = %s", (import_id,)
+    ).fetchone()
+    assert finished is not None and finished[0] >= slept[0]
+    created = db.execute(
+        "SELECT created_at FROM catalog_webhook_deliveries WHERE id = %s", (sent[0],)
+    ).fetchone()
+    assert created is not None and created[0] >= slept[0]
+    stamp = events.payload(sent[0], "import.completed", {}, created[0])["created_at"]
+    assert stamp == created[0].astimezone(UTC).isoformat() and "T" in stamp
+
+
+def test_a_header_line_over_a_megabyte_is_read(db: psycopg.Connection[Any], tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    long_name = "notes_" + "x" * (1024 * 1024 + 100)
+    path.write_text(f"sku,name,{long_name}\nA-1,Anvil,n\nA-2,Bolt,m\n")
+    summary = importer.run_import(db, new_import(db), path, no_report)
+    assert (summary.inserted, summary.skipped) == (2, 0)

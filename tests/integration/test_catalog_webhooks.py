@@ -4,6 +4,7 @@ deliveries, retries after failures, the test button, one event per import, disab
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from conveyor.testing.receiver import Receiver
 from conveyor.testing.services import wait_for
 
 API = "/api/v1/catalog"
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00")
 
 
 @pytest.fixture()
@@ -66,6 +68,10 @@ def test_product_changes_are_delivered_signed(client: Any, hooks: Receiver) -> N
         "product.updated",
     ]
     assert {b["data"]["sku"] for b in bodies} == {"W-1"}
+    # Every time in a payload is ISO 8601 with T, in UTC, the event's and the product's alike.
+    created = bodies[0]["data"]["created_at"]
+    for stamp in [created, *(b["created_at"] for b in bodies)]:
+        assert ISO_UTC.fullmatch(stamp), stamp
     log = client.get(f"{API}/webhooks/{hook['id']}/deliveries").json()
     wait_for(
         lambda: all(

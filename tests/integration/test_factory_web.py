@@ -18,6 +18,7 @@ from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.packs.factory.batches import BatchSpec, create_batch
 from conveyor.packs.factory.config import FactorySettings
+from conveyor.testing.forgery import altered_token
 from conveyor.testing.services import wait_for
 
 HTML = {"Accept": "text/html"}
@@ -90,7 +91,7 @@ def test_verify_page_is_public(client: Any, locked: TestClient) -> None:
     assert locked.get(f"/api/v1/factory/verify/{token}").json()["authentic"] is True
     form = locked.get("/verify", params={"token": token}, follow_redirects=False)
     assert form.status_code == 303 and form.headers["location"].endswith(f"/verify/{token}")
-    for bad in ("garbage", token[:-2] + "AA", "dev." + "A" * 54):
+    for bad in ("garbage", altered_token(token), "dev." + "A" * 54, "dev.a%2Fb", "a/b"):
         page = locked.get(f"/verify/{bad}", headers=HTML)
         assert page.status_code == 200 and 'data-authentic="false"' in page.text, bad
     assert locked.get("/verify", headers=HTML).status_code == 200

@@ -47,6 +47,17 @@ def test_files_refused_up_front(tmp_path: Path, data: bytes, says: str) -> None:
         csv_input.read_header(write(tmp_path, data))
 
 
+def test_a_header_line_over_a_megabyte_is_read_and_too_many_columns_refused(
+    tmp_path: Path,
+) -> None:
+    long_name = "x" * (csv_input.HEAD_BYTES + 10)
+    header = csv_input.read_header(write(tmp_path, f"sku,name,{long_name}\nA,b,c\n".encode()))
+    assert header.columns == ("sku", "name", long_name) and header.width == 3
+    wide = ",".join(["sku", "name", *(f"c{i}" for i in range(1_200))])
+    with pytest.raises(InputRejected, match="1,202 columns; a product CSV may have at most 1,000"):
+        csv_input.read_header(write(tmp_path, f"{wide}\nA,b\n".encode()))
+
+
 def test_estimate_rows_counts_lines_after_the_header(tmp_path: Path) -> None:
     assert csv_input.estimate_rows(write(tmp_path, b"sku,name\na,b\nc,d")) == 2
     assert csv_input.estimate_rows(write(tmp_path, b"sku,name\na,b\nc,d\n")) == 2

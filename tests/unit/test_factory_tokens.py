@@ -107,6 +107,20 @@ def test_a_token_has_one_spelling_only() -> None:
         assert _reason(token[:-1] + alphabet[(last & ~3) | low]) == "malformed token"
 
 
+def test_an_altered_token_always_differs_and_never_verifies() -> None:
+    """Tests tamper with tokens through ``altered_token``: replacing the last two characters
+    with "AA" is no change for a token that already ends so (issue 11 item 20)."""
+    from conveyor.testing.forgery import altered_token
+
+    batch = tokens.sign_range(RING, BATCH, 1, 20_000)
+    ending_aa = next(t for t in batch if t.endswith("AA"))
+    assert ending_aa[:-2] + "AA" == ending_aa  # the old way: no change at all
+    for token in [ending_aa, *batch[:500]]:
+        forged = altered_token(token)
+        assert forged != token and len(forged) == len(token)
+        assert _reason(forged) == "signature does not match"
+
+
 def test_rotation_new_key_signs_old_keys_still_verify() -> None:
     old = Keyring(keys={"2025": STRONG.encode()}, current="2025")
     old_token = tokens.sign(old, BATCH, 5)

@@ -87,7 +87,8 @@ def list_imports(
 def get_import(
     import_id: uuid.UUID, principal: ReadImports, services: ServicesDep
 ) -> dict[str, Any]:
-    """One import: its state, summary (rows, inserted, updated, skipped) and links."""
+    """One import: its state, summary (rows, inserted, updated, unchanged, skipped) and
+    links."""
     return _get(services, str(import_id))
 
 

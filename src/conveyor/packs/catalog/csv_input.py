@@ -21,6 +21,7 @@ from conveyor.errors import InputRejected
 REQUIRED = ("sku", "name")
 OPTIONAL = ("description",)
 HEAD_BYTES = 1024 * 1024
+MAX_COLUMNS = 1000  # PostgreSQL holds at most 1,600 columns in the staging table
 FIELD_LIMIT = 16 * 1024 * 1024  # longer fields are read whole, then refused as over-long
 EXCERPT = 200
 
@@ -54,7 +55,9 @@ def read_header(path: Path) -> Header:
     """Check that ``path`` looks like a product CSV and find its columns.
 
     Raises InputRejected saying what is wrong for a file that is empty, binary, not UTF-8 in
-    its header, missing a required column, or without a single row after the header.
+    its header, missing a required column, with too many columns, or without a single row
+    after the header. The header and the first rows are read whatever their length (the first
+    megabyte is only where the binary check looks).
     """
     with open(path, "rb") as f:
         head = f.read(HEAD_BYTES)
@@ -64,12 +67,20 @@ def read_header(path: Path) -> Header:
         raise InputRejected(
             "this is not a CSV file (it holds binary data); export the products as CSV (UTF-8)"
         )
-    text = head.decode("utf-8-sig", errors="surrogateescape")
-    reader = csv.reader(io.StringIO(text, newline=""))
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        return _header_of(csv.reader(f))
+
+
+def _header_of(reader: Iterator[list[str]]) -> Header:
     try:
         names = next(reader)
     except (StopIteration, csv.Error) as exc:
         raise InputRejected(f"the CSV header cannot be read: {exc}") from None
+    if len(names) > MAX_COLUMNS:
+        raise InputRejected(
+            f"the header has {len(names):,} columns; a product CSV may have at most"
+            f" {MAX_COLUMNS:,} (sku, name and description are the ones read)"
+        )
     if any("\udc80" <= ch <= "\udcff" for name in names for ch in name):
         raise InputRejected(
             "the header is not UTF-8 text; save the file as CSV UTF-8 and upload it again"

@@ -44,6 +44,18 @@ class DeliveryRefused(Exception):
     """The egress guard refused the webhook's destination; retrying would not change that."""
 
 
+def timestamp(value: datetime) -> str:
+    """A time as every payload writes it: ISO 8601 with ``T``, in UTC
+    (``2026-12-04T14:06:37.681020+00:00``)."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat()
+
+
+def as_json(value: Any) -> str:
+    """``json.dumps``'s ``default``: times through :func:`timestamp`, anything else as text."""
+    return timestamp(value) if isinstance(value, datetime) else str(value)
+
+
 def payload(
     delivery_id: int, event: str, data: dict[str, Any], created_at: datetime | None = None
 ) -> dict[str, Any]:
@@ -51,7 +63,7 @@ def payload(
     return {
         "id": delivery_id,
         "event": event,
-        "created_at": (created_at or datetime.now(UTC)).isoformat(),
+        "created_at": timestamp(created_at or datetime.now(UTC)),
         "data": data,
     }
 
@@ -64,7 +76,7 @@ def record(conn: Connection, event: str, data: dict[str, Any]) -> list[int]:
     ).all()
     if not hooks:
         return []
-    body = json.loads(json.dumps(data, default=str))  # datetimes as ISO text, as sent
+    body = json.loads(json.dumps(data, default=as_json))  # datetimes as ISO text, as sent
     rows = conn.execute(
         insert(deliveries).returning(deliveries.c.id),
         [{"webhook_id": h.id, "event": event, "payload": body} for h in hooks],
@@ -73,15 +85,17 @@ def record(conn: Connection, event: str, data: dict[str, Any]) -> list[int]:
 
 
 RECORD_SQL = """
-    INSERT INTO catalog_webhook_deliveries (webhook_id, event, payload)
-    SELECT id, %(event)s::varchar, %(payload)s::jsonb FROM catalog_webhooks
+    INSERT INTO catalog_webhook_deliveries (webhook_id, event, payload, created_at, updated_at)
+    SELECT id, %(event)s::varchar, %(payload)s::jsonb, clock_timestamp(), clock_timestamp()
+    FROM catalog_webhooks
     WHERE enabled AND %(event)s::varchar = ANY(events)
     RETURNING id"""
 
 
 def record_raw(conn: Any, event: str, data: dict[str, Any]) -> list[int]:
-    """:func:`record` on a plain psycopg connection (the importer's transaction)."""
-    body = json.dumps(data, default=str)
+    """:func:`record` on a plain psycopg connection (the importer's transaction, which may
+    have run for a while: the event's time is the clock's, not the transaction's start)."""
+    body = json.dumps(data, default=as_json)
     rows = conn.execute(RECORD_SQL, {"event": event, "payload": body}).fetchall()
     return [int(r[0]) for r in rows]
 
@@ -189,7 +203,7 @@ def post(
 ) -> Outcome:
     """POST one signed delivery through the guarded client; never raises for the receiver's
     failures or the guard's refusal. The answer's body is not read."""
-    raw = json.dumps(body, separators=(",", ":"), default=str).encode()
+    raw = json.dumps(body, separators=(",", ":"), default=as_json).encode()
     ts = int(time.time())
     headers = {
         "Content-Type": "application/json",

@@ -52,8 +52,11 @@ def recent(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
-    """An import as the API shows it."""
+    """An import as the API shows it; ``unchanged``: rows that changed nothing (see
+    ``importer.ImportSummary``), once it succeeded."""
     row["id"] = str(row["id"])
+    counts = [row[k] for k in ("rows_total", "inserted", "updated", "skipped")]
+    row["unchanged"] = None if None in counts else counts[0] - sum(counts[1:])
     row["job_id"] = str(row["job_id"]) if row["job_id"] else None
     row.pop("stored_as", None)
     return row

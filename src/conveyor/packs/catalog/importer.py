@@ -6,7 +6,8 @@
 2. loading — rows without a SKU or name, or with over-long fields, are recorded as skipped;
 3. merging — one row per ``lower(sku)``, the last in the file winning, goes into the products:
    a plain INSERT into an empty table, else INSERT … ON CONFLICT that leaves rows whose values
-   did not change untouched (re-importing a file rewrites nothing it does not have to);
+   did not change untouched (re-importing a file rewrites nothing it does not have to, and
+   reports those rows as unchanged, not updated);
 4. done — the import's summary is written in the same transaction.
 
 Everything happens in one transaction: a failure or a cancel (which interrupts a running
@@ -40,14 +41,22 @@ SHARES = {"parsing": 0.35, "loading": 0.45, "merging": 1.0}
 
 @dataclass(frozen=True)
 class ImportSummary:
+    """What an import did with the file's rows: ``rows`` = inserted + updated + unchanged +
+    skipped. Unchanged rows changed nothing: their product already held the same values, or
+    a later row of the file has the same SKU (the last one wins)."""
+
     rows: int
     inserted: int
     updated: int
     skipped: int
     seconds: float
 
+    @property
+    def unchanged(self) -> int:
+        return self.rows - self.inserted - self.updated - self.skipped
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "unchanged": self.unchanged}
 
 
 class Tracker:
@@ -126,19 +135,20 @@ def run_import(
         tracker.next_phase("loading")
         # One import merges at a time; two merging into the same SKUs would deadlock.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MERGE_LOCK,))
-        inserted = _merge(conn, rows_sql, tracker)
+        inserted, updated = _merge(conn, rows_sql, tracker)
         skipped = len(python_bad) + sql_bad
         summary = ImportSummary(
             rows=good + skipped,
             inserted=inserted,
-            updated=good - inserted,
+            updated=updated,
             skipped=skipped,
             seconds=round(time.monotonic() - started, 3),
         )
+        # clock_timestamp(), not now(): now() is when this long transaction began.
         conn.execute(
             "UPDATE catalog_imports SET state = 'succeeded', rows_total = %s, inserted = %s, "
-            "updated = %s, skipped = %s, seconds = %s, error = NULL, finished_at = now() "
-            "WHERE id = %s",
+            "updated = %s, skipped = %s, seconds = %s, error = NULL, "
+            "finished_at = clock_timestamp() WHERE id = %s",
             (summary.rows, summary.inserted, summary.updated, summary.skipped,
              summary.seconds, import_id),
         )  # fmt: skip
@@ -147,7 +157,8 @@ def run_import(
     tracker.phase(
         "done",
         1,
-        f"{summary.inserted:,} inserted, {summary.updated:,} updated, {summary.skipped:,} skipped",
+        f"{summary.inserted:,} inserted, {summary.updated:,} updated,"
+        f" {summary.unchanged:,} unchanged, {summary.skipped:,} skipped",
     )
     return summary
 
@@ -222,8 +233,9 @@ def _check_rows(
     return total - sql_bad, sql_bad
 
 
-def _merge(conn: psycopg.Connection[Any], rows_sql: str, tracker: Tracker) -> int:
-    """Merge the good rows into the products; how many products were new."""
+def _merge(conn: psycopg.Connection[Any], rows_sql: str, tracker: Tracker) -> tuple[int, int]:
+    """Merge the good rows into the products; (products inserted, products updated). A row
+    whose product already holds its values is not written (nor counted as updated)."""
     latest = f"""SELECT DISTINCT ON (lower(sku)) sku, name, description
                  FROM ({rows_sql}) r WHERE problem IS NULL
                  ORDER BY lower(sku), n DESC"""
@@ -247,7 +259,7 @@ def _merge(conn: psycopg.Connection[Any], rows_sql: str, tracker: Tracker) -> in
                 (),
                 tick,
             )
-            return int(counted[0])
+            return int(counted[0]), 0
     counted = _watched(
         conn,
         f"""WITH up AS (
@@ -258,11 +270,12 @@ def _merge(conn: psycopg.Connection[Any], rows_sql: str, tracker: Tracker) -> in
                 WHERE (p.sku, p.name, p.description)
                       IS DISTINCT FROM (excluded.sku, excluded.name, excluded.description)
               RETURNING xmax = 0 AS inserted)
-            SELECT count(*) FILTER (WHERE inserted) FROM up""",
+            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+            FROM up""",
         (),
         tick,
     )
-    return int(counted[0])
+    return int(counted[0]), int(counted[1])
 
 
 def _watched(
@@ -345,7 +358,8 @@ def end_failed(conn: psycopg.Connection[Any], import_id: str, exc: BaseException
     )
     with conn.transaction():
         conn.execute(
-            "UPDATE catalog_imports SET state = %s, error = %s, finished_at = now() WHERE id = %s",
+            "UPDATE catalog_imports SET state = %s, error = %s, finished_at = clock_timestamp()"
+            " WHERE id = %s",
             (state, reason[:2000], import_id),
         )
 

@@ -185,7 +185,8 @@ def csv_response(services: Services, batch_id: uuid.UUID) -> StreamingResponse:
     )
 
 
-@router.get("/verify/{token}", dependencies=[Public])
+# `:path`: a token with a slash in it (`%2F` arrives decoded) is garbage to answer, not a 404.
+@router.get("/verify/{token:path}", dependencies=[Public])
 def verify(services: ServicesDep, token: str) -> dict[str, Any]:
     """Public (no key): whether ``token`` is a genuine product's, with the product, its batch,
     the RFC 9162 inclusion proof (hex) and the anchor. Always 200: see ``authentic``/``reason``."""

@@ -31,7 +31,8 @@ def verify_form(
     return pages.render(request, "factory_verify.html", {"result": None, "token": ""})
 
 
-@router.get("/verify/{token}", name="factory_verify", response_class=HTMLResponse)
+# `:path`: a token with a slash in it (`%2F` arrives decoded) gets its "not authentic" page.
+@router.get("/verify/{token:path}", name="factory_verify", response_class=HTMLResponse)
 def verify_page(token: str, request: Request, services: ServicesDep, pages: PagesDep) -> Response:
     """Whether ``token`` belongs to a genuine product, with its proof."""
     result = factory_of(services).verifier.verify(token).as_dict()
