@@ -127,7 +127,8 @@ class Reconciler:
             if job["worker"] not in alive and now - started > lost_after:
                 self._recover(job)
             elif job["cancel_requested_at"] is not None:
-                self._enforce_cancel(job_id, job["cancel_requested_at"], now)
+                task_id = job["external_id"] or job_id
+                self._enforce_cancel(job_id, job["cancel_requested_at"], now, task_id)
 
     def _recover(self, job: dict[str, Any]) -> None:
         job_id = str(job["id"])
@@ -148,7 +149,11 @@ class Reconciler:
                 self.requeued += 1
                 log.warning("job %s was running on lost worker %s; requeued", job_id, job["worker"])
 
-    def _enforce_cancel(self, job_id: str, requested: datetime, now: datetime) -> None:
+    def _enforce_cancel(
+        self, job_id: str, requested: datetime, now: datetime, task_id: str
+    ) -> None:
+        """Terminate a job that ignores its cancel; Celery knows it by ``task_id`` (its
+        ``external_id`` when the ledger id was derived from it)."""
         grace = self.settings.cancel_grace
         waited = (now - requested).total_seconds()
         if waited < grace:
@@ -161,7 +166,7 @@ class Reconciler:
             signal_name = "SIGKILL"
         else:
             return
-        self.app.control.revoke(job_id, terminate=True, signal=signal_name)
+        self.app.control.revoke(task_id, terminate=True, signal=signal_name)
         self._signalled[job_id] = signal_name
         self.terminated += 1
         log.warning("job %s ignored its cancel for %.0fs; sent %s", job_id, waited, signal_name)
