@@ -145,3 +145,43 @@ def test_up_serves_jobs_and_sigint_leaves_no_process(
     assert up.interrupt(group=False, timeout=60) == 0
     left = up.left_running()
     assert left == [], f"left running: {left}"
+
+
+@pytest.mark.broker
+def test_dlq_list_and_jobs_show_a_poison_message(services: Any, client: Any) -> None:
+    """A refused message whose task name and body look like Rich markup is listed as text,
+    and `jobs show` finds it by the task id it carried (not a UUID) with its raw body."""
+    import json
+    import uuid
+
+    from kombu import Connection, Exchange
+
+    from conveyor.runtime.app import celery_config
+
+    task_id = f"poison-[/x]-{uuid.uuid4().hex[:8]}"
+    settings = services.settings
+    headers = {"task": "odd.[/red]name", "id": task_id, "timelimit": "abc", "lang": "py"}
+    options = celery_config(settings)["broker_transport_options"]
+    with Connection(settings.broker_url, transport_options=options) as conn:
+        conn.Producer().publish(
+            json.dumps([["[/x] body"], {}, {}]).encode(),
+            exchange=Exchange("conveyor", type="direct"),
+            routing_key=settings.task_default_queue,
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers=headers,
+            declare=[],
+        )
+
+    def shown() -> dict[str, Any] | None:
+        out = conveyor("jobs", "show", task_id, env=services.env())
+        return json.loads(out.stdout) if out.returncode == 0 else None
+
+    job = wait_for(shown, timeout=60, message="the refused message in the ledger")
+    assert job["state"] == "dead" and job["error_type"] == "InvalidMessage"
+    assert job["external_id"] == task_id
+    assert "[/x] body" in job["raw_message"]["body_text"]
+    wide = {**services.env(), "COLUMNS": "400"}  # one table row per line
+    listed = conveyor("dlq", "list", "--error-type", "InvalidMessage", "--limit", "500", env=wide)
+    assert listed.returncode == 0, listed.stderr
+    assert job["id"] in listed.stdout and "odd.[/red]name" in listed.stdout

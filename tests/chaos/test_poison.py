@@ -299,6 +299,10 @@ def test_malformed_message_is_dead_lettered(
     assert job["error_type"] in {"UndecodableMessage", "InvalidMessage", "UnknownTask"}, job
     assert job["error_message"], job
     assert job["raw_message"] is not None and mark in job["raw_message"]["body_text"], job
+    # On the dashboard: in the dead letters, and the job page shows the message as it arrived.
+    assert job["id"] in client.get("/dlq", params={"q": mark}).text
+    page = client.get(f"/jobs/{job['id']}").text
+    assert "Message as it arrived" in page and mark in page
     _still_working(client, runtime, worker_pid)
 
 

@@ -238,7 +238,8 @@ ODD_TASK_IDS = {
     "UUID in braces": "{{{N}-0000-4000-8000-000000000000}}",
     "spaces and unicode": "\u0437\u0430\u043a\u0430\u0437 {n} \u00b7 \u03b1",
     "query characters": "a?b#c&d=e+f-{n}",
-    "long": "x" * 2000 + "{n}",
+    # (AMQP carries the task id as the correlation id too, a short string of at most 255 bytes)
+    "long": "x" * 240 + "{n}",
     "NUL": "nul\x00{n}",
 }
 
@@ -299,3 +300,21 @@ def test_unrecordable_events_are_counted(services: Any, client: Any) -> None:
     events.xadd(ev.STREAM, {"e": b"not an event"})
     events.xadd(ev.STREAM, {"e": json.dumps({"k": "no-such-state", "id": "x", "ts": 1})})
     wait_for(lambda: counted() >= before + 2, timeout=30, message="the unrecordable events count")
+
+
+def test_job_with_a_task_id_that_is_not_a_uuid_is_terminated_on_cancel(
+    services: Any, client: Any
+) -> None:
+    # Celery's revoke must get the task id it knows, not the ledger id derived from it.
+    task_id = f"blocker-{os.urandom(4).hex()}"
+    send_task_elsewhere(services, f"send_task('testing.block', args=[60], task_id={task_id!r})")
+
+    def state(wanted: str) -> Any:
+        r = client.get(f"/api/v1/jobs/{task_id}")
+        return r.json() if r.status_code == 200 and r.json()["state"] == wanted else None
+
+    wait_for(lambda: state("running"), timeout=30, message="the blocking job to run")
+    assert client.post(f"/api/v1/jobs/{task_id}/cancel").json()["cancel_requested"]
+    # The cancel grace is 2 s in tests; then the reconciler sends SIGTERM through revoke.
+    job = wait_for(lambda: state("cancelled"), timeout=30, message="the job to be terminated")
+    assert job["attempts"][-1]["outcome"] == "cancelled"

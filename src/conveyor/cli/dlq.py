@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from conveyor.cli.common import err, out, print_table, services
 from conveyor.core.ids import parse_job_id
@@ -59,7 +60,10 @@ def dlq_list(
     for r in rows:
         error = f"{r['error_type'] or ''}: {(r['error_message'] or '')[:60]}"
         died = r["finished_at"].strftime("%Y-%m-%d %H:%M:%S") if r["finished_at"] else "-"
-        table.add_row(str(r["id"]), r["task"], r["queue"], str(r["attempt"]), error, died)
+        # As Text, not markup: a refused message's reason quotes its body, `[/x]` and all.
+        table.add_row(
+            str(r["id"]), Text(r["task"]), Text(r["queue"]), str(r["attempt"]), Text(error), died
+        )
     filtered = task or queue or error_type
     print_table(table, "no dead jobs match" if filtered else "no dead jobs waiting for a replay")
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from conveyor.cli.common import (
     LogFormatOption,
@@ -352,9 +353,9 @@ def jobs_list(
             prog = f"{r['progress_current']:g}/{total:g}" if total else f"{r['progress_current']:g}"
         table.add_row(
             str(r["id"]),
-            r["task"],
+            Text(r["task"]),  # names from the broker: never read as markup
             r["state"],
-            r["queue"],
+            Text(r["queue"]),
             str(r["attempt"]),
             r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
             prog,

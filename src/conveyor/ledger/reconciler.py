@@ -134,7 +134,9 @@ class Reconciler:
             if gone:
                 lost.append({**job, "restarted": born is not None})
             elif job["cancel_requested_at"] is not None:
-                self._enforce_cancel(str(job["id"]), job["cancel_requested_at"], now)
+                job_id = str(job["id"])
+                task_id = job["external_id"] or job_id
+                self._enforce_cancel(job_id, job["cancel_requested_at"], now, task_id)
         if lost:
             self._recover(self._not_moved_on(lost))
 
@@ -157,7 +159,12 @@ class Reconciler:
         from conveyor.runtime.queues import broker_redelivers_at_once, drop_unacked
 
         # Before the job is put back in line: its lost delivery must not come back later too.
-        started = {str(j["id"]): j["started_at"].timestamp() for j in jobs if j["started_at"]}
+        # Messages carry Celery's task id: the external id where the ledger id was derived.
+        started = {
+            str(j.get("external_id") or j["id"]): j["started_at"].timestamp()
+            for j in jobs
+            if j["started_at"]
+        }
         try:
             dropped = drop_unacked(self.app, started)
         except Exception as exc:  # broker down: recover anyway; a late copy is absorbed
@@ -192,7 +199,11 @@ class Reconciler:
                 self.requeued += 1
                 log.warning("job %s was running on lost worker %s; requeued", job_id, job["worker"])
 
-    def _enforce_cancel(self, job_id: str, requested: datetime, now: datetime) -> None:
+    def _enforce_cancel(
+        self, job_id: str, requested: datetime, now: datetime, task_id: str
+    ) -> None:
+        """Terminate a job that ignores its cancel; Celery knows it by ``task_id`` (its
+        ``external_id`` when the ledger id was derived from it)."""
         grace = self.settings.cancel_grace
         waited = (now - requested).total_seconds()
         if waited < grace:
@@ -205,7 +216,7 @@ class Reconciler:
             signal_name = "SIGKILL"
         else:
             return
-        self.app.control.revoke(job_id, terminate=True, signal=signal_name)
+        self.app.control.revoke(task_id, terminate=True, signal=signal_name)
         self._signalled[job_id] = signal_name
         self.terminated += 1
         log.warning("job %s ignored its cancel for %.0fs; sent %s", job_id, waited, signal_name)

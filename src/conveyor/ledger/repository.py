@@ -535,6 +535,7 @@ def running_jobs(conn: Connection, limit: int = 10_000) -> list[dict[str, Any]]:
     rows = conn.execute(
         select(
             jobs.c.id,
+            jobs.c.external_id,
             jobs.c.worker,
             jobs.c.attempt,
             jobs.c.max_attempts,

@@ -74,7 +74,9 @@ def refusal(message: Any) -> Refusal | None:
             f"{message.content_encoding!r} was refused and never deserialised: {exc}",
         )
     if "task" in headers:
-        problem = _fields(headers) or _body_v2(payload)
+        # (a "hybrid" message, protocol 2 headers around a protocol 1 body, Celery takes too)
+        hybrid = isinstance(payload, dict) and "args" in payload
+        problem = _fields(headers) or (_body_v1(payload) if hybrid else _body_v2(payload))
     elif isinstance(payload, dict) and "task" in payload:  # protocol 1: the fields in the body
         problem = _fields(payload) or _body_v1(payload)
     else:
