@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import httpx
 import psutil
 
+from conveyor.embedded.process import free_port
 from conveyor.testing.services import wait_for
 
 if TYPE_CHECKING:
@@ -31,7 +32,11 @@ def _worker_child(up: ConveyorUp) -> psutil.Process | None:
 def test_up_restarts_a_killed_worker_and_keeps_the_api(
     conveyor_up: Callable[..., ConveyorUp],
 ) -> None:
-    up = conveyor_up("up-supervision.log").wait_ready()
+    port = free_port()
+    up = conveyor_up("up-supervision.log", "--port", str(port))
+    # `--port` wins over CONVEYOR_API_PORT (which the fixture sets to another port).
+    up.url = f"http://127.0.0.1:{port}"
+    up.wait_ready()
     first = wait_for(lambda: _worker_child(up), timeout=30, message="the worker child")
     wait_for(
         lambda: any(w["alive"] and w["pid"] == first.pid for w in up.get("/api/v1/workers")),

@@ -109,6 +109,9 @@ def run_stack(
             **os.environ,
             **stack.env(),
             "CONVEYOR_HOME": str(home),
+            # `--host` / `--port` reach the API, and every child that builds its own URLs.
+            "CONVEYOR_API_HOST": settings.api_host,
+            "CONVEYOR_API_PORT": str(settings.api_port),
         }
         conc = str(concurrency or os.cpu_count() or 2)
         children = [Child("api", ["api"])]
