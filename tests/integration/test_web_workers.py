@@ -66,3 +66,33 @@ def test_shutdown_after_confirmation(services: Any, client: Any, artifacts: Path
         assert heartbeat(client, name) is None  # it said goodbye
     finally:
         worker.stop()
+
+
+def test_workers_page_lists_what_conveyor_up_supervises(services: Any, client: Any) -> None:
+    import json
+
+    import redis
+
+    from conveyor.cli.supervisor import Child, Supervisor
+    from conveyor.ledger import events as ev
+
+    child = Child(f"worker-{os.getpid()}", ["worker"], restarts=2, last_exit="SIGKILL")
+    child.restart_at = 0.0  # waiting to be started again: no process now
+    supervisor = Supervisor([child], {}, services.settings.redis_url, lambda m, lv: None)
+    supervisor.publish()
+    try:
+        page = client.get("/workers").text
+        assert f'data-child="{child.name}" data-restarts="2"' in page
+        row = page.split(f'data-child="{child.name}"', 1)[1].split("</tr>", 1)[0]
+        assert "restarting" in row and "SIGKILL" in row
+
+        # A supervisor that stopped rewriting its record (killed, not stopped) shows as gone.
+        r = redis.Redis.from_url(services.settings.redis_url)
+        field = f"{supervisor.host}/{child.name}"
+        record = json.loads(r.hget(ev.SUPERVISED_KEY, field) or "{}")
+        r.hset(ev.SUPERVISED_KEY, field, json.dumps({**record, "updated_at": 0}))
+        row = client.get("/workers").text.split(f'data-child="{child.name}"', 1)[1]
+        assert "gone" in row.split("</tr>", 1)[0]
+    finally:
+        supervisor.forget()
+    assert f'data-child="{child.name}"' not in client.get("/workers").text

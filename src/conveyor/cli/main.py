@@ -63,13 +63,21 @@ _add_pack_commands()
 def up(
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
     concurrency: Annotated[int | None, typer.Option("-c", help="pool size per worker")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="address the API and dashboard listen on")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="port of the API and dashboard")] = None,
     log_format: LogFormatOption = None,
 ) -> None:
-    """Start everything: embedded PostgreSQL/Redis if unset, API, worker, beat, recorder."""
+    """Start everything: embedded PostgreSQL/Redis if unset, API, worker, beat, recorder.
+    A child that exits is restarted (with backoff); Ctrl-C stops everything."""
     from conveyor.cli.stack import run_stack
 
     export_log_format(log_format)
-    raise typer.Exit(run_stack(Settings(), workers=workers, concurrency=concurrency))
+    s = Settings()
+    listen = {"api_host": host, "api_port": port}
+    s = s.model_copy(update={k: v for k, v in listen.items() if v is not None})
+    raise typer.Exit(run_stack(s, workers=workers, concurrency=concurrency))
 
 
 @cli.command()

@@ -1,24 +1,25 @@
 """`conveyor up`: embedded services, migrations, then API, worker, beat and recorder as children.
 
-Every child runs in the same session as `conveyor up`; on Ctrl-C or SIGTERM they are all
-asked to stop, given a grace period, then killed, and the embedded servers are stopped last.
+The children are supervised (`conveyor.cli.supervisor`): one that exits is started again with
+backoff while the others keep running. Each runs in a process group of its own; on Ctrl-C or
+SIGTERM they are all asked to stop, given a grace period, then killed with whatever their
+groups still hold, and the embedded servers are stopped last.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
+from functools import partial
 from pathlib import Path
 
-import psutil
 from rich.console import Console
 
+from conveyor.cli.supervisor import Child, Supervisor
+from conveyor.cli.supervisor import stop_children as stop_children  # its old home
 from conveyor.config import Settings
 from conveyor.embedded.stack import EmbeddedStack
 from conveyor.ledger.migrate import upgrade
@@ -40,7 +41,8 @@ def _say(settings: Settings, message: str, level: int = logging.INFO) -> None:
     if settings.log_format == "json":
         log.log(level, message)
     else:
-        console.print(message, style="red" if level >= logging.ERROR else None)
+        style = "red" if level >= logging.ERROR else "yellow" if level >= logging.WARNING else None
+        console.print(message, style=style, soft_wrap=True)
 
 
 def _banner(url: str, resolved: Settings, seconds: float, open_access: bool) -> None:
@@ -62,32 +64,6 @@ def _banner(url: str, resolved: Settings, seconds: float, open_access: bool) -> 
                 style="bold red",
             )
         )
-
-
-def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "conveyor", *args], env=env)
-
-
-def stop_children(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
-    """SIGTERM each child, wait up to ``grace`` seconds, then kill whatever of their process
-    trees is left (a worker's pool children included), so nothing outlives us."""
-    tree: list[psutil.Process] = []
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            tree.extend(psutil.Process(proc.pid).children(recursive=True))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    _, alive = psutil.wait_procs(tree, timeout=max(0.1, deadline - time.monotonic()))
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
 
 
 def run_stack(
@@ -112,7 +88,7 @@ def run_stack(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    supervisor: Supervisor | None = None
     state_path = home / STACK_FILE
     try:
         started = time.monotonic()
@@ -129,15 +105,22 @@ def run_stack(
                 }
             )
         )
-        env = {**os.environ, **stack.env(), "CONVEYOR_HOME": str(home)}
+        env = {
+            **os.environ,
+            **stack.env(),
+            "CONVEYOR_HOME": str(home),
+            # `--host` / `--port` reach the API, and every child that builds its own URLs.
+            "CONVEYOR_API_HOST": settings.api_host,
+            "CONVEYOR_API_PORT": str(settings.api_port),
+        }
         conc = str(concurrency or os.cpu_count() or 2)
-        children.append(("api", _child(["api"], env)))
+        children = [Child("api", ["api"])]
         for i in range(workers):
-            children.append(
-                (f"worker{i + 1}", _child(["worker", "-c", conc, "-n", f"worker{i + 1}@%h"], env))
-            )
-        children.append(("beat", _child(["beat"], env)))
-        children.append(("recorder", _child(["recorder"], env)))
+            name = f"worker{i + 1}"
+            children.append(Child(name, ["worker", "-c", conc, "-n", f"{name}@%h"]))
+        children += [Child("beat", ["beat"]), Child("recorder", ["recorder"])]
+        supervisor = Supervisor(children, env, resolved.redis_url, partial(_say, settings))
+        supervisor.start()
         url = f"http://{settings.api_host}:{settings.api_port}/"
         from conveyor.api.auth import auth_required
 
@@ -157,16 +140,13 @@ def run_stack(
         else:
             _banner(url, resolved, time.monotonic() - started, open_access)
         while not stopping:
-            for name, proc in children:
-                if proc.poll() is not None:
-                    _say(settings, f"{name} exited with {proc.returncode}; stopping", logging.ERROR)
-                    stopping = True
-                    break
+            supervisor.poll()
             time.sleep(0.2)
         return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        stop_children([proc for _, proc in children], grace=15)
+        if supervisor is not None:
+            supervisor.stop(grace=15)
         state_path.unlink(missing_ok=True)
         stack.stop()
         _say(settings, "Conveyor stopped.")

@@ -20,6 +20,7 @@ JOB_CHANNEL = "conveyor:job:"  # + job id: live state/progress for SSE subscribe
 CANCEL_KEY = "conveyor:cancel:"  # + job id: set while a cancel is pending or done
 CANCEL_TTL = 7 * 24 * 3600
 WORKERS_KEY = "conveyor:workers"  # hash: hostname -> heartbeat JSON
+SUPERVISED_KEY = "conveyor:supervised"  # hash: host/child -> `conveyor up` child status JSON
 SILENT_BEATS = 3  # a worker whose last heartbeat is this many intervals old is gone
 PAUSED_QUEUES = "conveyor:paused-queues"  # set: queues whose consumers workers cancel
 PROGRESS = "progress"

@@ -1,10 +1,12 @@
 """The workers page: every worker's heartbeat (host, pid, pool size, queues, active jobs,
-memory), and for admins Celery's remote control — grow or shrink a worker's pool, shut it
-down (after a confirmation)."""
+memory), the processes `conveyor up` supervises (restarts, last exit), and for admins Celery's
+remote control — grow or shrink a worker's pool, shut it down (after a confirmation)."""
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from celery import Celery
@@ -13,6 +15,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from conveyor.api.deps import ServicesDep
 from conveyor.api.routes.system import worker_list
+from conveyor.ledger import events as ev
+from conveyor.runtime.context import runtime_of
 from conveyor.web.pages import PageError, PagesDep, page_errors
 from conveyor.web.session import page_scope
 
@@ -41,6 +45,24 @@ def _uptime(seconds: float) -> str:
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
+def supervised(services: Any, now: float) -> list[dict[str, Any]]:
+    """The children of each `conveyor up` using this Redis, as their supervisor last wrote
+    them; a record its supervisor stopped refreshing (killed, not stopped) is marked stale."""
+    out = []
+    for raw in runtime_of(services.app).redis.hgetall(ev.SUPERVISED_KEY).values():
+        try:
+            child = json.loads(raw)
+            updated = float(child["updated_at"])
+        except (ValueError, LookupError, TypeError):
+            continue
+        child["stale"] = now - updated > ev.SILENT_BEATS * float(child.get("interval") or 5)
+        child["uptime"] = _uptime(now - child["started_at"]) if child.get("started_at") else None
+        exited = child.get("last_exit_at")
+        child["last_exit_when"] = datetime.fromtimestamp(exited, UTC) if exited else None
+        out.append(child)
+    return sorted(out, key=lambda c: (c.get("host") or "", c.get("name") or ""))
+
+
 @router.get("/workers", name="web_workers", response_class=HTMLResponse)
 def workers_page(
     request: Request,
@@ -50,14 +72,16 @@ def workers_page(
     worker: str | None = None,
 ) -> HTMLResponse:
     """Workers from their heartbeats; a worker that stopped beating shows as gone."""
+    now = time.time()
     with page_errors():
         workers = worker_list(services)
-    now = time.time()
+        children = supervised(services, now)
     for w in workers:
         w["uptime"] = _uptime(now - float(w.get("started_at") or now))
     template = NOTICES.get(notice or "")
     context: dict[str, Any] = {
         "workers": workers,
+        "children": children,
         "alive": sum(1 for w in workers if w["alive"]),
         "notice": template.format(worker=worker or "the worker") if template else None,
     }
