@@ -63,10 +63,10 @@ class Settings(BaseSettings):
     # The largest file an upload endpoint accepts (bytes); uploads stream to disk, never memory.
     upload_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
 
-    @field_validator("packs", "egress_allow", mode="before")
+    @field_validator("packs", "egress_allow", "trusted_proxies", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
-        """A JSON list, or comma-separated items (as environment variables are written)."""
+        """A list setting from the environment: a JSON list, or comma-separated items."""
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
@@ -145,10 +145,18 @@ class Settings(BaseSettings):
     # API keys are cached per process this long: a revoked key stops working within it.
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
-    # Dashboard password logins: after this many failures in a row a username is locked out
-    # until `login_lockout_seconds` pass without another failed attempt.
-    login_max_failures: int = Field(default=10, ge=1)
-    login_lockout_seconds: int = Field(default=900, ge=1)
+    # Dashboard password logins (docs/security.md, "Login throttling"): per username and client
+    # address, `login_free_failures` failures are free, then each attempt waits a delay that
+    # doubles from `login_backoff_seconds` up to `login_backoff_max_seconds`. Past
+    # `login_user_ceiling` failures of one username within `login_window_seconds` (from any
+    # addresses), addresses it never logged in from share one password check per
+    # `login_ceiling_interval_seconds`. Nothing locks a user out; `conveyor users unlock`.
+    login_free_failures: int = Field(default=5, ge=1)
+    login_backoff_seconds: float = Field(default=1.0, gt=0)
+    login_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    login_user_ceiling: int = Field(default=100, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+    login_ceiling_interval_seconds: float = Field(default=2.0, gt=0)
     # Request bodies: nesting depth and number of values a JSON body may have (the byte cap is
     # `payload_max_bytes`); both refused with 413 before the body is parsed.
     json_max_depth: int = Field(default=64, ge=2)
@@ -197,16 +205,6 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Strict-Transport-Security max-age sent on every https response (0: no header).
     hsts_max_age: int = Field(default=31_536_000, ge=0)
-
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _split_proxies(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -130,6 +130,15 @@ class NotAuthenticated(AuthError):
     """No API key or session, or one that is malformed, unknown, revoked or expired (401)."""
 
 
+class LoginThrottled(NotAuthenticated):
+    """Too many failed logins for a username from this address (or, past the per-user
+    ceiling, from anywhere): refused before the password is checked (429)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PermissionDenied(AuthError):
     """The key is valid but may not do this: a missing scope or a task/queue allowlist (403)."""
 

@@ -1,10 +1,14 @@
 """The dashboard's users and CSRF protection against the real ledger and Redis: password login,
 roles on the pages, disabled users and changed passwords ending sessions, the brute-force
-lockout, and every state-changing form refused without its token."""
+throttle (per username and real client address, a per-user ceiling that slows but never locks
+the user out, `conveyor users unlock`), and every state-changing form refused without its
+token."""
 
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +22,7 @@ from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.ledger import users
 from conveyor.testing.dashboard import csrf_token, log_in
+from conveyor.testing.services import wait_for
 
 HTML = {"Accept": "text/html"}
 PASSWORD = "correct horse battery"
@@ -32,7 +37,16 @@ def auth_settings(settings: Settings, **update: Any) -> Settings:
 
 @pytest.fixture(scope="module")
 def app(settings: Settings) -> Any:
-    return create_app(auth_settings(settings, login_max_failures=3, login_lockout_seconds=60))
+    return create_app(auth_settings(settings, **THROTTLE))
+
+
+# Three free failures per (username, address), then 60 s, 120 s, ...; a ceiling no test here
+# reaches (test_the_ceiling_slows_many_addresses_but_not_the_user has its own app).
+THROTTLE: dict[str, Any] = {
+    "login_free_failures": 3,
+    "login_backoff_seconds": 60.0,
+    "login_user_ceiling": 1000,
+}
 
 
 @pytest.fixture
@@ -89,14 +103,113 @@ def test_wrong_password_unknown_and_disabled_users_get_one_answer(
     assert log_in(browser, name, "").status_code == 400
 
 
-def test_repeated_failures_lock_the_username_out(browser: TestClient, ledger: Any) -> None:
+def at(app: Any, address: str) -> TestClient:
+    """A client whose connection comes from ``address``."""
+    return TestClient(app, client=(address, 40000))
+
+
+def test_failures_slow_one_address_not_the_user(app: Any, ledger: Any) -> None:
+    """Issue 11 item 6: bad passwords from one address no longer lock the account; the right
+    password from another address still works, and other names are untouched."""
+    name = make_user(ledger, "admin")
+    with at(app, "198.51.100.1") as attacker, at(app, "198.51.100.2") as owner:
+        for _ in range(3):
+            assert log_in(attacker, name, "not the password").status_code == 401
+        held = log_in(attacker, name, PASSWORD)  # not even checked: the address must wait
+        assert held.status_code == 429 and "from your address" in held.text
+        assert 50 <= int(held.headers["retry-after"]) <= 60
+        assert log_in(owner, name, PASSWORD).status_code == 303
+        other = make_user(ledger, "viewer")
+        assert log_in(attacker, other, PASSWORD).status_code == 303
+
+
+def test_the_delay_grows_and_then_lets_the_address_try_again(
+    settings: Settings, ledger: Any
+) -> None:
+    quick = {**THROTTLE, "login_free_failures": 2, "login_backoff_seconds": 1.0}
     name = make_user(ledger, "viewer")
-    for _ in range(3):
-        assert log_in(browser, name, "not the password").status_code == 401
-    locked = log_in(browser, name, PASSWORD)  # even the right password, for the lockout
-    assert locked.status_code == 401 and "too many failed logins" in locked.text
-    other = make_user(ledger, "viewer")  # other names are not affected
-    assert log_in(browser, other, PASSWORD).status_code == 303
+    with at(create_app(auth_settings(settings, **quick)), "198.51.100.9") as c:
+        for _ in range(2):
+            assert log_in(c, name, "wrong").status_code == 401
+        assert log_in(c, name, PASSWORD).status_code == 429
+        # 1 s after the last failure the address may try again; a failure doubles the delay.
+        wait_for(lambda: log_in(c, name, "wrong").status_code == 401, timeout=10, interval=0.2)
+        held = log_in(c, name, PASSWORD)
+        assert held.status_code == 429 and int(held.headers["retry-after"]) == 2
+        wait_for(lambda: log_in(c, name, PASSWORD).status_code == 303, timeout=10, interval=0.2)
+        assert log_in(c, name, "wrong").status_code == 401  # a success starts it afresh
+
+
+def test_the_ceiling_slows_many_addresses_but_not_the_user(settings: Settings, ledger: Any) -> None:
+    """Past the per-user ceiling, addresses the user never logged in from share one password
+    check per interval; the user's own address is not held at all, and from a new address the
+    user gets in after a short wait."""
+    ceiling = {**THROTTLE, "login_user_ceiling": 5, "login_ceiling_interval_seconds": 5.0}
+    app = create_app(auth_settings(settings, **ceiling))
+    name = make_user(ledger, "admin")
+    with at(app, "192.0.2.200") as home:
+        assert log_in(home, name, PASSWORD).status_code == 303
+    for i in range(5):  # a botnet: one guess from each of many addresses
+        with at(app, f"203.0.113.{i + 1}") as bot:
+            assert log_in(bot, name, "guess").status_code == 401
+    with at(app, "203.0.113.50") as first, at(app, "203.0.113.51") as second:
+        assert log_in(first, name, "guess").status_code == 401  # takes the interval's check
+        slowed = log_in(second, name, "guess")
+        assert slowed.status_code == 429 and "logins are slowed" in slowed.text
+        assert int(slowed.headers["retry-after"]) == 5
+    with at(app, "192.0.2.200") as home:  # the user's own address: straight in
+        assert log_in(home, name, PASSWORD).status_code == 303
+    with at(app, "192.0.2.201") as travelling:  # a new address: in, after a short wait
+        wait_for(
+            lambda: log_in(travelling, name, PASSWORD).status_code == 303,
+            timeout=30,
+            interval=1.0,
+            message="the user to get a turn past the ceiling",
+        )
+
+
+def test_the_throttle_counts_the_real_client_behind_a_trusted_proxy(
+    settings: Settings, ledger: Any
+) -> None:
+    """Behind a trusted proxy the address is X-Forwarded-For's; from anyone else that header
+    is ignored, so rotating it does not buy more guesses."""
+    app = create_app(auth_settings(settings, trusted_proxies=["10.0.0.0/8"], **THROTTLE))
+    name = make_user(ledger, "viewer")
+    with at(app, "10.0.0.1") as proxy:
+        for _ in range(3):
+            client = {"X-Forwarded-For": "198.51.100.77"}
+            proxy.headers.update(client)
+            assert log_in(proxy, name, "wrong").status_code == 401
+        assert log_in(proxy, name, PASSWORD).status_code == 429
+        proxy.headers.update({"X-Forwarded-For": "198.51.100.78"})  # the user, via the proxy
+        assert log_in(proxy, name, PASSWORD).status_code == 303
+    spoofer_name = make_user(ledger, "viewer")
+    with at(app, "192.0.2.66") as spoofer:
+        for i in range(4):
+            spoofer.headers.update({"X-Forwarded-For": f"198.18.0.{i + 1}"})
+            expected = 401 if i < 3 else 429
+            assert log_in(spoofer, spoofer_name, "wrong").status_code == expected, i
+
+
+def test_users_unlock_clears_the_throttle(services: Any, app: Any, ledger: Any) -> None:
+    name = make_user(ledger, "operator")
+    with at(app, "198.51.100.20") as c:
+        for _ in range(3):
+            assert log_in(c, name, "wrong").status_code == 401
+        assert log_in(c, name, PASSWORD).status_code == 429
+        done = conveyor_cli("users", "unlock", name.upper(), env=services.env())
+        assert done.returncode == 0, done.stderr
+        assert f"unlocked {name}" in done.stderr and "1 address" in done.stderr
+        assert log_in(c, name, PASSWORD).status_code == 303
+    missing = conveyor_cli("users", "unlock", "nobody-here", env=services.env())
+    assert missing.returncode == 1 and "no user named 'nobody-here'" in missing.stderr
+
+
+def conveyor_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", *args], env=env, text=True, capture_output=True,
+        timeout=120,
+    )  # fmt: skip
 
 
 def test_disabling_a_user_or_changing_the_password_ends_their_sessions(

@@ -22,7 +22,8 @@ from conveyor.ledger import users as repo
 from conveyor.ledger.users import ROLE_SCOPES, ROLES, User
 
 users_cli = typer.Typer(
-    no_args_is_help=True, help="Dashboard users: create, list, disable, enable, set-password."
+    no_args_is_help=True,
+    help="Dashboard users: create, list, disable, enable, set-password, set-role, unlock.",
 )
 
 T = TypeVar("T")
@@ -159,3 +160,27 @@ def users_set_role(
     """Give a user another role."""
     user = _in_ledger(lambda conn: repo.set_role(conn, name, role))
     err.print(f"{user.username} is now {user.role}; their sessions follow {_cache_note()}")
+
+
+@users_cli.command("unlock")
+def users_unlock(name: Annotated[str, typer.Argument(help="the username")]) -> None:
+    """Clear a user's failed-login throttle: every address's delay and the per-user ceiling."""
+    import redis
+
+    from conveyor.cli.common import require
+    from conveyor.web.login_throttle import LoginThrottle
+
+    user = _in_ledger(lambda conn: repo.get_user(conn, name))
+    if user is None:
+        raise _fail(str(UserNotFound(name.strip().casefold())), 1)
+    client = redis.Redis.from_url(require(settings()).redis_url or "")
+    try:
+        held = LoginThrottle(lambda: client).unlock(user.username)
+    except redis.RedisError as exc:
+        raise _fail(f"Redis is unreachable, nothing was cleared: {exc}", 1) from None
+    finally:
+        client.close()
+    err.print(
+        f"unlocked {user.username}: cleared failed logins from {held} "
+        f"address{'es' if held != 1 else ''} and the per-user ceiling"
+    )

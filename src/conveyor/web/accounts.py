@@ -5,18 +5,15 @@ A session cookie names the user by id (``session.py``); each request re-reads th
 a short per-process cache (``CONVEYOR_AUTH_CACHE_SECONDS``, like API keys), so disabling a user,
 changing their role or their password takes effect within that time on every API process.
 
-Failed logins are counted per username in Redis; after ``CONVEYOR_LOGIN_MAX_FAILURES`` in a
-row, that name is refused without checking the password until ``CONVEYOR_LOGIN_LOCKOUT_SECONDS``
-pass without another failure. Unknown names are counted the same way, so neither the lockout
-nor the messages tell which names exist. If Redis is unreachable the throttle is skipped
-(logged): a Redis outage should not lock every operator out of the dashboard.
+Failed logins are slowed per (username, client address) with a growing delay, plus a
+per-username ceiling across addresses that slows, never locks (``login_throttle.py``). Unknown
+names are counted the same way, so neither the throttle nor the messages tell which names
+exist.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import redis
 from fastapi import Request
@@ -27,20 +24,10 @@ from conveyor.api.lookup_cache import LookupCache
 from conveyor.errors import NotAuthenticated
 from conveyor.ledger import users
 from conveyor.ledger.users import User
+from conveyor.web.login_throttle import LoginThrottle, Throttle
 
-log = logging.getLogger(__name__)
-
-FAILURES_KEY = "conveyor:login-failures:"
 REFUSED = "wrong username or password"
 """The one message for an unknown user, a disabled one and a wrong password alike."""
-
-
-@dataclass(frozen=True)
-class Throttle:
-    """How many failed logins a username gets before a lockout, and for how long."""
-
-    max_failures: int = 10
-    lockout_seconds: int = 900
 
 
 class Accounts:
@@ -55,8 +42,7 @@ class Accounts:
         throttle: Throttle | None = None,
     ) -> None:
         self.engine = engine
-        self.redis = redis_client
-        self.throttle = throttle or Throttle()
+        self.throttle = LoginThrottle(redis_client, throttle)
         self._users: LookupCache[int, User] = LookupCache(self._load, cache_seconds)
 
     def _load(self, user_id: int) -> User | None:
@@ -72,16 +58,14 @@ class Accounts:
         return self._users.get(user_id)
 
     # --- login -------------------------------------------------------------------------------
-    def log_in(self, username: str, password: str) -> User:
+    def log_in(self, username: str, password: str, address: str) -> User:
         """The user if the password is theirs and they may log in; NotAuthenticated with one
-        message for every refusal except a lockout. Blocking (scrypt, PostgreSQL, Redis)."""
-        # Counted under the name as typed (folded, capped): unknown names lock out like real ones.
+        message for every refusal except a throttled one (LoginThrottled). ``address`` is the
+        client's (after the trusted-proxy rule). Blocking (scrypt, PostgreSQL, Redis)."""
+        # Counted under the name as typed (folded, capped): unknown names are slowed like real
+        # ones.
         name = username.strip().casefold()[: users.MAX_USERNAME + 1]
-        if self._locked_out(name):
-            raise NotAuthenticated(
-                "too many failed logins for this username; wait "
-                f"{max(1, self.throttle.lockout_seconds // 60)} minutes and try again"
-            )
+        self.throttle.check(name, address)  # LoginThrottled: not even a password check
         with self.engine.connect() as conn:
             user = users.get_user(conn, name)
         if user is None or not user.active:
@@ -90,36 +74,13 @@ class Accounts:
         else:
             ok = users.verify_password(password, user.password_hash)
         if not ok or user is None:
-            self._failed(name)
+            self.throttle.failed(name, address)
             raise NotAuthenticated(REFUSED)
-        self._succeeded(name)
+        self.throttle.succeeded(name, address)
         with self.engine.begin() as conn:
             users.mark_login(conn, user.id)
         self._users.forget(user.id)
         return user
-
-    def _locked_out(self, name: str) -> bool:
-        try:
-            count = self.redis().get(FAILURES_KEY + name)
-        except redis.RedisError as exc:
-            log.warning("login throttle skipped, Redis unreachable: %s", exc)
-            return False
-        return count is not None and int(count) >= self.throttle.max_failures
-
-    def _failed(self, name: str) -> None:
-        try:
-            pipe = self.redis().pipeline(transaction=False)
-            pipe.incr(FAILURES_KEY + name)
-            pipe.expire(FAILURES_KEY + name, self.throttle.lockout_seconds)
-            pipe.execute()
-        except redis.RedisError as exc:
-            log.warning("could not count a failed login, Redis unreachable: %s", exc)
-
-    def _succeeded(self, name: str) -> None:
-        try:
-            self.redis().delete(FAILURES_KEY + name)
-        except redis.RedisError as exc:
-            log.warning("could not reset failed logins, Redis unreachable: %s", exc)
 
     # --- sessions ----------------------------------------------------------------------------
     @staticmethod

@@ -12,12 +12,14 @@ ride on it.
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from conveyor.api.auth import get_authenticator
-from conveyor.errors import NotAuthenticated
+from conveyor.errors import LoginThrottled, NotAuthenticated
 from conveyor.web.accounts import get_accounts
 from conveyor.web.pages import PagesDep, page_errors
 from conveyor.web.session import (
@@ -86,9 +88,15 @@ async def login(request: Request, pages: PagesDep) -> Response:
         if not username or not password:
             return refuse("Enter your username and password to log in.", 400)
         accounts = get_accounts(request)
+        # The real client (uvicorn's, or a trusted proxy's X-Forwarded-For: api/transport.py).
+        address = request.client.host if request.client else "unknown"
         try:
             with page_errors():
-                user = await run_in_threadpool(accounts.log_in, username, password)
+                user = await run_in_threadpool(accounts.log_in, username, password, address)
+        except LoginThrottled as exc:
+            response = refuse(f"Login refused: {exc}.", 429)
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return response
         except NotAuthenticated as exc:
             return refuse(f"Login refused: {exc}.", 401)
         cookie = signer.issue_user(user.id)

@@ -24,6 +24,7 @@ from conveyor.web import (
     jobs,
     jobs_bulk,
     login,
+    login_throttle,
     overview,
     pages,
     queues,
@@ -56,7 +57,14 @@ def mount_web(app: FastAPI, packs: Sequence[Pack] = ()) -> None:
         services.engine,
         lambda: services.control.redis,
         cache_seconds=settings.auth_cache_seconds,
-        throttle=accounts.Throttle(settings.login_max_failures, settings.login_lockout_seconds),
+        throttle=login_throttle.Throttle(
+            free_failures=settings.login_free_failures,
+            backoff_seconds=settings.login_backoff_seconds,
+            backoff_max_seconds=settings.login_backoff_max_seconds,
+            user_ceiling=settings.login_user_ceiling,
+            window_seconds=settings.login_window_seconds,
+            ceiling_interval_seconds=settings.login_ceiling_interval_seconds,
+        ),
     )
     app.state.csrf = csrf.CsrfGuard(secret, signer)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
