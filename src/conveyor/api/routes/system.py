@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from conveyor.api.auth import ReadJobs, WriteJobs
@@ -137,7 +138,16 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@health.get("/readyz")
+class Readiness(BaseModel):
+    status: str = Field(description='"ok", or "unavailable" when a dependency is unreachable')
+    checks: dict[str, str] = Field(description="postgres, redis, broker: ok or why not")
+
+
+@health.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "a dependency is unreachable"}},
+)
 def readyz(services: ServicesDep) -> JSONResponse:
     """Readiness: PostgreSQL, Redis and the broker are all reachable.
 
