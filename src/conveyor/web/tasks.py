@@ -16,6 +16,7 @@ from conveyor.api.errors import status_for
 from conveyor.api.routes.system import registered_tasks
 from conveyor.errors import SubmitError, UnknownTask
 from conveyor.ledger import stats
+from conveyor.runtime.limits import limits_summary
 from conveyor.web.pages import PageError, Pages, PagesDep, page_errors
 from conveyor.web.session import page_scope
 from conveyor.web.task_form import form_fields, parse_form
@@ -35,6 +36,7 @@ def tasks_page(request: Request, services: ServicesDep, pages: PagesDep) -> HTML
         recent = stats.totals(conn, datetime.now(UTC) - RECENT)
     tasks = registered_tasks(services)
     for t in tasks:
+        t["limits_summary"] = limits_summary(t["limits"])
         t["recent"] = stats.TaskFigures.of(t["name"], recent.get(t["name"], {"run_seconds": 0.0}))
     return pages.render(request, "tasks.html", {"tasks": tasks}, active="tasks")
 
@@ -42,6 +44,7 @@ def tasks_page(request: Request, services: ServicesDep, pages: PagesDep) -> HTML
 def _task(services: Any, name: str) -> dict[str, Any]:
     for t in registered_tasks(services):
         if t["name"] == name:
+            t["limits_summary"] = limits_summary(t["limits"])
             return t
     raise PageError(404, "Task not found", str(UnknownTask(name)))
 
