@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict, Unpack
 
@@ -350,9 +350,8 @@ class Control:
         A job that cannot be replayed as it is (its task is gone, its arguments no longer fit
         the signature — a poison message, say) is reported, not allowed to stop the rest.
         """
-        flt = replace(flt, states=(JobState.DEAD.value,), replayed=False)
         with self.engine.begin() as conn:
-            ids = repo.matching_ids(conn, flt, limit)
+            ids = repo.matching_ids(conn, repo.dead_letters(flt), limit)
         outcome = BulkReplay()
         for job_id in ids:
             try:
@@ -362,10 +361,12 @@ class Control:
         return outcome
 
     def purge_matching(self, flt: repo.JobFilter, limit: int) -> int:
-        """Delete dead jobs the filter selects (at most ``limit``) from the ledger."""
-        flt = replace(flt, states=(JobState.DEAD.value,))
+        """Delete the dead letters the filter selects (at most ``limit``) from the ledger:
+        dead jobs not replayed (a replayed original stays, so its replay's ``retry_of`` never
+        points at nothing)."""
         with self.engine.begin() as conn:
-            return repo.delete_jobs(conn, repo.matching_ids(conn, flt, limit))
+            ids = repo.matching_ids(conn, repo.dead_letters(flt), limit)
+            return repo.delete_dead_letters(conn, ids)
 
     def _resubmit(
         self, old: dict[str, Any], args: list[Any], kwargs: dict[str, Any]
