@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict, Unpack
 
@@ -24,6 +24,7 @@ from conveyor.core.schema import TaskSignature
 from conveyor.core.states import JobState
 from conveyor.errors import (
     InvalidArguments,
+    InvalidSubmission,
     InvalidTransition,
     PayloadTooLarge,
     QueueNotFound,
@@ -45,9 +46,36 @@ from conveyor.runtime.context import publishing_recorded_job, runtime_of
 log = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
+MAX_DELAY_SECONDS = 365 * 24 * 3600  # the furthest ahead a job may be scheduled (countdown or eta)
 # An escaped NUL in JSON text: `\u0000` after an even number of backslashes. PostgreSQL's jsonb
 # refuses it, so a submission holding one is refused up front.
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _ledger_json(task: str, args: list[Any], kwargs: dict[str, Any]) -> bytes:
+    """The arguments as the ledger stores them (UTF-8 JSON), or InvalidArguments naming what
+    PostgreSQL's jsonb would refuse: NaN and infinities (not JSON), lone surrogates (not
+    Unicode) and NUL characters."""
+
+    def refuse(msg: str) -> InvalidArguments:
+        return InvalidArguments(task, [{"loc": ("args",), "msg": msg}])
+
+    try:
+        text = json.dumps([args, kwargs], allow_nan=False, ensure_ascii=False)
+    except ValueError:
+        raise refuse(
+            "a number is NaN or infinite (or too large, like 1e999); JSON has no such value"
+        ) from None
+    except TypeError as exc:
+        raise refuse(f"a value is not JSON: {exc}") from None
+    if _NUL.search(text):
+        raise refuse("a string holds a NUL character (\\u0000); the ledger cannot store it")
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise refuse(
+            "a string holds a lone surrogate (half of a UTF-16 pair, like \\ud800); it is not text"
+        ) from None
 
 
 def task_signature(app: Celery, name: str) -> TaskSignature:
@@ -159,8 +187,8 @@ class Control:
         kwargs = dict(kwargs or {})
         task_signature(self.app, task).validate(args, kwargs)
 
-        def refuse(field: str, msg: str) -> InvalidArguments:
-            return InvalidArguments(task, [{"loc": (field,), "msg": msg}])
+        def refuse(field: str, msg: str) -> InvalidSubmission:
+            return InvalidSubmission(field, msg)
 
         if queue is not None and queue not in self.known_queues():
             known = ", ".join(sorted(self.known_queues()))
@@ -169,21 +197,20 @@ class Control:
             raise refuse("priority", "must be 0..9")
         if countdown is not None and eta is not None:
             raise refuse("countdown", "give countdown or eta, not both")
+        now = datetime.now(UTC)
         if countdown is not None:
-            if countdown < 0:
-                raise refuse("countdown", "must be >= 0")
-            eta = datetime.now(UTC) + timedelta(seconds=countdown)
+            if not 0 <= countdown <= MAX_DELAY_SECONDS:  # (NaN fails both)
+                raise refuse("countdown", f"must be 0..{MAX_DELAY_SECONDS} seconds (one year)")
+            eta = now + timedelta(seconds=countdown)
         if eta is not None and eta.tzinfo is None:
             eta = eta.replace(tzinfo=UTC)
-        if eta is not None and eta <= datetime.now(UTC):
+        if eta is not None and eta > now + timedelta(seconds=MAX_DELAY_SECONDS):
+            raise refuse("eta", "must be at most one year from now")
+        if eta is not None and eta <= now:
             eta = None
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             raise refuse("Idempotency-Key", f"must be 1..{MAX_IDEMPOTENCY_KEY} characters")
-        encoded = json.dumps([args, kwargs], default=None)
-        if _NUL.search(encoded):
-            raise refuse(
-                "args", "a string holds a NUL character (\\u0000); the ledger cannot store it"
-            )
+        encoded = _ledger_json(task, args, kwargs)
         if len(encoded) > self.settings.payload_max_bytes:
             raise PayloadTooLarge(
                 f"arguments are {len(encoded)} bytes encoded; the limit is "
@@ -325,9 +352,8 @@ class Control:
         A job that cannot be replayed as it is (its task is gone, its arguments no longer fit
         the signature — a poison message, say) is reported, not allowed to stop the rest.
         """
-        flt = replace(flt, states=(JobState.DEAD.value,), replayed=False)
         with self.engine.begin() as conn:
-            ids = repo.matching_ids(conn, flt, limit)
+            ids = repo.matching_ids(conn, repo.dead_letters(flt), limit)
         outcome = BulkReplay()
         for job_id in ids:
             try:
@@ -337,10 +363,12 @@ class Control:
         return outcome
 
     def purge_matching(self, flt: repo.JobFilter, limit: int) -> int:
-        """Delete dead jobs the filter selects (at most ``limit``) from the ledger."""
-        flt = replace(flt, states=(JobState.DEAD.value,))
+        """Delete the dead letters the filter selects (at most ``limit``) from the ledger:
+        dead jobs not replayed (a replayed original stays, so its replay's ``retry_of`` never
+        points at nothing)."""
         with self.engine.begin() as conn:
-            return repo.delete_jobs(conn, repo.matching_ids(conn, flt, limit))
+            ids = repo.matching_ids(conn, repo.dead_letters(flt), limit)
+            return repo.delete_dead_letters(conn, ids)
 
     def _resubmit(
         self, old: dict[str, Any], args: list[Any], kwargs: dict[str, Any]

@@ -10,6 +10,7 @@ ConveyorError                 root of everything Conveyor raises on purpose
 ├── SubmitError               a submission was refused; nothing was enqueued
 │   ├── UnknownTask           no task of that name is registered
 │   ├── InvalidArguments      the arguments do not fit the task's signature
+│   ├── InvalidSubmission     an option is refused: queue, priority, delay, Idempotency-Key
 │   ├── PayloadTooLarge       the encoded payload exceeds the cap
 │   └── IdempotencyConflict   the key was used before with a different payload
 ├── JobNotFound               no job with that id is in the ledger
@@ -87,6 +88,14 @@ class InvalidArguments(SubmitError):
         super().__init__(f"arguments do not match task {task!r}: {detail}")
         self.task = task
         self.problems = problems
+
+
+class InvalidSubmission(SubmitError):
+    """A submission's option (not its arguments) is refused."""
+
+    def __init__(self, field: str, msg: str) -> None:
+        super().__init__(f"{field}: {msg}")
+        self.problems: list[dict[str, Any]] = [{"loc": (field,), "msg": msg}]
 
 
 class PayloadTooLarge(SubmitError):

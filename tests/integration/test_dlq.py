@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import uuid
@@ -93,9 +94,9 @@ def test_bulk_replay_and_purge_by_filter(client: Any) -> None:
             lambda j=new_id: client.get(f"/api/v1/jobs/{j}").json()["state"] == "dead", timeout=60
         )
     purged = client.post("/api/v1/dlq/purge", json={"queue": queue, "task": "testing.doomed"})
-    assert purged.json()["purged"] >= 6
-    for job_id in ids:
-        assert client.get(f"/api/v1/jobs/{job_id}").status_code == 404
+    assert purged.json()["purged"] >= 3
+    for new_id in replayed.json()["job_ids"]:
+        assert client.get(f"/api/v1/jobs/{new_id}").status_code == 404
     assert client.post("/api/v1/dlq/purge", json={"limit": 0}).status_code == 422
     assert client.post("/api/v1/dlq/purge", json={"nonsense": 1}).status_code == 422
 
@@ -106,14 +107,64 @@ def test_delete_one_dead_job(client: Any) -> None:
     assert client.get(f"/api/v1/jobs/{job_id}").status_code == 404
 
 
+def test_dead_letters_are_one_set_for_list_count_purge_and_overview(
+    client: Any, services: Any
+) -> None:
+    """Dead letters are dead jobs not yet replayed: listed, counted and purged alike, and a
+    purge never leaves a replay's `retry_of` pointing at nothing (#11.11)."""
+    marker = f"-{uuid.uuid4().int % 10**9 + 10**9}"  # in the error message: got -1xxxxxxxxx
+    original = dead_job(client, int(marker))
+    r = client.post(f"/api/v1/dlq/{original}/replay")
+    assert r.status_code == 202, r.text
+    replay = r.json()["id"]
+    wait_for(
+        lambda: client.get(f"/api/v1/jobs/{replay}").json()["state"] == "dead",
+        timeout=60,
+        message="the replay to die as well",
+    )
+    other = dead_job(client, int(marker))
+    listed = client.get("/api/v1/dlq", params={"q": marker, "limit": 500}).json()["items"]
+    assert {j["id"] for j in listed} == {replay, other}
+    assert matching(client.get("/dlq", params={"q": marker}).text) == 2
+    # A replayed original is not deleted one by one either.
+    kept = client.delete(f"/api/v1/dlq/{original}")
+    assert kept.status_code == 409 and "replayed" in kept.json()["detail"]
+    # The CLI's purge asks about what the dead-letters page counts; so does the overview.
+    env = services.env()
+    asked = conveyor_input(env, "n\n", "dlq", "purge", "--task", "testing.doomed")
+    shown = matching(client.get("/dlq", params={"task": "testing.doomed"}).text)
+    assert f"Delete {shown} dead letters" in asked.stdout + asked.stderr, asked
+    overview = client.get("/").text
+    figure = re.search(r'data-figure="dead-letters">([\d,]+)', overview)
+    assert figure is not None
+    assert int(figure.group(1).replace(",", "")) == matching(client.get("/dlq").text)
+    purged = client.post("/api/v1/dlq/purge", json={"q": marker, "task": "testing.doomed"})
+    assert purged.json() == {"purged": 2}
+    assert client.get(f"/api/v1/jobs/{other}").status_code == 404
+    assert client.get(f"/api/v1/jobs/{replay}").status_code == 404
+    assert client.get(f"/api/v1/jobs/{original}").json()["state"] == "dead"
+
+
 def conveyor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return conveyor_input(env, "", *args)
+
+
+def conveyor_input(env: dict[str, str], stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "conveyor", *args],
         env=env,
+        input=stdin,
         text=True,
         capture_output=True,
         timeout=120,
     )
+
+
+def matching(page: str) -> int:
+    """The count in the dead-letters page's heading ("3 jobs match")."""
+    found = re.search(r"<h1>Dead letters <span class=\"hint\">([\d,]+)", page)
+    assert found is not None, page[:500]
+    return int(found.group(1).replace(",", ""))
 
 
 def test_dlq_cli(services: Any, client: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,40 @@ def test_rate_limit_holds_across_two_workers(client: Any, second_worker: Any) ->
     )
     starts = sorted(datetime.fromisoformat(j["started_at"]).timestamp() for j in jobs)
     rate = (len(starts) - 1) / (starts[-1] - starts[0])
-    assert abs(rate - 5.0) / 5.0 <= 0.10, f"measured {rate:.2f}/s against a limit of 5/s"
+    # Never over the limit. Under it only as far as starts come late on a loaded machine: a
+    # late start is not made up for by an early one, which would be a burst.
+    assert 5.0 * 0.6 <= rate <= 5.0 * 1.02, f"measured {rate:.2f}/s against a limit of 5/s"
     workers = {j["worker"] for j in jobs}
     assert len(workers) == 2, workers  # both workers took part, yet the rate held
     assert all(j["attempt"] == 1 for j in jobs)  # waiting is not an attempt
+
+
+def test_rate_limit_holds_when_waiting_jobs_come_back_to_a_busy_pool(
+    client: Any, second_worker: Any
+) -> None:
+    """Jobs told to wait for their turn come back to a pool that is busy; when it frees they
+    must still start one interval apart, not all at once (#11.10: 3 starts within 6 ms)."""
+    rated = submit_all(client, [{"task": "testing.rated", "args": [i]} for i in range(12)])
+    # Once the first has started the others have their turns, 200 ms apart; then every pool
+    # process (2 workers x 2) is kept busy while they come back for them.
+    wait_for(
+        lambda: any(
+            client.get(f"/api/v1/jobs/{i}").json()["state"] in ("running", "succeeded")
+            for i in rated
+        ),
+        timeout=60,
+        interval=0.02,
+        message="the first rated job to start",
+    )
+    busy = submit_all(client, [{"task": "demo.sleep", "args": [3.0]} for _ in range(8)])
+    jobs = finished(client, rated)
+    finished(client, busy)
+    starts = sorted(datetime.fromisoformat(j["started_at"]).timestamp() for j in jobs)
+    gaps = [b - a for a, b in pairwise(starts)]
+    # 5/s, burst 1: starts 200 ms apart on the limiter's clock. A quarter of that allows for
+    # the time between a worker stamping its start and reaching Redis on a loaded machine.
+    assert min(gaps) >= 0.15, [round(g, 3) for g in gaps]
+    assert all(j["attempt"] == 1 for j in jobs)
 
 
 def test_concurrency_per_key_is_never_exceeded(client: Any, second_worker: Any) -> None:

@@ -177,6 +177,72 @@ def test_bad_submissions_are_422_and_enqueue_nothing(
     assert count_jobs(settings) == before
 
 
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        # Not JSON numbers: answered 422, never a 500 from echoing them back (#11.8).
+        ('{"task": "demo.sleep", "countdown": Infinity}', "countdown"),
+        ('{"task": "demo.sleep", "countdown": NaN}', "countdown"),
+        ('{"task": "demo.sleep", "countdown": 1e999}', "countdown"),
+        ('{"task": "demo.echo", "args": [NaN]}', "NaN or infinite"),
+        ('{"task": "demo.echo", "args": [1e999]}', "NaN or infinite"),
+        ('{"task": "demo.echo", "kwargs": {"a": -Infinity}}', "NaN or infinite"),
+        ('{"task": "demo.echo", "args": ["\\ud800"]}', "lone surrogate"),
+        ('{"task": "demo.echo", "args": ["a\\udfffb"]}', "lone surrogate"),
+        ('{"task": "demo.add", "args": [1, 2], "eta": "9999-12-31T00:00:00Z"}', "eta"),
+        ('{"task": "demo.add", "args": [1, 2], "countdown": 31536001}', "countdown"),
+        # Strict types: what is accepted is what the task gets (#11.8, #11.9).
+        ('{"task": "demo.add", "args": [1, 2], "priority": true}', "priority"),
+        ('{"task": "demo.add", "args": [1, 2], "priority": "5"}', "priority"),
+        ('{"task": "demo.add", "args": [1, 2], "countdown": "5"}', "countdown"),
+        ('{"task": "demo.add", "args": [true, 2]}', "x: Input should be a valid integer"),
+        (
+            '{"task": "demo.add", "kwargs": {"x": "5", "y": 1}}',
+            "x: Input should be a valid integer",
+        ),
+    ],
+)
+def test_values_json_or_the_ledger_cannot_hold_are_422_with_the_error_body(
+    client: Any, settings: Any, raw: str, fragment: str
+) -> None:
+    before = count_jobs(settings)
+    r = client.post("/api/v1/jobs", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert isinstance(body["detail"], str) and fragment in body["detail"], body
+    assert body["error"] in ("InvalidRequest", "InvalidArguments", "InvalidSubmission"), body
+    assert all(isinstance(p["msg"], str) for p in body["problems"])
+    assert count_jobs(settings) == before
+
+
+def test_option_errors_name_the_option_not_the_arguments(client: Any) -> None:
+    r = client.post(
+        "/api/v1/jobs", json={"task": "demo.noop"}, headers={"Idempotency-Key": "k" * 256}
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"] == "Idempotency-Key: must be 1..255 characters", r.text
+    assert "arguments do not match" not in r.text
+
+
+def test_every_error_answer_has_the_documented_body(client: Any) -> None:
+    schema = client.get("/openapi.json").json()
+    documented = schema["components"]["schemas"]["ErrorBody"]
+    assert documented["required"] == ["detail", "error"]
+    submit = schema["paths"]["/api/v1/jobs"]["post"]["responses"]
+    for status in ("401", "403", "409", "413", "422", "503"):
+        ref = submit[status]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith("/ErrorBody"), (status, ref)
+    for r in (
+        client.get("/api/v1/no-such-route"),
+        client.get("/api/v1/jobs", params={"limit": "many"}),
+        client.post("/api/v1/jobs", json={"task": "demo.nope"}),
+        client.get("/api/v1/jobs/not-a-job"),
+    ):
+        body = r.json()
+        assert r.status_code in (404, 422), r.text
+        assert isinstance(body["detail"], str) and isinstance(body["error"], str), body
+
+
 def test_garbage_bodies_are_refused(client: Any, settings: Any) -> None:
     before = count_jobs(settings)
     for raw in (b"", b"{", b"[]", b"null", b"\xff\xfe", b'{"task": 5}'):

@@ -64,6 +64,17 @@ def test_list_and_replay_with_edited_arguments(client: Any) -> None:
     assert f'data-job-id="{job_id}"' in client.get("/dlq", params={"replayed": "true"}).text
 
 
+def test_dead_job_page_shows_only_what_applies_to_a_dead_job(client: Any) -> None:
+    """A dead job is replayed, not retried as well; its retry's ETA is history, not a
+    "Scheduled for" (#11.14)."""
+    job_id = dead_job(client, -9)
+    assert client.get(f"/api/v1/jobs/{job_id}").json()["eta"] is not None  # it was retried
+    html = client.get(f"/jobs/{job_id}").text
+    assert ">Replay</button>" in html
+    assert ">Retry</button>" not in html and ">Cancel</button>" not in html
+    assert "Scheduled for" not in html
+
+
 def test_selection_and_delete_all_matching_with_confirmation(client: Any) -> None:
     a, b, c = dead_job(client, -101), dead_job(client, -102), dead_job(client, -103)
     r = client.post("/dlq/act", data={"op": "delete-selected", "id": [a]}, headers=SAME_ORIGIN)

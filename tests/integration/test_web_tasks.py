@@ -3,6 +3,8 @@ task's signature that runs the job, or comes back with what was wrong."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -54,3 +56,42 @@ def test_tasks_list_and_submit_form(client: Any) -> None:
         headers={"Sec-Fetch-Site": "cross-site"},
     )
     assert cross.status_code == 403
+
+
+def test_each_task_shows_the_limits_and_retries_that_really_apply(
+    client: Any, services: Any
+) -> None:
+    """API, CLI and the Tasks page show the same limits (#11.10), and a task nothing retries
+    is not listed with Celery's default "3 retries" (#11.14)."""
+    tasks = {t["name"]: t for t in client.get("/api/v1/tasks").json()}
+    rated = tasks["testing.rated"]["limits"]
+    assert rated["global_rate_limit"] == "5/s" and rated["rate_burst"] == 1
+    per_customer = tasks["testing.per_customer"]["limits"]
+    assert (per_customer["max_concurrency"], per_customer["limit_key"]) == (2, "customer")
+    assert tasks["demo.fail"]["limits"]["retry"] is None
+    flaky = tasks["demo.flaky"]["limits"]["retry"]
+    assert flaky["on"] == ["FlakyError"] and flaky["max_retries"] == 4
+    assert (flaky["backoff"], flaky["backoff_max"], flaky["jitter"]) == (1, 10, True)
+
+    page = client.get("/tasks").text
+
+    def cell(task: str) -> str:
+        row = page.split(f'data-task="{task}"', 1)[1].split("</tr>", 1)[0]
+        return row.split('data-field="limits">', 1)[1].split("</td>", 1)[0]
+
+    assert cell("demo.fail") == "soft 300 s / hard 330 s; no retries"
+    assert "4 retries on FlakyError, backoff 1 to 10 s" in cell("demo.flaky")
+    assert cell("testing.rated").startswith("5/s global")
+    assert cell("testing.per_customer").startswith("2 at once per customer")
+    assert "no retries" in client.get("/tasks/demo.fail").text
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "conveyor", "tasks"],
+        env={**services.env(), "COLUMNS": "250"},
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    line = next(ln for ln in shown.stdout.splitlines() if "testing.rated" in ln)
+    assert "5/s global" in line and "no retries" in line

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from conveyor.api.auth import Authenticator, auth_required, check_declared, check_deployment
 from conveyor.api.deps import Services
 from conveyor.api.docs import install_docs
-from conveyor.api.errors import install_error_handlers
+from conveyor.api.errors import ERROR_RESPONSES, install_error_handlers
 from conveyor.api.limits import RequestLimits
 from conveyor.api.transport import api_docs_enabled, install_transport
 from conveyor.config import Settings
@@ -95,14 +95,17 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
     from conveyor.api import metrics
     from conveyor.api.routes import dlq, jobs, system
 
-    app.include_router(jobs.router, prefix="/api/v1")
-    app.include_router(dlq.router, prefix="/api/v1")
-    app.include_router(system.router, prefix="/api/v1")
-    app.include_router(system.health)
-    app.include_router(metrics.router)
+    errors = ERROR_RESPONSES  # documented on every route: one error body for them all
+    app.include_router(jobs.router, prefix="/api/v1", responses=errors)
+    app.include_router(dlq.router, prefix="/api/v1", responses=errors)
+    app.include_router(system.router, prefix="/api/v1", responses=errors)
+    app.include_router(system.health, responses=errors)
+    app.include_router(metrics.router, responses=errors)
     for pack in packs:
         if pack.api:
-            app.include_router(pack.attribute(pack.api), prefix=f"/api/v1/{pack.name}")
+            app.include_router(
+                pack.attribute(pack.api), prefix=f"/api/v1/{pack.name}", responses=errors
+            )
     check_declared(app)  # a route that declares no requirement would bind no key's allowlist
 
     from conveyor.web.routes import mount_web

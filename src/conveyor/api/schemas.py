@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from conveyor.control import MAX_DELAY_SECONDS
 from conveyor.core.progress import estimate
 
 
@@ -17,9 +18,19 @@ class JobSubmit(BaseModel):
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     queue: str | None = Field(default=None, max_length=255)
-    priority: int | None = Field(default=None, ge=0, le=9, description="0 (lowest) .. 9")
-    countdown: float | None = Field(default=None, ge=0, le=365 * 24 * 3600)
-    eta: datetime | None = None
+    # Strict: `true` is not a priority, "5" is not a countdown.
+    priority: int | None = Field(
+        default=None, ge=0, le=9, strict=True, description="0 (lowest) .. 9"
+    )
+    countdown: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DELAY_SECONDS,
+        strict=True,
+        allow_inf_nan=False,
+        description="seconds from now, at most one year",
+    )
+    eta: datetime | None = Field(default=None, description="when to run, at most one year ahead")
 
 
 class Progress(BaseModel):

@@ -47,13 +47,11 @@ def dlq_list(
     error_type: ErrorOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
 ) -> None:
-    """Dead jobs not yet replayed, newest first."""
-    from dataclasses import replace
-
+    """Dead letters (dead jobs not yet replayed), newest first."""
     from conveyor.ledger import repository as repo
 
     svc = services()
-    flt = replace(_filter(task, queue, error_type), states=("dead",), replayed=False)
+    flt = repo.dead_letters(_filter(task, queue, error_type))
     with svc.engine.connect() as conn:
         rows, _ = repo.list_jobs(conn, flt, limit=limit)
     table = Table("id", "task", "queue", "attempts", "error", "died")
@@ -117,24 +115,23 @@ def dlq_purge(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
 ) -> None:
-    """Delete dead jobs matching the filters from the ledger, for good."""
-    from dataclasses import replace
-
+    """Delete the dead letters matching the filters (what `dlq list` shows) for good; replayed
+    originals stay, as the history their replays link to."""
     from conveyor.ledger import repository as repo
 
     svc = services()
     flt = _filter(task, queue, error_type)
     try:
         with svc.engine.connect() as conn:
-            n = len(repo.matching_ids(conn, replace(flt, states=("dead",)), limit))
+            n = repo.count_matching(conn, repo.dead_letters(flt), limit)
     except ValueError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     if n == 0:
-        err.print("no dead jobs match")
+        err.print("no dead letters match")
         return
     if not yes and not typer.confirm(
-        f"Delete {n} dead jobs from the ledger? This cannot be undone"
+        f"Delete {n} dead letters from the ledger? This cannot be undone"
     ):
         raise typer.Exit(1)
-    err.print(f"purged {svc.control.purge_matching(flt, limit)} dead jobs")
+    err.print(f"purged {svc.control.purge_matching(flt, limit)} dead letters")

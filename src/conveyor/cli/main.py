@@ -454,6 +454,24 @@ def workers() -> None:
     print_table(table, "no worker has sent a heartbeat; start one with `conveyor worker`")
 
 
+@cli.command()
+def tasks(
+    as_json: Annotated[bool, typer.Option("--json", help="as GET /api/v1/tasks answers")] = False,
+) -> None:
+    """Registered tasks: queue and every limit (rates, concurrency, time limits, retries)."""
+    from conveyor.api.routes.system import registered_tasks
+    from conveyor.runtime.limits import limits_summary
+
+    found = registered_tasks(services())
+    if as_json:
+        out.print_json(data=found)
+        return
+    table = Table("task", "queue", "limits")
+    for t in found:
+        table.add_row(t["name"], t["queue"], "; ".join(limits_summary(t["limits"])))
+    out.print(table)
+
+
 queues_cli = typer.Typer(help="Queues: depth, consumers, pause and resume.")
 cli.add_typer(queues_cli, name="queues")
 

@@ -117,8 +117,13 @@ STARTED, CANCELLED, DUPLICATE, OVER_CAP, RATE_WAIT, CONCURRENCY_FULL = 0, 1, 2, 
 # Limits (ARGV[4..9], empty when the task has none), checked before the attempt is counted:
 # - concurrency: a sorted set of running job ids scored by when their claim lapses (the hard
 #   time limit), so a claim of a worker that died frees itself;
-# - rate: GCRA. The key holds the theoretical arrival time; a job over the rate reserves the
-#   next slot and is told how long to wait, and comes back with ARGV[9] = "1" to use it.
+# - rate: GCRA, twice. The rate key holds the theoretical arrival time of reservations: a job
+#   over the rate reserves the next slot and is told how long to wait, and comes back with
+#   ARGV[10] = "1" holding it, so waiting jobs come back spread out, in order. A reservation is
+#   not a start, though: a job may come back late (its pool was busy) and find the next ones
+#   back too, and starting them all at once broke the limit. So every start, reserved or not,
+#   also passes a GCRA over actual starts (the rate key + ":started"), updated only by a start;
+#   a job it holds back keeps its reservation and waits the little that is left.
 START = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return {1, 0} end
 if redis.call('EXISTS', KEYS[5]) == 1 then return {2, 0} end
@@ -134,12 +139,20 @@ if conc_key ~= '' then
     return {5, 0}
   end
 end
-if rate_key ~= '' and slot ~= '1' then
-  local tat = tonumber(redis.call('GET', rate_key) or '0')
-  if tat < now then tat = now end
-  local allowed_at = tat - tolerance
-  redis.call('SET', rate_key, tat + interval, 'PX', math.ceil(tat + interval - now + 60000))
-  if allowed_at > now then return {4, allowed_at - now} end
+if rate_key ~= '' then
+  if slot ~= '1' then
+    local tat = tonumber(redis.call('GET', rate_key) or '0')
+    if tat < now then tat = now end
+    local allowed_at = tat - tolerance
+    redis.call('SET', rate_key, tat + interval, 'PX', math.ceil(tat + interval - now + 60000))
+    if allowed_at > now then return {4, math.ceil(allowed_at - now)} end
+  end
+  local started_key = rate_key .. ':started'
+  local started = tonumber(redis.call('GET', started_key) or '0')
+  if started < now then started = now end
+  if started - tolerance > now then return {4, math.ceil(started - tolerance - now)} end
+  local next_start = started + interval
+  redis.call('SET', started_key, next_start, 'PX', math.ceil(next_start - now + 60000))
 end
 if conc_key ~= '' then
   redis.call('ZADD', conc_key, now + conc_ttl, job)

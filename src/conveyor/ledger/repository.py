@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -211,6 +211,14 @@ class JobFilter:
     queues_in: tuple[str, ...] | None = None
 
 
+def dead_letters(flt: JobFilter | None = None) -> JobFilter:
+    """The dead-letter set, narrowed by ``flt``'s other fields: jobs that are dead and not yet
+    replayed. The one definition the list, the counts, replay-all and purge all use (API, CLI,
+    dashboard): a replayed original is history its replay links to (``retry_of``), not a
+    dead letter, so it is neither listed, counted nor purged."""
+    return replace(flt or JobFilter(), states=(JobState.DEAD.value,), replayed=False)
+
+
 def encode_cursor(row: dict[str, Any]) -> str:
     raw = json.dumps([row["created_at"].isoformat(), str(row["id"])])
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
@@ -310,6 +318,20 @@ def delete_jobs(conn: Connection, job_ids: list[str]) -> int:
     result = conn.execute(delete(jobs).where(jobs.c.id.in_(job_ids)))
     conn.execute(delete(blobs).where(blobs.c.id.in_([f"blob:{i}" for i in job_ids])))
     return int(result.rowcount or 0)
+
+
+def delete_dead_letters(conn: Connection, job_ids: list[str]) -> int:
+    """Delete those of ``job_ids`` that are dead letters (dead, not replayed); how many went.
+    Checked in the statement itself, so a job replayed meanwhile is kept."""
+    if not job_ids:
+        return 0
+    later = jobs.alias("later")
+    replayed = select(later.c.id).where(later.c.retry_of == jobs.c.id).exists()
+    doomed = select(jobs.c.id).where(
+        jobs.c.id.in_(job_ids), jobs.c.state == JobState.DEAD.value, ~replayed
+    )
+    ids = [str(r[0]) for r in conn.execute(doomed.with_for_update(of=jobs)).all()]
+    return delete_jobs(conn, ids)
 
 
 def state_counts(conn: Connection) -> dict[str, int]:

@@ -38,15 +38,6 @@ _attempts: dict[str, int] = {}
 _started: dict[str, float] = {}
 
 
-def attempt_cap(task: Task) -> int | None:
-    """Deliveries a job may have before it is dead: ``max_attempts`` on the task, else its
-    retries plus one; a job that keeps killing its worker stops there instead of looping."""
-    explicit = getattr(task, "max_attempts", None)
-    if explicit is not None:
-        return int(explicit)
-    return task.max_retries + 1 if task.max_retries is not None else None
-
-
 class ConveyorTaskMixin:
     """Mixed into every task class of an installed app (see ``_adopt_tasks``)."""
 
@@ -55,7 +46,7 @@ class ConveyorTaskMixin:
         rt = runtime_of(task.app)
         req = task.request
         delivery = req.delivery_info or {}
-        cap = attempt_cap(task)
+        cap = limits.attempt_cap(task)
         event = {
             "k": JobState.RUNNING.value,
             "id": task_id,
@@ -72,7 +63,7 @@ class ConveyorTaskMixin:
         }
         spec = limits.limit_spec(task, rt.settings)
         held = limits.limit_args(task, spec, args, kwargs) if spec is not None else None
-        outcome, attempt = rt.start(event, cap, held)
+        outcome, attempt = limits.start(rt, event, cap, held)
         if outcome == ev.RATE_WAIT:
             limits.wait_for_limit(task, task_id, args, kwargs, attempt / 1000.0, slot=True)
             raise Ignore(f"job {task_id} waits {attempt} ms for its rate limit")

@@ -57,7 +57,10 @@ def dead_query(
 
 
 def dead_filter(query: ListQuery, include_replayed: bool) -> repo.JobFilter:
-    return replace(query.job_filter(), replayed=None if include_replayed else False)
+    """The dead letters the page's filter selects; with ``include_replayed`` the replayed
+    originals too (shown, never deleted)."""
+    flt = repo.dead_letters(query.job_filter())
+    return replace(flt, replayed=None) if include_replayed else flt
 
 
 @router.get("/dlq", name="web_dlq", response_class=HTMLResponse)
@@ -142,13 +145,15 @@ def dlq_act(
         else:
             principal.check_filter(query.task, query.queue)
             with services.engine.connect() as conn:
-                chosen = repo.matching_ids(conn, flt, BULK_MAX)
+                # Delete acts on dead letters only, whatever the page shows.
+                targets = repo.dead_letters(flt) if action == "delete" else flt
+                chosen = repo.matching_ids(conn, targets, BULK_MAX)
             if action == "delete" and not confirmed:
                 context = {"count": len(chosen), "query": query, "replayed": replayed}
                 return pages.render(request, "dlq_confirm.html", context, active="dlq")
         if action == "delete":
             with services.engine.begin() as conn:
-                n = repo.delete_jobs(conn, chosen)
+                n = repo.delete_dead_letters(conn, chosen)
             return _back(request, query, replayed, "deleted", n)
         done = refused = 0
         for job_id in chosen:

@@ -214,7 +214,14 @@ class JobDetail:
 
     @property
     def can_retry(self) -> bool:
-        return self.summary.terminal
+        # A dead job is replayed from the dead letters (its own form), not retried as well.
+        return self.summary.terminal and self.summary.state != JobState.DEAD.value
+
+    @property
+    def scheduled_for(self) -> datetime | None:
+        """When the job is due, while it waits for that time; afterwards the ETA is history."""
+        waiting = self.summary.state in (JobState.SCHEDULED.value, JobState.RETRYING.value)
+        return self.row.get("eta") if waiting else None
 
 
 def result_view(conn: Connection, row: dict[str, Any]) -> ResultView | None:

@@ -23,6 +23,8 @@ from conveyor.web import charts
 from conveyor.web.job_views import STATES
 from conveyor.web.pages import PagesDep, page_errors
 
+DEAD_LETTERS_MAX = 10_000  # counted no further (the dead-letters page counts as far)
+
 router = APIRouter()
 
 
@@ -64,6 +66,8 @@ def overview_context(services: Any, chosen: Range, now: datetime) -> dict[str, A
         buckets = stats.series(conn, until=now, span=chosen.span, width=chosen.bucket)
         per_task = stats.totals(conn, since, hourly=chosen.bucket >= timedelta(hours=1))
         failures = recent_failures(conn)
+        # The dead-letters page's own count (dead, not replayed), not the `dead` state's.
+        dead_letters = repo.count_matching(conn, repo.dead_letters(), DEAD_LETTERS_MAX)
     summary = stats.Bucket(since)
     for b in buckets:
         for event, n in b.counts.items():
@@ -87,6 +91,8 @@ def overview_context(services: Any, chosen: Range, now: datetime) -> dict[str, A
         "alive": alive,
         "processes": sum(int(w.get("processes") or w.get("concurrency") or 0) for w in alive),
         "failures": failures,
+        "dead_letters": dead_letters,
+        "dead_letters_max": DEAD_LETTERS_MAX,
     }
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
+from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -32,6 +34,19 @@ from conveyor.web import (
     tasks,
     workers,
 )
+
+# A page answers its errors as an HTML error page (a refused form as JSON ``ErrorBody``, as
+# the API does); documented on every page so the OpenAPI document lists what a page can answer.
+PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": HTTPStatus(status).phrase,
+        "content": {
+            "text/html": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}},
+        },
+    }
+    for status in (400, 401, 403, 404, 409, 413, 422, 503)
+}
 
 
 def mount_web(app: FastAPI, packs: Sequence[Pack] = ()) -> None:
@@ -71,24 +86,28 @@ def mount_web(app: FastAPI, packs: Sequence[Pack] = ()) -> None:
     # Every state-changing request, login included, must come from the dashboard's own pages:
     # csrf.protect checks the origin and the form's token once, for every router.
     protect = Depends(csrf.protect)
-    app.include_router(login.router, dependencies=[protect])
+    app.include_router(login.router, dependencies=[protect], responses=PAGE_ERRORS)
     # Every page needs a session that may read jobs (while auth is on); actions ask more. The
     # session is checked first, so an expired one leads to the login page, not a CSRF error.
     readers = [Depends(session.page_scope("jobs:read")), protect]
     # Bulk actions first: /jobs/bulk must not fall to the job pages' catch-all route.
-    app.include_router(jobs_bulk.router, dependencies=readers)
-    app.include_router(jobs.router, dependencies=readers)
+    app.include_router(jobs_bulk.router, dependencies=readers, responses=PAGE_ERRORS)
+    app.include_router(jobs.router, dependencies=readers, responses=PAGE_ERRORS)
     # Reading dead letters is reading jobs; replaying and deleting them asks for dlq:admin.
-    app.include_router(dlq.router, dependencies=readers)
-    app.include_router(workers.router, dependencies=readers)
-    app.include_router(queues.router, dependencies=readers)
-    app.include_router(tasks.router, dependencies=readers)
-    app.include_router(overview.router, dependencies=readers)
+    app.include_router(dlq.router, dependencies=readers, responses=PAGE_ERRORS)
+    app.include_router(workers.router, dependencies=readers, responses=PAGE_ERRORS)
+    app.include_router(queues.router, dependencies=readers, responses=PAGE_ERRORS)
+    app.include_router(tasks.router, dependencies=readers, responses=PAGE_ERRORS)
+    app.include_router(overview.router, dependencies=readers, responses=PAGE_ERRORS)
     for pack in packs:
         if pack.web:
             # Pack pages are read with jobs:read like the rest (their actions ask for more),
             # and their forms carry the same CSRF token.
-            app.include_router(pack.attribute(pack.web), dependencies=readers)
+            app.include_router(
+                pack.attribute(pack.web), dependencies=readers, responses=PAGE_ERRORS
+            )
         if pack.public_web:
             # No session asked for: these pages are for people who never log in.
-            app.include_router(pack.attribute(pack.public_web), dependencies=[protect])
+            app.include_router(
+                pack.attribute(pack.public_web), dependencies=[protect], responses=PAGE_ERRORS
+            )

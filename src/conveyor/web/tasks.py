@@ -17,6 +17,7 @@ from conveyor.api.routes.system import registered_tasks
 from conveyor.errors import SubmitError, UnknownTask
 from conveyor.ledger import stats
 from conveyor.runtime.doctor import settings_risks
+from conveyor.runtime.limits import limits_summary
 from conveyor.web.pages import PageError, Pages, PagesDep, page_errors
 from conveyor.web.session import page_scope
 from conveyor.web.task_form import form_fields, parse_form
@@ -36,6 +37,7 @@ def tasks_page(request: Request, services: ServicesDep, pages: PagesDep) -> HTML
         recent = stats.totals(conn, datetime.now(UTC) - RECENT)
     tasks = registered_tasks(services)
     for t in tasks:
+        t["limits_summary"] = limits_summary(t["limits"])
         t["recent"] = stats.TaskFigures.of(t["name"], recent.get(t["name"], {"run_seconds": 0.0}))
     context = {"tasks": tasks, "risks": settings_risks(services.app)}
     return pages.render(request, "tasks.html", context, active="tasks")
@@ -44,6 +46,7 @@ def tasks_page(request: Request, services: ServicesDep, pages: PagesDep) -> HTML
 def _task(services: Any, name: str) -> dict[str, Any]:
     for t in registered_tasks(services):
         if t["name"] == name:
+            t["limits_summary"] = limits_summary(t["limits"])
             return t
     raise PageError(404, "Task not found", str(UnknownTask(name)))
 

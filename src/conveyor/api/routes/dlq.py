@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -80,19 +81,22 @@ def list_dead(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    """Dead jobs, newest first; replayed ones are left out unless ``include_replayed``."""
+    """Dead letters (dead jobs not yet replayed), newest first; with ``include_replayed``
+    the replayed originals too."""
     flt = principal.limit(
-        repo.JobFilter(
-            states=("dead",),
-            task=task,
-            queue=queue,
-            error_type=error_type,
-            text=q,
-            created_after=created_after,
-            created_before=created_before,
-            replayed=None if include_replayed else False,
+        repo.dead_letters(
+            repo.JobFilter(
+                task=task,
+                queue=queue,
+                error_type=error_type,
+                text=q,
+                created_after=created_after,
+                created_before=created_before,
+            )
         )
     )
+    if include_replayed:
+        flt = replace(flt, replayed=None)
     try:
         with services.engine.connect() as conn:
             rows, next_cursor = repo.list_jobs(conn, flt, limit=limit, cursor=cursor)
@@ -121,7 +125,8 @@ def replay(
 
 @router.post("/replay", response_model=BulkReplayed)
 def replay_matching(body: DeadFilter, principal: AdminDlq, services: ServicesDep) -> dict[str, Any]:
-    """Replay every dead, not yet replayed job matching the filter (up to ``limit``)."""
+    """Replay every dead letter (dead, not yet replayed) matching the filter (up to
+    ``limit``)."""
     principal.check_filter(body.task, body.queue)
     try:
         done = services.control.replay_matching(body.to_filter(), body.limit)
@@ -132,7 +137,8 @@ def replay_matching(body: DeadFilter, principal: AdminDlq, services: ServicesDep
 
 @router.post("/purge", response_model=Purged)
 def purge_matching(body: DeadFilter, principal: AdminDlq, services: ServicesDep) -> dict[str, int]:
-    """Delete dead jobs matching the filter (up to ``limit``) from the ledger, for good."""
+    """Delete the dead letters matching the filter (up to ``limit``) for good: what the list
+    shows. Replayed originals stay, as the history their replays link to."""
     principal.check_filter(body.task, body.queue)
     try:
         return {"purged": services.control.purge_matching(body.to_filter(), body.limit)}
@@ -142,10 +148,18 @@ def purge_matching(body: DeadFilter, principal: AdminDlq, services: ServicesDep)
 
 @router.delete("/{job_id}", response_model=Purged)
 def delete_dead(job_id: str, principal: AdminDlq, services: ServicesDep) -> dict[str, int]:
-    """Delete one dead job from the ledger."""
+    """Delete one dead letter from the ledger (409 for a job that is not dead, or that was
+    replayed: its replay links to it)."""
     job_id = parse_job_id(job_id)
     authorize_job(principal, services, job_id)
     with services.engine.begin() as conn:
         if repo.get_job(conn, job_id)["state"] != "dead":
             raise HTTPException(409, detail=f"job {job_id} is not dead; only dead jobs are purged")
-        return {"purged": repo.delete_jobs(conn, [job_id])}
+        purged = repo.delete_dead_letters(conn, [job_id])
+    if not purged:
+        raise HTTPException(
+            409,
+            detail=f"job {job_id} was replayed; it stays as the history its replay links to "
+            "(retry_of)",
+        )
+    return {"purged": purged}

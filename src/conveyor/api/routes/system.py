@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from conveyor.api.auth import Principal, ReadJobs, WholeRead, WholeWrite
@@ -17,10 +18,45 @@ from conveyor.control import task_queue, task_signature
 from conveyor.ledger import events as ev
 from conveyor.ledger import repository as repo
 from conveyor.runtime.context import runtime_of
+from conveyor.runtime.limits import task_limits
 from conveyor.runtime.queues import broker_queue_stats
 
 router = APIRouter(tags=["system"])
 health = APIRouter(tags=["health"])
+
+
+class RetryInfo(BaseModel):
+    on: list[str] = Field(description="exception classes retried automatically")
+    max_retries: int | None
+    backoff: int | None = Field(description="seconds before the first retry, doubling after")
+    backoff_max: int | None
+    jitter: bool
+    delay: float | None = Field(description="fixed seconds between retries (no backoff)")
+
+
+class TaskLimits(BaseModel):
+    rate_limit: str | None = Field(description="Celery's rate limit, per worker")
+    global_rate_limit: str | None = Field(description="Conveyor's, across every worker")
+    rate_burst: int | None
+    limit_key: str | None = Field(description="the argument limits apply per value of")
+    max_concurrency: int | None = Field(description="running at once (per limit_key value)")
+    soft_time_limit: float | None
+    time_limit: float | None
+    max_attempts: int | None = Field(description="deliveries before the job is dead")
+    retry: RetryInfo | None = Field(description="null: nothing retries this task automatically")
+
+
+class TaskInfo(BaseModel):
+    name: str
+    queue: str
+    schema_: dict[str, Any] = Field(alias="schema", serialization_alias="schema")
+    doc: str | None
+    max_retries: int | None = Field(description="Celery's bound on retries; see limits.retry")
+    soft_time_limit: float | None
+    time_limit: float | None
+    rate_limit: str | None
+    acks_late: bool
+    limits: TaskLimits
 
 
 def registered_tasks(services: Any, principal: Principal | None = None) -> list[dict[str, Any]]:
@@ -45,15 +81,18 @@ def registered_tasks(services: Any, principal: Principal | None = None) -> list[
                 "time_limit": task.time_limit or app.conf.task_time_limit,
                 "rate_limit": task.rate_limit,
                 "acks_late": task.acks_late,
+                "limits": task_limits(task, services.settings),
             }
         )
     return out
 
 
-@router.get("/tasks")
+@router.get("/tasks", response_model=list[TaskInfo])
 def list_tasks(principal: ReadJobs, services: ServicesDep) -> list[dict[str, Any]]:
-    """Registered tasks with their argument schemas, default queue and limits (for a key
-    limited to some tasks or queues, the tasks it may submit to their default queue)."""
+    """Registered tasks with their argument schemas, default queue and every limit they run
+    under (``limits``: Celery's per-worker rate limit, Conveyor's global rate and concurrency
+    limits, time limits, attempt cap, and the retry policy that really applies). For a key
+    limited to some tasks or queues, the tasks it may submit to their default queue."""
     return registered_tasks(services, principal)
 
 
@@ -149,7 +188,16 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@health.get("/readyz")
+class Readiness(BaseModel):
+    status: str = Field(description='"ok", or "unavailable" when a dependency is unreachable')
+    checks: dict[str, str] = Field(description="postgres, redis, broker: ok or why not")
+
+
+@health.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "a dependency is unreachable"}},
+)
 def readyz(services: ServicesDep) -> JSONResponse:
     """Readiness: PostgreSQL, Redis and the broker are all reachable.
 
