@@ -3,7 +3,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench compat clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,5 +27,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Celery's own integration suite, plain and with conveyor.install(app), on Redis and RabbitMQ:
+# the passed tests must be the same (tests/compat/run.py, tests/compat/exclusions.txt).
+compat: $(STAMP)
+	$(BIN)/python tests/compat/run.py
+
 clean:
-	rm -rf $(VENV) .conveyor .pytest_cache
+	rm -rf $(VENV) .conveyor .pytest_cache .compat

@@ -79,7 +79,8 @@ class Settings(BaseSettings):
         """The directory packs keep files in (``data_dir``, else ``home``/data)."""
         return self.data_dir or Path(self.home) / "data"
 
-    # Runtime defaults (see docs/runtime.md for why each one is what it is).
+    # Production defaults, for apps made with create_celery() (docs/runtime.md says why each
+    # one is what it is); install(app) leaves an existing app's own settings as they are.
     prefetch_multiplier: int = Field(default=1, ge=1)
     soft_time_limit: float = Field(default=300.0, gt=0)
     time_limit: float = Field(default=330.0, gt=0)
@@ -110,6 +111,7 @@ class Settings(BaseSettings):
     # {"mail.send": {"rate": "100/m", "key": "tenant", "concurrency": 5}}
     limits: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Queues in priority order, highest first; the third is the default unless `default_queue`.
+    # An installed app (fidelity mode) uses its own queues unless this is set.
     queues: list[str] = Field(default_factory=lambda: list(PRIORITY_QUEUES), min_length=1)
     default_queue: str | None = None
 

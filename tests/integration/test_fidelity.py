@@ -258,3 +258,35 @@ def test_doctor_names_the_broker_fallback_as_the_one_change(settings: Any) -> No
     d = diagnose(app, check_broker=False)
     assert sorted(key for key, *_ in d.changed) == ["broker_url", "worker_consumer"]
     assert dict(d.kept)["task_acks_late"] == "False"
+
+
+def test_the_apps_own_priorities_keep_celerys_meaning(settings: Any) -> None:
+    """Production mode flips priorities to the Redis transport's order (9 = most urgent in
+    Conveyor); an installed app's own apply_async(priority=...) goes out as the app wrote it."""
+    from celery import signals
+
+    broker = settings.broker_url or settings.redis_url
+    sent: dict[str, Any] = {}
+
+    def capture(sender: Any = None, properties: Any = None, headers: Any = None, **_: Any) -> None:
+        sent[headers["id"]] = properties.get("priority")
+
+    fidelity = conveyor.install(plain_app("fid-prio", broker_url=broker), settings)
+    production = conveyor.create_celery("fid-prio-production", settings)
+
+    def nothing() -> None:
+        return None
+
+    mine_task = fidelity.task(name="fid.prio")(nothing)
+    theirs_task = production.task(name="fid.prio-production")(nothing)
+    queue = f"fid-prio-{os.getpid()}"
+    signals.before_task_publish.connect(capture, weak=False)
+    try:
+        mine = mine_task.apply_async(queue=queue, priority=3)
+        theirs = theirs_task.apply_async(queue=queue, priority=3)
+    finally:
+        signals.before_task_publish.disconnect(capture)
+        with Connection(broker) as conn:
+            conn.default_channel.queue_delete(queue)
+    assert sent[mine.id] == 3
+    assert sent[theirs.id] == (6 if broker.startswith("redis") else 3)
