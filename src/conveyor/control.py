@@ -37,6 +37,7 @@ from conveyor.ledger.events import (
     CANCEL_TTL,
     METRICS_JOBS,
     PAUSED_QUEUES,
+    RESEND,
     count_field,
     paused_queues,
 )
@@ -372,6 +373,7 @@ def publish(app: Celery, job_id: str, message: dict[str, Any], producer: Any = N
             queue=message.get("queue"),
             routing_key=message.get("queue"),
             priority=message.get("priority"),
+            headers={RESEND: True} if message.get("resend") else None,
             producer=producer,
             retry=True,
             retry_policy={

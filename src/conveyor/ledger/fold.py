@@ -80,6 +80,9 @@ class Folded:
     progress: dict[str, ProgressRow] = field(default_factory=dict)
     # (job id, attempt, when): attempts before this one that never reported an end were lost.
     lost_before: list[tuple[str, int, datetime]] = field(default_factory=list)
+    # job id -> attempt: a finished job that a new publish of its id runs again from this
+    # attempt on; the recorder reopens its row before the upsert (which never leaves an end).
+    reruns: dict[str, int] = field(default_factory=dict)
 
 
 def fold(events: list[dict[str, Any]]) -> Folded:
@@ -118,7 +121,9 @@ def _fold_state(out: Folded, ev: dict[str, Any]) -> None:
         row = out.jobs[ev["id"]] = JobRow(id=ev["id"], state=state, attempt=attempt)
         apply = True
     else:
-        apply = supersedes(state, attempt, row.state, row.attempt)
+        apply = supersedes(state, attempt, row.state, row.attempt, rerun=bool(ev.get("rerun")))
+    if ev.get("rerun") and state is JobState.RUNNING:
+        out.reruns[ev["id"]] = max(attempt, out.reruns.get(ev["id"], 0))
     for name in _INFO_FIELDS:
         if name in ev and name not in row.info:
             row.info[name] = ev[name]

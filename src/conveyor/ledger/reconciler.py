@@ -142,7 +142,9 @@ class Reconciler:
                     f"{job['attempt']} of {cap}; no attempts left",
                 ):
                     self.dead += 1
-                    self.redis.set(ev.DONE_KEY + job_id, "1", ex=self.settings.dedupe_ttl)
+                    self.redis.set(
+                        ev.DONE_KEY + job_id, job["attempt"] or 0, ex=self.settings.dedupe_ttl
+                    )
                 return
             if repo.requeue(conn, job_id):
                 self.requeued += 1

@@ -114,6 +114,16 @@ UPDATE conveyor_attempts SET outcome = 'lost', finished_at = COALESCE(finished_a
 WHERE job_id = :job_id AND attempt < :attempt AND outcome IS NULL
 """)
 
+# A new publish that reused a finished job's id runs again (as in Celery): its row leaves the
+# end it reached, back to `queued` at its last attempt, so that the batch's upsert applies the
+# new attempt's events like any other. Earlier attempts keep their rows.
+REOPEN = text(f"""
+UPDATE conveyor_jobs SET
+  state = 'queued', finished_at = NULL, result = NULL, result_ref = NULL, error_type = NULL,
+  error_message = NULL, traceback = NULL, cancel_requested_at = NULL, updated_at = now()
+WHERE id = CAST(:job_id AS uuid) AND state IN {_TERMINAL} AND attempt < :attempt
+""")
+
 INSERT_BLOB = text("""
 INSERT INTO conveyor_blobs (id, content_type, data) VALUES (:id, 'application/json', :data)
 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data
@@ -127,6 +137,8 @@ def _recordset(rows: list[dict[str, Any]]) -> str:
 
 def write(conn: Connection, folded: Folded, inline_max: int) -> None:
     """Write one folded batch inside the caller's transaction."""
+    if folded.reruns:
+        conn.execute(REOPEN, [{"job_id": j, "attempt": n} for j, n in folded.reruns.items()])
     if folded.jobs:
         rows, blobs = [], []
         for row in folded.jobs.values():

@@ -470,7 +470,7 @@ def requeue(conn: Connection, job_id: str) -> bool:
     )
     if row is None:
         return False
-    conn.execute(insert(outbox).values(job_id=job_id, message=dict(row)))
+    conn.execute(insert(outbox).values(job_id=job_id, message=_resend(row)))
     return True
 
 
@@ -566,7 +566,13 @@ def republish(conn: Connection, job_id: str) -> None:
         .first()
     )
     if row is not None:
-        conn.execute(insert(outbox).values(job_id=job_id, message=dict(row)))
+        conn.execute(insert(outbox).values(job_id=job_id, message=_resend(row)))
+
+
+def _resend(row: Any) -> dict[str, Any]:
+    """An outbox message for a job already sent once: marked so that a worker drops it if the
+    first message turns up after all and the job already ran."""
+    return {**dict(row), "resend": True}
 
 
 def prune_finished(

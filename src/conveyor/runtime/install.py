@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -71,7 +72,8 @@ class ConveyorTaskMixin:
         }
         spec = limits.limit_spec(task, rt.settings)
         held = limits.limit_args(task, spec, args, kwargs) if spec is not None else None
-        outcome, attempt = rt.start(event, cap, held)
+        nonce, resend = _delivery_identity(req, delivery)
+        outcome, attempt = rt.start(event, cap, held, nonce=nonce, resend=resend)
         if outcome == ev.RATE_WAIT:
             limits.wait_for_limit(task, task_id, args, kwargs, attempt / 1000.0, slot=True)
             raise Ignore(f"job {task_id} waits {attempt} ms for its rate limit")
@@ -108,6 +110,19 @@ class ConveyorTaskMixin:
         if held is not None and held.concurrency_key:
             limits.claims[task_id] = held.concurrency_key
         super().before_start(task_id, args, kwargs)  # type: ignore[misc]
+
+
+def _delivery_identity(req: Any, delivery: dict[str, Any]) -> tuple[str, bool]:
+    """(the publish this delivery came from, whether it is a copy of a message already sent).
+
+    ``apply()`` runs the task here, without a message: each call is a run of its own, as in
+    Celery. A message carries the nonce Conveyor's publish hook gave it; one from a producer
+    without Conveyor has none, and then only the broker's ``redelivered`` flag tells a copy."""
+    if req.is_eager:
+        return uuid.uuid4().hex, False
+    nonce = str(req.get(ev.PUBLISH_NONCE) or "")
+    resend = bool(req.get(ev.RESEND)) or (not nonce and bool(delivery.get("redelivered")))
+    return nonce, resend
 
 
 def _attempt(rt: Runtime, task_id: str) -> int | None:
@@ -303,6 +318,10 @@ def _publish_handler(rt: Runtime) -> Any:
         **_: Any,
     ) -> None:
         props = properties if properties is not None else {}
+        if headers is not None:
+            # One value per publish: a redelivery of this message carries it again, while a
+            # new publish that reuses the task id (Celery allows it) brings a new one.
+            headers[ev.PUBLISH_NONCE] = uuid.uuid4().hex
         priority = props.get("priority")
         if rt.redis_broker and not (headers or {}).get("retries"):
             # (a retry republishes the priority it was delivered with: already flipped)
