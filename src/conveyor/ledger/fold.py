@@ -38,6 +38,7 @@ class JobRow:
     info: dict[str, Any] = field(default_factory=dict)
     worker: str | None = None
     eta: datetime | None = None
+    expires_at: datetime | None = None
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -131,6 +132,8 @@ def _fold_state(out: Folded, ev: dict[str, Any]) -> None:
         row.queued_at = row.queued_at or at
         if ev.get("eta") is not None:
             row.eta = _ts(ev["eta"])
+        if ev.get("expires") is not None:
+            row.expires_at = _ts(ev["expires"])
     if (state is JobState.RUNNING and attempt > 1) or (state.terminal and ev.get("skipped")):
         out.lost_before.append((ev["id"], attempt, at))
     if state is JobState.RUNNING:

@@ -277,21 +277,23 @@ def _on_retry(
     )
 
 
-def _on_revoked(sender: Task, request: Any = None, **_: Any) -> None:
+def _on_revoked(sender: Task, request: Any = None, expired: bool = False, **_: Any) -> None:
     rt = _installed(sender)
     if rt is None or request is None:
         return
-    _record_end(
-        rt,
-        {
-            "k": JobState.CANCELLED.value,
-            "id": request.id,
-            "ts": time.time(),
-            "task": sender.name,
-            "attempt": (attempt := _attempt(rt, request.id)),
-            "skipped": attempt is None or None,  # revoked before it ever started
-        },
-    )
+    event = {
+        "k": JobState.CANCELLED.value,
+        "id": request.id,
+        "ts": time.time(),
+        "task": sender.name,
+        "attempt": (attempt := _attempt(rt, request.id)),
+        "skipped": attempt is None or None,  # revoked before it ever started
+    }
+    if expired:
+        # Celery discards a message past its `expires` and marks the task REVOKED.
+        event["etype"] = "Expired"
+        event["emsg"] = f"the job's `expires` ({request.expires}) passed before it could start"
+    _record_end(rt, event)
 
 
 _connected = False
@@ -308,6 +310,11 @@ def _connect_signals() -> None:
     _connected = True
 
 
+def _timestamp(value: Any) -> float | None:
+    """Epoch seconds of an ISO 8601 header (``eta``, ``expires``), None if absent."""
+    return datetime.fromisoformat(value).timestamp() if isinstance(value, str) else None
+
+
 def _publish_handler(rt: Runtime) -> Any:
     def on_publish(
         sender: str | None = None,
@@ -322,6 +329,12 @@ def _publish_handler(rt: Runtime) -> Any:
             # One value per publish: a redelivery of this message carries it again, while a
             # new publish that reuses the task id (Celery allows it) brings a new one.
             headers[ev.PUBLISH_NONCE] = uuid.uuid4().hex
+        # RabbitMQ drops a message whose `expiration` passed while it waited (Celery sets it
+        # from `expires`), silently: no worker sees it, so neither the result backend (REVOKED)
+        # nor the ledger ever learns it expired, and `.get()` waits forever. Without it the
+        # message reaches a worker, which discards it as Celery does on every broker: the task
+        # never runs late, and it ends REVOKED and recorded as expired.
+        props.pop("expiration", None)
         priority = props.get("priority")
         if rt.redis_broker and not (headers or {}).get("retries"):
             # (a retry republishes the priority it was delivered with: already flipped)
@@ -339,8 +352,7 @@ def _publish_handler(rt: Runtime) -> Any:
             args, kwargs = body[0], body[1]
         except (TypeError, IndexError, KeyError):
             args, kwargs = [], {}
-        eta = headers.get("eta")
-        eta_ts = datetime.fromisoformat(eta).timestamp() if isinstance(eta, str) else None
+        eta_ts, expires_ts = _timestamp(headers.get("eta")), _timestamp(headers.get("expires"))
         state = JobState.SCHEDULED if eta_ts and eta_ts > time.time() else JobState.QUEUED
         try:
             rt.record(
@@ -356,6 +368,7 @@ def _publish_handler(rt: Runtime) -> Any:
                     "parent_id": headers.get("parent_id"),
                     "root_id": headers.get("root_id"),
                     "eta": eta_ts,
+                    "expires": expires_ts,
                 },
                 count="submitted",
             )
