@@ -373,6 +373,7 @@ def publish(app: Celery, job_id: str, message: dict[str, Any], producer: Any = N
             queue=message.get("queue"),
             routing_key=message.get("queue"),
             priority=message.get("priority"),
+            expires=message.get("expires"),
             headers={RESEND: True} if message.get("resend") else None,
             producer=producer,
             retry=True,

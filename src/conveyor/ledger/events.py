@@ -19,6 +19,7 @@ CANCEL_KEY = "conveyor:cancel:"  # + job id: set while a cancel is pending or do
 CANCEL_TTL = 7 * 24 * 3600
 WORKERS_KEY = "conveyor:workers"  # hash: hostname -> heartbeat JSON
 PAUSED_QUEUES = "conveyor:paused-queues"  # set: queues whose consumers workers cancel
+PURGED_QUEUES = "conveyor:purged-queues"  # hash: queue -> epoch seconds of its last purge
 PROGRESS = "progress"
 
 

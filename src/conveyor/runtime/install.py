@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from celery import Celery, Task, signals
+from celery.app.control import Control
 from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from conveyor.config import Settings
@@ -378,6 +379,31 @@ def _publish_handler(rt: Runtime) -> Any:
     return on_publish
 
 
+class PurgeNotingControl(Control):  # type: ignore[misc]
+    """Celery's remote control, whose ``purge()`` also leaves the time of the purge of each
+    queue it emptied, so that the reconciler ends the jobs whose messages went with it instead
+    of re-sending them as lost (a purge is a decision, not a loss)."""
+
+    def purge(self, connection: Any = None) -> int:
+        queues = self.app.amqp.queues
+        names = list(queues.consume_from or queues)
+        discarded: int = super().purge(connection)
+        try:
+            runtime_of(self.app).redis.hset(
+                ev.PURGED_QUEUES, mapping=dict.fromkeys(names, time.time())
+            )
+        except Exception:  # the purge happened; say what the reconciler will not know
+            log.warning(
+                "purged %s but could not note it in Redis: jobs of theirs still queued in the "
+                "ledger will be re-sent as lost",
+                ", ".join(names),
+                exc_info=True,
+            )
+        return discarded
+
+    discard_all = purge
+
+
 def install(app: Celery, settings: Settings | None = None) -> Celery:
     """Add Conveyor's recording, progress and cancel checks to ``app``; returns ``app``.
 
@@ -399,6 +425,10 @@ def install(app: Celery, settings: Settings | None = None) -> Celery:
         sender.conf.result_accept_content = ["json"]
 
     app.on_after_configure.connect(enforce_json, weak=False)
+    if app.control_cls == Celery.control_cls:  # (an app with a control of its own keeps it)
+        app.control_cls = PurgeNotingControl
+        if type(app.__dict__.get("control")) is Control:  # already made: make it ours
+            app.control.__class__ = PurgeNotingControl
     app.on_after_finalize.connect(lambda sender, **_: _adopt_tasks(sender), weak=False)
     signals.worker_init.connect(lambda sender=None, **_: _adopt_tasks(app), weak=False)
     signals.before_task_publish.connect(_publish_handler(rt), weak=False)
