@@ -38,6 +38,7 @@ from conveyor.ledger.events import (
     CANCEL_TTL,
     METRICS_JOBS,
     PAUSED_QUEUES,
+    RESEND,
     count_field,
     paused_queues,
 )
@@ -402,6 +403,8 @@ def publish(app: Celery, job_id: str, message: dict[str, Any], producer: Any = N
             queue=message.get("queue"),
             routing_key=message.get("queue"),
             priority=message.get("priority"),
+            expires=message.get("expires"),
+            headers={RESEND: True} if message.get("resend") else None,
             producer=producer,
             retry=True,
             retry_policy={

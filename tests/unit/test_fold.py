@@ -65,3 +65,19 @@ def test_a_new_attempt_drops_progress_reported_before_it() -> None:
     p = out.progress["j1"]
     assert (p.first_current, p.current) == (10.0, 30.0)
     assert (p.at - p.first_at).total_seconds() == 1.0
+
+
+def test_a_rerun_reopens_a_finished_job_in_the_same_batch() -> None:
+    from conveyor.ledger.fold import fold
+
+    events = [
+        {"k": "running", "id": "j", "ts": 1, "attempt": 1},
+        {"k": "succeeded", "id": "j", "ts": 2, "attempt": 1, "result": 3},
+        {"k": "running", "id": "j", "ts": 3, "attempt": 2, "rerun": True},
+        {"k": "succeeded", "id": "j", "ts": 4, "attempt": 2, "result": 7},
+    ]
+    out = fold(events)
+    row = out.jobs["j"]
+    assert (row.state.value, row.attempt, row.result) == ("succeeded", 2, 7)
+    assert out.reruns == {"j": 2}
+    assert sorted(out.attempts) == [("j", 1), ("j", 2)]

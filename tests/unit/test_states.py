@@ -21,3 +21,9 @@ def test_next_attempt_supersedes_retrying() -> None:
 def test_terminal_event_always_applies_to_active_job() -> None:
     assert supersedes(JobState.SUCCEEDED, 1, JobState.RUNNING, 3)
     assert supersedes(JobState.CANCELLED, 0, JobState.QUEUED, 0)
+
+
+def test_only_a_new_run_leaves_a_terminal_state_and_only_forward() -> None:
+    assert supersedes(JobState.RUNNING, 2, JobState.SUCCEEDED, 1, rerun=True)
+    assert not supersedes(JobState.RUNNING, 1, JobState.SUCCEEDED, 1, rerun=True)
+    assert not supersedes(JobState.RUNNING, 2, JobState.SUCCEEDED, 1)

@@ -3,7 +3,9 @@
 Events about a job arrive from several processes (the submitter, the worker, the API's cancel)
 through an unordered path, so the ledger needs a rule that makes applying them commutative:
 an event is applied only if its ``(attempt, rank)`` is greater than the job's current one, and
-terminal states are never left. That rule lives here so the recorder and the tests share it.
+terminal states are left only by a new run: a new publish that reuses a finished job's id runs
+again, as in Celery, as the job's next attempt (its ``running`` event is marked ``rerun``).
+That rule lives here so the recorder and the tests share it.
 """
 
 from __future__ import annotations
@@ -48,10 +50,13 @@ _RANK: dict[JobState, int] = {
 }
 
 
-def supersedes(new: JobState, new_attempt: int, old: JobState, old_attempt: int) -> bool:
-    """Whether an event ``new`` (of attempt ``new_attempt``) replaces the current state."""
+def supersedes(
+    new: JobState, new_attempt: int, old: JobState, old_attempt: int, *, rerun: bool = False
+) -> bool:
+    """Whether an event ``new`` (of attempt ``new_attempt``) replaces the current state;
+    ``rerun``: the event starts a new run of a finished job (a later attempt reopens it)."""
     if old.terminal:
-        return False
+        return rerun and new_attempt > old_attempt
     if new.terminal:
         return True
     return (new_attempt, new.rank) > (old_attempt, old.rank)

@@ -23,6 +23,7 @@ WORKERS_KEY = "conveyor:workers"  # hash: hostname -> heartbeat JSON
 SUPERVISED_KEY = "conveyor:supervised"  # hash: host/child -> `conveyor up` child status JSON
 SILENT_BEATS = 3  # a worker whose last heartbeat is this many intervals old is gone
 PAUSED_QUEUES = "conveyor:paused-queues"  # set: queues whose consumers workers cancel
+PURGED_QUEUES = "conveyor:purged-queues"  # hash: queue -> epoch seconds of its last purge
 PROGRESS = "progress"
 
 
@@ -63,7 +64,10 @@ def heartbeat_alive(beat: dict[str, Any], at: float) -> bool:
 
 
 ATTEMPTS_KEY = "conveyor:attempts:"  # + job id: deliveries that reached a worker
-DONE_KEY = "conveyor:done:"  # + job id: set once the job ended, to absorb duplicate deliveries
+DONE_KEY = "conveyor:done:"  # + job id: its last attempt, once it ended (absorbs duplicates)
+RUNS_KEY = "conveyor:runs:"  # + job id: hash of the publish nonces that started -> attempt
+PUBLISH_NONCE = "conveyor_publish"  # message header: one value per publish (not per delivery)
+RESEND = "conveyor_resend"  # message header: Conveyor re-sends a message it believes lost
 
 LIMIT_KEY = "conveyor:limit:"  # + rate|conc : task : key value
 
@@ -114,6 +118,13 @@ STARTED, CANCELLED, DUPLICATE, OVER_CAP, RATE_WAIT, CONCURRENCY_FULL = 0, 1, 2, 
 # already finished, or is over its attempt cap, appends `running` and notifies subscribers.
 # ARGV[1] is the event's JSON without its closing brace; the attempt number is added here.
 #
+# Finished (KEYS[5] holds the last attempt number): the delivery is a duplicate if it is the
+# same publish again — its nonce (ARGV[12], set by the publishing process) already started
+# (KEYS[6] holds the nonces that did), or it is a re-send (ARGV[13] = "1": Conveyor's own, or
+# a broker redelivery of a message without a nonce). Any other delivery is a new publish that
+# reuses the id: a new run, as in Celery, numbered on from the last attempt (`"rerun":true`),
+# its attempt cap counted from there (KEYS[6] field `_base`).
+#
 # Limits (ARGV[4..9], empty when the task has none), checked before the attempt is counted:
 # - concurrency: a sorted set of running job ids scored by when their claim lapses (the hard
 #   time limit), so a claim of a worker that died frees itself;
@@ -126,7 +137,12 @@ STARTED, CANCELLED, DUPLICATE, OVER_CAP, RATE_WAIT, CONCURRENCY_FULL = 0, 1, 2, 
 #   a job it holds back keeps its reservation and waits the little that is left.
 START = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return {1, 0} end
-if redis.call('EXISTS', KEYS[5]) == 1 then return {2, 0} end
+local nonce, resend = ARGV[12], ARGV[13]
+local done = redis.call('GET', KEYS[5])
+if done then
+  if resend == '1' then return {2, 0} end
+  if nonce ~= '' and redis.call('HEXISTS', KEYS[6], nonce) == 1 then return {2, 0} end
+end
 local conc_key, conc_max, conc_ttl = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local rate_key, interval, tolerance = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 local slot = ARGV[10]
@@ -158,26 +174,40 @@ if conc_key ~= '' then
   redis.call('ZADD', conc_key, now + conc_ttl, job)
   redis.call('PEXPIRE', conc_key, conc_ttl + 60000)
 end
+local rerun = ''
+if done then
+  local last = tonumber(done) or 0
+  redis.call('DEL', KEYS[5])
+  redis.call('SET', KEYS[4], last)
+  redis.call('HSET', KEYS[6], '_base', last)
+  rerun = ',"rerun":true'
+end
 local n = redis.call('INCR', KEYS[4])
 redis.call('EXPIRE', KEYS[4], ARGV[3])
+if nonce ~= '' then
+  redis.call('HSET', KEYS[6], nonce, n)
+  redis.call('EXPIRE', KEYS[6], ARGV[3])
+end
+local base = tonumber(redis.call('HGET', KEYS[6], '_base') or '0')
 local cap = tonumber(ARGV[2])
-if cap > 0 and n > cap then return {3, n} end
-local doc = ARGV[1] .. ',"attempt":' .. n .. '}'
+if cap > 0 and n - base > cap then return {3, n} end
+local doc = ARGV[1] .. ',"attempt":' .. n .. rerun .. '}'
 redis.call('XADD', KEYS[1], '*', 'e', doc)
 redis.call('PUBLISH', KEYS[3], doc)
 return {0, n}
 """
 
-# Any other event: append and notify; a terminal one also sets the done marker and drops the
-# attempt counter; an attempt's end frees its concurrency claim. ARGV: event JSON, "1" if
-# terminal, done-marker TTL in seconds, concurrency key ("" if none), job id, then the metrics:
-# a METRICS_JOBS field to count ("" if none), a METRICS_RUNTIME bucket field ("" if none), its
-# sum field and the seconds to add.
+# Any other event: append and notify; a terminal one also sets the done marker (to the attempt
+# number, ARGV[10], from which a new run of the same id counts on) and drops the attempt
+# counter; an attempt's end frees its concurrency claim. ARGV: event JSON, "1" if terminal,
+# done-marker TTL in seconds, concurrency key ("" if none), job id, then the metrics: a
+# METRICS_JOBS field to count ("" if none), a METRICS_RUNTIME bucket field ("" if none), its
+# sum field and the seconds to add; then the attempt number.
 RECORD = """
 redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 redis.call('PUBLISH', KEYS[2], ARGV[1])
 if ARGV[2] == '1' then
-  redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
+  redis.call('SET', KEYS[3], ARGV[10], 'EX', ARGV[3])
   redis.call('DEL', KEYS[4])
 end
 if ARGV[4] ~= '' then redis.call('ZREM', ARGV[4], ARGV[5]) end

@@ -40,6 +40,7 @@ class JobRow:
     info: dict[str, Any] = field(default_factory=dict)
     worker: str | None = None
     eta: datetime | None = None
+    expires_at: datetime | None = None
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -82,6 +83,9 @@ class Folded:
     progress: dict[str, ProgressRow] = field(default_factory=dict)
     # (job id, attempt, when): attempts before this one that never reported an end were lost.
     lost_before: list[tuple[str, int, datetime]] = field(default_factory=list)
+    # job id -> attempt: a finished job that a new publish of its id runs again from this
+    # attempt on; the recorder reopens its row before the upsert (which never leaves an end).
+    reruns: dict[str, int] = field(default_factory=dict)
 
 
 def fold(events: list[dict[str, Any]]) -> Folded:
@@ -120,7 +124,9 @@ def _fold_state(out: Folded, ev: dict[str, Any]) -> None:
         row = out.jobs[ev["id"]] = JobRow(id=ev["id"], state=state, attempt=attempt)
         apply = True
     else:
-        apply = supersedes(state, attempt, row.state, row.attempt)
+        apply = supersedes(state, attempt, row.state, row.attempt, rerun=bool(ev.get("rerun")))
+    if ev.get("rerun") and state is JobState.RUNNING:
+        out.reruns[ev["id"]] = max(attempt, out.reruns.get(ev["id"], 0))
     for name in _INFO_FIELDS:
         if name in ev and name not in row.info:
             row.info[name] = ev[name]
@@ -128,6 +134,8 @@ def _fold_state(out: Folded, ev: dict[str, Any]) -> None:
         row.queued_at = row.queued_at or at
         if ev.get("eta") is not None:
             row.eta = _ts(ev["eta"])
+        if ev.get("expires") is not None:
+            row.expires_at = _ts(ev["expires"])
     if (state is JobState.RUNNING and attempt > 1) or (state.terminal and ev.get("skipped")):
         out.lost_before.append((ev["id"], attempt, at))
     if state is JobState.RUNNING:

@@ -6,7 +6,8 @@ Every few seconds (one instance at a time, under a Redis lock):
   it used all its attempts): its worker died with it;
 - a job whose cancel was requested but which is still running after the grace period is
   terminated through Celery's remote control (SIGTERM, then SIGKILL);
-- a job `queued` for long while its queue is empty in the broker lost its message: republished;
+- a job `queued` for long while its queue is empty in the broker lost its message: republished,
+  unless it expired or its queue was purged through Celery since (then it ends `cancelled`);
 - cancel flags in Redis are re-seeded from the ledger (Redis may have lost them in a restart),
   so a cancelled job never runs;
 - once an hour, finished jobs past their retention (``CONVEYOR_RETENTION_DAYS``,
@@ -40,6 +41,21 @@ LOCK_KEY = "conveyor:reconciler"
 PRUNE_INTERVAL = 3600.0
 PRUNE_BATCH = 5000
 PRUNE_MAX_BATCHES = 10
+
+
+def _never_to_run(
+    job: repo.StaleJob, now: datetime, purged_at: float | None
+) -> tuple[str, str] | None:
+    """(error type, message) if a job whose message is missing must not be re-sent."""
+    if job.expires_at is not None and job.expires_at <= now:
+        return "Expired", (
+            f"its message left the broker unrun and its `expires` ({job.expires_at.isoformat()}) "
+            "has passed: not re-sent"
+        )
+    if purged_at is not None and job.queued_at.timestamp() <= purged_at:
+        when = datetime.fromtimestamp(purged_at, UTC).isoformat()
+        return "Purged", f"queue {job.queue!r} was purged at {when}, with this job's message in it"
+    return None
 
 
 class Reconciler:
@@ -193,7 +209,9 @@ class Reconciler:
                     f"{job['attempt']} of {cap}; no attempts left",
                 ):
                     self.dead += 1
-                    self.redis.set(ev.DONE_KEY + job_id, "1", ex=self.settings.dedupe_ttl)
+                    self.redis.set(
+                        ev.DONE_KEY + job_id, job["attempt"] or 0, ex=self.settings.dedupe_ttl
+                    )
                 return
             if repo.requeue(conn, job_id, publish=publish):
                 self.requeued += 1
@@ -222,6 +240,10 @@ class Reconciler:
         log.warning("job %s ignored its cancel for %.0fs; sent %s", job_id, waited, signal_name)
 
     def _stale_queued(self) -> None:
+        """Jobs `queued` for long whose queue the broker reports empty: their message is gone.
+        One that expired meanwhile, or that was queued before its queue was purged through
+        Celery (``app.control.purge()``), ends `cancelled` with that reason and is never
+        re-sent; any other was lost (a broker restarted without its data) and is re-sent."""
         from conveyor.runtime.queues import broker_queue_stats
 
         names = list(self.app.amqp.queues.keys())
@@ -230,15 +252,33 @@ class Reconciler:
         except Exception as exc:  # broker down: nothing can be judged missing from it now
             log.info("reconciler skips stale-queued check: broker unreachable (%s)", exc)
             return
+        purged = {
+            key.decode() if isinstance(key, bytes) else key: float(value)
+            for key, value in self.redis.hgetall(ev.PURGED_QUEUES).items()
+        }
+        now = datetime.now(UTC)
+        ended: list[str] = []
+        resent = 0
         with self.engine.begin() as conn:
-            stale = repo.stale_queued(
+            for job in repo.stale_queued(
                 conn, older_than=self.settings.stale_queued_after, queues=empty
-            )
-            for job_id in stale:
-                repo.republish(conn, job_id)
-        if stale:
-            self.republished += len(stale)
-            log.warning("republished %d queued jobs missing from the broker", len(stale))
+            ):
+                reason = _never_to_run(job, now, purged.get(job.queue))
+                if reason is None:
+                    repo.republish(conn, job.id)
+                    resent += 1
+                elif repo.end_unsent(conn, job.id, *reason):
+                    ended.append(job.id)
+        if ended:
+            # A copy that still turns up somewhere (a worker held it) is skipped, not run.
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ended:
+                pipe.set(ev.CANCEL_KEY + job_id, "1", ex=ev.CANCEL_TTL)
+            pipe.execute()
+            log.warning("ended %d queued jobs whose message expired or was purged", len(ended))
+        if resent:
+            self.republished += resent
+            log.warning("republished %d queued jobs missing from the broker", resent)
 
     def _reseed_cancel_flags(self) -> None:
         with self.engine.connect() as conn:

@@ -45,26 +45,27 @@ def _rank(expr: str) -> str:
 UPSERT_JOBS = text(f"""
 INSERT INTO conveyor_jobs AS j (
   id, task, state, queue, priority, args, kwargs, attempt, max_attempts, worker,
-  parent_id, root_id, eta, queued_at, started_at, finished_at, result, result_ref,
+  parent_id, root_id, eta, expires_at, queued_at, started_at, finished_at, result, result_ref,
   error_type, error_message, traceback, external_id, raw_message, created_at, updated_at)
 SELECT
   r.id, r.task, r.state, COALESCE(r.queue, 'default'), r.priority,
   COALESCE(r.args, '[]'), COALESCE(r.kwargs, '{{}}'),
-  r.attempt, r.max_attempts, r.worker, r.parent_id, r.root_id, r.eta, r.queued_at,
-  r.started_at, r.finished_at, CAST(r.result AS jsonb), r.result_ref, r.error_type, r.error_message,
-  r.traceback, r.external_id, r.raw_message,
+  r.attempt, r.max_attempts, r.worker, r.parent_id, r.root_id, r.eta, r.expires_at,
+  r.queued_at, r.started_at, r.finished_at, CAST(r.result AS jsonb), r.result_ref, r.error_type,
+  r.error_message, r.traceback, r.external_id, r.raw_message,
   COALESCE(r.queued_at, r.started_at, r.finished_at, now()), now()
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
   id uuid, task text, state text, queue text, priority smallint, args jsonb, kwargs jsonb,
   attempt integer, max_attempts integer, worker text, parent_id uuid, root_id uuid,
-  eta timestamptz, queued_at timestamptz, started_at timestamptz, finished_at timestamptz,
-  result text, result_ref text, error_type text, error_message text, traceback text,
-  external_id text, raw_message jsonb)
+  eta timestamptz, expires_at timestamptz, queued_at timestamptz, started_at timestamptz,
+  finished_at timestamptz, result text, result_ref text, error_type text, error_message text,
+  traceback text, external_id text, raw_message jsonb)
 ON CONFLICT (id) DO UPDATE SET
   state = EXCLUDED.state,
   attempt = EXCLUDED.attempt,
   worker = COALESCE(EXCLUDED.worker, j.worker),
   eta = COALESCE(EXCLUDED.eta, j.eta),
+  expires_at = COALESCE(EXCLUDED.expires_at, j.expires_at),
   queued_at = COALESCE(j.queued_at, EXCLUDED.queued_at),
   started_at = COALESCE(EXCLUDED.started_at, j.started_at),
   finished_at = EXCLUDED.finished_at,
@@ -124,6 +125,16 @@ UPDATE conveyor_attempts SET outcome = 'lost', finished_at = COALESCE(finished_a
 WHERE job_id = :job_id AND attempt < :attempt AND outcome IS NULL
 """)
 
+# A new publish that reused a finished job's id runs again (as in Celery): its row leaves the
+# end it reached, back to `queued` at its last attempt, so that the batch's upsert applies the
+# new attempt's events like any other. Earlier attempts keep their rows.
+REOPEN = text(f"""
+UPDATE conveyor_jobs SET
+  state = 'queued', finished_at = NULL, result = NULL, result_ref = NULL, error_type = NULL,
+  error_message = NULL, traceback = NULL, cancel_requested_at = NULL, updated_at = now()
+WHERE id = CAST(:job_id AS uuid) AND state IN {_TERMINAL} AND attempt < :attempt
+""")
+
 INSERT_BLOB = text("""
 INSERT INTO conveyor_blobs (id, content_type, data) VALUES (:id, 'application/json', :data)
 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data
@@ -137,6 +148,8 @@ def _recordset(rows: list[dict[str, Any]]) -> str:
 
 def write(conn: Connection, folded: Folded, inline_max: int) -> None:
     """Write one folded batch inside the caller's transaction."""
+    if folded.reruns:
+        conn.execute(REOPEN, [{"job_id": j, "attempt": n} for j, n in folded.reruns.items()])
     if folded.jobs:
         rows, blobs = [], []
         for row in folded.jobs.values():
@@ -162,6 +175,7 @@ def write(conn: Connection, folded: Folded, inline_max: int) -> None:
                     "parent_id": info.get("parent_id"),
                     "root_id": info.get("root_id"),
                     "eta": row.eta,
+                    "expires_at": row.expires_at,
                     "queued_at": row.queued_at,
                     "started_at": row.started_at,
                     "finished_at": row.finished_at,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -497,7 +498,7 @@ def requeue(conn: Connection, job_id: str, *, publish: bool = True) -> bool:
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.state == JobState.RUNNING.value)
             .values(state=JobState.QUEUED.value, queued_at=func.now(), updated_at=func.now())
-            .returning(jobs.c.task, jobs.c.args, jobs.c.kwargs, jobs.c.queue, jobs.c.priority)
+            .returning(*_MESSAGE)
         )
         .mappings()
         .first()
@@ -505,17 +506,36 @@ def requeue(conn: Connection, job_id: str, *, publish: bool = True) -> bool:
     if row is None:
         return False
     if publish:
-        conn.execute(insert(outbox).values(job_id=job_id, message=dict(row)))
+        conn.execute(insert(outbox).values(job_id=job_id, message=_resend(row)))
     return True
 
 
 def mark_dead(conn: Connection, job_id: str, error_type: str, message: str) -> bool:
     """End an active job as `dead` with a reason; False if it had already ended."""
+    done = _end(conn, job_id, ACTIVE_STATES, JobState.DEAD, error_type, message)
+    conn.execute(
+        update(attempts)
+        .where(attempts.c.job_id == job_id, attempts.c.outcome.is_(None))
+        .values(outcome="lost", finished_at=func.now())
+    )
+    return done
+
+
+def _end(
+    conn: Connection,
+    job_id: str,
+    from_states: Iterable[JobState],
+    state: JobState,
+    error_type: str,
+    message: str,
+) -> bool:
+    """Move a job in one of ``from_states`` to the end ``state``, with a reason; False if it
+    was in none of them."""
     done = conn.execute(
         update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.state.in_([s.value for s in ACTIVE_STATES]))
+        .where(jobs.c.id == job_id, jobs.c.state.in_([s.value for s in from_states]))
         .values(
-            state=JobState.DEAD.value,
+            state=state.value,
             finished_at=func.now(),
             updated_at=func.now(),
             error_type=error_type,
@@ -523,11 +543,6 @@ def mark_dead(conn: Connection, job_id: str, error_type: str, message: str) -> b
         )
         .returning(jobs.c.id)
     ).first()
-    conn.execute(
-        update(attempts)
-        .where(attempts.c.job_id == job_id, attempts.c.outcome.is_(None))
-        .values(outcome="lost", finished_at=func.now())
-    )
     return done is not None
 
 
@@ -570,15 +585,23 @@ def running_jobs(conn: Connection, limit: int = 10_000) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+@dataclass(frozen=True)
+class StaleJob:
+    id: str
+    queue: str
+    queued_at: datetime
+    expires_at: datetime | None
+
+
 def stale_queued(
     conn: Connection, *, older_than: float, queues: list[str], limit: int = 500
-) -> list[str]:
-    """Ids of jobs queued longer than ``older_than`` seconds in one of ``queues`` (which the
-    broker reports empty) with nothing left in the outbox to publish them."""
+) -> list[StaleJob]:
+    """Jobs queued longer than ``older_than`` seconds in one of ``queues`` (which the broker
+    reports empty) with nothing left in the outbox to publish them."""
     if not queues:
         return []
     rows = conn.execute(
-        select(jobs.c.id)
+        select(jobs.c.id, jobs.c.queue, jobs.c.queued_at, jobs.c.expires_at)
         .where(
             jobs.c.state == JobState.QUEUED.value,
             jobs.c.queue.in_(queues),
@@ -587,22 +610,41 @@ def stale_queued(
         )
         .limit(limit)
     ).all()
-    return [str(r[0]) for r in rows]
+    return [StaleJob(str(r[0]), r[1], r[2], r[3]) for r in rows]
+
+
+def end_unsent(conn: Connection, job_id: str, error_type: str, message: str) -> bool:
+    """End a job still waiting for a worker as `cancelled`, with why it will never run
+    (its message expired or was purged); False if it is no longer waiting."""
+    waiting = (JobState.QUEUED, JobState.SCHEDULED)
+    return _end(conn, job_id, waiting, JobState.CANCELLED, error_type, message)
 
 
 def republish(conn: Connection, job_id: str) -> None:
     """Queue another outbox row for a job that is waiting but whose message went missing."""
-    row = (
-        conn.execute(
-            select(jobs.c.task, jobs.c.args, jobs.c.kwargs, jobs.c.queue, jobs.c.priority).where(
-                jobs.c.id == job_id
-            )
-        )
-        .mappings()
-        .first()
-    )
+    row = conn.execute(select(*_MESSAGE).where(jobs.c.id == job_id)).mappings().first()
     if row is not None:
-        conn.execute(insert(outbox).values(job_id=job_id, message=dict(row)))
+        conn.execute(insert(outbox).values(job_id=job_id, message=_resend(row)))
+
+
+_MESSAGE = (
+    jobs.c.task,
+    jobs.c.args,
+    jobs.c.kwargs,
+    jobs.c.queue,
+    jobs.c.priority,
+    jobs.c.expires_at,
+)
+
+
+def _resend(row: Any) -> dict[str, Any]:
+    """An outbox message for a job already sent once: marked so that a worker drops it if the
+    first message turns up after all and the job already ran, and with its ``expires`` kept."""
+    message = dict(row)
+    expires = message.pop("expires_at", None)
+    if expires is not None:
+        message["expires"] = expires.isoformat()
+    return {**message, "resend": True}
 
 
 def prune_finished(

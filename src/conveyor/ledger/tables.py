@@ -43,6 +43,8 @@ jobs = Table(
     Column("idempotency_key", String(255), nullable=True, unique=True),
     Column("payload_hash", String(64), nullable=True),
     Column("eta", DateTime(timezone=True), nullable=True),
+    # Celery's `expires`: past it, a job still waiting is ended (cancelled, "Expired"), never run.
+    Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("queued_at", DateTime(timezone=True), nullable=True),
     Column("started_at", DateTime(timezone=True), nullable=True),

@@ -132,12 +132,22 @@ class Runtime:
         return self._redis
 
     def start(
-        self, event: dict[str, Any], cap: int | None, limits: LimitArgs | None = None
+        self,
+        event: dict[str, Any],
+        cap: int | None,
+        limits: LimitArgs | None = None,
+        *,
+        nonce: str = "",
+        resend: bool = False,
     ) -> tuple[int, int]:
         """Count this delivery as an attempt and record `running` unless the job is cancelled,
         already done, over ``cap`` attempts or held back by its limits. Returns (one of
         events.STARTED/CANCELLED/DUPLICATE/OVER_CAP/RATE_WAIT/CONCURRENCY_FULL, the attempt
-        number, or for RATE_WAIT the milliseconds to wait)."""
+        number, or for RATE_WAIT the milliseconds to wait).
+
+        ``nonce`` names the publish this delivery came from ("" if unknown) and ``resend`` says
+        it is a copy of a message already sent: of a finished job, a delivery of a publish
+        that already started, or a re-send, is a duplicate; a new publish runs again."""
         client = self.redis
         event = ev.keyed_by_ledger_id(event)
         job_id = event["id"]
@@ -149,6 +159,7 @@ class Runtime:
                 ev.JOB_CHANNEL + job_id,
                 ev.ATTEMPTS_KEY + job_id,
                 ev.DONE_KEY + job_id,
+                ev.RUNS_KEY + job_id,
             ],
             args=[
                 doc[:-1],
@@ -156,6 +167,8 @@ class Runtime:
                 max(self.settings.visibility_timeout * 2, 86_400),
                 *(limits or NO_LIMITS).as_args(),
                 job_id,
+                nonce,
+                "1" if resend else "0",
             ],
             client=client,
         )
@@ -199,6 +212,7 @@ class Runtime:
                 bucket,
                 total,
                 repr(runtime or 0.0),
+                int(event.get("attempt") or 0),
             ],
             client=client,
         )

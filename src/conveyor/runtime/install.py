@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import random
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 
 from celery import Celery, Task, signals
 from celery._state import get_current_app
+from celery.app.control import Control
 from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from conveyor.config import Settings
@@ -63,7 +65,8 @@ class ConveyorTaskMixin:
         }
         spec = limits.limit_spec(task, rt.settings)
         held = limits.limit_args(task, spec, args, kwargs) if spec is not None else None
-        outcome, attempt = limits.start(rt, event, cap, held)
+        nonce, resend = _delivery_identity(req, delivery)
+        outcome, attempt = limits.start(rt, event, cap, held, nonce=nonce, resend=resend)
         if outcome == ev.RATE_WAIT:
             limits.wait_for_limit(task, task_id, args, kwargs, attempt / 1000.0, slot=True)
             raise Ignore(f"job {task_id} waits {attempt} ms for its rate limit")
@@ -100,6 +103,19 @@ class ConveyorTaskMixin:
         if held is not None and held.concurrency_key:
             limits.claims[task_id] = held.concurrency_key
         super().before_start(task_id, args, kwargs)  # type: ignore[misc]
+
+
+def _delivery_identity(req: Any, delivery: dict[str, Any]) -> tuple[str, bool]:
+    """(the publish this delivery came from, whether it is a copy of a message already sent).
+
+    ``apply()`` runs the task here, without a message: each call is a run of its own, as in
+    Celery. A message carries the nonce Conveyor's publish hook gave it; one from a producer
+    without Conveyor has none, and then only the broker's ``redelivered`` flag tells a copy."""
+    if req.is_eager:
+        return uuid.uuid4().hex, False
+    nonce = str(req.get(ev.PUBLISH_NONCE) or "")
+    resend = bool(req.get(ev.RESEND)) or (not nonce and bool(delivery.get("redelivered")))
+    return nonce, resend
 
 
 def _attempt(rt: Runtime, task_id: str) -> int | None:
@@ -259,21 +275,23 @@ def _on_retry(
     )
 
 
-def _on_revoked(sender: Task, request: Any = None, **_: Any) -> None:
+def _on_revoked(sender: Task, request: Any = None, expired: bool = False, **_: Any) -> None:
     rt = _installed(sender)
     if rt is None or request is None:
         return
-    _record_end(
-        rt,
-        {
-            "k": JobState.CANCELLED.value,
-            "id": request.id,
-            "ts": time.time(),
-            "task": sender.name,
-            "attempt": (attempt := _attempt(rt, request.id)),
-            "skipped": attempt is None or None,  # revoked before it ever started
-        },
-    )
+    event = {
+        "k": JobState.CANCELLED.value,
+        "id": request.id,
+        "ts": time.time(),
+        "task": sender.name,
+        "attempt": (attempt := _attempt(rt, request.id)),
+        "skipped": attempt is None or None,  # revoked before it ever started
+    }
+    if expired:
+        # Celery discards a message past its `expires` and marks the task REVOKED.
+        event["etype"] = "Expired"
+        event["emsg"] = f"the job's `expires` ({request.expires}) passed before it could start"
+    _record_end(rt, event)
 
 
 _connected = False
@@ -289,6 +307,11 @@ def _connect_signals() -> None:
     signals.task_revoked.connect(_on_revoked, weak=False)
     signals.before_task_publish.connect(_on_publish, weak=False)
     _connected = True
+
+
+def _timestamp(value: Any) -> float | None:
+    """Epoch seconds of an ISO 8601 header (``eta``, ``expires``), None if absent."""
+    return datetime.fromisoformat(value).timestamp() if isinstance(value, str) else None
 
 
 _runtimes: list[Runtime] = []  # of every installed app in this process, in install order
@@ -322,6 +345,16 @@ def _on_publish(
     if rt is None:
         return
     props = properties if properties is not None else {}
+    if headers is not None:
+        # One value per publish: a redelivery of this message carries it again, while a
+        # new publish that reuses the task id (Celery allows it) brings a new one.
+        headers[ev.PUBLISH_NONCE] = uuid.uuid4().hex
+    # RabbitMQ drops a message whose `expiration` passed while it waited (Celery sets it
+    # from `expires`), silently: no worker sees it, so neither the result backend (REVOKED)
+    # nor the ledger ever learns it expired, and `.get()` waits forever. Without it the
+    # message reaches a worker, which discards it as Celery does on every broker: the task
+    # never runs late, and it ends REVOKED and recorded as expired.
+    props.pop("expiration", None)
     priority = props.get("priority")
     conveyor_publish = publishing_recorded_job.get()
     if rt.redis_broker and not (headers or {}).get("retries"):
@@ -346,8 +379,7 @@ def _on_publish(
         args, kwargs = body[0], body[1]
     except (TypeError, IndexError, KeyError):
         args, kwargs = [], {}
-    eta = headers.get("eta")
-    eta_ts = datetime.fromisoformat(eta).timestamp() if isinstance(eta, str) else None
+    eta_ts, expires_ts = _timestamp(headers.get("eta")), _timestamp(headers.get("expires"))
     state = JobState.SCHEDULED if eta_ts and eta_ts > time.time() else JobState.QUEUED
     try:
         rt.record(
@@ -363,11 +395,37 @@ def _on_publish(
                 "parent_id": headers.get("parent_id"),
                 "root_id": headers.get("root_id"),
                 "eta": eta_ts,
+                "expires": expires_ts,
             },
             count="submitted",
         )
     except Exception:  # recording must never stop a publish; the worker records it too
         log.warning("could not record publish of %s", headers.get("id"), exc_info=True)
+
+
+class PurgeNotingControl(Control):  # type: ignore[misc]
+    """Celery's remote control, whose ``purge()`` also leaves the time of the purge of each
+    queue it emptied, so that the reconciler ends the jobs whose messages went with it instead
+    of re-sending them as lost (a purge is a decision, not a loss)."""
+
+    def purge(self, connection: Any = None) -> int:
+        queues = self.app.amqp.queues
+        names = list(queues.consume_from or queues)
+        discarded: int = super().purge(connection)
+        try:
+            runtime_of(self.app).redis.hset(
+                ev.PURGED_QUEUES, mapping=dict.fromkeys(names, time.time())
+            )
+        except Exception:  # the purge happened; say what the reconciler will not know
+            log.warning(
+                "purged %s but could not note it in Redis: jobs of theirs still queued in the "
+                "ledger will be re-sent as lost",
+                ", ".join(names),
+                exc_info=True,
+            )
+        return discarded
+
+    discard_all = purge
 
 
 def install(app: Celery, settings: Settings | None = None) -> Celery:
@@ -399,6 +457,10 @@ def install_runtime(app: Celery, settings: Settings | None, *, production: bool)
         return config
 
     add_conveyor_defaults(app, layer)
+    if app.control_cls == Celery.control_cls:  # (an app with a control of its own keeps it)
+        app.control_cls = PurgeNotingControl
+        if type(app.__dict__.get("control")) is Control:  # already made: make it ours
+            app.control.__class__ = PurgeNotingControl
     app.on_after_finalize.connect(lambda sender, **_: _adopt_tasks(sender), weak=False)
     signals.worker_init.connect(lambda sender=None, **_: _adopt_tasks(app), weak=False)
     _runtimes.append(rt)

@@ -136,11 +136,17 @@ def limit_args(task: Task, spec: LimitSpec, args: Any, kwargs: Any) -> LimitArgs
 
 
 def start(
-    rt: Runtime, event: dict[str, Any], cap: int | None, held: LimitArgs | None
+    rt: Runtime,
+    event: dict[str, Any],
+    cap: int | None,
+    held: LimitArgs | None,
+    *,
+    nonce: str = "",
+    resend: bool = False,
 ) -> tuple[int, int]:
     """``Runtime.start`` under the job's limits, waiting here for a rate turn that is at most
     INLINE_WAIT_MS away. A RATE_WAIT outcome means the job holds a reserved turn further off."""
-    outcome, value = rt.start(event, cap, held)
+    outcome, value = rt.start(event, cap, held, nonce=nonce, resend=resend)
     deadline = time.monotonic() + INLINE_WAIT_TOTAL_S
     while (
         outcome == ev.RATE_WAIT
@@ -151,7 +157,7 @@ def start(
         time.sleep(value / 1000.0)
         held = replace(held, has_slot=True)  # the first check reserved this job's turn
         event["ts"] = time.time()
-        outcome, value = rt.start(event, cap, held)
+        outcome, value = rt.start(event, cap, held, nonce=nonce, resend=resend)
     return outcome, value
 
 
