@@ -9,7 +9,8 @@ task bodies it does not run:
   (the worker, the API and the CLI all call it, so each knows the task names);
 - ``api``: ``module:attribute``, a FastAPI router mounted at ``/api/v1/<name>``;
 - ``web``: a FastAPI router of dashboard pages, with templates in ``templates_dir`` and
-  entries for the navigation;
+  ``nav`` entries, which the dashboard's sidebar lists in a section titled with the pack's
+  ``title``;
 - ``public_web``: a router of pages anyone may open without logging in (the factory's
   product verification page, which a consumer reaches by scanning a label); its forms still
   carry the CSRF check;

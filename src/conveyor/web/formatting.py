@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
+
+from markupsafe import Markup, escape
 
 DASH = "—"
 JSON_DISPLAY_LIMIT = 100_000
@@ -58,8 +61,15 @@ def format_number(value: float | None) -> str:
     return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
-def format_time(value: datetime | None) -> str:
-    """A timestamp in UTC, to the second: ``2025-11-22 13:48:01``."""
+def _moment(value: datetime | str | None) -> datetime | None:
+    # Pack pages show rows as their JSON API gives them: timestamps as ISO 8601 text.
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def format_time(value: datetime | str | None) -> str:
+    """A timestamp in UTC, to the second: ``2025-11-22 13:48:01`` (from a datetime or ISO
+    8601 text)."""
+    value = _moment(value)
     if value is None:
         return DASH
     if value.tzinfo is not None:
@@ -67,9 +77,28 @@ def format_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def iso_time(value: datetime | None) -> str:
+def iso_time(value: datetime | str | None) -> str:
     """A machine-readable timestamp for ``<time datetime=…>`` (empty when unknown)."""
+    value = _moment(value)
     return value.isoformat() if value is not None else ""
+
+
+_CODE_SPAN = re.compile(r"``(.+?)``|`([^`]+)`")
+
+
+def doc_summary(doc: str | None) -> Markup:
+    """A docstring's first paragraph as one line of HTML: whitespace folded, code spans
+    (reST ``double`` or Markdown `single` backquotes) as ``<code>``, the rest escaped."""
+    paragraph = (doc or "").strip().split("\n\n", 1)[0]
+    text = " ".join(paragraph.split())
+    out: list[str] = []
+    last = 0
+    for found in _CODE_SPAN.finditer(text):
+        out.append(escape(text[last : found.start()]))
+        out.append(Markup("<code>{}</code>").format(found.group(1) or found.group(2)))
+        last = found.end()
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
 
 
 def epoch(value: datetime | None) -> float | None:

@@ -44,11 +44,21 @@ def asset_version(directory: Path = STATIC_DIR) -> str:
 
 @dataclass(frozen=True)
 class NavItem:
-    """One entry of the top navigation: its label, the route name it links to, its key."""
+    """One entry of the navigation: its label, the route name it links to, its key."""
 
     label: str
     route: str
     key: str
+
+
+@dataclass(frozen=True)
+class NavSection:
+    """One group of the sidebar: Conveyor's own pages (``pack`` empty, no title), or a pack's
+    pages under the pack's title, in the order its descriptor lists them."""
+
+    pack: str
+    title: str
+    items: tuple[NavItem, ...]
 
 
 NAV: tuple[NavItem, ...] = (
@@ -59,7 +69,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Queues", "web_queues", "queues"),
     NavItem("Tasks", "web_tasks", "tasks"),
 )
-"""The navigation, in order. A new page group adds its entry here."""
+"""Conveyor's own pages in the sidebar, in order. A new page group adds its entry here; packs
+get a section of their own from their descriptor (see ``mount_web``)."""
 
 # Job arguments, results and errors are arbitrary text from users and tasks: besides escaping
 # everything, the pages allow no inline script or style, so an escaping slip cannot run code.
@@ -103,6 +114,7 @@ def make_environment(extra_dirs: Sequence[Path] = ()) -> jinja2.Environment:
         pretty_json=formatting.pretty_json,
         truncate_text=formatting.truncate,
         short_id=formatting.short_id,
+        doc_summary=formatting.doc_summary,
     )
     return env
 
@@ -110,8 +122,14 @@ def make_environment(extra_dirs: Sequence[Path] = ()) -> jinja2.Environment:
 class Pages:
     """Renders dashboard templates with the context every page shares."""
 
-    def __init__(self, nav: Sequence[NavItem] = NAV, template_dirs: Sequence[Path] = ()) -> None:
-        self.nav = tuple(nav)
+    def __init__(
+        self,
+        nav: Sequence[NavItem] = NAV,
+        template_dirs: Sequence[Path] = (),
+        sections: Sequence[NavSection] = (),
+    ) -> None:
+        # The sidebar: the core pages first, then one section per pack.
+        self.nav = (NavSection("", "", tuple(nav)), *sections)
         self.templates = Jinja2Templates(env=make_environment(template_dirs))
         self.asset_version = asset_version()
 

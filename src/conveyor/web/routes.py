@@ -1,9 +1,9 @@
 """Mount the dashboard on the API's FastAPI app.
 
 One router module per page group (``jobs``, ``dlq``, ``workers``, ``queues``, ``tasks``,
-``overview``): each defines its routes, ``pages.NAV`` lists them in the
-navigation, and this function includes them. Static files (one stylesheet, one script) are
-served at ``/static``.
+``overview``): each defines its routes, ``pages.NAV`` lists them in the sidebar (each pack's
+pages follow in a section of their own, titled with the pack's title), and this function
+includes them. Static files (one stylesheet, one script) are served at ``/static``.
 """
 
 from __future__ import annotations
@@ -52,14 +52,16 @@ PAGE_ERRORS: dict[int | str, dict[str, Any]] = {
 def mount_web(app: FastAPI, packs: Sequence[Pack] = ()) -> None:
     """Add the dashboard's pages, its static files and its error pages to ``app``; each
     pack's pages, templates and navigation entries too."""
-    nav = list(pages.NAV)
+    sections = []
     template_dirs = []
     for pack in packs:
-        nav.extend(pages.NavItem(e.label, e.route, e.key) for e in pack.nav)
+        if pack.nav:  # each pack's pages under its own title in the sidebar
+            items = tuple(pages.NavItem(e.label, e.route, e.key) for e in pack.nav)
+            sections.append(pages.NavSection(pack.name, pack.title, items))
         if pack.templates_dir:
             package = importlib.import_module(f"conveyor.packs.{pack.name}")
             template_dirs.append(Path(str(package.__file__)).parent / pack.templates_dir)
-    pages.install(app, pages.Pages(nav, template_dirs=template_dirs))
+    pages.install(app, pages.Pages(pages.NAV, template_dirs=template_dirs, sections=sections))
     services = app.state.services
     settings = services.settings
     secret = settings.secret_key.get_secret_value() if settings.secret_key else None
