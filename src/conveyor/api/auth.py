@@ -1,9 +1,9 @@
 """Who may call the API: API keys, scopes, task/queue allowlists, and the production check.
 
 Every ``/api/v1`` route declares what it needs as a dependency that carries a
-:class:`Requirement` (``ReadJobs``, ``WriteJobs``, ``AdminDlq``, ``WholePlatform``, a pack's
-:func:`require` with the tasks its data belongs to, or :data:`Public`), so OpenAPI shows the
-security schemes, :func:`check_declared` refuses to start an app with a pack route that declares
+:class:`Requirement` (``ReadJobs``, ``WriteJobs``, ``AdminDlq``, ``WholeRead``/``WholeWrite``, a
+pack's :func:`require` with the tasks its data belongs to, or :data:`Public`), so OpenAPI shows
+the security schemes, :func:`check_declared` refuses to start an app with a route that declares
 nothing, and ``tests/integration/test_auth.py`` holds every route to its declaration.
 
 A key limited to some tasks or queues (``--task``/``--queue``) is bound everywhere (see
