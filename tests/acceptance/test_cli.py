@@ -121,6 +121,13 @@ def test_lists_that_find_nothing_say_so(services: Any) -> None:
     assert users.returncode == 0, users.stderr
     assert users.stdout.startswith("no users;"), users.stdout
     assert conveyor("jobs", "list", env=empty).stdout.strip() == "no jobs yet"
+    # A Redis database no worker ever beat in.
+    redis_url = services.settings.redis_url
+    if redis_url.startswith("redis://") and redis_url.rsplit("/", 1)[-1].isdigit():
+        empty["CONVEYOR_REDIS_URL"] = redis_url.rsplit("/", 1)[0] + "/13"
+        nobody = conveyor("workers", env=empty)
+        assert nobody.returncode == 0, nobody.stderr
+        assert nobody.stdout.startswith("no worker has sent a heartbeat"), nobody.stdout
 
 
 def test_up_serves_jobs_and_sigint_leaves_no_process(
