@@ -18,7 +18,7 @@ import pytest
 
 from conveyor.packs import psycopg_url
 from conveyor.packs.catalog.sample import write_sample
-from conveyor.testing.services import ServiceSet, wait_for
+from conveyor.testing.services import ServiceSet, truncate, wait_for
 
 API = "/api/v1/catalog"
 TERMINAL = {"succeeded", "failed", "cancelled", "dead"}
@@ -27,7 +27,7 @@ TERMINAL = {"succeeded", "failed", "cancelled", "dead"}
 @pytest.fixture()
 def db(settings: Any) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(psycopg_url(settings), autocommit=True) as conn:
-        conn.execute("TRUNCATE catalog_products, catalog_imports CASCADE")
+        truncate(conn, "catalog_products", "catalog_imports")
         yield conn
 
 

@@ -18,6 +18,7 @@ from conveyor.errors import JobCancelled
 from conveyor.packs import psycopg_url
 from conveyor.packs.catalog import importer
 from conveyor.packs.catalog.sample import write_sample
+from conveyor.testing.services import truncate
 
 Product = tuple[str, str, str, bool]  # sku, name, description, active
 
@@ -25,7 +26,7 @@ Product = tuple[str, str, str, bool]  # sku, name, description, active
 @pytest.fixture()
 def db(settings: Any) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(psycopg_url(settings)) as conn:
-        conn.execute("TRUNCATE catalog_products, catalog_imports CASCADE")
+        truncate(conn, "catalog_products", "catalog_imports")
         conn.commit()
         yield conn
 

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from conveyor.packs import psycopg_url
+from conveyor.testing.services import truncate
 
 API = "/api/v1/catalog/products"
 
@@ -17,7 +18,7 @@ API = "/api/v1/catalog/products"
 @pytest.fixture()
 def catalog(settings: Any, client: Any) -> Iterator[Any]:
     with psycopg.connect(psycopg_url(settings), autocommit=True) as conn:
-        conn.execute("TRUNCATE catalog_products, catalog_webhooks CASCADE")
+        truncate(conn, "catalog_products", "catalog_webhooks")
         with conn.cursor().copy(
             "COPY catalog_products (sku, name, description, active) FROM STDIN"
         ) as copy:

@@ -12,13 +12,13 @@ import pytest
 from conveyor.packs import psycopg_url
 from conveyor.packs.catalog.sample import write_sample
 from conveyor.testing.receiver import Receiver
-from conveyor.testing.services import wait_for
+from conveyor.testing.services import truncate, wait_for
 
 
 @pytest.fixture()
 def web(settings: Any, client: Any) -> Iterator[Any]:
     with psycopg.connect(psycopg_url(settings), autocommit=True) as conn:
-        conn.execute("TRUNCATE catalog_products, catalog_imports, catalog_webhooks CASCADE")
+        truncate(conn, "catalog_products", "catalog_imports", "catalog_webhooks")
     yield client
 
 

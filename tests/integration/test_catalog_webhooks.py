@@ -16,7 +16,7 @@ from conveyor.packs import psycopg_url
 from conveyor.packs.catalog.events import verify
 from conveyor.packs.catalog.sample import write_sample
 from conveyor.testing.receiver import Receiver
-from conveyor.testing.services import wait_for
+from conveyor.testing.services import truncate, wait_for
 
 API = "/api/v1/catalog"
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00")
@@ -27,7 +27,7 @@ def hooks(settings: Any, receiver: Receiver) -> Iterator[Receiver]:
     """The session's receiver (the one internal address the API and worker may send to,
     CONVEYOR_EGRESS_ALLOW) with empty catalog tables and no requests recorded yet."""
     with psycopg.connect(psycopg_url(settings), autocommit=True) as conn:
-        conn.execute("TRUNCATE catalog_products, catalog_webhooks, catalog_imports CASCADE")
+        truncate(conn, "catalog_products", "catalog_webhooks", "catalog_imports")
     receiver.reset()
     yield receiver
     receiver.reset()

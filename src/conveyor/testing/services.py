@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -177,3 +178,21 @@ def python_last_line(code: str, env: dict[str, str], timeout: float = 60) -> str
         timeout=timeout,
     )
     return out.stdout.strip().splitlines()[-1]
+
+
+def truncate(conn: psycopg.Connection[Any], *tables: str, attempts: int = 10) -> None:
+    """``TRUNCATE … CASCADE`` the tables, again after a deadlock: the session's worker may still
+    be finishing an earlier test's jobs on them (a webhook delivery, an import), and a TRUNCATE
+    queued behind those can deadlock with them."""
+    for attempt in range(attempts):
+        try:
+            conn.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+            if not conn.autocommit:
+                conn.commit()
+            return
+        except psycopg.errors.DeadlockDetected:
+            if not conn.autocommit:
+                conn.rollback()
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
