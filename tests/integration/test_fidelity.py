@@ -162,6 +162,8 @@ def test_results_time_limits_and_ledger_with_the_apps_own_settings(
 # --- RabbitMQ queue arguments (item 7) ---------------------------------------------------------
 
 
+# `broker`: .ci/run runs these in its RabbitMQ pass; on Redis they have nothing to check.
+@pytest.mark.broker
 @pytest.mark.skipif(not ON_RABBITMQ, reason="queue arguments exist on RabbitMQ only")
 def test_an_existing_queue_without_priority_keeps_working_and_unchanged(
     fidelity_app: Any, settings: Any
@@ -178,6 +180,8 @@ def test_an_existing_queue_without_priority_keeps_working_and_unchanged(
         conn.default_channel.queue_delete(queue)
 
 
+# `broker`: .ci/run runs these in its RabbitMQ pass; on Redis they have nothing to check.
+@pytest.mark.broker
 @pytest.mark.skipif(not ON_RABBITMQ, reason="queue arguments exist on RabbitMQ only")
 def test_production_mode_refuses_to_start_on_a_queue_it_cannot_declare(
     services: Any, settings: Any, tmp_path: Path
