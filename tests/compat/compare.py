@@ -91,11 +91,25 @@ def report(comparison: Comparison, label: str) -> bool:
     return not diffs
 
 
+def comparison(plain: Path, installed: Path, broker: str | None = None) -> Comparison:
+    return Comparison(outcomes(plain), outcomes(installed), exclusions(broker=broker))
+
+
 def compare(plain: Path, installed: Path, broker: str | None = None) -> bool:
-    return report(
-        Comparison(outcomes(plain), outcomes(installed), exclusions(broker=broker)),
-        broker or "compat",
-    )
+    return report(comparison(plain, installed, broker), broker or "compat")
+
+
+def node_id(test: str, root: Path) -> str:
+    """JUnit's ``t.integration.test_canvas.test_chain::test_x[p]`` -> pytest's
+    ``t/integration/test_canvas.py::test_chain::test_x[p]`` (the classname holds the module,
+    then a class if the test is a method)."""
+    classname, _, name = test.partition("::")
+    parts = classname.split(".")
+    for cut in range(len(parts), 0, -1):
+        module = Path(*parts[:cut]).with_suffix(".py")
+        if (root / module).exists():
+            return "::".join([module.as_posix(), *parts[cut:], name])
+    raise ValueError(f"no module of {test!r} under {root}")
 
 
 def main() -> None:

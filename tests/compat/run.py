@@ -9,12 +9,15 @@ installed app behaves as before (``make compat``; docs/runtime.md, "Fidelity mod
    their own (``conveyor_compat``) through a real ``conveyor recorder``. All runs go in parallel,
    each on its own Redis databases and RabbitMQ virtual host.
 3. Compares the passed tests of the two modes per broker (``compare.py``, ``exclusions.txt``).
+4. Confirms each difference: the tests that differ run again alone, in both modes, CONFIRM
+   times (2). A difference fails the run only if it held in every confirmation; one that came
+   and went is reported as unstable (a timing-sensitive test of the suite), not counted.
 
 Environment: COMPAT_REDIS (redis://127.0.0.1:6379), COMPAT_AMQP
 (amqp://guest:guest@127.0.0.1:5672), COMPAT_POSTGRES (postgresql://postgres@127.0.0.1:5432/
 postgres), COMPAT_REDIS_DB (the first of seven Redis databases it flushes and uses, 1),
 COMPAT_BROKERS (redis,rabbitmq), COMPAT_TIMEOUT (per test, 300 s), COMPAT_K (another -k
-selection, for a quick look).
+selection, for a quick look), COMPAT_CONFIRM (confirmation rounds, 2).
 """
 
 from __future__ import annotations
@@ -37,13 +40,14 @@ CACHE = ROOT / ".compat"
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(HERE))
 
-from compare import compare  # noqa: E402
+from compare import Comparison, comparison, node_id, outcomes, report  # noqa: E402
 
 REDIS = os.environ.get("COMPAT_REDIS", "redis://127.0.0.1:6379").rstrip("/")
 AMQP = os.environ.get("COMPAT_AMQP", "amqp://guest:guest@127.0.0.1:5672").rstrip("/")
 POSTGRES = os.environ.get("COMPAT_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 BROKERS = os.environ.get("COMPAT_BROKERS", "redis,rabbitmq").split(",")
 TIMEOUT = os.environ.get("COMPAT_TIMEOUT", "300")
+CONFIRM = int(os.environ.get("COMPAT_CONFIRM", "2"))
 SELECTION = [
     "t/integration/test_tasks.py",
     "t/integration/test_canvas.py",
@@ -144,20 +148,26 @@ class Run:
     wave: int = 0
     process: subprocess.Popen[bytes] | None = None
 
+    label: str = ""  # "" for the main run, "confirm-<n>" for a confirmation round
+
     @property
     def junit(self) -> Path:
-        return self.out / f"{self.broker}-{self.mode}.xml"
+        return self.out / f"{self.broker}-{self.mode}{self.suffix}.xml"
 
     @property
     def log(self) -> Path:
-        return self.out / f"{self.broker}-{self.mode}.log"
+        return self.out / f"{self.broker}-{self.mode}{self.suffix}.log"
 
-    def start(self, where: Path) -> Run:
+    @property
+    def suffix(self) -> str:
+        return f"-{self.label}" if self.label else ""
+
+    def start(self, where: Path, selection: list[str] = SELECTION) -> Run:
         plugins = ["-p", "celery.contrib.pytest"]
         if self.mode == "install":
             plugins += ["-p", "conveyor_install"]
         argv = [
-            *(str(BIN / "python"), "-m", "pytest", *plugins, *SELECTION),
+            *(str(BIN / "python"), "-m", "pytest", *plugins, *selection),
             *("-p", "no:cacheprovider", "-q", "-rfE", f"--timeout={TIMEOUT}"),
             # The suite has timing-sensitive tests beyond those it marks flaky: a failure gets
             # one more run in both modes alike, so that only a difference that holds is reported.
@@ -222,32 +232,64 @@ def main() -> None:
         stderr=subprocess.STDOUT,
     )
     started = time.monotonic()
+    ok = True
     try:
         planned = runs(out, ledger_url)
-        for wave in sorted({run.wave for run in planned}):
-            todo = [run.start(where) for run in planned if run.wave == wave]
-            for run in todo:
-                assert run.process is not None
-                run.process.wait()
-                print(f"{run.broker}/{run.mode}: exit {run.process.returncode}, log {run.log}")
+        run_waves(planned, where)
+        print(f"compat runs took {time.monotonic() - started:.0f} s")
+        for broker in BROKERS:
+            plain, installed = (out / f"{broker}-{mode}.xml" for mode in ("plain", "install"))
+            if not plain.exists() or not installed.exists():
+                print(f"[{broker}] a run wrote no results; see its log")
+                ok = False
+                continue
+            found = comparison(plain, installed, broker)
+            if not report(found, broker):
+                ok = confirm(found, broker, planned, where) and ok
     finally:
         recorder.terminate()
         recorder.wait(timeout=30)
-    print(f"compat runs took {time.monotonic() - started:.0f} s")
-    ok = True
-    for broker in BROKERS:
-        plain, installed = (out / f"{broker}-{mode}.xml" for mode in ("plain", "install"))
-        if not plain.exists() or not installed.exists():
-            print(f"[{broker}] a run wrote no results; see its log")
-            ok = False
-            continue
-        ok = compare(plain, installed, broker) and ok
     recorded = recorded_jobs(ledger_url)
     print(f"ledger: {recorded} jobs recorded by the installed runs")
     if recorded == 0:
         print("the installed runs recorded no job: the plugin or the recorder did not work")
         ok = False
     sys.exit(0 if ok else 1)
+
+
+def run_waves(planned: list[Run], where: Path, selection: list[str] = SELECTION) -> None:
+    for wave in sorted({run.wave for run in planned}):
+        todo = [run.start(where, selection) for run in planned if run.wave == wave]
+        for run in todo:
+            assert run.process is not None
+            run.process.wait()
+            print(
+                f"{run.broker}/{run.mode}{run.suffix}: exit {run.process.returncode}, log {run.log}"
+            )
+
+
+def confirm(found: Comparison, broker: str, planned: list[Run], where: Path) -> bool:
+    """Run the differing tests alone again, both modes, CONFIRM times. True unless a
+    difference held every time (the same test passed in one mode and not the other)."""
+    differing = {test: (plain, installed) for test, plain, installed in found.differences}
+    nodes = [node_id(test, where) for test in differing]
+    held = set(differing)
+    for n in range(1, CONFIRM + 1):
+        again = [
+            Run(run.broker, run.mode, run.env, run.out, run.wave, label=f"confirm-{n}")
+            for run in planned
+            if run.broker == broker
+        ]
+        run_waves(again, where, nodes)
+        plain, installed = (outcomes(run.junit) if run.junit.exists() else {} for run in again)
+        for test in list(held):
+            if (plain.get(test) == "passed") == (installed.get(test) == "passed"):
+                held.discard(test)
+    for test, (plain_was, installed_was) in differing.items():
+        verdict = "HELD in every confirmation" if test in held else "unstable, not counted"
+        print(f"[{broker}] {test}: plain {plain_was}, install {installed_was}; {verdict}")
+    print(f"[{broker}] {len(held)} of {len(differing)} differences held")
+    return not held
 
 
 def recorded_jobs(url: str) -> int:
