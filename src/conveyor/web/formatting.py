@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -75,6 +75,27 @@ def format_time(value: datetime | str | None) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_from_now(value: datetime, now: datetime) -> str:
+    """How far ``value`` is from ``now``, in :func:`format_duration`'s words: ``in 4m 00s``,
+    ``12.0 s ago``, or ``now`` within a second."""
+    seconds = (value - now).total_seconds()
+    if abs(seconds) < 1:
+        return "now"
+    text = format_duration(abs(seconds))
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def format_clock(value: datetime, zone: tzinfo, now: datetime) -> str:
+    """``value`` on the clock of ``zone``, named: ``14:05 UTC`` on the same day as ``now``
+    there, else with the date, ``2026-12-06 14:05 Europe/Berlin``; seconds only when not
+    zero (an interval schedule's fires)."""
+    local = value.astimezone(zone)
+    clock = local.strftime("%H:%M:%S" if local.second else "%H:%M")
+    if local.date() != now.astimezone(zone).date():
+        clock = f"{local:%Y-%m-%d} {clock}"
+    return f"{clock} {zone}"
 
 
 def iso_time(value: datetime | str | None) -> str:

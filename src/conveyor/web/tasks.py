@@ -43,7 +43,8 @@ def tasks_page(request: Request, services: ServicesDep, pages: PagesDep) -> HTML
     return pages.render(request, "tasks.html", context, active="tasks")
 
 
-def _task(services: Any, name: str) -> dict[str, Any]:
+def registered_task(services: Any, name: str) -> dict[str, Any]:
+    """The task ``name`` as ``GET /api/v1/tasks`` describes it; an unknown one is a 404 page."""
     for t in registered_tasks(services):
         if t["name"] == name:
             t["limits_summary"] = limits_summary(t["limits"])
@@ -61,7 +62,7 @@ def _render_task(
     error: str | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    task = _task(services, name)
+    task = registered_task(services, name)
     context = {
         "task": task,
         "fields": form_fields(task["schema"]),
@@ -86,7 +87,7 @@ def task_page(name: str, request: Request, services: ServicesDep, pages: PagesDe
 async def submit(name: str, request: Request, services: ServicesDep, pages: PagesDep) -> Response:
     """Submit the task with the form's arguments; the new job's page, or the form again with
     what was wrong."""
-    task = _task(services, name)
+    task = registered_task(services, name)
     form = {k: str(v) for k, v in (await request.form(max_files=0, max_fields=200)).items()}
     fields = form_fields(task["schema"])
     kwargs, problems = parse_form(fields, form)
