@@ -36,8 +36,8 @@ def test_intervals_use_the_largest_whole_unit() -> None:
 
 
 def test_trigger_names_the_zone_of_a_cron_that_is_not_utc() -> None:
-    assert trigger_in_words("cron", expr="0 2 * * *") == "at 02:00"
-    berlin = trigger_in_words("cron", expr="0 2 * * *", timezone="Europe/Berlin")
+    assert trigger_in_words("cron", cron="0 2 * * *") == "at 02:00"
+    berlin = trigger_in_words("cron", cron="0 2 * * *", timezone="Europe/Berlin")
     assert berlin == "at 02:00 (Europe/Berlin)"
     assert trigger_in_words("interval", every=600) == "every 10 minutes"
     once = datetime(2026, 12, 24, 17, 0, tzinfo=UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -108,3 +109,25 @@ def print_table(table: Table, empty: str) -> None:
         out.print(table)
     else:
         out.print(empty)
+
+
+def parse_value(raw: str) -> Any:
+    """A value typed on the command line: JSON if it reads as JSON (5, true, [1], '"5"'),
+    else the text itself."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def parse_kwargs(items: list[str] | None, option: str = "--kwarg") -> dict[str, Any]:
+    """``key=value`` items as keyword arguments (values read by :func:`parse_value`); one
+    without ``=`` is an error naming it (exit 2)."""
+    kwargs: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            err.print(f"[red]{option} {item!r}: expected key=value[/]")
+            raise typer.Exit(2)
+        kwargs[key] = parse_value(value)
+    return kwargs

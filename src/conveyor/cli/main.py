@@ -20,6 +20,8 @@ from conveyor.cli.common import (
     err,
     export_log_format,
     out,
+    parse_kwargs,
+    parse_value,
     print_table,
     require,
     require_migrated,
@@ -28,6 +30,7 @@ from conveyor.cli.common import (
 )
 from conveyor.cli.dlq import dlq_cli
 from conveyor.cli.keys import keys_cli
+from conveyor.cli.schedules import schedules_cli
 from conveyor.cli.users import users_cli
 from conveyor.config import Settings
 from conveyor.core.ids import parse_job_id
@@ -44,6 +47,7 @@ cli.add_typer(jobs_cli, name="jobs")
 cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(users_cli, name="users")
+cli.add_typer(schedules_cli, name="schedules")
 
 
 def _add_pack_commands() -> None:
@@ -254,13 +258,6 @@ def reconcile(log_format: LogFormatOption = None) -> None:
     _run_services(["reconciler"], log_format)
 
 
-def _parse_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
 @cli.command()
 def submit(
     task: Annotated[str, typer.Argument(help="registered task name, e.g. demo.add")],
@@ -286,19 +283,13 @@ def submit(
     from conveyor.ledger.db import make_engine
 
     s = require_migrated(settings())
-    kwargs: dict[str, Any] = {}
-    for item in kwarg or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            err.print(f"[red]--kwarg {item!r}: expected key=value[/]")
-            raise typer.Exit(2)
-        kwargs[key] = _parse_value(value)
+    kwargs = parse_kwargs(kwarg)
     app = celery_app(s)
     engine = make_engine(s.database_url or "", pool_size=2)
     try:
         job, created = Control(app, engine).submit(
             task,
-            [_parse_value(a) for a in args or []],
+            [parse_value(a) for a in args or []],
             kwargs,
             queue=queue,
             priority=priority,

@@ -65,6 +65,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Overview", "web_home", "overview"),
     NavItem("Jobs", "web_jobs", "jobs"),
     NavItem("Dead letters", "web_dlq", "dlq"),
+    NavItem("Schedules", "web_schedules", "schedules"),
     NavItem("Workers", "web_workers", "workers"),
     NavItem("Queues", "web_queues", "queues"),
     NavItem("Tasks", "web_tasks", "tasks"),

@@ -1,9 +1,9 @@
 """Mount the dashboard on the API's FastAPI app.
 
 One router module per page group (``jobs``, ``dlq``, ``workers``, ``queues``, ``tasks``,
-``overview``): each defines its routes, ``pages.NAV`` lists them in the sidebar (each pack's
-pages follow in a section of their own, titled with the pack's title), and this function
-includes them. Static files (one stylesheet, one script) are served at ``/static``.
+``schedules``, ``overview``): each defines its routes, ``pages.NAV`` lists them in the sidebar
+(each pack's pages follow in a section of their own, titled with the pack's title), and this
+function includes them. Static files (one stylesheet, one script) are served at ``/static``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from conveyor.web import (
     overview,
     pages,
     queues,
+    schedules,
     session,
     tasks,
     workers,
@@ -100,6 +101,8 @@ def mount_web(app: FastAPI, packs: Sequence[Pack] = ()) -> None:
     app.include_router(workers.router, dependencies=readers, responses=PAGE_ERRORS)
     app.include_router(queues.router, dependencies=readers, responses=PAGE_ERRORS)
     app.include_router(tasks.router, dependencies=readers, responses=PAGE_ERRORS)
+    # Reading schedules is reading jobs; changing them asks for more (see web/schedules.py).
+    app.include_router(schedules.router, dependencies=readers, responses=PAGE_ERRORS)
     app.include_router(overview.router, dependencies=readers, responses=PAGE_ERRORS)
     for pack in packs:
         if pack.web:

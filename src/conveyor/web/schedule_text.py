@@ -66,7 +66,7 @@ def interval_in_words(every: float | timedelta) -> str:
 def trigger_in_words(
     kind: str,
     *,
-    expr: str | None = None,
+    cron: str | None = None,
     every: float | timedelta | None = None,
     at: datetime | None = None,
     timezone: str | None = None,
@@ -75,8 +75,8 @@ def trigger_in_words(
     """A trigger as a sentence: ``every 5 minutes``, ``at 02:00, only on Sunday
     (Europe/Berlin)``, ``once, 2026-12-24 18:00 UTC``."""
     tz = zone(timezone)
-    if kind == "cron" and expr:
-        words = cron_in_words(expr)
+    if kind == "cron" and cron:
+        words = cron_in_words(cron)
         # A cron's wall times are the schedule's zone's; say which when it is not UTC.
         return words if tz.key == "UTC" else f"{words} ({tz.key})"
     if kind == "interval" and every is not None:

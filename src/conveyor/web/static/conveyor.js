@@ -436,6 +436,6 @@
   var page = document.body.dataset.page;
   initUploads();
   initReloadWhenEnded();
-  if (page === "jobs") { initJobsList(); }
+  if (page === "jobs" || page === "schedule") { initJobsList(); }  // a schedule's runs are jobs
   if (page === "job") { initJobPage(); }
 })();

@@ -1,0 +1,396 @@
+"""`conveyor schedules`: list, show, create, edit, pause, resume, trigger, delete schedules
+(and their next fires, and backfills), through the same ``ScheduleService`` the API uses.
+
+A schedule is named by its id or its name. A refusal prints the reason, naming the field, and
+exits with 2 (bad input) or 1 (no such schedule, or the action does not apply).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+from rich.text import Text
+
+from conveyor.cli.common import err, out, parse_kwargs, parse_value, print_table, services, when
+from conveyor.errors import ConveyorError, ScheduleNotFound
+from conveyor.web.schedule_form import wall_time
+from conveyor.web.schedule_text import next_fire_in_words, trigger_in_words
+
+schedules_cli = typer.Typer(
+    no_args_is_help=True,
+    help="Schedules: list, show, create, edit, pause, resume, trigger, delete, next, backfill.",
+)
+
+T = TypeVar("T")
+
+Ref = Annotated[str, typer.Argument(help="the schedule's id or name")]
+CronOpt = Annotated[
+    str | None, typer.Option("--cron", help="5 fields or an alias: '*/5 * * * *', @daily")
+]
+EveryOpt = Annotated[str | None, typer.Option("--every", help="seconds, or 90s, 5m, 1h, 2d")]
+AtOpt = Annotated[
+    str | None, typer.Option("--at", help="once, at this time: 2026-12-24T18:00 (in --tz)")
+]
+TzOpt = Annotated[
+    str | None, typer.Option("--tz", "--timezone", help="IANA zone, e.g. Europe/Berlin")
+]
+ArgOpt = Annotated[
+    list[str] | None,
+    typer.Option("--arg", "-a", help="a positional argument, read as JSON, else as text"),
+]
+KwargOpt = Annotated[
+    list[str] | None,
+    typer.Option("--kwarg", "-k", help="k=v, v read as JSON, else as text"),
+]
+QueueOpt = Annotated[str | None, typer.Option(help="queue of its jobs (default: the task's)")]
+PriorityOpt = Annotated[int | None, typer.Option(min=0, max=9)]
+OverlapOpt = Annotated[
+    str | None,
+    typer.Option(help="skip | buffer_one | allow_all | cancel_previous"),
+]
+CatchupOpt = Annotated[
+    str | None, typer.Option("--catchup-window", help="run missed fires this recent, e.g. 10m")
+]
+CatchupRunsOpt = Annotated[
+    int | None, typer.Option("--max-catchup-runs", min=1, help="missed fires to run, at most")
+]
+JitterOpt = Annotated[str | None, typer.Option(help="delay each fire up to this, e.g. 30s")]
+StartOpt = Annotated[str | None, typer.Option("--start", help="no fire before (in --tz)")]
+EndOpt = Annotated[str | None, typer.Option("--end", help="no fire after (in --tz)")]
+MaxRunsOpt = Annotated[int | None, typer.Option("--max-runs", min=1)]
+
+
+def _service() -> Any:
+    from conveyor.schedules import ScheduleService
+
+    return ScheduleService(services())
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A refusal printed with its reason: bad input exits 2, anything else Conveyor refuses 1."""
+    try:
+        yield
+    except ValidationError as exc:
+        for problem in exc.errors():
+            where = ".".join(str(p) for p in problem["loc"]) or "schedule"
+            err.print(f"[red]refused:[/] {where}: {problem['msg']}")
+        raise typer.Exit(2) from None
+    except ScheduleNotFound as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    except ConveyorError as exc:
+        from conveyor.api.errors import status_for
+
+        err.print(f"[red]refused:[/] {exc}")
+        raise typer.Exit(2 if status_for(exc) == 422 else 1) from None
+
+
+def _call(fn: Callable[[], T]) -> T:
+    with _refusals():
+        return fn()
+
+
+def _when(moment: datetime | None) -> str:
+    return when(moment) + " UTC" if moment else "-"
+
+
+def _status(s: Any) -> str:
+    marks = []
+    if s.paused:
+        marks.append("[yellow]paused[/]" + (f" ({s.paused_note})" if s.paused_note else ""))
+    if s.retired_at:
+        marks.append("[red]retired[/]")
+    marks.append(s.source)
+    if s.overridden:
+        marks.append("overridden: " + ", ".join(s.overridden))
+    return "; ".join(marks)
+
+
+def _trigger(s: Any) -> str:
+    return trigger_in_words(s.kind, cron=s.cron, every=s.every, at=s.at, timezone=s.timezone)
+
+
+def _dump(model: Any) -> None:
+    out.print_json(model.model_dump_json())
+
+
+@schedules_cli.command("list")
+def schedules_list(
+    as_json: Annotated[bool, typer.Option("--json", help="as GET /api/v1/schedules")] = False,
+) -> None:
+    """Every schedule: trigger in words, next fire, last run, failure streak, status."""
+    found = _call(lambda: _service().list())
+    if as_json:
+        out.print_json(json.dumps([s.model_dump(mode="json") for s in found]))
+        return
+    now = datetime.now(UTC)
+    table = Table("name", "task", "trigger", "next fire", "last run", "failures", "status")
+    for s in found:
+        last = f"{s.last_run.state} {when(s.last_run.fire_time)}" if s.last_run else "-"
+        table.add_row(
+            Text(s.name),
+            Text(s.task),
+            Text(_trigger(s)),
+            next_fire_in_words(s.next_fire_at, now, s.timezone, paused=s.paused),
+            last,
+            str(s.failure_streak),
+            _status(s),
+        )
+    print_table(table, "no schedules yet; create one with `conveyor schedules create`")
+
+
+@schedules_cli.command("show")
+def schedules_show(ref: Ref, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """One schedule: its fields, next fires and last runs."""
+    svc = _service()
+    s = _call(lambda: svc.get(ref))
+    if as_json:
+        _dump(s)
+        return
+    now = datetime.now(UTC)
+    facts = Table.grid(padding=(0, 2))
+    for key, value in (
+        ("id", str(s.id)),
+        ("name", s.name),
+        ("task", s.task),
+        ("args", json.dumps(s.args)),
+        ("kwargs", json.dumps(s.kwargs)),
+        ("trigger", _trigger(s)),
+        ("timezone", s.timezone),
+        ("next fire", next_fire_in_words(s.next_fire_at, now, s.timezone, paused=s.paused)),
+        ("overlap", s.overlap),
+        ("runs", str(s.run_count) + (f" of at most {s.max_runs}" if s.max_runs else "")),
+        ("failures in a row", str(s.failure_streak)),
+        ("status", _status(s)),
+    ):
+        facts.add_row(f"[bold]{key}[/]", Text(value))
+    out.print(facts)
+    if not s.paused and not s.retired_at:
+        out.print("[bold]next fires[/]")
+        for t in _call(lambda: svc.next_fires(str(s.id), 5)):
+            out.print(f"  {next_fire_in_words(t, now, s.timezone)}")
+    runs = Table("fire time", "outcome", "job", "state", title="last runs")
+    for run in _call(lambda: svc.runs(str(s.id), 10)):
+        runs.add_row(_when(run.fire_time), run.outcome, str(run.job_id or "-"), run.state or "-")
+    print_table(runs, "no runs yet")
+
+
+def _moment(option: str, text: str, tz: str | None) -> datetime:
+    """An ISO 8601 time from the command line; without an offset, on the clock of ``tz``
+    (UTC when not given)."""
+    try:
+        return wall_time(text, tz or "UTC")
+    except ValueError as exc:
+        err.print(f"[red]{option}: {exc}[/]")
+        raise typer.Exit(2) from None
+
+
+def _fields(
+    *,
+    cron: str | None,
+    every: str | None,
+    at: str | None,
+    tz: str | None,
+    args: list[str] | None,
+    kwargs: list[str] | None,
+    queue: str | None,
+    priority: int | None,
+    overlap: str | None,
+    catchup_window: str | None,
+    max_catchup_runs: int | None,
+    jitter: str | None,
+    start: str | None,
+    end: str | None,
+    max_runs: int | None,
+) -> dict[str, Any]:
+    """The options given, as the service's field names; at most one trigger."""
+    triggers = [k for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
+    if len(triggers) > 1:
+        err.print(f"[red]give one trigger, not {' and '.join('--' + t for t in triggers)}[/]")
+        raise typer.Exit(2)
+    fields: dict[str, Any] = {}
+    if cron is not None:
+        fields.update(kind="cron", cron=cron)
+    elif every is not None:
+        fields.update(kind="interval", every=parse_value(every))
+    elif at is not None:
+        fields.update(kind="at", at=_moment("--at", at, tz))
+    for key, value in (
+        ("timezone", tz),
+        ("queue", queue),
+        ("priority", priority),
+        ("overlap", overlap),
+        ("catchup_window", catchup_window),
+        ("max_catchup_runs", max_catchup_runs),
+        ("jitter", jitter),
+        ("start_at", start and _moment("--start", start, tz)),
+        ("end_at", end and _moment("--end", end, tz)),
+        ("max_runs", max_runs),
+    ):
+        if value is not None:
+            fields[key] = value
+    if args is not None:
+        fields["args"] = [parse_value(a) for a in args]
+    if kwargs is not None:
+        fields["kwargs"] = parse_kwargs(kwargs)
+    return fields
+
+
+@schedules_cli.command("create")
+def schedules_create(
+    name: Annotated[str, typer.Argument(help="a unique name")],
+    task: Annotated[str, typer.Argument(help="registered task name, e.g. demo.add")],
+    cron: CronOpt = None,
+    every: EveryOpt = None,
+    at: AtOpt = None,
+    tz: TzOpt = None,
+    args: ArgOpt = None,
+    kwargs: KwargOpt = None,
+    queue: QueueOpt = None,
+    priority: PriorityOpt = None,
+    overlap: OverlapOpt = None,
+    catchup_window: CatchupOpt = None,
+    max_catchup_runs: CatchupRunsOpt = None,
+    jitter: JitterOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_runs: MaxRunsOpt = None,
+    paused: Annotated[bool, typer.Option("--paused", help="create it paused")] = False,
+) -> None:
+    """Create a schedule (one of --cron, --every, --at); prints its id."""
+    from conveyor.schedules import ScheduleSpec
+
+    fields = _fields(
+        cron=cron, every=every, at=at, tz=tz, args=args, kwargs=kwargs, queue=queue,
+        priority=priority, overlap=overlap, catchup_window=catchup_window,
+        max_catchup_runs=max_catchup_runs, jitter=jitter, start=start, end=end,
+        max_runs=max_runs,
+    )  # fmt: skip
+    if "kind" not in fields:
+        err.print("[red]give a trigger: --cron, --every or --at[/]")
+        raise typer.Exit(2)
+    svc = _service()
+    created = _call(lambda: svc.create(ScheduleSpec(name=name, task=task, **fields)))
+    if paused:
+        _call(lambda: svc.pause(str(created.id), ""))
+    out.print(str(created.id))
+
+
+@schedules_cli.command("edit")
+def schedules_edit(
+    ref: Ref,
+    name: Annotated[str | None, typer.Option(help="rename it")] = None,
+    cron: CronOpt = None,
+    every: EveryOpt = None,
+    at: AtOpt = None,
+    tz: TzOpt = None,
+    args: ArgOpt = None,
+    kwargs: KwargOpt = None,
+    queue: QueueOpt = None,
+    priority: PriorityOpt = None,
+    overlap: OverlapOpt = None,
+    catchup_window: CatchupOpt = None,
+    max_catchup_runs: CatchupRunsOpt = None,
+    jitter: JitterOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_runs: MaxRunsOpt = None,
+) -> None:
+    """Change the given fields of a schedule (the others stay); a code schedule's changes
+    are kept as overrides until `reset`."""
+    from conveyor.schedules import SchedulePatch
+
+    fields = _fields(
+        cron=cron, every=every, at=at, tz=tz, args=args, kwargs=kwargs, queue=queue,
+        priority=priority, overlap=overlap, catchup_window=catchup_window,
+        max_catchup_runs=max_catchup_runs, jitter=jitter, start=start, end=end,
+        max_runs=max_runs,
+    )  # fmt: skip
+    if name is not None:
+        fields["name"] = name
+    if not fields:
+        err.print("[red]nothing to change: give the options to change[/]")
+        raise typer.Exit(2)
+    svc = _service()
+    s = _call(lambda: svc.get(ref))
+    updated = _call(lambda: svc.update(str(s.id), SchedulePatch(**fields)))
+    out.print(f"{updated.name} saved; {_trigger(updated)}")
+
+
+@schedules_cli.command("pause")
+def schedules_pause(
+    ref: Ref,
+    note: Annotated[str, typer.Option(help="why, shown beside it")] = "",
+) -> None:
+    """Pause a schedule: no fire runs until it is resumed."""
+    svc = _service()
+    s = _call(lambda: svc.get(ref))
+    _call(lambda: svc.pause(str(s.id), note))
+    out.print(f"{s.name} paused" + (f": {note}" if note else ""))
+
+
+@schedules_cli.command("resume")
+def schedules_resume(ref: Ref) -> None:
+    """Resume a paused schedule from its next fire time."""
+    svc = _service()
+    s = _call(lambda: svc.get(ref))
+    resumed = _call(lambda: svc.resume(str(s.id)))
+    now = datetime.now(UTC)
+    after = next_fire_in_words(resumed.next_fire_at, now, resumed.timezone)
+    out.print(f"{s.name} resumed; next fire {after}")
+
+
+@schedules_cli.command("trigger")
+def schedules_trigger(ref: Ref) -> None:
+    """Run the schedule's task now, once; prints the job id."""
+    svc = _service()
+    s = _call(lambda: svc.get(ref))
+    out.print(str(_call(lambda: svc.trigger(str(s.id)))))
+
+
+@schedules_cli.command("delete")
+def schedules_delete(
+    ref: Ref,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Delete a schedule; the jobs it started stay in the ledger."""
+    svc = _service()
+    s = _call(lambda: svc.get(ref))
+    if not yes and not typer.confirm(f"Delete schedule {s.name!r}?"):
+        raise typer.Exit(1)
+    _call(lambda: svc.delete(str(s.id)))
+    out.print(f"{s.name} deleted")
+
+
+@schedules_cli.command("next")
+def schedules_next(ref: Ref, n: Annotated[int, typer.Option("-n", min=1, max=100)] = 5) -> None:
+    """The schedule's next N fire times."""
+    svc = _service()
+    s = _call(lambda: svc.get(ref))
+    now = datetime.now(UTC)
+    for t in _call(lambda: svc.next_fires(str(s.id), n)):
+        out.print(next_fire_in_words(t, now, s.timezone))
+
+
+@schedules_cli.command("backfill")
+def schedules_backfill(
+    ref: Ref,
+    start: Annotated[str, typer.Option("--start", help="from, e.g. 2026-12-01T00:00")],
+    end: Annotated[str, typer.Option("--end", help="until (times in the schedule's zone)")],
+) -> None:
+    """Submit one run per fire time between --start and --end; prints the job ids."""
+    svc = _service()
+    s = _call(lambda: svc.get(ref))
+    span = (_moment("--start", start, s.timezone), _moment("--end", end, s.timezone))
+    job_ids = _call(lambda: svc.backfill(str(s.id), *span))
+    err.print(f"backfilled {len(job_ids)} fires of {s.name}")
+    for job_id in job_ids:
+        out.print(str(job_id))

@@ -1,0 +1,135 @@
+"""The schedule form: what it offers, what comes back, and where each problem is shown.
+
+Plain functions over the submitted fields. Arguments are read by ``task_form`` from the task's
+signature as the task page reads them; the trigger, timezone and policies are passed on as
+typed (``5m`` stays ``5m``) for the schedule service to judge, which has the last word and
+whose refusals are shown next to the fields they name. Times typed in the form's
+``datetime-local`` inputs are wall times of the schedule's timezone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from conveyor.web.task_form import FormField, parse_form
+
+TRIGGER_KINDS: dict[str, str] = {
+    "cron": "Cron",
+    "interval": "Every",
+    "at": "Once at",
+}
+OVERLAP_POLICIES: dict[str, str] = {
+    "skip": "skip a fire while the previous run is active",
+    "buffer_one": "buffer one fire until the previous run ends",
+    "allow_all": "start every fire",
+    "cancel_previous": "cancel the previous run, then start",
+}
+TIME_FIELDS = ("at", "start_at", "end_at")
+"""Form fields holding a wall time of the schedule's zone."""
+OPTION_FIELDS = (
+    "name",
+    "queue",
+    "priority",
+    "kind",
+    "cron",
+    "every",
+    "timezone",
+    "overlap",
+    "catchup_window",
+    "max_catchup_runs",
+    "jitter",
+    "max_runs",
+    *TIME_FIELDS,
+)
+"""The form's own fields besides the task's arguments (which a task may name alike: the
+arguments are read first from the field list the signature gives, so none is lost)."""
+
+
+def wall_time(text: str, timezone: str) -> datetime:
+    """``2026-12-24T18:00`` read on the clock of ``timezone`` (or carrying its own offset);
+    ValueError saying what to type otherwise."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is not a time like 2026-12-24T18:00") from None
+    if moment.tzinfo is not None:
+        return moment
+    try:
+        zone = ZoneInfo(timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("fix the timezone first: this time is read in it") from None
+    return moment.replace(tzinfo=zone)
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is not a whole number") from None
+
+
+def _seconds_or_text(text: str) -> float | str:
+    """A number of seconds as a number; ``5m`` and friends as typed, for the service."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def read_schedule_form(
+    form: Mapping[str, str], fields: list[FormField]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The schedule as the service's input (spec fields, only those filled in), and what is
+    wrong, keyed by the form field to show it under."""
+    kwargs, problems = parse_form(fields, dict(form))
+    errors = dict(problem.split(": ", 1) for problem in problems)
+    text = {key: (form.get(key) or "").strip() for key in OPTION_FIELDS}
+    spec: dict[str, Any] = {"kwargs": kwargs, "args": []}
+    for key in ("name", "queue", "timezone", "overlap"):
+        if text[key]:
+            spec[key] = text[key]
+    kind = text["kind"] or "cron"
+    if kind not in TRIGGER_KINDS:
+        errors["kind"] = f"choose one of {', '.join(TRIGGER_KINDS)}"
+    spec["kind"] = kind
+    if kind == "cron":
+        spec["cron"] = text["cron"]
+    elif kind == "interval":
+        spec["every"] = _seconds_or_text(text["every"])
+    for key in ("catchup_window", "jitter"):
+        if text[key]:
+            spec[key] = _seconds_or_text(text[key])
+    for key in ("priority", "max_catchup_runs", "max_runs"):
+        if text[key]:
+            try:
+                spec[key] = _integer(text[key])
+            except ValueError as exc:
+                errors[key] = str(exc)
+    for key in TIME_FIELDS:
+        if key == "at" and kind != "at":
+            continue
+        if text[key]:
+            try:
+                spec[key] = wall_time(text[key], text["timezone"])
+            except ValueError as exc:
+                errors[key] = str(exc)
+        elif key == "at":
+            errors[key] = "required for a one-off schedule"
+    return spec, errors
+
+
+def errors_by_field(problems: Iterable[Mapping[str, Any]], known: Iterable[str]) -> dict[str, str]:
+    """A refusal's problems (``{"loc": [...], "msg": ...}``, as the API answers them) keyed by
+    the form field each names; what names no field of the form goes under ``""``."""
+    fields = set(known)
+    out: dict[str, str] = {}
+    for problem in problems:
+        loc = [str(part) for part in problem.get("loc") or ()]
+        # ("kwargs", "x") and ("x",) both mean the argument x; ("trigger", "cron") the cron.
+        name = next((part for part in reversed(loc) if part in fields), "")
+        message = str(problem.get("msg", ""))
+        out[name] = f"{out[name]}; {message}" if name in out else message
+    return out
