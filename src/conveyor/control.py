@@ -39,6 +39,7 @@ from conveyor.ledger.events import (
     METRICS_JOBS,
     PAUSED_QUEUES,
     RESEND,
+    SCHEDULE_HEADER,
     count_field,
     paused_queues,
 )
@@ -112,6 +113,7 @@ class SubmitOptions(TypedDict, total=False):
     eta: datetime | None
     idempotency_key: str | None
     retry_of: str | None
+    schedule_id: str | None
 
 
 @dataclass
@@ -181,6 +183,7 @@ class Control:
         eta: datetime | None = None,
         idempotency_key: str | None = None,
         retry_of: str | None = None,
+        schedule_id: str | None = None,
     ) -> repo.NewJob:
         """Check a submission against the task's signature and limits: the job to record, or
         a SubmitError that says what is wrong (nothing recorded, nothing published)."""
@@ -230,6 +233,7 @@ class Control:
                 payload_hash(task, args, kwargs, queue, priority) if idempotency_key else None
             ),
             retry_of=retry_of,
+            schedule_id=schedule_id,
         )
 
     # --- cancel / retry -------------------------------------------------------------------
@@ -404,7 +408,7 @@ def publish(app: Celery, job_id: str, message: dict[str, Any], producer: Any = N
             routing_key=message.get("queue"),
             priority=message.get("priority"),
             expires=message.get("expires"),
-            headers={RESEND: True} if message.get("resend") else None,
+            headers=_headers(message),
             producer=producer,
             retry=True,
             retry_policy={
@@ -417,3 +421,12 @@ def publish(app: Celery, job_id: str, message: dict[str, Any], producer: Any = N
         )
     finally:
         publishing_recorded_job.reset(token)
+
+
+def _headers(message: dict[str, Any]) -> dict[str, Any] | None:
+    headers: dict[str, Any] = {}
+    if message.get("resend"):
+        headers[RESEND] = True
+    if message.get("schedule_id"):
+        headers[SCHEDULE_HEADER] = message["schedule_id"]
+    return headers or None

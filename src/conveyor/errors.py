@@ -31,10 +31,14 @@ ConveyorError                 root of everything Conveyor raises on purpose
 │   ├── WeakPassword          a password too short (or too long) to accept
 │   ├── UserExists            the username is taken (usernames ignore case)
 │   └── UserNotFound          no user with that name
-└── PackError                 a pack refused a request (packs raise these, the API maps them)
-    ├── InputRejected         the input cannot be used as sent (422): a file that is not a CSV
-    ├── ResourceNotFound      no such product, import, webhook... (404)
-    └── ResourceConflict      the change collides with what exists, e.g. a duplicate SKU (409)
+├── PackError                 a pack refused a request (packs raise these, the API maps them)
+│   ├── InputRejected         the input cannot be used as sent (422): a file that is not a CSV
+│   ├── ResourceNotFound      no such product, import, webhook... (404)
+│   └── ResourceConflict      the change collides with what exists, e.g. a duplicate SKU (409)
+└── ScheduleError             a schedule cannot be created, changed or found as asked
+    ├── InvalidSchedule       a field is refused: cron (field named), timezone, interval... (422)
+    ├── ScheduleNotFound      no schedule with that id or name (404)
+    └── ScheduleExists        the name is taken (409)
 """
 
 from __future__ import annotations
@@ -225,3 +229,29 @@ class ResourceNotFound(PackError):
 
 class ResourceConflict(PackError):
     """The change collides with what exists (409), e.g. a duplicate SKU."""
+
+
+class ScheduleError(ConveyorError):
+    """A schedule cannot be created, changed or found as asked; the subclass says how."""
+
+
+class InvalidSchedule(ScheduleError):
+    """A schedule's field is refused (422): bad cron (the field named), unknown timezone, an
+    interval of zero, an end before the start..."""
+
+    def __init__(self, field: str, msg: str) -> None:
+        super().__init__(f"{field}: {msg}")
+        self.field = field
+        self.problems: list[dict[str, Any]] = [{"loc": (field,), "msg": msg}]
+
+
+class ScheduleNotFound(ScheduleError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no schedule with id or name {ref!r}")
+        self.ref = ref
+
+
+class ScheduleExists(ScheduleError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a schedule named {name!r} exists already; pick another name")
+        self.name = name

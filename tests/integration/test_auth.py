@@ -89,6 +89,20 @@ EXPECTED_SCOPE: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/dlq/replay"): "dlq:admin",
     ("POST", "/api/v1/dlq/purge"): "dlq:admin",
     ("DELETE", "/api/v1/dlq/{job_id}"): "dlq:admin",
+    # Schedules: reading (and previewing) is jobs:read, changing or firing one jobs:write.
+    ("GET", "/api/v1/schedules"): "jobs:read",
+    ("GET", "/api/v1/schedules/{ref}"): "jobs:read",
+    ("GET", "/api/v1/schedules/{ref}/next"): "jobs:read",
+    ("GET", "/api/v1/schedules/{ref}/runs"): "jobs:read",
+    ("POST", "/api/v1/schedules/preview"): "jobs:read",
+    ("POST", "/api/v1/schedules"): "jobs:write",
+    ("PATCH", "/api/v1/schedules/{ref}"): "jobs:write",
+    ("DELETE", "/api/v1/schedules/{ref}"): "jobs:write",
+    ("POST", "/api/v1/schedules/{ref}/pause"): "jobs:write",
+    ("POST", "/api/v1/schedules/{ref}/resume"): "jobs:write",
+    ("POST", "/api/v1/schedules/{ref}/reset"): "jobs:write",
+    ("POST", "/api/v1/schedules/{ref}/trigger"): "jobs:write",
+    ("POST", "/api/v1/schedules/{ref}/backfill"): "jobs:write",
     # The catalog pack: reading is jobs:read, changing anything jobs:write.
     ("GET", "/api/v1/catalog/imports"): "jobs:read",
     ("GET", "/api/v1/catalog/imports/{import_id}"): "jobs:read",
@@ -449,6 +463,55 @@ def _queues(api: TestClient, key: dict[str, str], own: str, foreign: str) -> Non
     assert r.status_code == 200 and {q["name"] for q in r.json()} <= {"default"}
 
 
+def schedule_of(ledger: Any, task: str, args: list[Any]) -> str:
+    """A paused schedule of ``task`` written straight into the ledger."""
+    schedule_id = str(uuid.uuid4())
+    with ledger.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO conveyor_schedules (id, name, task, args, trigger_kind, "
+                "trigger_expr, paused) VALUES (:id, :name, :task, CAST(:args AS jsonb), 'cron', "
+                "'0 0 1 1 *', true)"
+            ),
+            {"id": schedule_id, "name": schedule_id, "task": task, "args": json.dumps(args)},
+        )
+    return schedule_id
+
+
+def _schedule(method: str, suffix: str = "", body: Any = None, own_status: int = 200) -> Any:
+    """A route on one schedule: a schedule of a task outside the list is a 404 (as a job is);
+    one of the key's own task gets through."""
+
+    def check(api: TestClient, key: dict[str, str], own: str, foreign: str) -> None:
+        ledger = api.app.state.services.engine  # type: ignore[attr-defined]
+        theirs = schedule_of(ledger, FOREIGN_TASK, ["secret-args"])
+        mine = schedule_of(ledger, OWN_TASK, [1, 2])
+        r = api.request(method, f"/api/v1/schedules/{theirs}{suffix}", json=body, headers=key)
+        assert r.status_code == 404, r.text
+        assert "secret-args" not in r.text and FOREIGN_TASK not in r.text
+        r = api.request(method, f"/api/v1/schedules/{mine}{suffix}", json=body, headers=key)
+        assert r.status_code == own_status, r.text
+
+    return check
+
+
+def _schedule_list(api: TestClient, key: dict[str, str], own: str, foreign: str) -> None:
+    ledger = api.app.state.services.engine  # type: ignore[attr-defined]
+    theirs = schedule_of(ledger, FOREIGN_TASK, ["secret-args"])
+    mine = schedule_of(ledger, OWN_TASK, [1, 2])
+    seen = {s["id"] for s in api.get("/api/v1/schedules", headers=key).json()}
+    assert mine in seen and theirs not in seen
+
+
+def _schedule_new(path: str) -> Any:
+    def check(api: TestClient, key: dict[str, str], own: str, foreign: str) -> None:
+        body = {"name": f"n-{uuid.uuid4().hex}", "task": FOREIGN_TASK, "args": ["x"], "every": 60}
+        r = api.post(path, json=body, headers=key)
+        assert r.status_code == 403 and f"task {FOREIGN_TASK!r}" in r.json()["detail"]
+
+    return check
+
+
 JOB_ROUTE_CHECKS: dict[tuple[str, str], Any] = {
     ("GET", "/api/v1/jobs"): _list("/api/v1/jobs"),
     ("GET", "/api/v1/jobs/{job_id}"): _one("GET", "/api/v1/jobs/{job_id}"),
@@ -465,6 +528,24 @@ JOB_ROUTE_CHECKS: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/dlq/purge"): _bulk("/api/v1/dlq/purge"),
     ("GET", "/api/v1/tasks"): _tasks,
     ("GET", "/api/v1/queues"): _queues,
+    ("GET", "/api/v1/schedules"): _schedule_list,
+    ("POST", "/api/v1/schedules"): _schedule_new("/api/v1/schedules"),
+    ("POST", "/api/v1/schedules/preview"): _schedule_new("/api/v1/schedules/preview"),
+    ("GET", "/api/v1/schedules/{ref}"): _schedule("GET"),
+    ("PATCH", "/api/v1/schedules/{ref}"): _schedule("PATCH", body={"paused_note": "x"}),
+    ("DELETE", "/api/v1/schedules/{ref}"): _schedule("DELETE", own_status=204),
+    ("POST", "/api/v1/schedules/{ref}/pause"): _schedule("POST", "/pause"),
+    ("POST", "/api/v1/schedules/{ref}/resume"): _schedule("POST", "/resume"),
+    ("POST", "/api/v1/schedules/{ref}/reset"): _schedule("POST", "/reset", own_status=422),
+    ("POST", "/api/v1/schedules/{ref}/trigger"): _schedule("POST", "/trigger", own_status=202),
+    ("POST", "/api/v1/schedules/{ref}/backfill"): _schedule(
+        "POST",
+        "/backfill",
+        {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"},
+        own_status=202,
+    ),
+    ("GET", "/api/v1/schedules/{ref}/next"): _schedule("GET", "/next"),
+    ("GET", "/api/v1/schedules/{ref}/runs"): _schedule("GET", "/runs"),
 }
 
 # Ids that match nothing, so the calls of an allowed key change nothing.
@@ -475,6 +556,7 @@ NO_SUCH = {
     "{webhook_id}": "999999999",
     "{token:path}": "dev.not-a-token",
     "{name}": "no-such-queue",
+    "{ref}": str(uuid.uuid4()),
 }
 
 

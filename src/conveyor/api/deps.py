@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated
 
 from celery import Celery
 from fastapi import Depends, Request
@@ -12,6 +13,9 @@ from sqlalchemy import Engine
 from conveyor.config import Settings
 from conveyor.control import Control
 
+if TYPE_CHECKING:
+    from conveyor.schedules import ScheduleService
+
 
 @dataclass
 class Services:
@@ -19,6 +23,12 @@ class Services:
     app: Celery
     engine: Engine
     control: Control
+
+    @cached_property
+    def schedules(self) -> ScheduleService:
+        from conveyor.schedules import ScheduleService
+
+        return ScheduleService(self.control, self.engine)
 
 
 def get_services(request: Request) -> Services:

@@ -27,6 +27,7 @@ from conveyor.errors import (
     IdempotencyConflict,
     InputRejected,
     InvalidArguments,
+    InvalidSchedule,
     InvalidSubmission,
     InvalidTransition,
     JobNotFound,
@@ -37,6 +38,8 @@ from conveyor.errors import (
     QueueNotFound,
     ResourceConflict,
     ResourceNotFound,
+    ScheduleExists,
+    ScheduleNotFound,
     UnknownScope,
     UnknownTask,
 )
@@ -89,6 +92,9 @@ _STATUS: list[tuple[type[ConveyorError], int]] = [
     (InputRejected, 422),
     (ResourceNotFound, 404),
     (ResourceConflict, 409),
+    (InvalidSchedule, 422),
+    (ScheduleNotFound, 404),
+    (ScheduleExists, 409),
 ]
 
 
@@ -120,7 +126,7 @@ def install_error_handlers(app: FastAPI) -> None:
             log.warning("%s %s: %s", request.method, request.url.path, exc)
             detail = LEDGER_DOWN
         body: dict[str, object] = {"detail": detail, "error": type(exc).__name__}
-        if isinstance(exc, InvalidArguments | InvalidSubmission):
+        if isinstance(exc, InvalidArguments | InvalidSubmission | InvalidSchedule):
             body["problems"] = [{"loc": list(p["loc"]), "msg": p["msg"]} for p in exc.problems]
         if isinstance(exc, IdempotencyConflict):
             body["job_id"] = exc.job_id

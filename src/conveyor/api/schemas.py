@@ -73,6 +73,9 @@ class JobPublic(BaseModel):
     parent_id: str | None
     root_id: str | None
     retry_of: str | None
+    schedule_id: str | None = Field(
+        default=None, description="the schedule whose fire submitted this job"
+    )
     idempotency_key: str | None
     eta: datetime | None
     created_at: datetime
@@ -139,7 +142,7 @@ def progress_of(row: dict[str, Any]) -> Progress | None:
 
 def job_public(row: dict[str, Any]) -> dict[str, Any]:
     out = {name: row.get(name) for name in JobPublic.model_fields if name in row}
-    for key in ("id", "parent_id", "root_id", "retry_of"):
+    for key in ("id", "parent_id", "root_id", "retry_of", "schedule_id"):
         if out.get(key) is not None:
             out[key] = str(out[key])
     out["cancel_requested"] = row.get("cancel_requested_at") is not None

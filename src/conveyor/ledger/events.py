@@ -68,6 +68,9 @@ DONE_KEY = "conveyor:done:"  # + job id: its last attempt, once it ended (absorb
 RUNS_KEY = "conveyor:runs:"  # + job id: hash of the publish nonces that started -> attempt
 PUBLISH_NONCE = "conveyor_publish"  # message header: one value per publish (not per delivery)
 RESEND = "conveyor_resend"  # message header: Conveyor re-sends a message it believes lost
+# message header: the schedule whose fire this job is (the ledger row has it from the submit;
+# the header lets task code read it as ``self.request.conveyor_schedule``)
+SCHEDULE_HEADER = "conveyor_schedule"
 
 LIMIT_KEY = "conveyor:limit:"  # + rate|conc : task : key value
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Double,
@@ -69,6 +70,9 @@ jobs = Table(
     # A message the worker refused (``runtime.poison``): headers, properties and the first
     # 64 KiB of its body as it arrived, kept with its dead letter.
     Column("raw_message", JSONB, nullable=True),
+    # The schedule whose fire submitted this job (``conveyor_schedules.id``; no foreign key: a
+    # deleted schedule leaves its jobs in the history).
+    Column("schedule_id", UUID(as_uuid=False), nullable=True),
     # Listing is newest-first with keyset pagination on (created_at, id); each filter that a
     # dashboard offers gets an index whose trailing columns match that order.
     Index("ix_conveyor_jobs_created", "created_at", "id"),
@@ -78,6 +82,13 @@ jobs = Table(
     Index("ix_conveyor_jobs_root", "root_id", postgresql_where=text("root_id IS NOT NULL")),
     Index("ix_conveyor_jobs_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
     Index("ix_conveyor_jobs_retry_of", "retry_of", postgresql_where=text("retry_of IS NOT NULL")),
+    Index(
+        "ix_conveyor_jobs_schedule_created",
+        "schedule_id",
+        "created_at",
+        "id",
+        postgresql_where=text("schedule_id IS NOT NULL"),
+    ),
 )
 
 attempts = Table(
@@ -192,4 +203,79 @@ users = Table(
     Column("password_changed_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("last_login_at", DateTime(timezone=True), nullable=True),
     Column("disabled_at", DateTime(timezone=True), nullable=True),
+)
+
+# Schedules (``conveyor.schedules``): one row each, fired by the leader among ``conveyor beat``
+# replicas. The trigger is a cron expression, an interval (seconds) or one instant; the leader
+# keeps ``next_fire_at`` current, so "what is due" is one indexed range scan.
+schedules = Table(
+    "conveyor_schedules",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("task", String(255), nullable=False),
+    Column("args", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("kwargs", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("queue", String(255), nullable=True),
+    Column("priority", SmallInteger, nullable=True),
+    Column("trigger_kind", String(16), nullable=False),
+    Column("trigger_expr", String(255), nullable=True),
+    Column("trigger_every", Double, nullable=True),
+    Column("trigger_at", DateTime(timezone=True), nullable=True),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("overlap", String(16), nullable=False, server_default="skip"),
+    Column("catchup_window", Double, nullable=False, server_default="60"),
+    Column("catchup_max", Integer, nullable=False, server_default="1"),
+    Column("jitter", Double, nullable=False, server_default="0"),
+    Column("start_at", DateTime(timezone=True), nullable=True),
+    Column("end_at", DateTime(timezone=True), nullable=True),
+    Column("max_runs", Integer, nullable=True),
+    Column("run_count", Integer, nullable=False, server_default="0"),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    Column("paused_note", Text, nullable=True),
+    # 'code' rows come from the app's beat_schedule: ``code_default`` is the code's version,
+    # ``overridden`` the fields a user changed since (kept across restarts until reset).
+    Column("source", String(8), nullable=False, server_default="user"),
+    Column("code_default", JSONB, nullable=True),
+    Column("overridden", ARRAY(String(32)), nullable=False, server_default=text("'{}'")),
+    Column("retired_at", DateTime(timezone=True), nullable=True),
+    Column("next_fire_at", DateTime(timezone=True), nullable=True),
+    Column("last_fire_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Index(
+        "ix_conveyor_schedules_due",
+        "next_fire_at",
+        postgresql_where=text("NOT paused AND retired_at IS NULL AND next_fire_at IS NOT NULL"),
+    ),
+)
+
+# Every fire of a schedule and what became of it; (schedule, fire time) is unique, so a fire
+# is recorded once whichever replica (or leader for a moment) wrote it.
+schedule_fires = Table(
+    "conveyor_schedule_fires",
+    metadata,
+    Column(
+        "schedule_id",
+        UUID(as_uuid=False),
+        ForeignKey("conveyor_schedules.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("fire_time", DateTime(timezone=True), primary_key=True),
+    Column("job_id", UUID(as_uuid=False), nullable=True),
+    # submitted | skipped_overlap | missed | cancelled_previous | buffered
+    Column("outcome", String(24), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+)
+
+# Leases for services of which one replica works at a time (the scheduler). ``token`` is the
+# fencing token: it grows on every take-over, and writes check it, so a leader that lost its
+# lease without knowing (paused, partitioned) can no longer write.
+leases = Table(
+    "conveyor_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )

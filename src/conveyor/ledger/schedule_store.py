@@ -1,0 +1,329 @@
+"""SQL of schedules, their fires and the scheduler's lease.
+
+Like ``repository``, every function takes a ``Connection`` and the caller owns the transaction.
+The scheduler's writes are *fenced*: :func:`hold_lease` locks the lease row (``FOR SHARE``)
+and checks the caller's token in the same transaction, so a leader that lost its lease without
+noticing writes nothing, and a take-over waits for a write in flight to commit.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from conveyor.core.states import ACTIVE_STATES
+from conveyor.errors import ScheduleExists, ScheduleNotFound
+from conveyor.ledger.tables import jobs, schedule_fires, schedules
+
+CHANNEL = "conveyor_schedules"
+"""NOTIFY channel: every change to a schedule is announced here (payload: its id)."""
+SCHEDULER_LEASE = "scheduler"
+_ACTIVE = tuple(s.value for s in ACTIVE_STATES)
+
+
+@dataclass(frozen=True)
+class ScheduleFilter:
+    task: str | None = None
+    source: str | None = None  # user | code
+    paused: bool | None = None
+    retired: bool | None = False  # None: both
+    text: str | None = None  # in the name
+    tasks_in: tuple[str, ...] | None = None  # a limited key's allowlist
+
+
+def _id_or_name(ref: str) -> Any:
+    try:
+        return schedules.c.id == str(uuid.UUID(ref))
+    except ValueError:
+        return schedules.c.name == ref
+
+
+def get(conn: Connection, ref: str, *, for_update: bool = False) -> dict[str, Any]:
+    """A schedule by id or name; ScheduleNotFound otherwise."""
+    q = select(schedules).where(_id_or_name(ref))
+    if for_update:
+        q = q.with_for_update()
+    row = conn.execute(q).mappings().first()
+    if row is None:
+        raise ScheduleNotFound(ref)
+    return dict(row)
+
+
+def list_schedules(
+    conn: Connection, flt: ScheduleFilter, limit: int = 1000
+) -> list[dict[str, Any]]:
+    conds = []
+    if flt.task:
+        conds.append(schedules.c.task == flt.task)
+    if flt.source:
+        conds.append(schedules.c.source == flt.source)
+    if flt.paused is not None:
+        conds.append(schedules.c.paused.is_(flt.paused))
+    if flt.retired is not None:
+        conds.append(
+            schedules.c.retired_at.isnot(None) if flt.retired else schedules.c.retired_at.is_(None)
+        )
+    if flt.text:
+        pattern = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conds.append(schedules.c.name.ilike(pattern))
+    if flt.tasks_in is not None:
+        conds.append(schedules.c.task.in_(flt.tasks_in))
+    q = select(schedules).where(and_(*conds)).order_by(schedules.c.name).limit(limit)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def insert_schedule(conn: Connection, values: dict[str, Any]) -> dict[str, Any]:
+    """Insert a schedule (``values`` has its columns); ScheduleExists if the name is taken."""
+    try:
+        with conn.begin_nested():
+            row = conn.execute(insert(schedules).values(**values).returning(schedules))
+            out = dict(row.mappings().one())
+    except IntegrityError:
+        raise ScheduleExists(values["name"]) from None
+    notify(conn, out["id"])
+    return out
+
+
+def update_schedule(conn: Connection, schedule_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    try:
+        with conn.begin_nested():
+            row = conn.execute(
+                update(schedules)
+                .where(schedules.c.id == schedule_id)
+                .values(**values, updated_at=func.now())
+                .returning(schedules)
+            )
+            found = row.mappings().first()
+    except IntegrityError:
+        raise ScheduleExists(values.get("name", "")) from None
+    if found is None:
+        raise ScheduleNotFound(schedule_id)
+    notify(conn, schedule_id)
+    return dict(found)
+
+
+def delete_schedule(conn: Connection, schedule_id: str) -> None:
+    result = conn.execute(delete(schedules).where(schedules.c.id == schedule_id))
+    if not result.rowcount:
+        raise ScheduleNotFound(schedule_id)
+    notify(conn, schedule_id)
+
+
+def notify(conn: Connection, payload: str) -> None:
+    """Tell a listening scheduler something changed (delivered when the transaction commits)."""
+    conn.execute(select(func.pg_notify(CHANNEL, str(payload))))
+
+
+# --- fires -------------------------------------------------------------------------------------
+def runs(conn: Connection, schedule_ids: list[str], per_schedule: int) -> dict[str, list[Any]]:
+    """The latest ``per_schedule`` fires of each schedule, newest first, with their jobs'
+    state and times."""
+    if not schedule_ids:
+        return {}
+    rows = conn.execute(
+        text("""
+SELECT f.schedule_id, f.fire_time, f.job_id, f.outcome, f.created_at,
+       j.state, j.started_at, j.finished_at, j.error_type, j.error_message
+FROM unnest(CAST(:ids AS uuid[])) AS s(id)
+CROSS JOIN LATERAL (
+  SELECT * FROM conveyor_schedule_fires WHERE schedule_id = s.id
+  ORDER BY fire_time DESC LIMIT :n
+) f
+LEFT JOIN conveyor_jobs j ON j.id = f.job_id
+ORDER BY f.schedule_id, f.fire_time DESC
+"""),
+        {"ids": schedule_ids, "n": per_schedule},
+    ).mappings()
+    out: dict[str, list[Any]] = {str(i): [] for i in schedule_ids}
+    for r in rows:
+        out[str(r["schedule_id"])].append(dict(r))
+    return out
+
+
+def record_fires(conn: Connection, fires: Iterable[dict[str, Any]]) -> int:
+    """Insert fire rows (schedule_id, fire_time, job_id, outcome, by default submitted); a
+    fire already recorded is left as it is. How many were new."""
+    rows = [
+        {
+            "schedule_id": f["schedule_id"],
+            "fire_time": f["fire_time"].isoformat(),
+            "job_id": f.get("job_id"),
+            "outcome": f.get("outcome", "submitted"),
+        }
+        for f in fires
+    ]
+    if not rows:
+        return 0
+    result = conn.execute(
+        text("""
+INSERT INTO conveyor_schedule_fires (schedule_id, fire_time, job_id, outcome)
+SELECT schedule_id, fire_time, job_id, outcome
+FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+  AS x(schedule_id uuid, fire_time timestamptz, job_id uuid, outcome text)
+ON CONFLICT DO NOTHING
+"""),
+        {"rows": json.dumps(rows)},
+    )
+    return int(result.rowcount or 0)
+
+
+def settle_buffered(conn: Connection, schedule_id: str, fire_time: datetime, job_id: str) -> None:
+    """A buffered fire was submitted after all."""
+    conn.execute(
+        update(schedule_fires)
+        .where(
+            schedule_fires.c.schedule_id == schedule_id,
+            schedule_fires.c.fire_time == fire_time,
+            schedule_fires.c.outcome == "buffered",
+        )
+        .values(outcome="submitted", job_id=job_id)
+    )
+
+
+def buffered(conn: Connection) -> list[dict[str, Any]]:
+    """Fires waiting for their schedule's previous run to end (``buffer_one``)."""
+    q = (
+        select(schedule_fires.c.schedule_id, schedule_fires.c.fire_time)
+        .where(schedule_fires.c.outcome == "buffered")
+        .order_by(schedule_fires.c.fire_time)
+    )
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def active_jobs(conn: Connection, schedule_ids: list[str]) -> dict[str, list[str]]:
+    """Ids of the jobs of each schedule that are not finished (waiting or running)."""
+    if not schedule_ids:
+        return {}
+    q = select(jobs.c.schedule_id, jobs.c.id).where(
+        jobs.c.schedule_id.in_(schedule_ids), jobs.c.state.in_(_ACTIVE)
+    )
+    out: dict[str, list[str]] = {}
+    for sid, jid in conn.execute(q):
+        out.setdefault(str(sid), []).append(str(jid))
+    return out
+
+
+# --- the scheduler's reads and fenced writes ---------------------------------------------------
+def due(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """Schedules whose next fire is at or before ``now``, earliest first."""
+    q = (
+        select(schedules)
+        .where(
+            schedules.c.next_fire_at <= now,
+            schedules.c.next_fire_at.isnot(None),
+            ~schedules.c.paused,
+            schedules.c.retired_at.is_(None),
+        )
+        .order_by(schedules.c.next_fire_at)
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def next_due(conn: Connection) -> datetime | None:
+    """When the earliest active schedule fires next."""
+    q = select(func.min(schedules.c.next_fire_at)).where(
+        ~schedules.c.paused, schedules.c.retired_at.is_(None)
+    )
+    value: datetime | None = conn.execute(q).scalar()
+    return value
+
+
+def advance(conn: Connection, moves: list[dict[str, Any]]) -> None:
+    """Set each schedule's next fire, last fire, and add the runs it made, in one statement.
+    A schedule edited meanwhile (``updated_at`` moved) is left to be read again."""
+    if not moves:
+        return
+    rows = [
+        {
+            "id": m["id"],
+            "next_fire_at": m["next_fire_at"].isoformat() if m["next_fire_at"] else None,
+            "last_fire_at": m["last_fire_at"].isoformat() if m["last_fire_at"] else None,
+            "runs": m["runs"],
+            "seen": m["seen"].isoformat(),
+        }
+        for m in moves
+    ]
+    conn.execute(
+        text("""
+UPDATE conveyor_schedules s SET
+  next_fire_at = x.next_fire_at,
+  last_fire_at = COALESCE(x.last_fire_at, s.last_fire_at),
+  run_count = s.run_count + x.runs
+FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+  AS x(id uuid, next_fire_at timestamptz, last_fire_at timestamptz, runs int, seen timestamptz)
+WHERE s.id = x.id AND s.updated_at = x.seen
+"""),
+        {"rows": json.dumps(rows)},
+    )
+
+
+# --- the lease ---------------------------------------------------------------------------------
+_TAKE = text("""
+INSERT INTO conveyor_leases AS l (name, holder, token, expires_at)
+VALUES (:name, :holder, 1, now() + make_interval(secs => :ttl))
+ON CONFLICT (name) DO UPDATE SET
+  holder = excluded.holder,
+  token = CASE WHEN l.holder = excluded.holder AND l.expires_at > now()
+               THEN l.token ELSE l.token + 1 END,
+  expires_at = excluded.expires_at
+WHERE l.holder = excluded.holder OR l.expires_at <= now()
+RETURNING token
+""")
+
+
+def take_lease(conn: Connection, name: str, holder: str, ttl: float) -> int | None:
+    """Take or renew the lease ``name`` for ``ttl`` seconds: its fencing token, or None while
+    another holder's lease runs. The token grows on every take-over (and on a renewal that
+    came too late), never on a renewal in time."""
+    token = conn.execute(_TAKE, {"name": name, "holder": holder, "ttl": ttl}).scalar()
+    return int(token) if token is not None else None
+
+
+def release_lease(conn: Connection, name: str, holder: str) -> None:
+    """Give the lease up now (a clean stop), so a replica takes over at once."""
+    conn.execute(
+        text("UPDATE conveyor_leases SET expires_at = now() WHERE name = :n AND holder = :h"),
+        {"n": name, "h": holder},
+    )
+
+
+def hold_lease(conn: Connection, name: str, holder: str, token: int) -> bool:
+    """Whether ``holder`` still holds ``name`` with ``token``; locks the row until the
+    transaction ends, so no take-over happens between this check and the commit."""
+    row = conn.execute(
+        text("""
+SELECT 1 FROM conveyor_leases
+WHERE name = :n AND holder = :h AND token = :t AND expires_at > now()
+FOR SHARE
+"""),
+        {"n": name, "h": holder, "t": token},
+    ).first()
+    return row is not None
+
+
+def lease(conn: Connection, name: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        text("SELECT name, holder, token, expires_at FROM conveyor_leases WHERE name = :n"),
+        {"n": name},
+    ).mappings()
+    found = row.first()
+    return dict(found) if found else None
+
+
+def code_schedules(conn: Connection) -> list[dict[str, Any]]:
+    """Every schedule declared by code, retired ones too."""
+    q = select(schedules).where(schedules.c.source == "code")
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def names_taken(conn: Connection, names: list[str]) -> dict[str, dict[str, Any]]:
+    q = select(schedules).where(or_(schedules.c.name.in_(names)))
+    return {r["name"]: dict(r) for r in conn.execute(q).mappings()}
