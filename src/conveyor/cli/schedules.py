@@ -59,7 +59,7 @@ CatchupOpt = Annotated[
     str | None, typer.Option("--catchup-window", help="run missed fires this recent, e.g. 10m")
 ]
 CatchupRunsOpt = Annotated[
-    int | None, typer.Option("--max-catchup-runs", min=1, help="missed fires to run, at most")
+    int | None, typer.Option("--catchup-max", min=1, help="missed fires run, at most")
 ]
 JitterOpt = Annotated[str | None, typer.Option(help="delay each fire up to this, e.g. 30s")]
 StartOpt = Annotated[str | None, typer.Option("--start", help="no fire before (in --tz)")]
@@ -68,9 +68,7 @@ MaxRunsOpt = Annotated[int | None, typer.Option("--max-runs", min=1)]
 
 
 def _service() -> Any:
-    from conveyor.schedules import ScheduleService
-
-    return ScheduleService(services())
+    return services().schedules
 
 
 @contextmanager
@@ -102,24 +100,32 @@ def _when(moment: datetime | None) -> str:
     return when(moment) + " UTC" if moment else "-"
 
 
-def _status(s: Any) -> str:
+def _status(s: dict[str, Any]) -> Text:
     marks = []
-    if s.paused:
-        marks.append("[yellow]paused[/]" + (f" ({s.paused_note})" if s.paused_note else ""))
-    if s.retired_at:
-        marks.append("[red]retired[/]")
-    marks.append(s.source)
-    if s.overridden:
-        marks.append("overridden: " + ", ".join(s.overridden))
-    return "; ".join(marks)
+    if s["paused"]:
+        marks.append("paused" + (f" ({s['paused_note']})" if s["paused_note"] else ""))
+    if s["retired_at"]:
+        marks.append("retired")
+    marks.append(s["source"])
+    if s["overridden"]:
+        marks.append("overridden: " + ", ".join(s["overridden"]))
+    return Text("; ".join(marks))  # the note is the user's text: never read as markup
 
 
-def _trigger(s: Any) -> str:
-    return trigger_in_words(s.kind, cron=s.cron, every=s.every, at=s.at, timezone=s.timezone)
+def _trigger(s: dict[str, Any]) -> str:
+    return trigger_in_words(
+        s["trigger_kind"], cron=s["cron"], every=s["every"], at=s["at"], timezone=s["timezone"]
+    )
 
 
-def _dump(model: Any) -> None:
-    out.print_json(model.model_dump_json())
+def _next(s: dict[str, Any], now: datetime) -> str:
+    return next_fire_in_words(s["next_fire_at"], now, s["timezone"], paused=s["paused"])
+
+
+def _dump(s: dict[str, Any]) -> None:
+    from conveyor.schedules import ScheduleOut
+
+    out.print_json(ScheduleOut(**s).model_dump_json())
 
 
 @schedules_cli.command("list")
@@ -127,21 +133,23 @@ def schedules_list(
     as_json: Annotated[bool, typer.Option("--json", help="as GET /api/v1/schedules")] = False,
 ) -> None:
     """Every schedule: trigger in words, next fire, last run, failure streak, status."""
-    found = _call(lambda: _service().list())
+    from conveyor.ledger.schedule_store import ScheduleFilter
+
+    found = _call(lambda: _service().list(ScheduleFilter(retired=None)))
     if as_json:
-        out.print_json(json.dumps([s.model_dump(mode="json") for s in found]))
+        out.print_json(json.dumps(found, default=str))
         return
     now = datetime.now(UTC)
     table = Table("name", "task", "trigger", "next fire", "last run", "failures", "status")
     for s in found:
-        last = f"{s.last_run.state} {when(s.last_run.fire_time)}" if s.last_run else "-"
+        last = s["last_runs"][0] if s["last_runs"] else None
         table.add_row(
-            Text(s.name),
-            Text(s.task),
+            Text(s["name"]),
+            Text(s["task"]),
             Text(_trigger(s)),
-            next_fire_in_words(s.next_fire_at, now, s.timezone, paused=s.paused),
-            last,
-            str(s.failure_streak),
+            _next(s, now),
+            f"{last['state'] or last['outcome']} {when(last['fire_time'])}" if last else "-",
+            str(s["failure_streak"]),
             _status(s),
         )
     print_table(table, "no schedules yet; create one with `conveyor schedules create`")
@@ -157,29 +165,31 @@ def schedules_show(ref: Ref, as_json: Annotated[bool, typer.Option("--json")] = 
         return
     now = datetime.now(UTC)
     facts = Table.grid(padding=(0, 2))
+    runs_text = str(s["run_count"]) + (f" of at most {s['max_runs']}" if s["max_runs"] else "")
     for key, value in (
-        ("id", str(s.id)),
-        ("name", s.name),
-        ("task", s.task),
-        ("args", json.dumps(s.args)),
-        ("kwargs", json.dumps(s.kwargs)),
+        ("id", s["id"]),
+        ("name", s["name"]),
+        ("task", s["task"]),
+        ("args", json.dumps(s["args"])),
+        ("kwargs", json.dumps(s["kwargs"])),
         ("trigger", _trigger(s)),
-        ("timezone", s.timezone),
-        ("next fire", next_fire_in_words(s.next_fire_at, now, s.timezone, paused=s.paused)),
-        ("overlap", s.overlap),
-        ("runs", str(s.run_count) + (f" of at most {s.max_runs}" if s.max_runs else "")),
-        ("failures in a row", str(s.failure_streak)),
-        ("status", _status(s)),
+        ("timezone", s["timezone"]),
+        ("next fire", _next(s, now)),
+        ("overlap", s["overlap"]),
+        ("runs", runs_text),
+        ("failures in a row", str(s["failure_streak"])),
+        ("status", _status(s).plain),
     ):
         facts.add_row(f"[bold]{key}[/]", Text(value))
     out.print(facts)
-    if not s.paused and not s.retired_at:
+    if not s["paused"] and not s["retired_at"]:
         out.print("[bold]next fires[/]")
-        for t in _call(lambda: svc.next_fires(str(s.id), 5)):
-            out.print(f"  {next_fire_in_words(t, now, s.timezone)}")
+        for t in _call(lambda: svc.next_fires(s["id"], 5)):
+            out.print(f"  {next_fire_in_words(t, now, s['timezone'])}")
     runs = Table("fire time", "outcome", "job", "state", title="last runs")
-    for run in _call(lambda: svc.runs(str(s.id), 10)):
-        runs.add_row(_when(run.fire_time), run.outcome, str(run.job_id or "-"), run.state or "-")
+    for run in _call(lambda: svc.runs(s["id"], 10)):
+        fired = _when(run["fire_time"])
+        runs.add_row(fired, run["outcome"], run["job_id"] or "-", run["state"] or "-")
     print_table(runs, "no runs yet")
 
 
@@ -205,7 +215,7 @@ def _fields(
     priority: int | None,
     overlap: str | None,
     catchup_window: str | None,
-    max_catchup_runs: int | None,
+    catchup_max: int | None,
     jitter: str | None,
     start: str | None,
     end: str | None,
@@ -218,18 +228,18 @@ def _fields(
         raise typer.Exit(2)
     fields: dict[str, Any] = {}
     if cron is not None:
-        fields.update(kind="cron", cron=cron)
+        fields["cron"] = cron
     elif every is not None:
-        fields.update(kind="interval", every=parse_value(every))
+        fields["every"] = parse_value(every)
     elif at is not None:
-        fields.update(kind="at", at=_moment("--at", at, tz))
+        fields["at"] = _moment("--at", at, tz)
     for key, value in (
         ("timezone", tz),
         ("queue", queue),
         ("priority", priority),
         ("overlap", overlap),
         ("catchup_window", catchup_window),
-        ("max_catchup_runs", max_catchup_runs),
+        ("catchup_max", catchup_max),
         ("jitter", jitter),
         ("start_at", start and _moment("--start", start, tz)),
         ("end_at", end and _moment("--end", end, tz)),
@@ -258,7 +268,7 @@ def schedules_create(
     priority: PriorityOpt = None,
     overlap: OverlapOpt = None,
     catchup_window: CatchupOpt = None,
-    max_catchup_runs: CatchupRunsOpt = None,
+    catchup_max: CatchupRunsOpt = None,
     jitter: JitterOpt = None,
     start: StartOpt = None,
     end: EndOpt = None,
@@ -271,17 +281,17 @@ def schedules_create(
     fields = _fields(
         cron=cron, every=every, at=at, tz=tz, args=args, kwargs=kwargs, queue=queue,
         priority=priority, overlap=overlap, catchup_window=catchup_window,
-        max_catchup_runs=max_catchup_runs, jitter=jitter, start=start, end=end,
+        catchup_max=catchup_max, jitter=jitter, start=start, end=end,
         max_runs=max_runs,
     )  # fmt: skip
-    if "kind" not in fields:
+    if not {"cron", "every", "at"} & fields.keys():
         err.print("[red]give a trigger: --cron, --every or --at[/]")
         raise typer.Exit(2)
     svc = _service()
-    created = _call(lambda: svc.create(ScheduleSpec(name=name, task=task, **fields)))
     if paused:
-        _call(lambda: svc.pause(str(created.id), ""))
-    out.print(str(created.id))
+        fields["paused"] = True
+    created = _call(lambda: svc.create(ScheduleSpec(name=name, task=task, **fields)))
+    out.print(created["id"])
 
 
 @schedules_cli.command("edit")
@@ -298,7 +308,7 @@ def schedules_edit(
     priority: PriorityOpt = None,
     overlap: OverlapOpt = None,
     catchup_window: CatchupOpt = None,
-    max_catchup_runs: CatchupRunsOpt = None,
+    catchup_max: CatchupRunsOpt = None,
     jitter: JitterOpt = None,
     start: StartOpt = None,
     end: EndOpt = None,
@@ -311,7 +321,7 @@ def schedules_edit(
     fields = _fields(
         cron=cron, every=every, at=at, tz=tz, args=args, kwargs=kwargs, queue=queue,
         priority=priority, overlap=overlap, catchup_window=catchup_window,
-        max_catchup_runs=max_catchup_runs, jitter=jitter, start=start, end=end,
+        catchup_max=catchup_max, jitter=jitter, start=start, end=end,
         max_runs=max_runs,
     )  # fmt: skip
     if name is not None:
@@ -321,8 +331,8 @@ def schedules_edit(
         raise typer.Exit(2)
     svc = _service()
     s = _call(lambda: svc.get(ref))
-    updated = _call(lambda: svc.update(str(s.id), SchedulePatch(**fields)))
-    out.print(f"{updated.name} saved; {_trigger(updated)}")
+    updated = _call(lambda: svc.update(s["id"], SchedulePatch(**fields)))
+    out.print(f"{updated['name']} saved; {_trigger(updated)}")
 
 
 @schedules_cli.command("pause")
@@ -333,8 +343,8 @@ def schedules_pause(
     """Pause a schedule: no fire runs until it is resumed."""
     svc = _service()
     s = _call(lambda: svc.get(ref))
-    _call(lambda: svc.pause(str(s.id), note))
-    out.print(f"{s.name} paused" + (f": {note}" if note else ""))
+    _call(lambda: svc.pause(s["id"], note or None))
+    out.print(Text(f"{s['name']} paused" + (f": {note}" if note else "")))
 
 
 @schedules_cli.command("resume")
@@ -342,10 +352,8 @@ def schedules_resume(ref: Ref) -> None:
     """Resume a paused schedule from its next fire time."""
     svc = _service()
     s = _call(lambda: svc.get(ref))
-    resumed = _call(lambda: svc.resume(str(s.id)))
-    now = datetime.now(UTC)
-    after = next_fire_in_words(resumed.next_fire_at, now, resumed.timezone)
-    out.print(f"{s.name} resumed; next fire {after}")
+    resumed = _call(lambda: svc.resume(s["id"]))
+    out.print(f"{s['name']} resumed; next fire {_next(resumed, datetime.now(UTC))}")
 
 
 @schedules_cli.command("trigger")
@@ -353,7 +361,7 @@ def schedules_trigger(ref: Ref) -> None:
     """Run the schedule's task now, once; prints the job id."""
     svc = _service()
     s = _call(lambda: svc.get(ref))
-    out.print(str(_call(lambda: svc.trigger(str(s.id)))))
+    out.print(_call(lambda: svc.trigger(s["id"])))
 
 
 @schedules_cli.command("delete")
@@ -364,10 +372,10 @@ def schedules_delete(
     """Delete a schedule; the jobs it started stay in the ledger."""
     svc = _service()
     s = _call(lambda: svc.get(ref))
-    if not yes and not typer.confirm(f"Delete schedule {s.name!r}?"):
+    if not yes and not typer.confirm(f"Delete schedule {s['name']!r}?"):
         raise typer.Exit(1)
-    _call(lambda: svc.delete(str(s.id)))
-    out.print(f"{s.name} deleted")
+    _call(lambda: svc.delete(s["id"]))
+    out.print(f"{s['name']} deleted")
 
 
 @schedules_cli.command("next")
@@ -376,8 +384,8 @@ def schedules_next(ref: Ref, n: Annotated[int, typer.Option("-n", min=1, max=100
     svc = _service()
     s = _call(lambda: svc.get(ref))
     now = datetime.now(UTC)
-    for t in _call(lambda: svc.next_fires(str(s.id), n)):
-        out.print(next_fire_in_words(t, now, s.timezone))
+    for t in _call(lambda: svc.next_fires(s["id"], n)):
+        out.print(next_fire_in_words(t, now, s["timezone"]))
 
 
 @schedules_cli.command("backfill")
@@ -389,8 +397,8 @@ def schedules_backfill(
     """Submit one run per fire time between --start and --end; prints the job ids."""
     svc = _service()
     s = _call(lambda: svc.get(ref))
-    span = (_moment("--start", start, s.timezone), _moment("--end", end, s.timezone))
-    job_ids = _call(lambda: svc.backfill(str(s.id), *span))
-    err.print(f"backfilled {len(job_ids)} fires of {s.name}")
+    span = (_moment("--start", start, s["timezone"]), _moment("--end", end, s["timezone"]))
+    job_ids = _call(lambda: svc.backfill(s["id"], *span))
+    err.print(f"backfilled {len(job_ids)} fires of {s['name']}")
     for job_id in job_ids:
         out.print(str(job_id))

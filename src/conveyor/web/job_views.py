@@ -17,8 +17,9 @@ from sqlalchemy import Connection
 from conveyor.api.schemas import progress_of
 from conveyor.core.ids import parse_job_id
 from conveyor.core.states import JobState
-from conveyor.errors import JobNotFound
+from conveyor.errors import JobNotFound, ScheduleNotFound
 from conveyor.ledger import repository as repo
+from conveyor.ledger import schedule_store
 from conveyor.web import formatting as fmt
 
 TERMINAL: frozenset[str] = frozenset(s.value for s in JobState if s.terminal)
@@ -195,6 +196,7 @@ class JobDetail:
     children: list[dict[str, Any]]
     result: ResultView | None
     waited: str
+    schedule_name: str | None = None  # of the schedule that fired it, while it exists
 
     @property
     def id(self) -> str:
@@ -256,7 +258,7 @@ def load_job_detail(conn: Connection, job_id: str) -> JobDetail:
         {"id": str(c["id"]), "task": c["task"], "state": c["state"], "created_at": c["created_at"]}
         for c in repo.get_children(conn, job_id)
     ]
-    for key in ("id", "parent_id", "root_id", "retry_of"):
+    for key in ("id", "parent_id", "root_id", "retry_of", "schedule_id"):
         if row.get(key) is not None:
             row[key] = str(row[key])
     attempts = repo.get_attempts(conn, job_id)
@@ -270,4 +272,14 @@ def load_job_detail(conn: Connection, job_id: str) -> JobDetail:
         children=children,
         result=result_view(conn, row),
         waited=fmt.format_duration(fmt.seconds_between(queued, first_start)),
+        schedule_name=_schedule_name(conn, row.get("schedule_id")),
     )
+
+
+def _schedule_name(conn: Connection, schedule_id: str | None) -> str | None:
+    if schedule_id is None:
+        return None
+    try:
+        return str(schedule_store.get(conn, schedule_id)["name"])
+    except ScheduleNotFound:
+        return None

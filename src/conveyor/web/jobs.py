@@ -19,7 +19,7 @@ from conveyor.api.routes.jobs import job_event_stream
 from conveyor.config import PRIORITY_QUEUES
 from conveyor.core.ids import parse_job_id
 from conveyor.core.states import JobState
-from conveyor.errors import InvalidTransition, JobNotFound, SubmitError
+from conveyor.errors import InvalidTransition, JobNotFound, ScheduleNotFound, SubmitError
 from conveyor.ledger import repository as repo
 from conveyor.web.job_views import (
     STATES,
@@ -58,6 +58,16 @@ def queue_names(services: Services) -> list[str]:
     return list(dict.fromkeys([*services.settings.queues, *PRIORITY_QUEUES, *declared]))
 
 
+def schedule_name(services: Services, schedule_id: str | None) -> str | None:
+    """The name of the schedule the list is filtered by, for its label (None: no filter)."""
+    if schedule_id is None:
+        return None
+    try:
+        return str(services.schedules.get(schedule_id)["name"])
+    except ScheduleNotFound:
+        return "a deleted schedule"
+
+
 @router.get("/jobs", name="web_jobs", response_class=HTMLResponse)
 def jobs_page(
     request: Request,
@@ -72,14 +82,24 @@ def jobs_page(
     within: str | None = None,
     after: str | None = None,
     before: str | None = None,
+    schedule: str | None = None,
     notice: str | None = None,
     n: int = 0,
     m: int = 0,
 ) -> HTMLResponse:
-    """Jobs newest first, filtered by state, task, queue, time and text; per-state counts on
-    top."""
+    """Jobs newest first, filtered by state, task, queue, time, text and the schedule that
+    fired them; per-state counts on top."""
     query = ListQuery.parse(
-        state, task, queue, q, cursor, limit, within=within, after=after, before=before
+        state,
+        task,
+        queue,
+        q,
+        cursor,
+        limit,
+        within=within,
+        after=after,
+        before=before,
+        schedule=schedule,
     )
     now = datetime.now(UTC)
     with page_errors(), services.engine.connect() as conn:
@@ -100,6 +120,7 @@ def jobs_page(
         "notice": bulk_notice(notice, n, m),
         "bulk_max": BULK_MAX,
         "within_choices": WITHIN,
+        "schedule_name": schedule_name(services, query.schedule),
     }
     status = 400 if query.problems else 200
     return pages.render(request, "jobs.html", context, status_code=status, active="jobs")

@@ -64,6 +64,7 @@ class ListQuery:
     within: str | None = None
     after: datetime | None = None
     before: datetime | None = None
+    schedule: str | None = None  # the id of the schedule that fired the jobs
     problems: tuple[str, ...] = ()
 
     @classmethod
@@ -79,9 +80,17 @@ class ListQuery:
         within: str | None = None,
         after: str | None = None,
         before: str | None = None,
+        schedule: str | None = None,
     ) -> ListQuery:
         """Build a query from raw parameters; what cannot be used is dropped and reported."""
         problems: list[str] = []
+        schedule_id = (schedule or "").strip() or None
+        if schedule_id is not None:
+            try:
+                schedule_id = str(uuid.UUID(schedule_id))
+            except ValueError:
+                problems.append(f"schedule {schedule_id[:40]!r} is not a schedule id; ignored")
+                schedule_id = None
         span = (within or "").strip() or None
         if span is not None and span not in WITHIN:
             problems.append(f"unknown time range {span[:20]!r} ignored; use {', '.join(WITHIN)}")
@@ -127,6 +136,7 @@ class ListQuery:
             within=span,
             after=start,
             before=end,
+            schedule=schedule_id,
             problems=tuple(problems),
         )
 
@@ -143,6 +153,7 @@ class ListQuery:
             text=self.q,
             created_after=after,
             created_before=self.before,
+            schedule_id=self.schedule,
         )
 
     @property
@@ -153,7 +164,7 @@ class ListQuery:
     @property
     def filtered(self) -> bool:
         """Whether any filter narrows the list."""
-        return bool(self.states or self.task or self.queue or self.q or self.timed)
+        return bool(self.states or self.task or self.queue or self.q or self.timed or self.schedule)
 
     def filter_params(self) -> list[tuple[str, str]]:
         """The GET parameters of the filters alone (no page position or size)."""
@@ -165,6 +176,7 @@ class ListQuery:
             ("within", self.within),
             ("after", _stamp(self.after) if self.after else None),
             ("before", _stamp(self.before) if self.before else None),
+            ("schedule", self.schedule),
         ):
             if value:
                 out.append((key, value))
@@ -196,3 +208,7 @@ class ListQuery:
     def only_state(self, state: str) -> ListQuery:
         """The same filters narrowed to one state, from the first page."""
         return replace(self, states=(state,), cursor=None, problems=())
+
+    def without_schedule(self) -> ListQuery:
+        """The same filters with the jobs of every schedule, from the first page."""
+        return replace(self, schedule=None, cursor=None, problems=())

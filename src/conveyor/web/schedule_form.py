@@ -18,8 +18,8 @@ from conveyor.web.task_form import FormField, parse_form
 
 TRIGGER_KINDS: dict[str, str] = {
     "cron": "Cron",
-    "interval": "Every",
-    "at": "Once at",
+    "interval": "Interval",
+    "at": "One-off",
 }
 OVERLAP_POLICIES: dict[str, str] = {
     "skip": "skip a fire while the previous run is active",
@@ -39,7 +39,7 @@ OPTION_FIELDS = (
     "timezone",
     "overlap",
     "catchup_window",
-    "max_catchup_runs",
+    "catchup_max",
     "jitter",
     "max_runs",
     *TIME_FIELDS,
@@ -82,33 +82,34 @@ def _seconds_or_text(text: str) -> float | str:
 def read_schedule_form(
     form: Mapping[str, str], fields: list[FormField]
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """The schedule as the service's input (spec fields, only those filled in), and what is
-    wrong, keyed by the form field to show it under."""
+    """The schedule as the service's input (``ScheduleSpec`` fields: every one the form
+    has, None where left empty, so an edit can clear a field), and what is wrong, keyed by the
+    form field to show it under. The chosen trigger kind's input alone is passed on."""
     kwargs, problems = parse_form(fields, dict(form))
     errors = dict(problem.split(": ", 1) for problem in problems)
     text = {key: (form.get(key) or "").strip() for key in OPTION_FIELDS}
-    spec: dict[str, Any] = {"kwargs": kwargs, "args": []}
+    spec: dict[str, Any] = {"args": [], "kwargs": kwargs}
     for key in ("name", "queue", "timezone", "overlap"):
-        if text[key]:
-            spec[key] = text[key]
+        spec[key] = text[key] or None
     kind = text["kind"] or "cron"
     if kind not in TRIGGER_KINDS:
         errors["kind"] = f"choose one of {', '.join(TRIGGER_KINDS)}"
-    spec["kind"] = kind
-    if kind == "cron":
-        spec["cron"] = text["cron"]
-    elif kind == "interval":
-        spec["every"] = _seconds_or_text(text["every"])
+    needed = {"cron": "cron", "interval": "every", "at": "at"}.get(kind)
+    if needed and not text[needed]:
+        errors[needed] = f"required for a {TRIGGER_KINDS[kind].lower()} schedule"
+    spec["cron"] = text["cron"] if kind == "cron" else None
+    spec["every"] = _seconds_or_text(text["every"]) if kind == "interval" else None
     for key in ("catchup_window", "jitter"):
-        if text[key]:
-            spec[key] = _seconds_or_text(text[key])
-    for key in ("priority", "max_catchup_runs", "max_runs"):
+        spec[key] = _seconds_or_text(text[key]) if text[key] else None
+    for key in ("priority", "catchup_max", "max_runs"):
+        spec[key] = None
         if text[key]:
             try:
                 spec[key] = _integer(text[key])
             except ValueError as exc:
                 errors[key] = str(exc)
     for key in TIME_FIELDS:
+        spec[key] = None
         if key == "at" and kind != "at":
             continue
         if text[key]:
@@ -116,8 +117,6 @@ def read_schedule_form(
                 spec[key] = wall_time(text[key], text["timezone"])
             except ValueError as exc:
                 errors[key] = str(exc)
-        elif key == "at":
-            errors[key] = "required for a one-off schedule"
     return spec, errors
 
 

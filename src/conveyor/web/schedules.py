@@ -11,6 +11,7 @@ renders the form (or page) again with the reason next to the field it names.
 
 from __future__ import annotations
 
+import json
 import zoneinfo
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,10 +23,14 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from conveyor.api.auth import Principal, authorize_submit
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.api.errors import status_for
+from conveyor.control import task_queue
 from conveyor.errors import ConveyorError, ScheduleNotFound
-from conveyor.schedules import ScheduleService
+from conveyor.ledger.schedule_store import ScheduleFilter
+from conveyor.schedules import SchedulePatch, ScheduleSpec
+from conveyor.web.formatting import seconds_between
 from conveyor.web.pages import PageError, Pages, PagesDep, page_errors
 from conveyor.web.schedule_form import (
     OPTION_FIELDS,
@@ -42,9 +47,8 @@ from conveyor.web.tasks import registered_task
 
 router = APIRouter(include_in_schema=False)
 
-WRITE_SCOPE = "jobs:write"
-"""Creating, changing and firing schedules asks what submitting jobs asks."""
-WRITE = [Depends(page_scope(WRITE_SCOPE))]
+# Creating, changing and firing schedules asks what submitting jobs asks, as in the API.
+WRITE = [Depends(page_scope("jobs:write"))]
 NEXT_FIRES = 5
 PREVIEW_FIRES = 5
 RUNS = 20
@@ -68,11 +72,6 @@ def timezones() -> list[str]:
     return sorted(zoneinfo.available_timezones())
 
 
-def schedule_service(services: Services) -> ScheduleService:
-    """The schedule service over the API's services."""
-    return ScheduleService(services)
-
-
 @contextmanager
 def schedule_errors() -> Iterator[None]:
     """``page_errors``, and an unknown schedule as a 404 page."""
@@ -83,14 +82,28 @@ def schedule_errors() -> Iterator[None]:
             raise PageError(404, "Schedule not found", str(exc)) from None
 
 
-def schedule_row(s: Any, now: datetime) -> dict[str, Any]:
-    """What the list and the page show of one schedule, besides its own fields."""
+def sees(principal: Principal, services: Services, s: dict[str, Any]) -> bool:
+    """Whether ``principal`` may see schedule ``s``: a key limited to some tasks or queues
+    sees the schedules it could submit, as the API shows them."""
+    queue = s["queue"] or task_queue(services.app, s["task"])
+    return not principal.restricted or principal.sees(s["task"], queue)
+
+
+def schedule_row(s: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """What the list and the page show of one schedule besides its fields (``ScheduleOut``):
+    the trigger and next fire in words, the latest run."""
     return {
         "s": s,
         "trigger": trigger_in_words(
-            s.kind, cron=s.cron, every=s.every, at=s.at, timezone=s.timezone, now=now
+            s["trigger_kind"],
+            cron=s["cron"],
+            every=s["every"],
+            at=s["at"],
+            timezone=s["timezone"],
+            now=now,
         ),
-        "next": next_fire_in_words(s.next_fire_at, now, s.timezone, paused=s.paused),
+        "next": next_fire_in_words(s["next_fire_at"], now, s["timezone"], paused=s["paused"]),
+        "last_run": s["last_runs"][0] if s["last_runs"] else None,
     }
 
 
@@ -101,9 +114,10 @@ def schedules_page(
     """Every schedule: trigger in words, next fire, last run, failure streak, badges."""
     now = datetime.now(UTC)
     with schedule_errors():
-        found = schedule_service(services).list()
+        found = services.schedules.list(ScheduleFilter(retired=None))
+    principal = request.state.principal
     context = {
-        "schedules": [schedule_row(s, now) for s in found],
+        "schedules": [schedule_row(s, now) for s in found if sees(principal, services, s)],
         "notice": NOTICES.get(notice or ""),
     }
     return pages.render(request, "schedules.html", context, active="schedules")
@@ -153,29 +167,25 @@ def _render_form(
     )
 
 
-def _values_of(s: Any) -> dict[str, str]:
-    """A stored schedule as the form shows it: its arguments and options as text."""
-    import json
-
-    tz = zone(s.timezone)
+def _values_of(s: dict[str, Any]) -> dict[str, str]:
+    """A stored schedule as the form shows it: its arguments and options as text, its times
+    on its zone's clock."""
+    tz = zone(s["timezone"])
     values: dict[str, str] = {
-        "name": s.name,
-        "queue": s.queue or "",
-        "priority": "" if s.priority is None else str(s.priority),
-        "kind": s.kind,
-        "cron": s.cron or "",
-        "every": "" if s.every is None else f"{s.every:g}",
-        "timezone": s.timezone,
-        "overlap": s.overlap,
-        "catchup_window": "" if s.catchup_window is None else f"{s.catchup_window:g}",
-        "max_catchup_runs": "" if s.max_catchup_runs is None else str(s.max_catchup_runs),
-        "jitter": "" if not s.jitter else f"{s.jitter:g}",
-        "max_runs": "" if s.max_runs is None else str(s.max_runs),
+        "name": s["name"],
+        "queue": s["queue"] or "",
+        "kind": s["trigger_kind"],
+        "cron": s["cron"] or "",
+        "timezone": s["timezone"],
+        "overlap": s["overlap"],
     }
+    for key in ("priority", "every", "catchup_window", "catchup_max", "jitter", "max_runs"):
+        value = s[key]
+        values[key] = "" if value is None else f"{value:g}"
     for key in TIME_FIELDS:
-        moment = getattr(s, key, None)
+        moment = s[key]
         values[key] = moment.astimezone(tz).strftime("%Y-%m-%dT%H:%M") if moment else ""
-    for name, value in (s.kwargs or {}).items():
+    for name, value in (s["kwargs"] or {}).items():
         values[name] = value if isinstance(value, str) else json.dumps(value)
     return values
 
@@ -183,8 +193,8 @@ def _values_of(s: Any) -> dict[str, str]:
 def _refusal(exc: Exception, known: list[str]) -> tuple[dict[str, str], int]:
     """A service's refusal as errors by form field, and the status to answer with."""
     if isinstance(exc, ValidationError):
-        problems = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
-        return errors_by_field(problems, known) or {"": str(exc)}, 422
+        found = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
+        return errors_by_field(found, known), 422
     assert isinstance(exc, ConveyorError)
     problems = getattr(exc, "problems", None)
     errors = errors_by_field(problems, known) if problems else {"": str(exc)}
@@ -210,12 +220,12 @@ async def _save(
     request: Request,
     services: Services,
     pages: Pages,
-    schedule: Any = None,
+    schedule: dict[str, Any] | None = None,
 ) -> Response:
-    """Create (``schedule`` None) or update from the posted form; the preview button (and the
-    page's script) ask for the next fires only, storing nothing."""
+    """Create (``schedule`` None) or update from the posted form; the preview button asks
+    for the next fires only, storing nothing."""
     values = await _posted(request)
-    task_name = schedule.task if schedule is not None else values.get("task", "").strip()
+    task_name = schedule["task"] if schedule is not None else values.get("task", "").strip()
     if not task_name:
         context = _form_context(services, None, values, {"task": "choose a task"})
         return _render_form(request, pages, context, status_code=422)
@@ -225,23 +235,28 @@ async def _save(
     spec, errors = read_schedule_form(values, fields)
     spec["task"] = task_name
     preview: list[datetime] | None = None
-    svc = schedule_service(services)
     if not errors:
         try:
             with page_errors():
-                preview = svc.preview(spec, PREVIEW_FIRES)
+                authorize_submit(request.state.principal, services, task_name, spec["queue"])
+                checked = ScheduleSpec(**{**spec, "name": spec["name"] or "preview"})
+                preview = services.schedules.preview(checked, PREVIEW_FIRES)["next_fires"]
                 if values.get("op") != "preview":
-                    new = schedule is None
-                    saved = svc.create(spec) if new else svc.update(schedule.id, spec)
+                    if schedule is None:
+                        saved = services.schedules.create(ScheduleSpec(**spec))
+                    else:
+                        patch = SchedulePatch(**spec)
+                        saved = services.schedules.update(str(schedule["id"]), patch)
                     key = "created" if schedule is None else "updated"
-                    return _to_schedule(request, str(saved.id), key)
+                    return _to_schedule(request, saved["id"], key)
         except (ConveyorError, ValidationError) as exc:
             errors, status = _refusal(exc, known)
             context = _form_context(services, task_name, values, errors)
             return _render_form(request, pages, context, schedule=schedule, status_code=status)
     context = _form_context(services, task_name, values, errors, preview)
-    status = 422 if errors else 200
-    return _render_form(request, pages, context, schedule=schedule, status_code=status)
+    return _render_form(
+        request, pages, context, schedule=schedule, status_code=422 if errors else 200
+    )
 
 
 @router.post("/schedules/new", name="web_schedule_create", dependencies=WRITE)
@@ -266,8 +281,9 @@ async def preview_fires(request: Request, services: ServicesDep, pages: PagesDep
         if errors:
             problem = "; ".join(f"{k}: {v}" if k else v for k, v in errors.items())
         else:
+            checked = ScheduleSpec(**{**spec, "name": spec["name"] or "preview"})
             with page_errors():
-                moments = schedule_service(services).preview(spec, PREVIEW_FIRES)
+                moments = services.schedules.preview(checked, PREVIEW_FIRES)["next_fires"]
             fires = [(t, next_fire_in_words(t, now, values.get("timezone"))) for t in moments]
     except (ConveyorError, ValidationError) as exc:
         errors, _ = _refusal(exc, [*OPTION_FIELDS, "task"])
@@ -284,9 +300,13 @@ async def preview_fires(request: Request, services: ServicesDep, pages: PagesDep
 # ---------------------------------------------------------------- one schedule
 
 
-def _load(services: Services, schedule_id: str) -> Any:
+def _load(request: Request, services: Services, ref: str) -> dict[str, Any]:
+    """The schedule ``ref`` (id or name); a 404 page when unknown or not the viewer's to see."""
     with schedule_errors():
-        return schedule_service(services).get(schedule_id)
+        s = services.schedules.get(ref)
+        if not sees(request.state.principal, services, s):
+            raise ScheduleNotFound(ref)
+    return s
 
 
 def _to_schedule(request: Request, schedule_id: str, notice: str) -> RedirectResponse:
@@ -306,14 +326,16 @@ def render_schedule(
 ) -> HTMLResponse:
     """The schedule page; an unknown id is a 404 page."""
     now = datetime.now(UTC)
-    svc = schedule_service(services)
+    s = _load(request, services, schedule_id)
     with schedule_errors():
-        s = svc.get(schedule_id)
-        fires = [] if s.paused or s.retired_at else svc.next_fires(str(s.id), NEXT_FIRES)
-        runs = svc.runs(str(s.id), RUNS)
+        waiting = not s["paused"] and not s["retired_at"]
+        fires = services.schedules.next_fires(s["id"], NEXT_FIRES) if waiting else []
+        runs = services.schedules.runs(s["id"], RUNS)
+    for run in runs:
+        run["duration"] = seconds_between(run["started_at"], run["finished_at"])
     context = {
         **schedule_row(s, now),
-        "fires": [(t, next_fire_in_words(t, now, s.timezone)) for t in fires],
+        "fires": [(t, next_fire_in_words(t, now, s["timezone"])) for t in fires],
         "runs": runs,
         "overlaps": OVERLAP_POLICIES,
         "notice": notice,
@@ -341,8 +363,8 @@ def edit_schedule_page(
     schedule_id: str, request: Request, services: ServicesDep, pages: PagesDep
 ) -> HTMLResponse:
     """The edit form, filled in with the schedule as stored."""
-    s = _load(services, schedule_id)
-    context = _form_context(services, s.task, _values_of(s), {})
+    s = _load(request, services, schedule_id)
+    context = _form_context(services, s["task"], _values_of(s), {})
     return _render_form(request, pages, context, schedule=s)
 
 
@@ -351,7 +373,7 @@ async def update_schedule(
     schedule_id: str, request: Request, services: ServicesDep, pages: PagesDep
 ) -> Response:
     """Save the edited schedule; its page, or the form again with what was wrong."""
-    return await _save(request, services, pages, _load(services, schedule_id))
+    return await _save(request, services, pages, _load(request, services, schedule_id))
 
 
 def _act(
@@ -364,15 +386,15 @@ def _act(
 ) -> Response:
     """Run ``action(service, id)``; back to the schedule with ``notice``, or its page with the
     refusal."""
-    s = _load(services, schedule_id)
+    s = _load(request, services, schedule_id)
     try:
         with schedule_errors():
-            action(schedule_service(services), str(s.id))
+            action(services.schedules, s["id"])
     except ConveyorError as exc:
         return render_schedule(
-            request, services, pages, str(s.id), error=str(exc), status_code=status_for(exc)
+            request, services, pages, s["id"], error=str(exc), status_code=status_for(exc)
         )
-    return _to_schedule(request, str(s.id), notice)
+    return _to_schedule(request, s["id"], notice)
 
 
 @router.post("/schedules/{schedule_id}/pause", name="web_schedule_pause", dependencies=WRITE)
@@ -401,7 +423,8 @@ def resume_schedule(
 def trigger_schedule(
     schedule_id: str, request: Request, services: ServicesDep, pages: PagesDep
 ) -> Response:
-    """Run the schedule's task now, once, as one of its runs."""
+    """Run the schedule's task now, once, as one of its runs (overlap and max runs do not
+    apply)."""
     return _act(request, services, pages, schedule_id, "triggered", lambda svc, i: svc.trigger(i))
 
 
@@ -425,12 +448,12 @@ def backfill_schedule(
     """Submit one run for each fire time between start and end (the schedule's wall times)."""
     from conveyor.web.schedule_form import wall_time
 
-    s = _load(services, schedule_id)
+    s = _load(request, services, schedule_id)
     try:
-        span = (wall_time(start.strip(), s.timezone), wall_time(end.strip(), s.timezone))
+        span = (wall_time(start.strip(), s["timezone"]), wall_time(end.strip(), s["timezone"]))
     except ValueError as exc:
         message = f"Backfill: {exc}"
-        return render_schedule(request, services, pages, str(s.id), error=message, status_code=422)
+        return render_schedule(request, services, pages, s["id"], error=message, status_code=422)
     return _act(
         request, services, pages, schedule_id, "backfilled", lambda svc, i: svc.backfill(i, *span)
     )
@@ -439,9 +462,9 @@ def backfill_schedule(
 @router.post("/schedules/{schedule_id}/delete", name="web_schedule_delete", dependencies=WRITE)
 def delete_schedule(schedule_id: str, request: Request, services: ServicesDep) -> Response:
     """Delete the schedule (its jobs stay in the ledger); back to the list."""
-    s = _load(services, schedule_id)
+    s = _load(request, services, schedule_id)
     with schedule_errors():
-        schedule_service(services).delete(str(s.id))
+        services.schedules.delete(s["id"])
     url = request.url_for("web_schedules").include_query_params(notice="deleted")
     return RedirectResponse(str(url), status_code=303)
 
