@@ -69,7 +69,9 @@
     var timer = null;
     var latest = 0;
     function refresh() {
-      var body = new FormData(form);
+      // URL-encoded, as the form posts itself (the CSRF check reads a multipart body's token
+      // from the query string, for uploads).
+      var body = new URLSearchParams(new FormData(form));
       body.set("op", "preview");
       var mine = ++latest;
       fetch(form.dataset.previewUrl, { method: "POST", body: body, headers: { Accept: "text/html" } })
