@@ -10,6 +10,7 @@ is not styled by the dashboard's stylesheet. Each page's screenshot is saved und
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -100,6 +101,26 @@ def _data(dashboard: Dashboard) -> dict[str, str]:
         )
         assert r.status_code == 202, r.text
         ids["batch"] = r.json()["batch_id"]
+        r = api.post(
+            "/api/v1/schedules",
+            json={
+                "name": f"layout-schedule-{uuid.uuid4().hex[:8]}",
+                "task": "demo.crunch",
+                "kwargs": {"steps": 2, "delay": 0},
+                "cron": "30 9 * * 1-5",
+                "timezone": "America/New_York",
+                "jitter": "30s",
+                "end_at": "2031-01-01T00:00:00Z",
+                "max_runs": 1000,
+            },
+        )
+        assert r.status_code == 201, r.text
+        ids["schedule"] = r.json()["id"]
+        assert api.post(f"/api/v1/schedules/{ids['schedule']}/trigger").status_code == 202
+        api.post(
+            f"/api/v1/schedules/{ids['schedule']}/pause",
+            json={"note": "a long note, to see that it wraps " * 3},
+        )
 
         def settled() -> bool:
             states = {
@@ -127,6 +148,7 @@ def data(dashboard: Dashboard) -> Any:
     yield ids
     with dashboard.api() as api:
         api.post(f"/api/v1/jobs/{ids['crunch']}/cancel")
+        api.delete(f"/api/v1/schedules/{ids['schedule']}")
 
 
 def _pages(ids: dict[str, str]) -> list[tuple[str, str]]:
@@ -153,6 +175,11 @@ def _pages(ids: dict[str, str]) -> list[tuple[str, str]]:
         ("factory-batch", f"/factory/batches/{ids['batch']}"),
         ("factory-verify-form", "/verify"),
         ("factory-verify", f"/verify/{ids['token']}"),
+        ("schedules", "/schedules"),
+        ("schedule", f"/schedules/{ids['schedule']}"),
+        ("schedule-new", "/schedules/new?task=demo.crunch"),
+        ("schedule-edit", f"/schedules/{ids['schedule']}/edit"),
+        ("jobs-of-schedule", f"/jobs?schedule={ids['schedule']}"),
     ]
 
 

@@ -364,7 +364,9 @@ def edit_schedule_page(
 ) -> HTMLResponse:
     """The edit form, filled in with the schedule as stored."""
     s = _load(request, services, schedule_id)
-    context = _form_context(services, s["task"], _values_of(s), {})
+    with schedule_errors():
+        fires = services.schedules.next_fires(s["id"], PREVIEW_FIRES)
+    context = _form_context(services, s["task"], _values_of(s), {}, fires)
     return _render_form(request, pages, context, schedule=s)
 
 
