@@ -349,3 +349,36 @@ def test_a_code_entry_that_does_not_validate_is_skipped(svc: Any) -> None:
         {**keep, "broken": {"task": "demo.nope", "every": 60.0, "args": [], "kwargs": {}}}
     )
     assert done["skipped"] == ["broken"]
+
+
+def _metrics(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = client.get("/metrics")
+    assert r.status_code == 200, r.text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+
+
+def test_metrics_count_fires_skips_and_misses(
+    client: Any, ledger: Any, scheduler: Scheduler
+) -> None:
+    before = _metrics(client)
+    assert before[("conveyor_scheduler_leader", (("holder", scheduler.holder),))] == 1.0
+    assert before[("conveyor_scheduler_lease_token", ())] >= 1
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=330)
+    s = create(client, every="1m", start_at=t0.isoformat(), catchup_window="2m")
+    _downtime(ledger, s["id"], t0)
+    wait_for(lambda: sum(outcomes(ledger, s["id"]).values()) >= 6, timeout=15, message="fires")
+    after = _metrics(client)
+
+    def delta(name: str) -> float:
+        return after[(name, ())] - before.get((name, ()), 0.0)
+
+    assert delta("conveyor_schedule_fires_total") >= 1
+    assert delta("conveyor_schedule_missed_total") >= 5
+    assert ("conveyor_schedule_skipped_overlap_total", ()) in after
+    assert after[("conveyor_scheduler_lag_seconds", ())] >= 0
