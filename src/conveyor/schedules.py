@@ -15,6 +15,7 @@ overrides (listed in ``overridden``) until :meth:`ScheduleService.reset_to_code`
 from __future__ import annotations
 
 import builtins
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -26,8 +27,10 @@ from conveyor.control import Control
 from conveyor.core import schedules as triggers
 from conveyor.core.schedules import Trigger
 from conveyor.core.states import JobState
-from conveyor.errors import IdempotencyConflict, InvalidSchedule
+from conveyor.errors import ConveyorError, IdempotencyConflict, InvalidSchedule
 from conveyor.ledger import schedule_store as store
+
+log = logging.getLogger(__name__)
 
 Overlap = Literal["skip", "buffer_one", "allow_all", "cancel_previous"]
 OVERLAPS: tuple[str, ...] = ("skip", "buffer_one", "allow_all", "cancel_previous")
@@ -399,9 +402,16 @@ class ScheduleService:
             self._write(conn, row, given)
         return self.get(str(row["id"]))
 
-    def _write(self, conn: Any, row: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    def _write(
+        self,
+        conn: Any,
+        row: dict[str, Any],
+        given: dict[str, Any],
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Apply ``given`` spec fields to ``row`` (validated), recompute its next fire when
-        anything that decides it changed, and track overrides of a code schedule."""
+        anything that decides it changed, and track overrides of a code schedule (against
+        ``extra["code_default"]`` when the code's version changes too)."""
         fields = spec_of(row)
         if any(k in given for k in ("cron", "every", "at")):
             fields.update(cron=None, every=None, at=None)
@@ -424,8 +434,10 @@ class ScheduleService:
         )
         if any(cols[k] != row[k] for k in timing) or row["next_fire_at"] is None:
             cols["next_fire_at"] = self.first_fire({**row, **cols}, now)
-        if row["source"] == "code" and row["code_default"] is not None:
-            cols["overridden"] = overrides(spec_of({**row, **cols}), row["code_default"])
+        cols.update(extra or {})
+        default = cols.get("code_default", row["code_default"])
+        if row["source"] == "code" and default is not None:
+            cols["overridden"] = overrides(spec_of({**row, **cols}), default)
         return store.update_schedule(conn, str(row["id"]), cols)
 
     def delete(self, ref: str) -> None:
@@ -450,6 +462,62 @@ class ScheduleService:
                 )
             self._write(conn, row, dict(row["code_default"]))
         return self.get(str(row["id"]))
+
+    # --- code-declared schedules --------------------------------------------------------------
+    def import_code(self, entries: dict[str, dict[str, Any]]) -> dict[str, builtins.list[str]]:
+        """Make the app's code-declared schedules (name → spec fields) schedules with source
+        ``code``: new ones are created; for known ones the code's version becomes the default
+        while a user's overrides stay; code schedules no longer declared are retired (kept,
+        never fired). An entry that does not validate, or whose name a user's schedule has,
+        is logged and skipped. What happened, by name: created, updated, retired, skipped."""
+        done: dict[str, builtins.list[str]] = {
+            "created": [],
+            "updated": [],
+            "retired": [],
+            "skipped": [],
+        }
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            store.lock_code_import(conn)  # one importer at a time (beat replicas, API)
+            taken = store.names_taken(conn, list(entries))
+            for name, fields in entries.items():
+                row = taken.get(name)
+                try:
+                    cols = self.columns({**fields, "name": name}, now=now)
+                except ConveyorError as exc:
+                    log.warning("code schedule %r skipped: %s", name, exc)
+                    done["skipped"].append(name)
+                    continue
+                default = spec_of(cols)
+                if row is None:
+                    cols.update(
+                        id=str(uuid.uuid4()), source="code", run_count=0, code_default=default
+                    )
+                    cols["next_fire_at"] = self.first_fire(cols, now)
+                    store.insert_schedule(conn, cols)
+                    done["created"].append(name)
+                elif row["source"] != "code":
+                    log.warning(
+                        "code schedule %r skipped: a schedule made by a user has that name", name
+                    )
+                    done["skipped"].append(name)
+                elif row["code_default"] != default or row["retired_at"] is not None:
+                    mine = spec_of(row)
+                    merged = dict(default)
+                    for field in row["overridden"] or []:
+                        keys = ("cron", "every", "at") if field == "trigger" else (field,)
+                        merged.update({k: mine[k] for k in keys})
+                    if merged.get("paused"):
+                        merged["paused_note"] = mine.get("paused_note")
+                    self._write(conn, row, merged, {"code_default": default, "retired_at": None})
+                    done["updated"].append(name)
+            for row in store.code_schedules(conn):
+                if row["name"] not in entries and row["retired_at"] is None:
+                    store.update_schedule(
+                        conn, str(row["id"]), {"retired_at": now, "next_fire_at": None}
+                    )
+                    done["retired"].append(row["name"])
+        return done
 
     # --- fires made by hand -------------------------------------------------------------------
     def trigger(self, ref: str) -> str:

@@ -133,7 +133,7 @@ def test_up_and_all_its_children_log_json(conveyor_up: Callable[..., ConveyorUp]
             ("up", "Conveyor is up"),
             ("api", "serving the API and dashboard"),
             ("worker", " ready."),  # "worker1@host ready."
-            ("beat", "beat: Starting"),
+            ("beat", "conveyor beat: scheduler"),
             ("recorder", "running: recorder, outbox-relay, reconciler"),
         ]
     }

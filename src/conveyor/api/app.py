@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from celery import Celery
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
 from conveyor.api.auth import Authenticator, auth_required, check_declared, check_deployment
 from conveyor.api.deps import Services
@@ -31,6 +33,17 @@ def load_celery_app(spec: str) -> Celery:
     app = getattr(module, attr or "app")
     install(app)
     return app
+
+
+def import_code_schedules(services: Services) -> None:
+    from conveyor.runtime.code_schedules import code_schedules
+
+    try:
+        services.schedules.import_code(code_schedules(services.app))
+    except Exception:
+        logging.getLogger(__name__).warning(
+            "could not import the app's beat_schedule as schedules", exc_info=True
+        )
 
 
 def create_app(settings: Settings | None = None, celery_app: Celery | None = None) -> FastAPI:
@@ -60,6 +73,9 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The app's beat_schedule as code-declared schedules, so the API lists them before any
+        # `conveyor beat` ran (a few rows; a failure is logged, never fatal).
+        await run_in_threadpool(import_code_schedules, services)
         yield
         services.control.close()
         engine.dispose()

@@ -50,6 +50,7 @@ class ConveyorCollector:
         yield from self._counters()
         yield from self._runtime()
         yield from self._gauges()
+        yield from self._scheduler()
 
     def _redis(self) -> Any:
         return runtime_of(self.services.app).redis
@@ -163,6 +164,60 @@ class ConveyorCollector:
             "conveyor_ledger_lag_seconds",
             "Age of the oldest job event not yet written to the ledger",
             value=lag,
+        )
+
+    def _scheduler(self) -> Iterator[Metric]:
+        """Counters the scheduler's leader keeps in Redis; the leader from the lease row."""
+        raw = self._redis().hgetall(ev.METRICS_SCHEDULES)
+        values = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }
+        for name, field, doc in (
+            ("conveyor_schedule_fires", "fired", "Jobs submitted by schedule fires"),
+            (
+                "conveyor_schedule_skipped_overlap",
+                "skipped_overlap",
+                "Fires skipped because the previous run was still active (overlap policy)",
+            ),
+            (
+                "conveyor_schedule_missed",
+                "missed",
+                "Fires not run: older than the catch-up window after downtime, or beyond its "
+                "maximum of catch-up runs",
+            ),
+            ("conveyor_schedule_buffered", "buffered", "Fires held back by buffer_one"),
+            (
+                "conveyor_schedule_cancelled_previous",
+                "cancelled_previous",
+                "Fires that cancelled the previous run (cancel_previous)",
+            ),
+        ):
+            yield CounterMetricFamily(name, doc, value=float(values.get(field) or 0))
+        yield GaugeMetricFamily(
+            "conveyor_scheduler_lag_seconds",
+            "How late the newest fire of the scheduler's last busy tick was submitted",
+            value=float(values.get("lag_seconds") or 0),
+        )
+        with self.services.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT holder, token FROM conveyor_leases "
+                    "WHERE name = 'scheduler' AND expires_at > now()"
+                )
+            ).first()
+        leader = GaugeMetricFamily(
+            "conveyor_scheduler_leader",
+            "1 for the `conveyor beat` replica that holds the scheduler lease (none: no leader)",
+            labels=["holder"],
+        )
+        if row is not None:
+            leader.add_metric([row.holder], 1.0)
+        yield leader
+        yield GaugeMetricFamily(
+            "conveyor_scheduler_lease_token",
+            "The scheduler lease's fencing token: it grows on every take-over",
+            value=float(row.token) if row is not None else 0.0,
         )
 
 

@@ -136,14 +136,35 @@ def worker(ctx: typer.Context, log_format: LogFormatOption = None) -> None:
     app.start(_celery_argv(s, argv))
 
 
-@cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def beat(ctx: typer.Context, log_format: LogFormatOption = None) -> None:
-    """Run Celery beat (periodic schedules)."""
+@cli.command()
+def beat(
+    code: Annotated[
+        bool, typer.Option(help="import the app's beat_schedule as code-declared schedules")
+    ] = True,
+    log_format: LogFormatOption = None,
+) -> None:
+    """Run the scheduler: fire the schedules stored in the ledger (run several for failover;
+    one leads at a time)."""
+    import logging
+
+    from conveyor.ledger.db import make_engine
+    from conveyor.logs import configure_logging
+    from conveyor.runtime.scheduler import Scheduler
+
     s = require_migrated(settings(log_format))
+    configure_logging(s.log_format, s.log_level)
     app = celery_app(s)
-    schedule = os.path.join(str(s.home), "beat-schedule")
-    os.makedirs(str(s.home), exist_ok=True)
-    app.start(_celery_argv(s, ["beat", "--loglevel", s.log_level, "-s", schedule, *ctx.args]))
+    app.finalize()
+    engine = make_engine(s.database_url or "", pool_size=4)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    scheduler = Scheduler(app, engine, import_code=code)
+    logging.getLogger("conveyor.scheduler").info(
+        "conveyor beat: scheduler %s starting", scheduler.holder
+    )
+    scheduler.run(stop)
+    engine.dispose()
 
 
 def _celery_argv(s: Settings, argv: list[str]) -> list[str]:

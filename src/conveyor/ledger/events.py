@@ -71,6 +71,9 @@ RESEND = "conveyor_resend"  # message header: Conveyor re-sends a message it bel
 # message header: the schedule whose fire this job is (the ledger row has it from the submit;
 # the header lets task code read it as ``self.request.conveyor_schedule``)
 SCHEDULE_HEADER = "conveyor_schedule"
+# The scheduler's counters (fired, skipped_overlap, missed, buffered, cancelled_previous) and
+# its last lag in seconds, one hash field each.
+METRICS_SCHEDULES = "conveyor:metrics:schedules"
 
 LIMIT_KEY = "conveyor:limit:"  # + rate|conc : task : key value
 

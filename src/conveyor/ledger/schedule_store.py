@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from conveyor.core.states import ACTIVE_STATES
@@ -197,16 +197,17 @@ def buffered(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def active_jobs(conn: Connection, schedule_ids: list[str]) -> dict[str, list[str]]:
-    """Ids of the jobs of each schedule that are not finished (waiting or running)."""
+def active_jobs(conn: Connection, schedule_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """(id, idempotency key) of each schedule's jobs that are not finished (waiting or
+    running)."""
     if not schedule_ids:
         return {}
-    q = select(jobs.c.schedule_id, jobs.c.id).where(
+    q = select(jobs.c.schedule_id, jobs.c.id, jobs.c.idempotency_key).where(
         jobs.c.schedule_id.in_(schedule_ids), jobs.c.state.in_(_ACTIVE)
     )
-    out: dict[str, list[str]] = {}
-    for sid, jid in conn.execute(q):
-        out.setdefault(str(sid), []).append(str(jid))
+    out: dict[str, list[tuple[str, str]]] = {}
+    for sid, jid, key in conn.execute(q):
+        out.setdefault(str(sid), []).append((str(jid), key or ""))
     return out
 
 
@@ -324,6 +325,11 @@ def code_schedules(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
+def lock_code_import(conn: Connection) -> None:
+    """Hold the code-import lock until the transaction ends."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('conveyor_schedules_code'))"))
+
+
 def names_taken(conn: Connection, names: list[str]) -> dict[str, dict[str, Any]]:
-    q = select(schedules).where(or_(schedules.c.name.in_(names)))
+    q = select(schedules).where(schedules.c.name.in_(names))
     return {r["name"]: dict(r) for r in conn.execute(q).mappings()}

@@ -1,0 +1,370 @@
+"""The scheduler run by ``conveyor beat``: one leader fires the schedules stored in PostgreSQL.
+
+Any number of replicas may run. Each tries to take the lease row ``scheduler`` in
+``conveyor_leases`` (a few seconds long, renewed about every second by its holder); the one
+that holds it fires, the others wait and take over once it expires — a leader killed with -9
+is replaced within the lease time plus one poll. Every take-over increases the lease's fencing
+token, and the leader writes fires only in a transaction that holds its token
+(``schedule_store.hold_lease``), so a leader that lost the lease without noticing writes
+nothing. The jobs themselves go through Conveyor's normal submit path with the idempotency key
+``schedule:{id}:{fire time}``: even two leaders for a moment submit one job per fire.
+
+What is due is one indexed query (``next_fire_at <= now``). The leader wakes at the earliest
+next fire, at a NOTIFY on ``conveyor_schedules`` (every change through the service sends one),
+and at least every ``poll`` seconds, so edits apply at once without a restart.
+
+Per fire, the schedule's policies apply (see docs/schedules.md): catch-up window after
+downtime (older fires are recorded as missed; within the window the latest ``catchup_max`` run),
+overlap (``skip``, ``buffer_one``, ``allow_all``, ``cancel_previous``), jitter (a job ``eta``),
+end time, maximum runs, one-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from celery import Celery
+from sqlalchemy import Engine
+
+from conveyor.control import Control
+from conveyor.core import schedules as triggers
+from conveyor.errors import ConveyorError, IdempotencyConflict
+from conveyor.ledger import schedule_store as store
+from conveyor.ledger.events import METRICS_SCHEDULES
+from conveyor.runtime.context import runtime_of
+from conveyor.schedules import ScheduleService, fire_key, trigger_of
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL = 5.0
+MAX_CATCHUP = 1000  # fires looked at per schedule and tick after downtime
+
+
+@dataclass
+class Plan:
+    """What one tick does: fires to record, jobs to submit, schedules to move on."""
+
+    fires: list[dict[str, Any]] = field(default_factory=list)
+    submit: list[tuple[dict[str, Any], datetime, dict[str, Any]]] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)
+    moves: list[dict[str, Any]] = field(default_factory=list)
+    settle: list[dict[str, Any]] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+class Scheduler:
+    """Fires due schedules while it holds the lease; ``run(stop)`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        app: Celery,
+        engine: Engine,
+        *,
+        holder: str | None = None,
+        lease_ttl: float = LEASE_TTL,
+        poll: float = 1.0,
+        batch: int = 5000,
+        import_code: bool = True,
+    ) -> None:
+        self.app = app
+        self.engine = engine
+        self.control = Control(app, engine)
+        self.service = ScheduleService(self.control, engine)
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_ttl = lease_ttl
+        self.poll = poll
+        self.batch = batch
+        self.import_code = import_code
+        self.token: int | None = None
+        self._renewed = 0.0
+        self.ticks = 0
+
+    @property
+    def leader(self) -> bool:
+        return self.token is not None
+
+    # --- the loop -----------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        if self.import_code:
+            self.sync_code()
+        listener = self._listen()
+        try:
+            while not stop.is_set():
+                wait = self.poll
+                try:
+                    self.keep_lease()
+                    if self.leader:
+                        wait = min(wait, self.tick())
+                except Exception:
+                    log.exception("scheduler tick failed; trying again")
+                    self.token = None
+                    wait = self.poll
+                if not self.leader:
+                    wait = min(wait, self.lease_ttl / 5)
+                listener = self._wait(listener, max(0.01, wait), stop)
+        finally:
+            if listener is not None:
+                listener.close()
+            self.release()
+            self.control.close()
+
+    def sync_code(self) -> None:
+        """Import the app's ``beat_schedule`` as code-declared schedules (logged, never fatal)."""
+        from conveyor.runtime.code_schedules import code_schedules
+
+        try:
+            done = self.service.import_code(code_schedules(self.app))
+        except Exception:
+            log.exception("could not import the app's beat_schedule as schedules")
+            return
+        log.info(
+            "code schedules: %s",
+            ", ".join(f"{k} {len(v)}" for k, v in done.items()) or "none",
+        )
+
+    def keep_lease(self) -> None:
+        """Take the lease, or renew it (about every ttl/5 seconds while leader)."""
+        now = time.monotonic()
+        if self.leader and now - self._renewed < self.lease_ttl / 5:
+            return
+        with self.engine.begin() as conn:
+            token = store.take_lease(conn, store.SCHEDULER_LEASE, self.holder, self.lease_ttl)
+        if token is not None and token != self.token:
+            log.info("scheduler %s leads (fencing token %d)", self.holder, token)
+        elif token is None and self.token is not None:
+            log.warning("scheduler %s lost the lease", self.holder)
+        self.token = token
+        self._renewed = now
+
+    def release(self) -> None:
+        if self.token is None:
+            return
+        try:
+            with self.engine.begin() as conn:
+                store.release_lease(conn, store.SCHEDULER_LEASE, self.holder)
+        except Exception as exc:  # the lease expires by itself
+            log.warning("could not release the scheduler lease: %s", exc)
+        self.token = None
+
+    def _listen(self) -> psycopg.Connection[Any] | None:
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
+            conn.execute(f"LISTEN {store.CHANNEL}")
+            return conn
+        except psycopg.Error as exc:
+            log.warning("LISTEN failed (polling every %g s instead): %s", self.poll, exc)
+            return None
+
+    def _wait(
+        self, listener: psycopg.Connection[Any] | None, seconds: float, stop: threading.Event
+    ) -> psycopg.Connection[Any] | None:
+        """Sleep ``seconds``, or less if a schedule changes (NOTIFY) or ``stop`` is set."""
+        if listener is None or listener.closed:
+            stop.wait(seconds)
+            return self._listen()
+        try:
+            for _ in listener.notifies(timeout=seconds, stop_after=1):
+                break
+        except psycopg.Error as exc:
+            log.warning("LISTEN connection lost (%s); polling until it is back", exc)
+            listener.close()
+            stop.wait(min(seconds, self.poll))
+            return None
+        return listener
+
+    # --- one tick -----------------------------------------------------------------------------
+    def tick(self, now: datetime | None = None) -> float:
+        """Fire what is due at ``now``; seconds until the next fire (or a poll)."""
+        self.ticks += 1
+        now = now or datetime.now(UTC)
+        with self.engine.connect() as conn:
+            rows = store.due(conn, now, self.batch)
+            waiting = store.buffered(conn)
+            ids = [str(r["id"]) for r in rows if r["overlap"] != "allow_all"]
+            ids += [str(b["schedule_id"]) for b in waiting]
+            active = store.active_jobs(conn, list(dict.fromkeys(ids)))
+            by_id = {str(r["id"]): r for r in rows}
+            if waiting:
+                missing = [
+                    str(b["schedule_id"]) for b in waiting if str(b["schedule_id"]) not in by_id
+                ]
+                for sid in missing:
+                    by_id.setdefault(sid, store.get(conn, sid))
+        plan = Plan()
+        self._release_buffered(plan, waiting, by_id, active)
+        released = {f["schedule_id"] for f in plan.settle}
+        full = {str(b["schedule_id"]) for b in waiting} - released  # buffer_one's buffer
+        for row in rows:
+            sid = str(row["id"])
+            self._plan(plan, row, now, active.get(sid, []), buffer_full=sid in full)
+        jobs = self._submit(plan)
+        self._record(plan, jobs)
+        if len(rows) >= self.batch:
+            return 0.0  # more are due
+        with self.engine.connect() as conn:
+            nxt = store.next_due(conn)
+        if nxt is None:
+            return self.poll
+        return max(0.0, (nxt - datetime.now(UTC)).total_seconds())
+
+    def _plan(
+        self,
+        plan: Plan,
+        row: dict[str, Any],
+        now: datetime,
+        active: list[tuple[str, str]],
+        *,
+        buffer_full: bool = False,
+    ) -> None:
+        sid = str(row["id"])
+        trigger = trigger_of(row)
+        first: datetime = row["next_fire_at"]
+        fires = [first, *triggers.fires_between(trigger, row["timezone"], first, now, MAX_CATCHUP)]
+        end = row["end_at"]
+        if end is not None:
+            fires = [f for f in fires if f <= end]
+        horizon = now - timedelta(seconds=row["catchup_window"])
+        recent = [f for f in fires if f >= horizon]
+        run = recent[-row["catchup_max"] :] if recent else []
+        if row["max_runs"] is not None:
+            run = run[: max(0, row["max_runs"] - row["run_count"])]
+        for fire in fires:
+            if fire not in run:
+                plan.fires.append({"schedule_id": sid, "fire_time": fire, "outcome": "missed"})
+                plan.counts["missed"] += 1
+        runs = 0
+        keys = {fire_key(sid, f) for f in run}
+        # Runs of earlier fires still going (a job of one of these very fires is not one: a
+        # leader before this one submitted it and died before recording it).
+        busy_ids = [job for job, key in active if key not in keys]
+        busy = bool(busy_ids)
+        has_buffer = buffer_full
+        for fire in run:
+            outcome = "submitted"
+            if busy and row["overlap"] == "skip":
+                outcome = "skipped_overlap"
+            elif busy and row["overlap"] == "buffer_one":
+                outcome = "skipped_overlap" if has_buffer else "buffered"
+                has_buffer = True
+            elif busy and row["overlap"] == "cancel_previous":
+                plan.cancel += busy_ids
+                outcome = "cancelled_previous"
+            fire_row = {"schedule_id": sid, "fire_time": fire, "outcome": outcome}
+            plan.fires.append(fire_row)
+            plan.counts[outcome] += 1
+            if outcome in ("submitted", "cancelled_previous"):
+                plan.submit.append((row, fire, fire_row))
+                runs += 1
+                busy = True  # the run just submitted is the one now active
+        after = max(now, fires[-1] if fires else first)
+        moved = {**row, "run_count": row["run_count"] + runs}
+        plan.moves.append(
+            {
+                "id": sid,
+                "next_fire_at": self.service.first_fire(moved, after),
+                "last_fire_at": fires[-1] if fires else None,
+                "runs": runs,
+                "seen": row["updated_at"],
+            }
+        )
+
+    def _release_buffered(
+        self,
+        plan: Plan,
+        waiting: list[dict[str, Any]],
+        rows: dict[str, dict[str, Any]],
+        active: dict[str, list[tuple[str, str]]],
+    ) -> None:
+        for b in waiting:  # earliest first
+            sid = str(b["schedule_id"])
+            row = rows.get(sid)
+            if row is None or row["paused"] or row["retired_at"] is not None:
+                continue
+            if any(f["schedule_id"] == sid for f in plan.settle):
+                continue  # one buffered fire per schedule
+            key = fire_key(sid, b["fire_time"])
+            if any(k != key for _, k in active.get(sid, [])):
+                continue  # the previous run is still going
+            fire_row = {"schedule_id": sid, "fire_time": b["fire_time"], "outcome": "submitted"}
+            plan.settle.append(fire_row)
+            plan.submit.append((row, b["fire_time"], fire_row))
+            # A due fire of the same schedule in this tick finds this run active.
+            active.setdefault(sid, []).append(("buffered", key))
+
+    def _submit(self, plan: Plan) -> int:
+        """Cancel what ``cancel_previous`` replaces, submit every planned fire (one intake
+        batch), and note each job's id on its fire row; how many jobs were submitted."""
+        if plan.cancel:
+            self.control.cancel_many(list(dict.fromkeys(plan.cancel)))
+        pending = []
+        for row, fire, fire_row in plan.submit:
+            try:
+                job = self.service.prepare_fire(row, fire)
+            except ConveyorError as exc:  # the task is gone, or its signature changed
+                log.error("schedule %r: fire at %s not submitted: %s", row["name"], fire, exc)
+                fire_row["outcome"] = "missed"
+                plan.counts["failed"] += 1
+                continue
+            pending.append((fire_row, self.control.intake.submit(job)))
+        for fire_row, item in pending:
+            try:
+                job_row, _ = item.committed.result(timeout=60)
+                fire_row["job_id"] = str(job_row["id"])
+            except IdempotencyConflict as exc:
+                fire_row["job_id"] = exc.job_id
+            except Exception as exc:
+                log.error(
+                    "fire %s of schedule %s not submitted: %s",
+                    fire_row["fire_time"],
+                    fire_row["schedule_id"],
+                    exc,
+                )
+                fire_row["outcome"] = "missed"
+        return len(pending)
+
+    def _record(self, plan: Plan, jobs: int) -> None:
+        if not (plan.fires or plan.moves or plan.settle):
+            return
+        assert self.token is not None
+        with self.engine.begin() as conn:
+            if not store.hold_lease(conn, store.SCHEDULER_LEASE, self.holder, self.token):
+                log.warning(
+                    "scheduler %s lost the lease mid-tick; its fires are left to the new leader",
+                    self.holder,
+                )
+                self.token = None
+                return
+            store.record_fires(conn, [f for f in plan.fires if f not in plan.settle])
+            for f in plan.settle:
+                if f.get("job_id"):
+                    store.settle_buffered(conn, f["schedule_id"], f["fire_time"], f["job_id"])
+            store.advance(conn, plan.moves)
+        submitted = [f["fire_time"] for f in plan.fires if f.get("job_id")]
+        lag = (datetime.now(UTC) - max(submitted)).total_seconds() if submitted else None
+        self._report(plan.counts, jobs, lag)
+
+    # --- metrics ------------------------------------------------------------------------------
+    def _report(self, counts: Counter[str], jobs: int, lag: float | None) -> None:
+        try:
+            pipe = runtime_of(self.app).redis.pipeline(transaction=False)
+            if jobs:
+                pipe.hincrby(METRICS_SCHEDULES, "fired", jobs)
+            for outcome in ("skipped_overlap", "missed", "buffered", "cancelled_previous"):
+                if counts[outcome]:
+                    pipe.hincrby(METRICS_SCHEDULES, outcome, counts[outcome])
+            if lag is not None:
+                pipe.hset(METRICS_SCHEDULES, "lag_seconds", f"{max(0.0, lag):.6f}")
+            pipe.execute()
+        except Exception as exc:  # bookkeeping must not stop the scheduler
+            log.warning("could not count scheduler metrics: %s", exc)
