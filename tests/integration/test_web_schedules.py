@@ -286,3 +286,58 @@ def test_actions_need_a_session_that_may_submit_jobs(
         )
         assert cross.status_code == 403
     assert client.get(f"{API}/{s['id']}").json()["paused"]
+
+
+def test_code_schedules_show_overrides_reset_to_code_and_retirement(client: Any) -> None:
+    from conveyor.runtime.code_schedules import code_schedules
+
+    services = client.app.state.services
+    declared = code_schedules(services.app)
+    name = "web-code-schedule"
+    entry = {"task": "demo.add", "args": [1, 2], "every": 3600}
+    services.schedules.import_code({**declared, name: entry})
+    s = client.get(f"{API}/{name}").json()
+    try:
+        assert s["source"] == "code" and s["overridden"] == []
+        page = f"/schedules/{s['id']}"
+        assert "Reset to code" not in client.get(page).text
+        # Its positional arguments fill the signature's fields in the edit form.
+        shown = client.get(f"{page}/edit").text
+        assert re.search(r'name="x"[^>]*value="1"', shown) and re.search(
+            r'name="y"[^>]*value="2"', shown
+        )
+        edited = client.post(
+            f"{page}/edit",
+            data={
+                **form(name, kind="interval", every="2h", timezone="UTC"),
+                "x": "",
+                "y": "",
+            },
+            headers=SAME_ORIGIN,
+        )
+        # The code's arguments are positional: the form (keyword arguments from the signature)
+        # asks for x and y rather than silently dropping them.
+        assert edited.status_code == 422 and "required" in field_error(edited.text, "x")
+        saved = client.post(
+            f"{page}/edit",
+            data=form(name, kind="interval", every="2h", timezone="UTC", x="1", y="2"),
+            headers=SAME_ORIGIN,
+            follow_redirects=False,
+        )
+        assert saved.status_code == 303, saved.text
+        shown = client.get(page).text
+        assert 'data-badge="overridden"' in shown and 'id="reset"' in shown
+        assert client.get(f"{API}/{name}").json()["every"] == 7200.0
+
+        reset = client.post(f"{page}/reset", headers=SAME_ORIGIN, follow_redirects=False)
+        assert reset.status_code == 303
+        back = client.get(f"{API}/{name}").json()
+        assert back["every"] == 3600.0 and back["overridden"] == []
+        assert "Reset to the code" in client.get(reset.headers["location"]).text
+
+        services.schedules.import_code(declared)  # gone from the code: retired, kept
+        row = client.get("/schedules").text.split(f'data-schedule="{name}"', 1)[1]
+        assert 'data-badge="retired"' in row.split("</tr>", 1)[0]
+        assert "Trigger now" not in client.get(page).text
+    finally:
+        services.schedules.delete(s["id"])

@@ -167,9 +167,9 @@ def _render_form(
     )
 
 
-def _values_of(s: dict[str, Any]) -> dict[str, str]:
-    """A stored schedule as the form shows it: its arguments and options as text, its times
-    on its zone's clock."""
+def _values_of(s: dict[str, Any], names: list[str]) -> dict[str, str]:
+    """A stored schedule as the form shows it: its arguments (``names``: the task's, in the
+    signature's order) and options as text, its times on its zone's clock."""
     tz = zone(s["timezone"])
     values: dict[str, str] = {
         "name": s["name"],
@@ -185,7 +185,10 @@ def _values_of(s: dict[str, Any]) -> dict[str, str]:
     for key in TIME_FIELDS:
         moment = s[key]
         values[key] = moment.astimezone(tz).strftime("%Y-%m-%dT%H:%M") if moment else ""
-    for name, value in (s["kwargs"] or {}).items():
+    # Positional arguments (as code declares them) fill the signature's fields in order; the
+    # form saves every argument by keyword.
+    given = {**dict(zip(names, s["args"] or [], strict=False)), **(s["kwargs"] or {})}
+    for name, value in given.items():
         values[name] = value if isinstance(value, str) else json.dumps(value)
     return values
 
@@ -366,7 +369,8 @@ def edit_schedule_page(
     s = _load(request, services, schedule_id)
     with schedule_errors():
         fires = services.schedules.next_fires(s["id"], PREVIEW_FIRES)
-    context = _form_context(services, s["task"], _values_of(s), {}, fires)
+    names = [f.name for f in form_fields(registered_task(services, s["task"])["schema"])]
+    context = _form_context(services, s["task"], _values_of(s, names), {}, fires)
     return _render_form(request, pages, context, schedule=s)
 
 
