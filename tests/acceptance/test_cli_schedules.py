@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -66,6 +67,19 @@ def test_create_list_show_edit_pause_resume_trigger_delete(services: Any, client
 
     edited = conveyor("edit", name, "--every", "90s", env=env)
     assert edited.returncode == 0 and "every 90 seconds" in edited.stdout, edited.stderr
+
+    # Backfill: one run per fire in (start, end]; 540 s hold exactly six 90 s fires.
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    start = end - timedelta(seconds=540)
+    filled = conveyor(
+        "backfill", name, "--start", start.isoformat(), "--end", end.isoformat(), env=env
+    )
+    assert filled.returncode == 0, filled.stderr
+    assert len(filled.stdout.split()) == 6 and "backfilled 6 fires" in filled.stderr
+    again = conveyor(
+        "backfill", name, "--start", end.isoformat(), "--end", start.isoformat(), env=env
+    )
+    assert again.returncode == 2 and "must be after start" in again.stderr
 
     paused = conveyor("pause", name, "--note", "supplier [b]down[/b]", env=env)
     assert paused.returncode == 0 and "supplier [b]down[/b]" in paused.stdout
