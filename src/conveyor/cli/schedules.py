@@ -203,25 +203,11 @@ def _moment(option: str, text: str, tz: str | None) -> datetime:
         raise typer.Exit(2) from None
 
 
-def _fields(
-    *,
-    cron: str | None,
-    every: str | None,
-    at: str | None,
-    tz: str | None,
-    args: list[str] | None,
-    kwargs: list[str] | None,
-    queue: str | None,
-    priority: int | None,
-    overlap: str | None,
-    catchup_window: str | None,
-    catchup_max: int | None,
-    jitter: str | None,
-    start: str | None,
-    end: str | None,
-    max_runs: int | None,
-) -> dict[str, Any]:
-    """The options given, as the service's field names; at most one trigger."""
+def _fields(given: dict[str, Any]) -> dict[str, Any]:
+    """The schedule options among a command's parameters (its ``locals()``: `create` and
+    `edit` take the same ones), as the service's fields; at most one trigger."""
+    cron, every, at, tz = given["cron"], given["every"], given["at"], given["tz"]
+    args, kwargs, start, end = given["args"], given["kwargs"], given["start"], given["end"]
     triggers = [k for k, v in (("cron", cron), ("every", every), ("at", at)) if v is not None]
     if len(triggers) > 1:
         err.print(f"[red]give one trigger, not {' and '.join('--' + t for t in triggers)}[/]")
@@ -233,17 +219,14 @@ def _fields(
         fields["every"] = parse_value(every)
     elif at is not None:
         fields["at"] = _moment("--at", at, tz)
+    for key in ("queue", "priority", "overlap", "catchup_window", "catchup_max", "jitter"):
+        if given[key] is not None:
+            fields[key] = given[key]
     for key, value in (
         ("timezone", tz),
-        ("queue", queue),
-        ("priority", priority),
-        ("overlap", overlap),
-        ("catchup_window", catchup_window),
-        ("catchup_max", catchup_max),
-        ("jitter", jitter),
+        ("max_runs", given["max_runs"]),
         ("start_at", start and _moment("--start", start, tz)),
         ("end_at", end and _moment("--end", end, tz)),
-        ("max_runs", max_runs),
     ):
         if value is not None:
             fields[key] = value
@@ -278,12 +261,7 @@ def schedules_create(
     """Create a schedule (one of --cron, --every, --at); prints its id."""
     from conveyor.schedules import ScheduleSpec
 
-    fields = _fields(
-        cron=cron, every=every, at=at, tz=tz, args=args, kwargs=kwargs, queue=queue,
-        priority=priority, overlap=overlap, catchup_window=catchup_window,
-        catchup_max=catchup_max, jitter=jitter, start=start, end=end,
-        max_runs=max_runs,
-    )  # fmt: skip
+    fields = _fields(locals())
     if not {"cron", "every", "at"} & fields.keys():
         err.print("[red]give a trigger: --cron, --every or --at[/]")
         raise typer.Exit(2)
@@ -318,12 +296,7 @@ def schedules_edit(
     are kept as overrides until `reset`."""
     from conveyor.schedules import SchedulePatch
 
-    fields = _fields(
-        cron=cron, every=every, at=at, tz=tz, args=args, kwargs=kwargs, queue=queue,
-        priority=priority, overlap=overlap, catchup_window=catchup_window,
-        catchup_max=catchup_max, jitter=jitter, start=start, end=end,
-        max_runs=max_runs,
-    )  # fmt: skip
+    fields = _fields(locals())
     if name is not None:
         fields["name"] = name
     if not fields:
