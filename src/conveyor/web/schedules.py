@@ -84,7 +84,8 @@ def schedule_errors() -> Iterator[None]:
 
 def sees(principal: Principal, services: Services, s: dict[str, Any]) -> bool:
     """Whether ``principal`` may see schedule ``s``: a key limited to some tasks or queues
-    sees the schedules it could submit, as the API shows them."""
+    sees the schedules it could submit, as in the API. (The login refuses such keys today; the
+    pages check anyway, as the task page does, should that change.)"""
     queue = s["queue"] or task_queue(services.app, s["task"])
     return not principal.restricted or principal.sees(s["task"], queue)
 
