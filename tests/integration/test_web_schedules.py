@@ -100,6 +100,11 @@ def test_list_and_page_show_trigger_next_fire_runs_and_badges(client: Any) -> No
     assert client.get("/schedules/no-such-schedule").status_code == 404
     assert "Schedules" in client.get("/jobs").text  # in the sidebar
 
+    once = create(client, at=(datetime.now(UTC) + timedelta(days=2)).isoformat())
+    one_off = client.get(f"/schedules/{once['id']}").text
+    assert "once, " in one_off and 'id="backfill"' not in one_off
+    assert one_off.split('id="next-fires"', 1)[1].split("</section>", 1)[0].count("<li>") == 1
+
 
 def test_the_form_is_generated_from_the_task_and_creates_the_schedule(
     client: Any, ledger: Any
