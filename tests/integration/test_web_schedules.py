@@ -229,6 +229,8 @@ def test_edit_pause_resume_trigger_backfill_delete_through_the_web(
     # The jobs list filtered by the schedule, labelled with its name; the job links back.
     jobs = client.get("/jobs", params={"schedule": s["id"]}).text
     assert 'id="schedule-filter"' in jobs and s["name"] in jobs and job_id in jobs
+    # The filter form and the bulk actions ("all matching") keep to the schedule's jobs.
+    assert jobs.count(f'name="schedule" value="{s["id"]}"') == 2
     job = client.get(f"/jobs/{job_id}").text
     assert f'/schedules/{s["id"]}" id="job-schedule">{s["name"]}<' in job
     assert "not a schedule id" in client.get("/jobs", params={"schedule": "x"}).text

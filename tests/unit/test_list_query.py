@@ -50,3 +50,14 @@ def test_unusable_time_filters_are_dropped_and_reported() -> None:
     backwards = parse(after="2026-12-01", before="2026-11-01")
     assert backwards.after is None and backwards.before is None
     assert "not before" in backwards.problems[0]
+
+
+def test_the_schedule_filter_is_an_id_kept_in_every_link() -> None:
+    schedule = "0b1c6e0e-2f0a-4b8e-9a8e-6f4f5f2d9c11"
+    query = parse(schedule=f" {schedule.upper()} ")
+    assert query.schedule == schedule and query.filtered
+    assert query.job_filter().schedule_id == schedule
+    assert ("schedule", schedule) in query.filter_params()
+    assert query.without_schedule().query_string() == ""
+    bad = parse(schedule="nightly")
+    assert bad.schedule is None and "'nightly' is not a schedule id" in bad.problems[0]
