@@ -348,3 +348,20 @@ def test_code_schedules_show_overrides_reset_to_code_and_retirement(client: Any)
         assert "Trigger now" not in client.get(page).text
     finally:
         services.schedules.delete(s["id"])
+
+
+def test_a_task_taking_any_positional_arguments_keeps_them_through_an_edit(
+    client: Any,
+) -> None:
+    s = create(client, task="demo.echo", args=["a", 2], kwargs={}, every="1h")
+    page = f"/schedules/{s['id']}"
+    shown = client.get(f"{page}/edit").text
+    assert 'name="positional_args" class="mono" value="[&#34;a&#34;, 2]"' in shown
+    data = {
+        **form(s["name"], task="demo.echo", kind="interval", every="2h"),
+        "positional_args": '["a", 2]',
+    }
+    saved = client.post(f"{page}/edit", data=data, headers=SAME_ORIGIN, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    after = client.get(f"{API}/{s['id']}").json()
+    assert (after["args"], after["every"]) == (["a", 2], 7200.0)

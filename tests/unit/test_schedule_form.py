@@ -67,3 +67,14 @@ def test_refusals_from_the_service_land_on_the_field_they_name() -> None:
         "x": "Input should be a valid integer; required",
         "": "give exactly one of cron, every or at",
     }
+
+
+def test_more_positional_arguments_are_a_json_list() -> None:
+    spec, errors = read_schedule_form(
+        {"x": "1", "cron": "@daily", "positional_args": "[2, 3]"}, FIELDS
+    )
+    assert errors == {} and spec["args"] == [2, 3]
+    _, errors = read_schedule_form({"x": "1", "positional_args": '{"a": 1}'}, FIELDS)
+    assert errors["positional_args"] == "must be a JSON list, e.g. [1, 2]"
+    _, errors = read_schedule_form({"x": "1", "positional_args": "[1,"}, FIELDS)
+    assert errors["positional_args"].startswith("not valid JSON")

@@ -9,6 +9,7 @@ whose refusals are shown next to the fields they name. Times typed in the form's
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,7 @@ OPTION_FIELDS = (
     "catchup_max",
     "jitter",
     "max_runs",
+    "positional_args",
     *TIME_FIELDS,
 )
 """The form's own fields besides the task's arguments (which a task may name alike: the
@@ -89,6 +91,14 @@ def read_schedule_form(
     errors = dict(problem.split(": ", 1) for problem in problems)
     text = {key: (form.get(key) or "").strip() for key in OPTION_FIELDS}
     spec: dict[str, Any] = {"args": [], "kwargs": kwargs}
+    if text["positional_args"]:
+        try:
+            spec["args"] = json.loads(text["positional_args"])
+        except ValueError as exc:
+            errors["positional_args"] = f"not valid JSON ({exc})"
+        if not isinstance(spec["args"], list):
+            errors["positional_args"] = "must be a JSON list, e.g. [1, 2]"
+            spec["args"] = []
     for key in ("name", "queue", "timezone", "overlap"):
         spec[key] = text[key] or None
     kind = text["kind"] or "cron"

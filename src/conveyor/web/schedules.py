@@ -188,9 +188,12 @@ def _values_of(s: dict[str, Any], names: list[str]) -> dict[str, str]:
         values[key] = moment.astimezone(tz).strftime("%Y-%m-%dT%H:%M") if moment else ""
     # Positional arguments (as code declares them) fill the signature's fields in order; the
     # form saves every argument by keyword.
-    given = {**dict(zip(names, s["args"] or [], strict=False)), **(s["kwargs"] or {})}
+    args = s["args"] or []
+    given = {**dict(zip(names, args, strict=False)), **(s["kwargs"] or {})}
     for name, value in given.items():
         values[name] = value if isinstance(value, str) else json.dumps(value)
+    # What no named parameter takes (a task of *args) stays positional, as JSON.
+    values["positional_args"] = json.dumps(args[len(names) :]) if args[len(names) :] else ""
     return values
 
 
