@@ -13,7 +13,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from bench import api, catalog, dashboard, factory, factory_api, latency, throughput
+from bench import api, catalog, dashboard, factory, factory_api, latency, schedules, throughput
 from bench.machine import code_fingerprint, describe
 from bench.report import Figure, render
 from bench.stack import REPO, BenchError, Stack
@@ -25,6 +25,7 @@ BENCHMARKS = (
     "catalog",
     "factory",
     "factory-api",
+    "schedules",
     "dashboard",
 )
 
@@ -142,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             if "catalog" in selected:
                 print("catalog import (upload → queryable):", file=sys.stderr)
                 figures += catalog.figures(catalog.run(stack, args.catalog_rows))
+            if "schedules" in selected:
+                print("schedules due in the same minute:", file=sys.stderr)
+                figures += schedules.figures(schedules.run(stack))
             if "dashboard" in selected:
                 # Last: the seeded ledger would slow the other runs' inserts.
                 print("dashboard pages over a large ledger:", file=sys.stderr)

@@ -36,7 +36,10 @@ from conveyor.embedded import EmbeddedPostgres, EmbeddedRedis
 from conveyor.ledger.migrate import upgrade
 
 REPO = Path(__file__).resolve().parent.parent
-LEDGER_TABLES = "conveyor_outbox, conveyor_attempts, conveyor_blobs, conveyor_jobs"
+LEDGER_TABLES = (
+    "conveyor_outbox, conveyor_attempts, conveyor_blobs, conveyor_jobs, "
+    "conveyor_schedule_fires, conveyor_schedules, conveyor_leases"
+)
 
 
 class BenchError(Exception):

@@ -15,6 +15,8 @@ overrides (listed in ``overridden``) until :meth:`ScheduleService.reset_to_code`
 from __future__ import annotations
 
 import builtins
+import dataclasses
+import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,9 +27,11 @@ from sqlalchemy import Engine
 
 from conveyor.control import Control
 from conveyor.core import schedules as triggers
+from conveyor.core.ids import new_job_id
 from conveyor.core.schedules import Trigger
 from conveyor.core.states import JobState
 from conveyor.errors import ConveyorError, IdempotencyConflict, InvalidSchedule
+from conveyor.ledger import repository as repo
 from conveyor.ledger import schedule_store as store
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,7 @@ OVERLAPS: tuple[str, ...] = ("skip", "buffer_one", "allow_all", "cancel_previous
 MAX_BACKFILL = 1000
 MAX_PREVIEW = 100
 LAST_RUNS = 10
+MAX_CHECKED = 10_000  # payloads whose validation a process remembers
 _FAILED = {JobState.FAILED.value, JobState.DEAD.value}
 # The fields a user may change on a code-declared schedule and that count as overrides; the
 # trigger (cron / every / at) counts as one.
@@ -220,6 +225,7 @@ class ScheduleService:
         self.control = control
         self.engine = engine or control.engine
         self.app = control.app
+        self._checked: dict[tuple[Any, ...], repo.NewJob] = {}
 
     # --- validation ---------------------------------------------------------------------------
     def columns(self, spec: dict[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
@@ -567,17 +573,39 @@ class ScheduleService:
         with self.engine.connect() as conn:
             return store.get(conn, ref)
 
-    def prepare_fire(self, row: dict[str, Any], fire: datetime) -> Any:
+    def prepare_fire(self, row: dict[str, Any], fire: datetime) -> repo.NewJob:
         """The job of one fire: key ``schedule:{id}:{fire time}``, so a fire submitted twice
-        (two leaders for a moment, a retry after a crash) is one job."""
-        delay = triggers.jitter_offset(f"{row['id']}:{fire.isoformat()}", row["jitter"])
-        return self.control.prepare(
+        (two leaders for a moment, a retry after a crash) is one job.
+
+        The payload is checked as any submission is (``Control.prepare``), once per distinct
+        payload in this process: thousands of schedules of one task and arguments firing in
+        the same minute pay for one validation."""
+        payload = (
             row["task"],
-            row["args"],
-            row["kwargs"],
-            queue=row["queue"],
-            priority=row["priority"],
-            eta=fire + timedelta(seconds=delay) if delay else None,
+            json.dumps(row["args"], sort_keys=True),
+            json.dumps(row["kwargs"], sort_keys=True),
+            row["queue"],
+            row["priority"],
+        )
+        checked = self._checked.get(payload)
+        if checked is None:
+            if len(self._checked) >= MAX_CHECKED:
+                self._checked.clear()
+            checked = self.control.prepare(
+                row["task"],
+                row["args"],
+                row["kwargs"],
+                queue=row["queue"],
+                priority=row["priority"],
+                idempotency_key="schedule",  # (for its payload hash)
+            )
+            self._checked[payload] = checked
+        delay = triggers.jitter_offset(f"{row['id']}:{fire.isoformat()}", row["jitter"])
+        eta = fire + timedelta(seconds=delay) if delay else None
+        return dataclasses.replace(
+            checked,
+            id=new_job_id(),
+            eta=eta if eta is not None and eta > datetime.now(UTC) else None,
             idempotency_key=fire_key(str(row["id"]), fire),
             schedule_id=str(row["id"]),
         )

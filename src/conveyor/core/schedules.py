@@ -22,8 +22,10 @@ No celery, sqlalchemy or fastapi here: the service, the engine and the form all 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -149,20 +151,14 @@ def aware(value: datetime, field: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def next_fires(trigger: Trigger, tz: str, after: datetime, n: int) -> list[datetime]:
-    """The next ``n`` fire times strictly after ``after``, as aware UTC datetimes."""
+def iter_fires(trigger: Trigger, tz: str, after: datetime) -> Iterator[datetime]:
+    """Fire times strictly after ``after``, earliest first, as aware UTC datetimes (lazily:
+    a cron trigger is stepped only as far as the caller reads)."""
     after = aware(after, "after")
-    out: list[datetime] = []
-    if n <= 0:
-        return out
     if trigger.kind == "cron":
-        local = after.astimezone(zone(tz))
-        for fire in CronSim(trigger.cron or "", local):
-            out.append(fire.astimezone(UTC))
-            if len(out) >= n:
-                break
-        return out
-    if trigger.kind == "interval":
+        for fire in CronSim(trigger.cron or "", after.astimezone(zone(tz))):
+            yield fire.astimezone(UTC)
+    elif trigger.kind == "interval":
         every = trigger.every or 0.0
         anchor = trigger.anchor.astimezone(UTC) if trigger.anchor else EPOCH
         k = 0 if after < anchor else math.floor((after - anchor).total_seconds() / every) + 1
@@ -170,29 +166,27 @@ def next_fires(trigger: Trigger, tz: str, after: datetime, n: int) -> list[datet
         fire = anchor + step * k
         while fire <= after:  # float rounding at large k
             fire += step
-        while len(out) < n:
-            out.append(fire)
+        while True:
+            yield fire
             fire += step
-        return out
-    if trigger.at is not None and trigger.at > after:
-        out.append(trigger.at.astimezone(UTC))
-    return out
+    elif trigger.at is not None and trigger.at > after:
+        yield trigger.at.astimezone(UTC)
+
+
+def next_fires(trigger: Trigger, tz: str, after: datetime, n: int) -> list[datetime]:
+    """The next ``n`` fire times strictly after ``after``, as aware UTC datetimes."""
+    if n <= 0:
+        aware(after, "after")
+        return []
+    return list(itertools.islice(iter_fires(trigger, tz, after), n))
 
 
 def fires_between(
     trigger: Trigger, tz: str, start: datetime, end: datetime, limit: int
 ) -> list[datetime]:
     """Fire times in ``(start, end]``, at most ``limit`` of them (the earliest)."""
-    out: list[datetime] = []
-    cursor = start
-    while len(out) < limit:
-        chunk = min(100, limit - len(out))
-        batch = next_fires(trigger, tz, cursor, chunk)
-        out.extend(fire for fire in batch if fire <= end)
-        if len(batch) < chunk or batch[-1] > end:
-            break
-        cursor = batch[-1]
-    return out
+    within = itertools.takewhile(lambda fire: fire <= end, iter_fires(trigger, tz, start))
+    return list(itertools.islice(within, limit))
 
 
 def jitter_offset(key: str, jitter: float) -> float:

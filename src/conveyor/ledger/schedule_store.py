@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
+from sqlalchemy import Connection, and_, any_, cast, delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.exc import IntegrityError
 
 from conveyor.core.states import ACTIVE_STATES
@@ -202,8 +203,10 @@ def active_jobs(conn: Connection, schedule_ids: list[str]) -> dict[str, list[tup
     running)."""
     if not schedule_ids:
         return {}
+    # One array parameter, not an IN list of thousands of binds.
     q = select(jobs.c.schedule_id, jobs.c.id, jobs.c.idempotency_key).where(
-        jobs.c.schedule_id.in_(schedule_ids), jobs.c.state.in_(_ACTIVE)
+        jobs.c.schedule_id == any_(cast(schedule_ids, ARRAY(UUID(as_uuid=False)))),
+        jobs.c.state.in_(_ACTIVE),
     )
     out: dict[str, list[tuple[str, str]]] = {}
     for sid, jid, key in conn.execute(q):

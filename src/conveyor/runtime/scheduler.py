@@ -39,6 +39,7 @@ from sqlalchemy import Engine
 from conveyor.control import Control
 from conveyor.core import schedules as triggers
 from conveyor.errors import ConveyorError, IdempotencyConflict
+from conveyor.intake import MAX_BATCH
 from conveyor.ledger import schedule_store as store
 from conveyor.ledger.events import METRICS_SCHEDULES
 from conveyor.runtime.context import runtime_of
@@ -60,6 +61,9 @@ class Plan:
     moves: list[dict[str, Any]] = field(default_factory=list)
     settle: list[dict[str, Any]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    handed: int = 0  # how many of ``submit`` went to the intake
+    cancelled: int = 0  # how many of ``cancel`` were cancelled
+    pending: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
 
 
 class Scheduler:
@@ -73,7 +77,7 @@ class Scheduler:
         holder: str | None = None,
         lease_ttl: float = LEASE_TTL,
         poll: float = 1.0,
-        batch: int = 5000,
+        batch: int = 20_000,
         import_code: bool = True,
     ) -> None:
         self.app = app
@@ -208,7 +212,12 @@ class Scheduler:
         for row in rows:
             sid = str(row["id"])
             self._plan(plan, row, now, active.get(sid, []), buffer_full=sid in full)
-        jobs = self._submit(plan)
+            # Handed in a full intake batch at a time: the committer writes and publishes the
+            # first batches while the rest is still being planned.
+            if len(plan.submit) - plan.handed >= MAX_BATCH or plan.cancel[plan.cancelled :]:
+                self._hand_in(plan)
+        self._hand_in(plan)
+        jobs = self._collect(plan)
         self._record(plan, jobs)
         if len(rows) >= self.batch:
             return 0.0  # more are due
@@ -230,7 +239,16 @@ class Scheduler:
         sid = str(row["id"])
         trigger = trigger_of(row)
         first: datetime = row["next_fire_at"]
-        fires = [first, *triggers.fires_between(trigger, row["timezone"], first, now, MAX_CATCHUP)]
+        # The fires due (the stored next one and any after it up to now), and the first one
+        # after now, from one walk of the trigger.
+        fires = [first]
+        upcoming = triggers.iter_fires(trigger, row["timezone"], first)
+        following: datetime | None = None
+        for fire in upcoming:
+            if fire > now or len(fires) >= MAX_CATCHUP:
+                following = fire if fire > now else None
+                break
+            fires.append(fire)
         end = row["end_at"]
         if end is not None:
             fires = [f for f in fires if f <= end]
@@ -267,12 +285,19 @@ class Scheduler:
                 plan.submit.append((row, fire, fire_row))
                 runs += 1
                 busy = True  # the run just submitted is the one now active
-        after = max(now, fires[-1] if fires else first)
         moved = {**row, "run_count": row["run_count"] + runs}
+        if following is None:  # (a long outage: fires skipped past the catch-up cap)
+            nxt = self.service.first_fire(moved, max(now, fires[-1] if fires else first))
+        else:
+            nxt = following
+            if (end is not None and nxt > end) or (
+                row["max_runs"] is not None and moved["run_count"] >= row["max_runs"]
+            ):
+                nxt = None
         plan.moves.append(
             {
                 "id": sid,
-                "next_fire_at": self.service.first_fire(moved, after),
+                "next_fire_at": nxt,
                 "last_fire_at": fires[-1] if fires else None,
                 "runs": runs,
                 "seen": row["updated_at"],
@@ -302,13 +327,13 @@ class Scheduler:
             # A due fire of the same schedule in this tick finds this run active.
             active.setdefault(sid, []).append(("buffered", key))
 
-    def _submit(self, plan: Plan) -> int:
-        """Cancel what ``cancel_previous`` replaces, submit every planned fire (one intake
-        batch), and note each job's id on its fire row; how many jobs were submitted."""
-        if plan.cancel:
-            self.control.cancel_many(list(dict.fromkeys(plan.cancel)))
-        pending = []
-        for row, fire, fire_row in plan.submit:
+    def _hand_in(self, plan: Plan) -> None:
+        """Cancel what ``cancel_previous`` replaces, then give the intake the planned fires
+        not handed in yet."""
+        if len(plan.cancel) > plan.cancelled:
+            self.control.cancel_many(list(dict.fromkeys(plan.cancel[plan.cancelled :])))
+            plan.cancelled = len(plan.cancel)
+        for row, fire, fire_row in plan.submit[plan.handed :]:
             try:
                 job = self.service.prepare_fire(row, fire)
             except ConveyorError as exc:  # the task is gone, or its signature changed
@@ -316,8 +341,13 @@ class Scheduler:
                 fire_row["outcome"] = "missed"
                 plan.counts["failed"] += 1
                 continue
-            pending.append((fire_row, self.control.intake.submit(job)))
-        for fire_row, item in pending:
+            plan.pending.append((fire_row, self.control.intake.submit(job)))
+        plan.handed = len(plan.submit)
+
+    def _collect(self, plan: Plan) -> int:
+        """Wait for the intake to commit every fire handed in, noting each job's id on its
+        fire row; how many jobs were submitted."""
+        for fire_row, item in plan.pending:
             try:
                 job_row, _ = item.committed.result(timeout=60)
                 fire_row["job_id"] = str(job_row["id"])
@@ -331,7 +361,7 @@ class Scheduler:
                     exc,
                 )
                 fire_row["outcome"] = "missed"
-        return len(pending)
+        return len(plan.pending)
 
     def _record(self, plan: Plan, jobs: int) -> None:
         if not (plan.fires or plan.moves or plan.settle):

@@ -1,0 +1,131 @@
+"""Schedules: 10,000 due in the same minute, and the scheduler's CPU while it waits for them.
+
+10,000 schedules (cron ``* * * * *``, task ``bench.noop``, overlap ``skip``) are written
+straight into the ledger, all next due at the same minute T (at least 40 s ahead). One
+``conveyor beat --no-code`` runs (no worker: the jobs only need submitting). Measured:
+
+- idle: the scheduler process's CPU (user + system, from psutil) while it waits for T with
+  10,000 schedules stored, as a percentage of one core;
+- burst: from T to the last of the 10,000 jobs committed to the ledger (``max(created_at)``
+  of the jobs, PostgreSQL's clock, which T is also read from) — the jobs are published right
+  after their commit, in the same group-commit batch; and to the last fire recorded.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psutil
+
+from bench.apps import TASK, consumed_queues, reference
+from bench.report import Figure
+from bench.stack import BenchError, Stack, wait_until
+
+SCHEDULES = 10_000
+TARGET_SECONDS = 2.0
+LEAD = 40.0  # seconds at least between the set-up and the minute the schedules are due
+
+
+@dataclass
+class Result:
+    schedules: int
+    idle_cpu_percent: float
+    idle_seconds: float
+    submitted_seconds: float  # T → last job committed
+    recorded_seconds: float  # T → last fire row written
+    burst_cpu_seconds: float
+
+
+def _due_minute(conn: object) -> datetime:
+    now: datetime = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[attr-defined]
+    due = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    if (due - now).total_seconds() < LEAD:
+        due += timedelta(minutes=1)
+    return due
+
+
+def _leader(conn: object) -> bool:
+    row = conn.execute(  # type: ignore[attr-defined]
+        "SELECT 1 FROM conveyor_leases WHERE name = 'scheduler' AND expires_at > now()"
+    ).fetchone()
+    return row is not None
+
+
+def run(stack: Stack, n: int = SCHEDULES) -> Result:
+    stack.reset(consumed_queues(reference("conveyor", stack.settings, stack.prefix)), {})
+    with stack.pg() as conn:
+        due = _due_minute(conn)
+        conn.execute(
+            "INSERT INTO conveyor_schedules (id, name, task, trigger_kind, trigger_expr, "
+            "overlap, next_fire_at) SELECT gen_random_uuid(), 'bench-' || i, %s, 'cron', "
+            "'* * * * *', 'skip', %s FROM generate_series(1, %s) AS i",
+            (TASK, due, n),
+        )
+        print(f"  {n:,} schedules due at {due:%H:%M:%S} UTC", file=sys.stderr, flush=True)
+        beat = stack.child("beat", ["conveyor", "beat", "--no-code"])
+        with beat:
+            wait_until(lambda: _leader(conn), 60, "the scheduler to lead", 0.1, (beat,))
+            proc = psutil.Process(beat.pid)
+            time.sleep(3.0)  # past start-up
+            left = (due - conn.execute("SELECT now()").fetchone()[0]).total_seconds()  # type: ignore[index]
+            if left < 8:
+                raise BenchError("too little time left before the minute to measure idle CPU")
+            cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
+            time.sleep(left - 3.0)
+            cpu1, t1 = sum(proc.cpu_times()[:2]), time.monotonic()
+            idle = (cpu1 - cpu0) / (t1 - t0) * 100
+
+            def all_recorded() -> bool:
+                row = conn.execute(
+                    "SELECT count(*) FROM conveyor_schedule_fires WHERE fire_time = %s", (due,)
+                ).fetchone()
+                return bool(row and row[0] >= n)
+
+            wait_until(all_recorded, 120, f"{n:,} fires recorded", 0.05, (beat,))
+            cpu2 = sum(proc.cpu_times()[:2])
+            row = conn.execute(
+                "SELECT extract(epoch FROM max(created_at) - %s)::float8, count(*) "
+                "FROM conveyor_jobs WHERE schedule_id IS NOT NULL",
+                (due,),
+            ).fetchone()
+            fires = conn.execute(
+                "SELECT extract(epoch FROM max(created_at) - %s)::float8, "
+                "count(*) FILTER (WHERE outcome = 'submitted') "
+                "FROM conveyor_schedule_fires WHERE fire_time = %s",
+                (due, due),
+            ).fetchone()
+    assert row is not None and fires is not None
+    if row[1] != n or fires[1] != n:
+        raise BenchError(f"expected {n} jobs and submitted fires, got {row[1]} and {fires[1]}")
+    result = Result(n, idle, t1 - t0, float(row[0]), float(fires[0]), cpu2 - cpu1)
+    print(
+        f"  idle CPU {result.idle_cpu_percent:.2f}% over {result.idle_seconds:.0f} s; "
+        f"all {n:,} submitted {result.submitted_seconds:.2f} s after the minute, "
+        f"recorded {result.recorded_seconds:.2f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result
+
+
+def figures(r: Result) -> list[Figure]:
+    section = f"schedules ({r.schedules:,} due in the same minute, one `conveyor beat`)"
+    return [
+        Figure(
+            section,
+            "minute → all jobs submitted (committed, published) s",
+            f"{r.submitted_seconds:.2f}",
+            f"≤ {TARGET_SECONDS:g}",
+            r.submitted_seconds <= TARGET_SECONDS,
+        ),
+        Figure(section, "minute → all fires recorded s", f"{r.recorded_seconds:.2f}"),
+        Figure(section, "scheduler CPU during the burst s", f"{r.burst_cpu_seconds:.2f}"),
+        Figure(
+            section,
+            f"scheduler CPU idle, {r.schedules:,} stored (% of a core, {r.idle_seconds:.0f} s)",
+            f"{r.idle_cpu_percent:.2f}",
+        ),
+    ]
