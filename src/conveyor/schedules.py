@@ -426,6 +426,10 @@ class ScheduleService:
             fields["paused_note"] = None
         now = datetime.now(UTC)
         cols = self.columns(fields, now=now)
+        if row["source"] == "code" and cols["name"] != row["name"]:
+            raise InvalidSchedule(
+                "name", "a schedule declared by code keeps the name its code gives it"
+            )
         cols["paused_note"] = fields.get("paused_note") if cols["paused"] else None
         timing = (
             "trigger_kind",
