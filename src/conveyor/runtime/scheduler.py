@@ -38,13 +38,13 @@ from sqlalchemy import Engine
 
 from conveyor.control import Control
 from conveyor.core import schedules as triggers
-from conveyor.errors import ConveyorError, IdempotencyConflict
+from conveyor.errors import ConveyorError
 from conveyor.intake import MAX_BATCH
 from conveyor.ledger import schedule_store as store
 from conveyor.ledger.events import METRICS_SCHEDULES
 from conveyor.runtime.context import runtime_of
 from conveyor.runtime.submitters import Submitters
-from conveyor.schedules import ScheduleService, fire_key, trigger_of
+from conveyor.schedules import ScheduleService, fire_job, fire_key, trigger_of
 
 log = logging.getLogger(__name__)
 
@@ -360,22 +360,24 @@ class Scheduler:
         if self.pool is not None and plan.handed < len(plan.submit):
             self._through_pool(plan)
         for fire_row, item in plan.pending:
-            if item is None:
-                continue  # submitted by a submitter process
-            try:
-                job_row, _ = item.committed.result(timeout=60)
-                fire_row["job_id"] = str(job_row["id"])
-            except IdempotencyConflict as exc:
-                fire_row["job_id"] = exc.job_id
-            except Exception as exc:
-                log.error(
-                    "fire %s of schedule %s not submitted: %s",
-                    fire_row["fire_time"],
-                    fire_row["schedule_id"],
-                    exc,
-                )
-                fire_row["outcome"] = "missed"
-        return len(plan.pending)
+            if item is not None:  # (None: submitted by a submitter process)
+                self._settle(plan, fire_row, *fire_job(item))
+        return sum(1 for fire_row, _ in plan.pending if fire_row.get("job_id"))
+
+    def _settle(
+        self, plan: Plan, fire_row: dict[str, Any], job_id: str | None, error: str | None
+    ) -> None:
+        if job_id is not None:
+            fire_row["job_id"] = job_id
+            return
+        log.error(
+            "fire %s of schedule %s not submitted: %s",
+            fire_row["fire_time"],
+            fire_row["schedule_id"],
+            error,
+        )
+        fire_row["outcome"] = "missed"
+        plan.counts["failed"] += 1
 
     def _through_pool(self, plan: Plan) -> None:
         assert self.pool is not None
@@ -389,17 +391,8 @@ class Scheduler:
             self._hand_in(plan)  # every fire again: a fire already submitted keeps its job
             return
         for (_, _, fire_row), (job_id, error) in zip(todo, outcomes, strict=True):
-            if job_id is None:
-                log.error(
-                    "fire %s of schedule %s not submitted: %s",
-                    fire_row["fire_time"],
-                    fire_row["schedule_id"],
-                    error,
-                )
-                fire_row["outcome"] = "missed"
-                plan.counts["failed"] += 1
-            else:
-                fire_row["job_id"] = job_id
+            self._settle(plan, fire_row, job_id, error)
+            if job_id is not None:
                 plan.pending.append((fire_row, None))
         plan.handed = len(plan.submit)
 

@@ -95,9 +95,9 @@ def _serve(conn: Connection, settings: Settings) -> None:
     parent is gone."""
     from conveyor.cli.common import celery_app
     from conveyor.control import Control
-    from conveyor.errors import ConveyorError, IdempotencyConflict
+    from conveyor.errors import ConveyorError
     from conveyor.ledger.db import make_engine
-    from conveyor.schedules import ScheduleService
+    from conveyor.schedules import ScheduleService, fire_job
 
     app = celery_app(settings)
     app.finalize()
@@ -118,18 +118,9 @@ def _serve(conn: Connection, settings: Settings) -> None:
                     pending.append(control.intake.submit(service.prepare_fire(row, fire)))
                 except ConveyorError as exc:
                     pending.append(str(exc))
-            answer: list[Outcome] = []
-            for item in pending:
-                if isinstance(item, str):
-                    answer.append((None, item))
-                    continue
-                try:
-                    job, _ = item.committed.result(timeout=60)
-                    answer.append((str(job["id"]), None))
-                except IdempotencyConflict as exc:
-                    answer.append((exc.job_id, None))
-                except Exception as exc:
-                    answer.append((None, str(exc) or type(exc).__name__))
+            answer: list[Outcome] = [
+                (None, item) if isinstance(item, str) else fire_job(item) for item in pending
+            ]
             conn.send(answer)
     finally:
         control.close()
