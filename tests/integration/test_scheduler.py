@@ -261,6 +261,20 @@ def test_one_off(client: Any, ledger: Any, scheduler: Scheduler) -> None:
     assert client.get(f"{BASE}/{s['id']}").json()["next_fire_at"] is None
 
 
+def test_task_code_reads_the_schedule_from_its_message(
+    client: Any, ledger: Any, scheduler: Scheduler
+) -> None:
+    s = create(client, task="testing.schedule_header", every=3600)
+    job_id = client.post(f"{BASE}/{s['id']}/trigger").json()["job_id"]
+
+    def result() -> Any:
+        body = client.get(f"/api/v1/jobs/{job_id}/result").json()
+        return body if body["ready"] else None
+
+    done = wait_for(result, timeout=30, message="the job that reads its header")
+    assert done["state"] == "succeeded" and done["result"] == s["id"]
+
+
 def test_jitter_delays_the_job_not_the_fire(client: Any, ledger: Any, scheduler: Scheduler) -> None:
     s = create(client, every=1, jitter="30s", overlap="allow_all")
     wait_for(lambda: fires(ledger, s["id"]), timeout=15, message="a jittered fire")
