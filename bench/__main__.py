@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 figures += catalog.figures(catalog.run(stack, args.catalog_rows))
             if "schedules" in selected:
                 print("schedules due in the same minute:", file=sys.stderr)
-                figures += schedules.figures(schedules.run(stack))
+                for submitters in (0, 2):
+                    figures += schedules.figures(schedules.run(stack, submitters=submitters))
             if "dashboard" in selected:
                 # Last: the seeded ledger would slow the other runs' inserts.
                 print("dashboard pages over a large ledger:", file=sys.stderr)

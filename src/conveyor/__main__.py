@@ -1,3 +1,4 @@
 from conveyor.cli.main import main
 
-main()
+if __name__ == "__main__":  # (not when a spawned submitter process imports it)
+    main()

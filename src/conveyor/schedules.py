@@ -31,6 +31,7 @@ from conveyor.core.ids import new_job_id
 from conveyor.core.schedules import Trigger
 from conveyor.core.states import JobState
 from conveyor.errors import ConveyorError, IdempotencyConflict, InvalidSchedule
+from conveyor.intake import Submission
 from conveyor.ledger import repository as repo
 from conveyor.ledger import schedule_store as store
 
@@ -426,6 +427,10 @@ class ScheduleService:
             fields["paused_note"] = None
         now = datetime.now(UTC)
         cols = self.columns(fields, now=now)
+        if row["source"] == "code" and cols["name"] != row["name"]:
+            raise InvalidSchedule(
+                "name", "a schedule declared by code keeps the name its code gives it"
+            )
         cols["paused_note"] = fields.get("paused_note") if cols["paused"] else None
         timing = (
             "trigger_kind",
@@ -616,6 +621,22 @@ class ScheduleService:
         except IdempotencyConflict as exc:  # the schedule was edited since that fire ran
             return exc.job_id
         return str(job["id"])
+
+
+def fire_job(item: Submission, timeout: float = 60) -> tuple[str | None, str | None]:
+    """(job id, None) once a fire's submission is committed, or (None, what went wrong). A fire
+    submitted before keeps its job, even if the schedule was edited since (the idempotency
+    key's payload then differs)."""
+    try:
+        job, _ = item.committed.result(timeout=timeout)
+    except IdempotencyConflict as exc:
+        return exc.job_id, None
+    except ConveyorError as exc:
+        return None, str(exc)
+    except Exception as exc:
+        log.error("a fire's submission failed", exc_info=exc)
+        return None, str(exc) or type(exc).__name__
+    return str(job["id"]), None
 
 
 def _refuse_over(cols: dict[str, Any], now: datetime) -> None:

@@ -33,9 +33,10 @@ def svc(client: Any) -> Any:
 @pytest.fixture(scope="module")
 def scheduler(svc: Any) -> Iterator[Scheduler]:
     """A leader running in this process (the same engine `conveyor beat` runs), on the test
-    app. Code schedules the API imported are paused first (as a user would: an override), so
-    that only this module's schedules fire."""
-    for s in svc.schedules.list(ScheduleFilter(source="code")):
+    app. Schedules made before (the code schedules the API imported, any another module left)
+    are paused first, as a user would (an override for code schedules), so that only this
+    module's schedules fire into the shared worker."""
+    for s in svc.schedules.list(ScheduleFilter(retired=None)):
         if not s["paused"]:
             svc.schedules.pause(s["id"], "paused by the scheduler tests")
     sched = Scheduler(svc.app, svc.engine, import_code=False, lease_ttl=3.0)
@@ -260,6 +261,20 @@ def test_one_off(client: Any, ledger: Any, scheduler: Scheduler) -> None:
     assert client.get(f"{BASE}/{s['id']}").json()["next_fire_at"] is None
 
 
+def test_task_code_reads_the_schedule_from_its_message(
+    client: Any, ledger: Any, scheduler: Scheduler
+) -> None:
+    s = create(client, task="testing.schedule_header", every=3600)
+    job_id = client.post(f"{BASE}/{s['id']}/trigger").json()["job_id"]
+
+    def result() -> Any:
+        body = client.get(f"/api/v1/jobs/{job_id}/result").json()
+        return body if body["ready"] else None
+
+    done = wait_for(result, timeout=30, message="the job that reads its header")
+    assert done["state"] == "succeeded" and done["result"] == s["id"]
+
+
 def test_jitter_delays_the_job_not_the_fire(client: Any, ledger: Any, scheduler: Scheduler) -> None:
     s = create(client, every=1, jitter="30s", overlap="allow_all")
     wait_for(lambda: fires(ledger, s["id"]), timeout=15, message="a jittered fire")
@@ -325,6 +340,9 @@ def test_code_overrides_survive_reimport_and_reset(svc: Any, client: Any) -> Non
     assert s["code_default"]["cron"] == "0 2 * * *"
     # Importing the same code again changes nothing.
     assert schedules.import_code(declared(args=(5, 6)))["updated"] == []
+
+    renamed = client.patch(f"{BASE}/{s['id']}", json={"name": "mine-now"})
+    assert renamed.status_code == 422 and "keeps the name" in renamed.json()["detail"]
 
     reset = client.post(f"{BASE}/{s['id']}/reset").json()
     assert reset["cron"] == "0 2 * * *" and not reset["paused"] and reset["overridden"] == []

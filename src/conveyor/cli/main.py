@@ -141,6 +141,14 @@ def beat(
     code: Annotated[
         bool, typer.Option(help="import the app's beat_schedule as code-declared schedules")
     ] = True,
+    submitters: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=16,
+            help="processes that submit large bursts of fires alongside the scheduler (0: none)",
+        ),
+    ] = 0,
     log_format: LogFormatOption = None,
 ) -> None:
     """Run the scheduler: fire the schedules stored in the ledger (run several for failover;
@@ -159,7 +167,7 @@ def beat(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    scheduler = Scheduler(app, engine, import_code=code)
+    scheduler = Scheduler(app, engine, import_code=code, submitters=submitters)
     logging.getLogger("conveyor.scheduler").info(
         "conveyor beat: scheduler %s starting", scheduler.holder
     )

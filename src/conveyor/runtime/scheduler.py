@@ -38,12 +38,13 @@ from sqlalchemy import Engine
 
 from conveyor.control import Control
 from conveyor.core import schedules as triggers
-from conveyor.errors import ConveyorError, IdempotencyConflict
+from conveyor.errors import ConveyorError
 from conveyor.intake import MAX_BATCH
 from conveyor.ledger import schedule_store as store
 from conveyor.ledger.events import METRICS_SCHEDULES
 from conveyor.runtime.context import runtime_of
-from conveyor.schedules import ScheduleService, fire_key, trigger_of
+from conveyor.runtime.submitters import Submitters
+from conveyor.schedules import ScheduleService, fire_job, fire_key, trigger_of
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class Scheduler:
         poll: float = 1.0,
         batch: int = 20_000,
         import_code: bool = True,
+        submitters: int = 0,
     ) -> None:
         self.app = app
         self.engine = engine
@@ -89,6 +91,8 @@ class Scheduler:
         self.poll = poll
         self.batch = batch
         self.import_code = import_code
+        self.submitters = submitters
+        self.pool: Submitters | None = None
         self.token: int | None = None
         self._renewed = 0.0
         self.ticks = 0
@@ -101,6 +105,8 @@ class Scheduler:
     def run(self, stop: threading.Event) -> None:
         if self.import_code:
             self.sync_code()
+        if self.submitters:
+            self.pool = Submitters(runtime_of(self.app).settings, self.submitters)
         listener = self._listen()
         try:
             while not stop.is_set():
@@ -120,6 +126,8 @@ class Scheduler:
             if listener is not None:
                 listener.close()
             self.release()
+            if self.pool is not None:
+                self.pool.close()
             self.control.close()
 
     def sync_code(self) -> None:
@@ -333,6 +341,8 @@ class Scheduler:
         if len(plan.cancel) > plan.cancelled:
             self.control.cancel_many(list(dict.fromkeys(plan.cancel[plan.cancelled :])))
             plan.cancelled = len(plan.cancel)
+        if self.pool is not None:
+            return  # the submitter processes take them all at once (_collect)
         for row, fire, fire_row in plan.submit[plan.handed :]:
             try:
                 job = self.service.prepare_fire(row, fire)
@@ -347,21 +357,44 @@ class Scheduler:
     def _collect(self, plan: Plan) -> int:
         """Wait for the intake to commit every fire handed in, noting each job's id on its
         fire row; how many jobs were submitted."""
+        if self.pool is not None and plan.handed < len(plan.submit):
+            self._through_pool(plan)
         for fire_row, item in plan.pending:
-            try:
-                job_row, _ = item.committed.result(timeout=60)
-                fire_row["job_id"] = str(job_row["id"])
-            except IdempotencyConflict as exc:
-                fire_row["job_id"] = exc.job_id
-            except Exception as exc:
-                log.error(
-                    "fire %s of schedule %s not submitted: %s",
-                    fire_row["fire_time"],
-                    fire_row["schedule_id"],
-                    exc,
-                )
-                fire_row["outcome"] = "missed"
-        return len(plan.pending)
+            if item is not None:  # (None: submitted by a submitter process)
+                self._settle(plan, fire_row, *fire_job(item))
+        return sum(1 for fire_row, _ in plan.pending if fire_row.get("job_id"))
+
+    def _settle(
+        self, plan: Plan, fire_row: dict[str, Any], job_id: str | None, error: str | None
+    ) -> None:
+        if job_id is not None:
+            fire_row["job_id"] = job_id
+            return
+        log.error(
+            "fire %s of schedule %s not submitted: %s",
+            fire_row["fire_time"],
+            fire_row["schedule_id"],
+            error,
+        )
+        fire_row["outcome"] = "missed"
+        plan.counts["failed"] += 1
+
+    def _through_pool(self, plan: Plan) -> None:
+        assert self.pool is not None
+        todo = plan.submit[plan.handed :]
+        try:
+            outcomes = self.pool.submit([(row, fire) for row, fire, _ in todo], MAX_BATCH)
+        except (OSError, EOFError) as exc:
+            log.error("a submitter process failed (%s); submitting in this process from now", exc)
+            self.pool.close()
+            self.pool = None
+            self._hand_in(plan)  # every fire again: a fire already submitted keeps its job
+            return
+        for (_, _, fire_row), (job_id, error) in zip(todo, outcomes, strict=True):
+            self._settle(plan, fire_row, job_id, error)
+            if job_id is not None:
+                plan.pending.append((fire_row, None))
+        plan.handed = len(plan.submit)
 
     def _record(self, plan: Plan, jobs: int) -> None:
         if not (plan.fires or plan.moves or plan.settle):

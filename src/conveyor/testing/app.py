@@ -132,3 +132,12 @@ def effect(self: object, n: int, seconds: float = 0.0) -> int:
         (job_id, n),
     )
     return n
+
+
+@app.task(name="testing.schedule_header", bind=True)
+def schedule_header(self: object) -> str | None:
+    """The schedule a fired job came from, as task code reads it from its message."""
+    from conveyor.ledger.events import SCHEDULE_HEADER
+
+    value = self.request.get(SCHEDULE_HEADER)  # type: ignore[attr-defined]
+    return str(value) if value is not None else None
