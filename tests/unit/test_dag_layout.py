@@ -1,0 +1,205 @@
+"""The workflow page's DAG layout: layers, order, no overlaps, edges from bottom to top and
+never across a node, and a 100-wide chord that stays within the page's width."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from conveyor.web.dag_layout import (
+    Box,
+    CycleError,
+    Geometry,
+    Layout,
+    Route,
+    count_crossings,
+    layers_by_longest_path,
+    layout,
+)
+
+
+def overlaps(a: Box, b: Box) -> bool:
+    return (
+        a.x < b.x + b.width
+        and b.x < a.x + a.width
+        and a.y < b.y + b.height
+        and b.y < a.y + a.height
+    )
+
+
+def path_points(route: Route, steps: int = 24) -> list[tuple[float, float]]:
+    """Points along the SVG path as drawn (lines and cubic curves), parsed from its data."""
+    commands = re.findall(r"([MLC])([^MLC]*)", route.path)
+    out: list[tuple[float, float]] = []
+    here = (0.0, 0.0)
+    for command, args in commands:
+        numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", args)]
+        pts = list(zip(numbers[::2], numbers[1::2], strict=True))
+        if command == "M":
+            here = pts[0]
+            out.append(here)
+        elif command == "L":
+            end = pts[0]
+            out += [
+                (here[0] + (end[0] - here[0]) * t / steps, here[1] + (end[1] - here[1]) * t / steps)
+                for t in range(1, steps + 1)
+            ]
+            here = end
+        else:
+            (c1, c2, end), p0 = pts, here
+            for i in range(1, steps + 1):
+                t = i / steps
+                u = 1 - t
+                out.append(
+                    (
+                        u**3 * p0[0]
+                        + 3 * u * u * t * c1[0]
+                        + 3 * u * t * t * c2[0]
+                        + t**3 * end[0],
+                        u**3 * p0[1]
+                        + 3 * u * u * t * c1[1]
+                        + 3 * u * t * t * c2[1]
+                        + t**3 * end[1],
+                    )
+                )
+            here = end
+    return out
+
+
+def check_drawing(drawn: Layout, edges: list[tuple[str, str]], geometry: Geometry) -> None:
+    """What every drawing must hold: inside its size, no two boxes overlapping, each edge from
+    the middle of its source's bottom to the middle of its target's top, going down only, and
+    never through a box."""
+    boxes = list(drawn.boxes.values())
+    for box in boxes:
+        assert box.x >= 0 and box.y >= 0
+        assert box.x + box.width <= drawn.width and box.y + box.height <= drawn.height
+    for a, b in itertools.combinations(boxes, 2):
+        assert not overlaps(a, b), (a, b)
+    assert drawn.width <= geometry.max_width
+    assert sorted((r.source, r.target) for r in drawn.routes) == sorted(set(edges))
+    for route in drawn.routes:
+        source, target = drawn.boxes[route.source], drawn.boxes[route.target]
+        assert route.points[0] == source.bottom
+        assert route.points[-1] == target.top
+        assert source.layer < target.layer
+        ys = [y for _, y in route.points]
+        assert ys == sorted(ys), route.points  # never back up
+        for x, y in path_points(route):
+            assert 0 <= x <= drawn.width
+            for box in boxes:  # strictly inside a box (its edges are where routes touch)
+                inside = box.x + 0.5 < x < box.x + box.width - 0.5
+                assert not (inside and box.y + 0.5 < y < box.y + box.height - 0.5), (route, box)
+
+
+def test_a_diamond_is_three_layers_and_the_join_sits_below_both_branches() -> None:
+    edges = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]
+    drawn = layout(["a", "b", "c", "d"], edges)
+    assert drawn.layers == (("a",), ("b", "c"), ("d",))
+    check_drawing(drawn, edges, Geometry())
+    a, b, c, d = (drawn.boxes[n] for n in "abcd")
+    assert b.y == c.y > a.y and d.y > b.y
+    assert b.x < c.x
+    # Centred: the root and the join sit midway between the branches.
+    assert a.top[0] == pytest.approx((b.top[0] + c.top[0]) / 2)
+    assert d.top[0] == pytest.approx(a.top[0])
+    assert all(r.path.startswith("M") and "C" in r.path for r in drawn.routes)
+
+
+def test_layers_follow_the_longest_path() -> None:
+    edges = [("a", "b"), ("b", "c"), ("a", "c"), ("c", "e"), ("d", "e")]
+    assert layers_by_longest_path(list("abcde"), edges) == {"a": 0, "b": 1, "c": 2, "d": 0, "e": 3}
+
+
+def test_a_chain_is_one_straight_column() -> None:
+    nodes = [f"s{i}" for i in range(6)]
+    edges = list(itertools.pairwise(nodes))
+    drawn = layout(nodes, edges)
+    check_drawing(drawn, edges, Geometry())
+    assert len({drawn.boxes[n].x for n in nodes}) == 1
+    assert all(len(r.points) == 2 for r in drawn.routes)
+
+
+def test_a_long_edge_passes_the_layers_it_skips_beside_their_nodes() -> None:
+    # a → d directly and through b, c: the long edge gets a lane in the layers of b and c.
+    edges = [("a", "b"), ("b", "c"), ("c", "d"), ("a", "d")]
+    drawn = layout(list("abcd"), edges)
+    check_drawing(drawn, edges, Geometry())
+    long = next(r for r in drawn.routes if (r.source, r.target) == ("a", "d"))
+    assert len(long.points) == 2 + 2 * 2  # down through a lane in each skipped layer
+    lane = long.points[1][0]
+    assert lane != drawn.boxes["b"].top[0]
+
+
+def test_the_barycenter_pass_uncrosses_edges() -> None:
+    # Given in an order that crosses (a → d, b → c with c before d), drawn without crossings.
+    edges = [("a", "d"), ("b", "c")]
+    drawn = layout(["a", "b", "c", "d"], edges)
+    check_drawing(drawn, edges, Geometry())
+    assert drawn.boxes["a"].x < drawn.boxes["b"].x
+    assert drawn.boxes["d"].x < drawn.boxes["c"].x
+
+
+def test_count_crossings() -> None:
+    down: dict[object, list[object]] = {"a": ["y"], "b": ["x"], "c": ["x", "y"]}
+    assert count_crossings(["a", "b"], ["x", "y"], down) == 1  # type: ignore[arg-type]
+    assert count_crossings(["b", "a"], ["x", "y"], down) == 0  # type: ignore[arg-type]
+    assert count_crossings(["a", "b", "c"], ["x", "y"], down) == 2  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("width", [100, 250])
+def test_a_wide_chord_wraps_into_a_grid_within_the_width(width: int) -> None:
+    header = [f"h{i:03d}" for i in range(width)]
+    nodes = ["start", *header, "callback"]
+    edges = [("start", h) for h in header] + [(h, "callback") for h in header]
+    geometry = Geometry()
+    drawn = layout(nodes, edges, geometry)
+    check_drawing(drawn, edges, geometry)
+    grid = [drawn.boxes[h] for h in header]
+    columns = {b.column for b in grid}
+    rows = {b.row for b in grid}
+    assert len(columns) * len(rows) >= width and len(rows) > 1
+    assert len(columns) * (geometry.node_width + geometry.column_gap) <= geometry.max_width
+    # Row-major: each row full but the last.
+    assert [b.row for b in grid] == sorted(b.row for b in grid)
+    assert drawn.boxes["callback"].y > max(b.y for b in grid)
+    # Readable: nodes keep their size, however many there are.
+    assert {(b.width, b.height) for b in grid} == {(geometry.node_width, geometry.node_height)}
+
+
+def test_two_wide_layers_in_a_row_and_a_long_edge_past_a_grid() -> None:
+    first = [f"f{i}" for i in range(30)]
+    second = [f"g{i}" for i in range(30)]
+    nodes = ["root", *first, *second, "end"]
+    edges = (
+        [("root", f) for f in first]
+        + list(zip(first, second, strict=True))
+        + [(g, "end") for g in second]
+        + [("root", "g0"), ("root", "end")]  # skip one grid, skip both
+    )
+    geometry = Geometry(max_width=700)
+    drawn = layout(nodes, edges, geometry)
+    check_drawing(drawn, edges, geometry)
+
+
+def test_the_same_graph_is_drawn_the_same_way() -> None:
+    edges = [("a", "c"), ("b", "c"), ("c", "d"), ("c", "e"), ("a", "e")]
+    assert layout(list("abcde"), edges) == layout(list("abcde"), edges)
+
+
+def test_a_cycle_is_refused_naming_its_nodes() -> None:
+    with pytest.raises(CycleError, match="b, c"):
+        layout(["a", "b", "c"], [("a", "b"), ("b", "c"), ("c", "b")])
+
+
+def test_an_edge_to_an_unknown_node_is_refused() -> None:
+    with pytest.raises(ValueError, match="'zz'"):
+        layout(["a"], [("a", "zz")])
+
+
+def test_empty_and_single_node() -> None:
+    assert layout([], []).boxes == {}
+    drawn = layout(["only"], [])
+    assert list(drawn.boxes) == ["only"] and drawn.routes == ()
