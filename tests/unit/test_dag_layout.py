@@ -79,12 +79,22 @@ def check_drawing(drawn: Layout, edges: list[tuple[str, str]], geometry: Geometr
     for a, b in itertools.combinations(boxes, 2):
         assert not overlaps(a, b), (a, b)
     assert drawn.width <= geometry.max_width
-    assert sorted((r.source, r.target) for r in drawn.routes) == sorted(set(edges))
+    # Every edge drawn once, on its own or in a bundle.
+    assert sorted(e for r in drawn.routes for e in r.edges) == sorted(set(edges))
+    frame_tops = {f.top for f in drawn.frames}
+    frame_bottoms = {f.bottom for f in drawn.frames}
     for route in drawn.routes:
-        source, target = drawn.boxes[route.source], drawn.boxes[route.target]
-        assert route.points[0] == source.bottom
-        assert route.points[-1] == target.top
-        assert source.layer < target.layer
+        sources = {drawn.boxes[s] for s, _ in route.edges}
+        targets = {drawn.boxes[t] for _, t in route.edges}
+        assert all(s.layer < t.layer for s in sources for t in targets)
+        if len(sources) == 1:
+            assert route.points[0] == next(iter(sources)).bottom
+        else:  # from the frame around the sources' grid
+            assert route.points[0] in frame_bottoms
+        if len(targets) == 1:
+            assert route.points[-1] == next(iter(targets)).top
+        else:
+            assert route.points[-1] in frame_tops
         ys = [y for _, y in route.points]
         assert ys == sorted(ys), route.points  # never back up
         for x, y in path_points(route):
@@ -106,6 +116,7 @@ def test_a_diamond_is_three_layers_and_the_join_sits_below_both_branches() -> No
     assert a.top[0] == pytest.approx((b.top[0] + c.top[0]) / 2)
     assert d.top[0] == pytest.approx(a.top[0])
     assert all(r.path.startswith("M") and "C" in r.path for r in drawn.routes)
+    assert drawn.frames == ()
 
 
 def test_layers_follow_the_longest_path() -> None:
@@ -127,7 +138,7 @@ def test_a_long_edge_passes_the_layers_it_skips_beside_their_nodes() -> None:
     edges = [("a", "b"), ("b", "c"), ("c", "d"), ("a", "d")]
     drawn = layout(list("abcd"), edges)
     check_drawing(drawn, edges, Geometry())
-    long = next(r for r in drawn.routes if (r.source, r.target) == ("a", "d"))
+    long = next(r for r in drawn.routes if r.edges == (("a", "d"),))
     assert len(long.points) == 2 + 2 * 2  # down through a lane in each skipped layer
     lane = long.points[1][0]
     assert lane != drawn.boxes["b"].top[0]
@@ -167,6 +178,21 @@ def test_a_wide_chord_wraps_into_a_grid_within_the_width(width: int) -> None:
     assert drawn.boxes["callback"].y > max(b.y for b in grid)
     # Readable: nodes keep their size, however many there are.
     assert {(b.width, b.height) for b in grid} == {(geometry.node_width, geometry.node_height)}
+    # The grid in a frame, its edges in two bundles: start → the frame → callback.
+    (frame,) = drawn.frames
+    assert frame.x <= min(b.x for b in grid) and frame.y <= min(b.y for b in grid)
+    assert frame.x + frame.width >= max(b.x + b.width for b in grid)
+    assert frame.y + frame.height >= max(b.y + b.height for b in grid)
+    assert sorted(len(r.edges) for r in drawn.routes) == [width, width]
+
+
+def test_every_member_of_a_grid_feeding_every_member_of_the_next_is_one_bundle() -> None:
+    upper = [f"u{i}" for i in range(12)]
+    lower = [f"l{i}" for i in range(12)]
+    edges = [(u, low) for u in upper for low in lower]
+    drawn = layout(["root", *upper, *lower], [("root", u) for u in upper] + edges)
+    check_drawing(drawn, [("root", u) for u in upper] + edges, Geometry())
+    assert len(drawn.frames) == 2 and len(drawn.routes) == 2
 
 
 def test_two_wide_layers_in_a_row_and_a_long_edge_past_a_grid() -> None:
@@ -182,6 +208,10 @@ def test_two_wide_layers_in_a_row_and_a_long_edge_past_a_grid() -> None:
     geometry = Geometry(max_width=700)
     drawn = layout(nodes, edges, geometry)
     check_drawing(drawn, edges, geometry)
+    # Member to member between the grids: each edge on its own, along the gutters; root → all
+    # of the first grid and all of the second → end: two bundles.
+    assert len(drawn.frames) == 2
+    assert sorted(len(r.edges) for r in drawn.routes) == [1] * 32 + [30, 30]
 
 
 def test_the_same_graph_is_drawn_the_same_way() -> None:

@@ -66,11 +66,16 @@ class Box:
 
 @dataclass(frozen=True)
 class Route:
-    """One edge, from the middle of its source's bottom to the middle of its target's top."""
+    """One edge's path, from the middle of its source's bottom to the middle of its target's
+    top; or one path for a bundle of edges between a node and a whole grid (a group's members
+    with their common parent or child), from or to the grid's frame."""
 
-    source: str
-    target: str
+    edges: tuple[tuple[str, str], ...]
     points: tuple[Point, ...]
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(source for source, _ in self.edges))
 
     @property
     def path(self) -> str:
@@ -89,14 +94,35 @@ class Route:
 
 
 @dataclass(frozen=True)
+class Frame:
+    """The outline around a layer wrapped into a grid."""
+
+    layer: int
+    x: float
+    y: float
+    width: float
+    height: float
+
+    @property
+    def top(self) -> Point:
+        return (self.x + self.width / 2, self.y)
+
+    @property
+    def bottom(self) -> Point:
+        return (self.x + self.width / 2, self.y + self.height)
+
+
+@dataclass(frozen=True)
 class Layout:
-    """A whole drawing: its size, a box per node, a route per edge, the nodes per layer."""
+    """A whole drawing: its size, a box per node, the routes drawing every edge once, the
+    nodes per layer, and a frame around each layer wrapped into a grid."""
 
     width: float
     height: float
     boxes: dict[str, Box]
     routes: tuple[Route, ...]
     layers: tuple[tuple[str, ...], ...]
+    frames: tuple[Frame, ...] = ()
 
 
 class CycleError(ValueError):
@@ -211,6 +237,42 @@ class _Band:
     rows: int
 
 
+@dataclass
+class _Graph:
+    """The graph as the steps below share it: layers, slots in order, links between slots."""
+
+    layer_of: dict[str, int]
+    order: list[list[_Slot]]
+    down: dict[_Slot, list[_Slot]]
+    up: dict[_Slot, list[_Slot]]
+    chains: list[tuple[str, str, list[_Slot]]]  # per edge: source, virtual slots, target
+
+    @property
+    def members(self) -> list[set[_Slot]]:
+        """The real nodes of each layer."""
+        return [{s for s in slots if isinstance(s, str)} for slots in self.order]
+
+
+def _graph(nodes: list[str], edges: list[tuple[str, str]]) -> _Graph:
+    """Layers, a virtual slot per layer each edge skips, and the first order of each layer."""
+    layer_of = layers_by_longest_path(nodes, edges)
+    graph = _Graph(layer_of, [[] for _ in range(max(layer_of.values()) + 1)], {}, {}, [])
+    for node in nodes:
+        graph.order[layer_of[node]].append(node)
+    for source, target in edges:
+        chain: list[_Slot] = [source]
+        for skipped in range(layer_of[source] + 1, layer_of[target]):
+            virtual = _Virtual(skipped)
+            graph.order[skipped].append(virtual)
+            chain.append(virtual)
+        chain.append(target)
+        for a, b in itertools.pairwise(chain):
+            graph.down.setdefault(a, []).append(b)
+            graph.up.setdefault(b, []).append(a)
+        graph.chains.append((source, target, chain))
+    return graph
+
+
 def layout(
     nodes: Sequence[str], edges: Sequence[tuple[str, str]], geometry: Geometry | None = None
 ) -> Layout:
@@ -227,55 +289,55 @@ def layout(
             raise ValueError(f"edge {source!r} → {target!r} names an unknown node {missing!r}")
     if not nodes:
         return Layout(g.margin * 2, g.margin * 2, {}, (), ())
-    layer_of = layers_by_longest_path(nodes, edges)
-    depth = max(layer_of.values()) + 1
+    graph = _graph(nodes, edges)
+    graph.order = order_layers(graph.order, graph.down, graph.up)
+    bands, widths = _bands(graph.order, g)
+    width = max(widths) + 2 * g.margin
+    height = bands[-1].top + bands[-1].height + g.margin
+    boxes, lane_x = _place(graph.order, bands, widths, width, g)
+    frames = {
+        index: _frame(index, [boxes[s] for s in slots if isinstance(s, str)], g)
+        for index, slots in enumerate(graph.order)
+        if bands[index].columns
+    }
+    routes = _routes(graph, boxes, lane_x, bands, frames, g)
+    layers = tuple(tuple(s for s in slots if isinstance(s, str)) for slots in graph.order)
+    return Layout(width, height, boxes, routes, layers, tuple(frames.values()))
 
-    # Chains of slots per edge: the source, a virtual slot per layer skipped, the target.
-    down: dict[_Slot, list[_Slot]] = {}
-    up: dict[_Slot, list[_Slot]] = {}
-    chains: list[tuple[str, str, list[_Slot]]] = []
-    order: list[list[_Slot]] = [[] for _ in range(depth)]
-    for node in nodes:
-        order[layer_of[node]].append(node)
-    for source, target in edges:
-        chain: list[_Slot] = [source]
-        for skipped in range(layer_of[source] + 1, layer_of[target]):
-            virtual = _Virtual(skipped)
-            order[skipped].append(virtual)
-            chain.append(virtual)
-        chain.append(target)
-        for a, b in itertools.pairwise(chain):
-            down.setdefault(a, []).append(b)
-            up.setdefault(b, []).append(a)
-        chains.append((source, target, chain))
-    order = order_layers(order, down, up)
 
-    # Coordinates, layer by layer.
+def _bands(order: list[list[_Slot]], g: Geometry) -> tuple[list[_Band], list[float]]:
+    """Each layer's band (a row, or a grid when one row would be wider than ``max_width``)
+    and the width its content takes."""
     usable = g.max_width - 2 * g.margin
     pitch = g.node_width + g.column_gap
-    boxes: dict[str, Box] = {}
-    lane_x: dict[_Slot, float] = {}
+    lane_pitch = g.lane_width + g.column_gap
     bands: list[_Band] = []
     widths: list[float] = []
     y = g.margin
     for slots in order:
-        real = [s for s in slots if isinstance(s, str)]
-        lanes = len(slots) - len(real)
-        one_row = len(real) * pitch + lanes * (g.lane_width + g.column_gap) - g.column_gap
-        if one_row <= usable or len(real) <= 1:
+        real = sum(1 for s in slots if isinstance(s, str))
+        lanes = len(slots) - real
+        one_row = real * pitch + lanes * lane_pitch - g.column_gap
+        if one_row <= usable or real <= 1:
             bands.append(_Band(y, g.node_height, 0, 1))
             widths.append(max(one_row, 0.0))
         else:
-            room = usable - lanes * (g.lane_width + g.column_gap)
+            room = usable - lanes * lane_pitch
             columns = max(1, int((room + g.column_gap) // pitch))
-            rows = -(-len(real) // columns)
-            height = rows * g.node_height + (rows - 1) * g.row_gap
-            bands.append(_Band(y, height, columns, rows))
-            lanes_width = lanes * (g.lane_width + g.column_gap)
-            widths.append(min(columns, len(real)) * pitch - g.column_gap + lanes_width)
+            rows = -(-real // columns)
+            bands.append(_Band(y, rows * g.node_height + (rows - 1) * g.row_gap, columns, rows))
+            widths.append(min(columns, real) * pitch - g.column_gap + lanes * lane_pitch)
         y += bands[-1].height + g.layer_gap
-    width = max(widths) + 2 * g.margin
-    height = y - g.layer_gap + g.margin
+    return bands, widths
+
+
+def _place(
+    order: list[list[_Slot]], bands: list[_Band], widths: list[float], width: float, g: Geometry
+) -> tuple[dict[str, Box], dict[_Slot, float]]:
+    """Boxes of the nodes and x of the lanes, each layer centred in ``width``."""
+    pitch = g.node_width + g.column_gap
+    boxes: dict[str, Box] = {}
+    lane_x: dict[_Slot, float] = {}
     for index, slots in enumerate(order):
         band = bands[index]
         x = (width - widths[index]) / 2
@@ -304,13 +366,68 @@ def layout(
             if isinstance(slot, _Virtual):
                 lane_x[slot] = lane + g.lane_width / 2
                 lane += g.lane_width + g.column_gap
+    return boxes, lane_x
 
-    routes = tuple(
-        Route(source, target, tuple(_route(chain, boxes, lane_x, bands, g)))
-        for source, target, chain in chains
-    )
-    layers = tuple(tuple(s for s in slots if isinstance(s, str)) for slots in order)
-    return Layout(width, height, boxes, routes, layers)
+
+def _routes(
+    graph: _Graph,
+    boxes: dict[str, Box],
+    lane_x: dict[_Slot, float],
+    bands: list[_Band],
+    frames: dict[int, Frame],
+    g: Geometry,
+) -> tuple[Route, ...]:
+    """A route per edge, except edges between a node and a whole grid, drawn as one bundle."""
+    bundled: dict[tuple[int, str, str], list[tuple[str, str]]] = {}
+    routes: list[Route] = []
+    members = graph.members
+    for source, target, chain in graph.chains:
+        bundle = _bundle(source, target, graph, frames, members)
+        if bundle is not None:
+            bundled.setdefault(bundle, []).append((source, target))
+        else:
+            points = _route(chain, boxes, lane_x, bands, g)
+            routes.append(Route(((source, target),), tuple(points)))
+    for (layer, end, node), bundle_edges in bundled.items():
+        if end == "in":  # from a node to every member of the grid below it
+            ends = (boxes[node].bottom, frames[layer].top)
+        elif end == "out":  # from every member of the grid to a node below it
+            ends = (frames[layer].bottom, boxes[node].top)
+        else:  # from every member of a grid to every member of the grid below it
+            ends = (frames[layer].bottom, frames[layer + 1].top)
+        routes.append(Route(tuple(bundle_edges), ends))
+    return tuple(routes)
+
+
+def _frame(layer: int, members: list[Box], g: Geometry) -> Frame:
+    """The outline of a grid: its boxes' extent and a little room, inside the gutters."""
+    pad = g.column_gap / 2 - 3
+    left = min(b.x for b in members) - pad
+    top = min(b.y for b in members) - pad
+    right = max(b.x + b.width for b in members) + pad
+    bottom = max(b.y + b.height for b in members) + pad
+    return Frame(layer, left, top, right - left, bottom - top)
+
+
+def _bundle(
+    source: str, target: str, graph: _Graph, frames: dict[int, Frame], members: list[set[_Slot]]
+) -> tuple[int, str, str] | None:
+    """The bundle an edge is drawn in, between adjacent layers: a node to a grid whose every
+    member is its child ("in"), a grid whose every member is the node's parent to the node
+    ("out"), or a grid to a grid, every member of one the parent of every member of the other
+    ("across"); None when it is drawn on its own."""
+    above, below = graph.layer_of[source], graph.layer_of[target]
+    if below != above + 1:
+        return None
+    into, out_of = below in frames, above in frames
+    if into and members[below] <= set(graph.down[source]):
+        if not out_of:
+            return (below, "in", source)
+        if all(members[below] <= set(graph.down[member]) for member in members[above]):
+            return (above, "across", "")
+    if out_of and not into and members[above] <= set(graph.up[target]):
+        return (above, "out", target)
+    return None
 
 
 def _route(

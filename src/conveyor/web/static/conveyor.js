@@ -9,6 +9,9 @@
  *   error and result, the attempts table) are fetched as server-rendered HTML
  *   (data-parts-url) and swapped in, up to the final outcome, without a reload.
  *
+ * Workflow page: polls its server-rendered parts (graph included) each second while the
+ *   workflow runs and swaps in those that changed, the same way.
+ *
  * Job data is written with textContent, never innerHTML: it is untrusted. The swapped parts
  * are the server's own escaped templates, parsed with DOMParser (which runs no script).
  * formatDuration and formatRate mirror conveyor/web/formatting.py.
@@ -21,6 +24,7 @@
   var LIST_INTERVAL_MS = 1000;
   var COUNTS_INTERVAL_MS = 10000;
   var JOB_POLL_MS = 2000;
+  var WORKFLOW_POLL_MS = 1000;
 
   function isTerminal(state) { return TERMINAL.indexOf(state) >= 0; }
   function num(value) {
@@ -66,6 +70,19 @@
       badge.className = "badge state-" + state;
       setText(badge, state);
     });
+  }
+
+  /* Replace each part of root marked data-live-region with the same part of a fresh
+   * server rendering (html); returns the data attributes of that rendering's wrapper. */
+  function swapRegions(root, html, wrapperSelector) {
+    var fresh = new DOMParser().parseFromString(html, "text/html");
+    fresh.querySelectorAll("[data-live-region]").forEach(function (part) {
+      var old = root.querySelector('[data-live-region="' + part.dataset.liveRegion + '"]');
+      // Unchanged parts stay, so an opened traceback or a focused button is left alone.
+      if (old && old.outerHTML !== part.outerHTML) { old.replaceWith(document.importNode(part, true)); }
+    });
+    var wrapper = fresh.querySelector(wrapperSelector);
+    return wrapper ? wrapper.dataset : null;
   }
 
   function getJSON(url) {
@@ -221,16 +238,7 @@
 
     /* Replace each part of the page with its fresh rendering; returns the state and attempt
      * that rendering shows. */
-    function swapParts(html) {
-      var fresh = new DOMParser().parseFromString(html, "text/html");
-      fresh.querySelectorAll("[data-live-region]").forEach(function (part) {
-        var old = root.querySelector('[data-live-region="' + part.dataset.liveRegion + '"]');
-        // Unchanged parts stay, so an opened traceback or a focused button is left alone.
-        if (old && old.outerHTML !== part.outerHTML) { old.replaceWith(document.importNode(part, true)); }
-      });
-      var wrapper = fresh.querySelector(".job-parts");
-      return wrapper ? wrapper.dataset : null;
-    }
+    function swapParts(html) { return swapRegions(root, html, ".job-parts"); }
 
     /* Fetch the parts and swap them in; one request at a time, the latest change wins. The
      * worker announces a change before the recorder writes it to the ledger, so parts that
@@ -433,9 +441,48 @@
     setTimeout(tick, 1000);
   }
 
+  /* ------------------------------------------------------------- workflow page */
+
+  /* The workflow page polls its parts (state, buttons, progress, counts, the graph) as the
+   * server renders them, every second while the workflow runs, and swaps in those that
+   * changed: nodes change colour, and nodes recorded while it runs appear in the graph. */
+  function initWorkflowPage() {
+    var root = document.querySelector(".workflow[data-parts-url]");
+    if (!root || root.dataset.terminal === "true") { return; }
+    var status = document.getElementById("live-status");
+    var failures = 0;
+    function tick() {
+      if (document.hidden) { setTimeout(tick, WORKFLOW_POLL_MS); return; }
+      fetch(root.dataset.partsUrl, { headers: { Accept: "text/html" }, cache: "no-store" })
+        .then(function (resp) {
+          if (!resp.ok) { throw new Error("HTTP " + resp.status); }
+          return resp.text();
+        })
+        .then(function (html) {
+          var shown = swapRegions(root, html, ".workflow-parts");
+          failures = 0;
+          if (shown) { root.dataset.state = shown.state; }
+          if (shown && shown.terminal === "true") {
+            root.dataset.terminal = "true";
+            setText(status, "The workflow ended.");
+            return;
+          }
+          setText(status, "Live (every " + WORKFLOW_POLL_MS / 1000 + " s)");
+          setTimeout(tick, WORKFLOW_POLL_MS);
+        })
+        .catch(function () {
+          failures += 1; // back off while the API is away, up to 30 s
+          setText(status, "Live updates unavailable; retrying…");
+          setTimeout(tick, Math.min(30000, WORKFLOW_POLL_MS * Math.pow(2, failures)));
+        });
+    }
+    setTimeout(tick, WORKFLOW_POLL_MS);
+  }
+
   var page = document.body.dataset.page;
   initUploads();
   initReloadWhenEnded();
   if (page === "jobs") { initJobsList(); }
   if (page === "job") { initJobPage(); }
+  if (page === "workflow") { initWorkflowPage(); }
 })();

@@ -1,0 +1,186 @@
+"""What the workflow pages show, built from ``conveyor.workflows``' models: the plain logic
+behind ``web/workflows.py``.
+
+The DAG is laid out here (``dag_layout``) and handed to the template as display-ready geometry
+and text, so the template only draws; the live fragment re-renders the same views.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.core.states import JobState
+from conveyor.web import formatting as fmt
+from conveyor.web.dag_layout import Box, Frame, Geometry, layout
+from conveyor.web.job_views import STATES, TERMINAL
+
+LABEL_CHARS = 19
+"""Characters of a step's name that fit in its box at the page's font size; longer names are
+cut with an ellipsis (the tooltip shows them whole)."""
+
+
+def clip(text: str, limit: int = LABEL_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, the last one an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def percent_of(progress: float | None) -> float | None:
+    """A progress fraction (0 to 1) as a percentage for a bar, None when unknown."""
+    if progress is None:
+        return None
+    return round(max(0.0, min(1.0, progress)) * 100, 1)
+
+
+def span(started: datetime | None, finished: datetime | None, now: datetime) -> str:
+    """How long something ran, or has been running so far; a dash before it starts."""
+    if started is None:
+        return fmt.DASH
+    return fmt.format_duration(fmt.seconds_between(started, finished or now))
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """One node of the graph: its box, what it says, where it links."""
+
+    key: str
+    job_id: str | None
+    step: str
+    task: str
+    state: str
+    label: str
+    duration: str
+    percent: float | None
+    box: Box
+
+    @property
+    def tooltip(self) -> str:
+        return f"{self.step}\ntask {self.task}\nstate {self.state}\nduration {self.duration}"
+
+    @property
+    def caption(self) -> str:
+        """The box's second line: its state, and its duration once it has one."""
+        return self.state if self.duration == fmt.DASH else f"{self.state} · {self.duration}"
+
+
+@dataclass(frozen=True)
+class EdgeView:
+    """One edge (or a bundle of them) as an SVG path; ``done`` once every parent it starts
+    from succeeded (drawn solid)."""
+
+    path: str
+    done: bool
+
+
+@dataclass(frozen=True)
+class GraphView:
+    """The drawing: its size, nodes, edges, and the frames around groups too wide for a row."""
+
+    width: float
+    height: float
+    nodes: list[NodeView]
+    edges: list[EdgeView]
+    frames: list[Frame]
+
+
+def graph_view(nodes: list[Any], edges: list[Any], now: datetime) -> GraphView:
+    """Lay out a workflow's nodes and edges (keyed by step) for the template."""
+    keys = [node_key(n) for n in nodes]
+    drawn = layout(keys, [edge_key(e) for e in edges], Geometry())
+    by_key = dict(zip(keys, nodes, strict=True))
+    views = [
+        NodeView(
+            key=key,
+            job_id=str(node.job_id) if node.job_id is not None else None,
+            step=node.step,
+            task=node.task,
+            state=node.state,
+            label=clip(node.step or node.task),
+            duration=span(node.started_at, node.finished_at, now),
+            percent=percent_of(node.progress) if node.state == JobState.RUNNING.value else None,
+            box=drawn.boxes[key],
+        )
+        for key, node in by_key.items()
+    ]
+    succeeded = JobState.SUCCEEDED.value
+    lines = [
+        EdgeView(route.path, all(by_key[s].state == succeeded for s in route.sources))
+        for route in drawn.routes
+    ]
+    return GraphView(drawn.width, drawn.height, views, lines, list(drawn.frames))
+
+
+def node_key(node: Any) -> str:
+    """The node's id in the graph: its step's name, unique in its workflow (a spec step has
+    no job until its parents succeed)."""
+    return str(node.step)
+
+
+def edge_key(edge: Any) -> tuple[str, str]:
+    """An edge as (parent, child) node keys."""
+    return (str(edge.parent), str(edge.child))
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    """Everything the workflow page shows."""
+
+    id: str
+    name: str
+    source: str
+    state: str
+    terminal: bool
+    percent: float | None
+    eta: str
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: str
+    done: int
+    total: int
+    counts: dict[str, int]
+    graph: GraphView
+
+    @property
+    def can_cancel(self) -> bool:
+        return not self.terminal
+
+    @property
+    def can_retry(self) -> bool:
+        return self.terminal and self.state != JobState.SUCCEEDED.value
+
+
+def state_counts(states: list[str]) -> dict[str, int]:
+    """Nodes per state: the job states in their usual order, then any other (a step that has
+    no job yet), each with its count (zero when none)."""
+    found = Counter(states)
+    others = sorted(set(found) - set(STATES))
+    return {state: found.get(state, 0) for state in (*STATES, *others)}
+
+
+def workflow_view(wf: Any, now: datetime | None = None) -> WorkflowView:
+    """The page's view of a workflow as ``conveyor.workflows.get_workflow`` returns it."""
+    now = now or datetime.now(UTC)
+    states = [n.state for n in wf.nodes]
+    starts = [n.started_at for n in wf.nodes if n.started_at is not None]
+    started = min(starts) if starts else None
+    terminal = wf.state in TERMINAL
+    return WorkflowView(
+        id=str(wf.id),
+        name=wf.name,
+        source=wf.source,
+        state=wf.state,
+        terminal=terminal,
+        percent=percent_of(wf.progress),
+        eta=fmt.format_duration(wf.eta_seconds) if not terminal else fmt.DASH,
+        created_at=wf.created_at,
+        started_at=started,
+        finished_at=wf.finished_at,
+        duration=span(started, wf.finished_at if terminal else None, now),
+        done=sum(1 for s in states if s in TERMINAL),
+        total=len(states),
+        counts=state_counts(states),
+        graph=graph_view(list(wf.nodes), list(wf.edges), now),
+    )
