@@ -181,12 +181,14 @@ class Control:
         eta: datetime | None = None,
         idempotency_key: str | None = None,
         retry_of: str | None = None,
+        injected: int = 0,
     ) -> repo.NewJob:
         """Check a submission against the task's signature and limits: the job to record, or
-        a SubmitError that says what is wrong (nothing recorded, nothing published)."""
+        a SubmitError that says what is wrong (nothing recorded, nothing published).
+        ``injected``: leading arguments only known at run time (``TaskSignature.validate``)."""
         args = list(args or [])
         kwargs = dict(kwargs or {})
-        task_signature(self.app, task).validate(args, kwargs)
+        task_signature(self.app, task).validate(args, kwargs, injected=injected)
 
         def refuse(field: str, msg: str) -> InvalidSubmission:
             return InvalidSubmission(field, msg)

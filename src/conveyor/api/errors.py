@@ -39,6 +39,7 @@ from conveyor.errors import (
     ResourceNotFound,
     UnknownScope,
     UnknownTask,
+    WorkflowNotFound,
 )
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ LEDGER_DOWN = "the ledger (PostgreSQL) is unreachable; try again shortly"
 
 _STATUS: list[tuple[type[ConveyorError], int]] = [
     (JobNotFound, 404),
+    (WorkflowNotFound, 404),
     (QueueNotFound, 404),
     (NotAuthenticated, 401),
     (PermissionDenied, 403),

@@ -72,6 +72,7 @@ class JobPublic(BaseModel):
     worker: str | None
     parent_id: str | None
     root_id: str | None
+    workflow_id: str | None = None
     retry_of: str | None
     idempotency_key: str | None
     eta: datetime | None
@@ -139,7 +140,7 @@ def progress_of(row: dict[str, Any]) -> Progress | None:
 
 def job_public(row: dict[str, Any]) -> dict[str, Any]:
     out = {name: row.get(name) for name in JobPublic.model_fields if name in row}
-    for key in ("id", "parent_id", "root_id", "retry_of"):
+    for key in ("id", "parent_id", "root_id", "workflow_id", "retry_of"):
         if out.get(key) is not None:
             out[key] = str(out[key])
     out["cancel_requested"] = row.get("cancel_requested_at") is not None

@@ -52,6 +52,7 @@ class NewJob:
     retry_of: str | None = None
     parent_id: str | None = None
     root_id: str | None = None
+    workflow_id: str | None = None
 
     @property
     def message(self) -> dict[str, Any]:
@@ -75,12 +76,12 @@ WITH new AS (
   SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(
     n int, id uuid, task text, queue text, priority smallint, args jsonb, kwargs jsonb,
     eta timestamptz, idempotency_key text, payload_hash text, retry_of uuid, parent_id uuid,
-    root_id uuid, message jsonb)
+    root_id uuid, workflow_id uuid, message jsonb)
 ), ins AS (
   INSERT INTO conveyor_jobs (id, task, state, queue, priority, args, kwargs, eta,
-    idempotency_key, payload_hash, retry_of, parent_id, root_id, queued_at)
+    idempotency_key, payload_hash, retry_of, parent_id, root_id, workflow_id, queued_at)
   SELECT id, task, CASE WHEN eta IS NULL THEN 'queued' ELSE 'scheduled' END, queue, priority,
-    args, kwargs, eta, idempotency_key, payload_hash, retry_of, parent_id, root_id,
+    args, kwargs, eta, idempotency_key, payload_hash, retry_of, parent_id, root_id, workflow_id,
     CASE WHEN eta IS NULL THEN now() END
   FROM new ORDER BY n
   ON CONFLICT DO NOTHING
@@ -119,6 +120,7 @@ def insert_jobs(
             "retry_of": job.retry_of,
             "parent_id": job.parent_id,
             "root_id": job.root_id or job.id,
+            "workflow_id": job.workflow_id,
             "message": job.message,
         }
         for n, job in enumerate(batch)
@@ -205,6 +207,7 @@ class JobFilter:
     created_before: datetime | None = None
     text: str | None = None
     root_id: str | None = None
+    workflow_id: str | None = None
     error_type: str | None = None
     replayed: bool | None = None  # has a later job with retry_of = this one
     # A limited API key's allowlists: only jobs of these tasks / on these queues (None: any).
@@ -260,6 +263,8 @@ def filter_conditions(flt: JobFilter) -> list[ColumnElement[bool]]:
         conds.append(jobs.c.created_at < flt.created_before)
     if flt.root_id:
         conds.append(jobs.c.root_id == flt.root_id)
+    if flt.workflow_id:
+        conds.append(jobs.c.workflow_id == flt.workflow_id)
     if flt.text:
         pattern = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         conds.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Double,
@@ -69,6 +70,8 @@ jobs = Table(
     # A message the worker refused (``runtime.poison``): headers, properties and the first
     # 64 KiB of its body as it arrived, kept with its dead letter.
     Column("raw_message", JSONB, nullable=True),
+    # The workflow (``conveyor_workflows``) the job is a node of, if any.
+    Column("workflow_id", UUID(as_uuid=False), nullable=True),
     # Listing is newest-first with keyset pagination on (created_at, id); each filter that a
     # dashboard offers gets an index whose trailing columns match that order.
     Index("ix_conveyor_jobs_created", "created_at", "id"),
@@ -78,6 +81,12 @@ jobs = Table(
     Index("ix_conveyor_jobs_root", "root_id", postgresql_where=text("root_id IS NOT NULL")),
     Index("ix_conveyor_jobs_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
     Index("ix_conveyor_jobs_retry_of", "retry_of", postgresql_where=text("retry_of IS NOT NULL")),
+    Index(
+        "ix_conveyor_jobs_workflow",
+        "workflow_id",
+        "created_at",
+        postgresql_where=text("workflow_id IS NOT NULL"),
+    ),
 )
 
 attempts = Table(
@@ -192,4 +201,72 @@ users = Table(
     Column("password_changed_at", DateTime(timezone=True), nullable=False, server_default=NOW),
     Column("last_login_at", DateTime(timezone=True), nullable=True),
     Column("disabled_at", DateTime(timezone=True), nullable=True),
+)
+
+# Workflows (``conveyor.workflows``): a DAG of jobs. ``source`` is 'canvas' (chains, groups and
+# chords an app sent with Celery's canvas, recorded by the recorder) or 'spec' (a JSON
+# description posted to the API, driven step by step from the ledger). ``state`` is what the
+# control plane decided ('running', 'cancelled'); the state shown is aggregated from the nodes.
+workflows = Table(
+    "conveyor_workflows",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("name", String(255), nullable=True),
+    Column("source", String(16), nullable=False),
+    Column("spec", JSONB, nullable=True),
+    Column("state", String(16), nullable=False, server_default="running"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_conveyor_workflows_created", "created_at", "id"),
+)
+
+# One row per node. A spec step is a node before it runs (``job_id`` NULL until its parents
+# succeed and it is submitted; a retry gives it a new job). A canvas node's ``step`` is its job
+# id; ``group_id`` and ``chord`` (the node is a chord header member) let its edges be read back.
+workflow_nodes = Table(
+    "conveyor_workflow_nodes",
+    metadata,
+    Column(
+        "workflow_id",
+        UUID(as_uuid=False),
+        ForeignKey("conveyor_workflows.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("step", String(255), primary_key=True),
+    Column("job_id", UUID(as_uuid=False), nullable=True),
+    Column("task", String(255), nullable=False),
+    Column("queue", String(255), nullable=True),
+    Column("position", Integer, nullable=False, server_default="0"),
+    Column("weight", Double, nullable=False, server_default="1"),
+    Column("args", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("kwargs", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("pass_result", Boolean, nullable=False, server_default=text("false")),
+    Column("group_id", String(255), nullable=True),
+    Column("chord", Boolean, nullable=False, server_default=text("false")),
+    Index("ix_conveyor_workflow_nodes_job", "job_id", postgresql_where=text("job_id IS NOT NULL")),
+)
+
+# Spec workflows' dependencies, step to step (a canvas' edges follow from its nodes and jobs).
+workflow_edges = Table(
+    "conveyor_workflow_edges",
+    metadata,
+    Column(
+        "workflow_id",
+        UUID(as_uuid=False),
+        ForeignKey("conveyor_workflows.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("parent", String(255), primary_key=True),
+    Column("child", String(255), primary_key=True),
+)
+
+# Which workflow a canvas id belongs to: each node's job id, each group id and each id a message
+# carried for later (chain steps, chord callbacks). The recorder resolves a message's workflow
+# from any of its ids already known here.
+workflow_keys = Table(
+    "conveyor_workflow_keys",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("workflow_id", UUID(as_uuid=False), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
 )

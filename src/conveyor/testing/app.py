@@ -132,3 +132,12 @@ def effect(self: object, n: int, seconds: float = 0.0) -> int:
         (job_id, n),
     )
     return n
+
+
+@app.task(name="testing.needs_file")
+def needs_file(value: int, path: str) -> int:
+    """Fail while ``path`` does not exist, then return ``value``: a step that fails until the
+    test fixes what it needs (for retrying a workflow)."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} is not there yet")
+    return value

@@ -75,6 +75,7 @@ def list_jobs(
     created_before: datetime | None = None,
     q: Annotated[str | None, Query(max_length=200, description="text in args or error")] = None,
     root_id: uuid.UUID | None = None,
+    workflow: Annotated[uuid.UUID | None, Query(description="jobs of this workflow")] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -87,6 +88,7 @@ def list_jobs(
             created_before=created_before,
             text=q or None,
             root_id=str(root_id) if root_id else None,
+            workflow_id=str(workflow) if workflow else None,
         )
     )
     try:
