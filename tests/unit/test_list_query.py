@@ -50,3 +50,16 @@ def test_unusable_time_filters_are_dropped_and_reported() -> None:
     backwards = parse(after="2026-12-01", before="2026-11-01")
     assert backwards.after is None and backwards.before is None
     assert "not before" in backwards.problems[0]
+
+
+def test_the_workflow_filter_is_canonical_round_trips_and_narrows_the_jobs() -> None:
+    wanted = "0190A0B0-0000-7000-8000-0000000000AB"
+    query = parse(workflow=f" {wanted} ")
+    assert not query.problems and query.filtered
+    assert query.workflow == wanted.lower()
+    assert query.filter_params() == [("workflow", wanted.lower())]
+    assert parse(**dict(query.filter_params())) == query
+    assert query.job_filter().workflow_id == wanted.lower()
+    bad = parse(workflow="nope")
+    assert bad.workflow is None and not bad.filtered
+    assert bad.problems == ("'nope' is not a workflow id; the workflow filter was dropped",)

@@ -102,6 +102,7 @@ class JobSummary:
     duration: str
     progress: ProgressView | None
     cancel_requested: bool
+    workflow_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """What the list page's script needs to refresh this row."""
@@ -128,6 +129,7 @@ def job_summary(row: dict[str, Any], now: datetime) -> JobSummary:
         duration=fmt.format_duration(run_seconds(row, now)),
         progress=progress_view(row),
         cancel_requested=row.get("cancel_requested_at") is not None,
+        workflow_id=str(row["workflow_id"]) if row.get("workflow_id") else None,
     )
 
 
@@ -256,7 +258,7 @@ def load_job_detail(conn: Connection, job_id: str) -> JobDetail:
         {"id": str(c["id"]), "task": c["task"], "state": c["state"], "created_at": c["created_at"]}
         for c in repo.get_children(conn, job_id)
     ]
-    for key in ("id", "parent_id", "root_id", "retry_of"):
+    for key in ("id", "parent_id", "root_id", "retry_of", "workflow_id"):
         if row.get(key) is not None:
             row[key] = str(row[key])
     attempts = repo.get_attempts(conn, job_id)

@@ -72,14 +72,24 @@ def jobs_page(
     within: str | None = None,
     after: str | None = None,
     before: str | None = None,
+    workflow: str | None = None,
     notice: str | None = None,
     n: int = 0,
     m: int = 0,
 ) -> HTMLResponse:
-    """Jobs newest first, filtered by state, task, queue, time and text; per-state counts on
-    top."""
+    """Jobs newest first, filtered by state, task, queue, time, text and workflow; per-state
+    counts on top."""
     query = ListQuery.parse(
-        state, task, queue, q, cursor, limit, within=within, after=after, before=before
+        state,
+        task,
+        queue,
+        q,
+        cursor,
+        limit,
+        within=within,
+        after=after,
+        before=before,
+        workflow=workflow,
     )
     now = datetime.now(UTC)
     with page_errors(), services.engine.connect() as conn:

@@ -71,10 +71,20 @@ def bulk(
     within: Annotated[str | None, Form()] = None,
     after: Annotated[str | None, Form()] = None,
     before: Annotated[str | None, Form()] = None,
+    workflow: Annotated[str | None, Form()] = None,
 ) -> Response:
     """Cancel or retry the selection, or all that the filter matches."""
     query = ListQuery.parse(
-        state, task, queue, q, None, None, within=within, after=after, before=before
+        state,
+        task,
+        queue,
+        q,
+        None,
+        None,
+        within=within,
+        after=after,
+        before=before,
+        workflow=workflow,
     )
     action, _, scope = op.partition("-")
     known = action in ("cancel", "retry") or (action == "runnow" and scope == "selected")

@@ -47,6 +47,18 @@ def _moment(name: str, value: str | None, problems: list[str]) -> datetime | Non
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _workflow(value: str | None, problems: list[str]) -> str | None:
+    """A workflow's id in canonical form, or None (a malformed one is reported and dropped)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        problems.append(f"{text[:40]!r} is not a workflow id; the workflow filter was dropped")
+        return None
+
+
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S").removesuffix(":00")
 
@@ -64,6 +76,7 @@ class ListQuery:
     within: str | None = None
     after: datetime | None = None
     before: datetime | None = None
+    workflow: str | None = None
     problems: tuple[str, ...] = ()
 
     @classmethod
@@ -79,6 +92,7 @@ class ListQuery:
         within: str | None = None,
         after: str | None = None,
         before: str | None = None,
+        workflow: str | None = None,
     ) -> ListQuery:
         """Build a query from raw parameters; what cannot be used is dropped and reported."""
         problems: list[str] = []
@@ -110,6 +124,7 @@ class ListQuery:
                 size = min(max(int(limit), 1), LIVE_MAX_IDS)
             except ValueError:
                 problems.append(f"page size {limit!r} is not a number; showing {DEFAULT_LIMIT}")
+        workflow_id = _workflow(workflow, problems)
         clean_cursor = (cursor or "").strip() or None
         if clean_cursor is not None:
             try:
@@ -127,6 +142,7 @@ class ListQuery:
             within=span,
             after=start,
             before=end,
+            workflow=workflow_id,
             problems=tuple(problems),
         )
 
@@ -143,6 +159,7 @@ class ListQuery:
             text=self.q,
             created_after=after,
             created_before=self.before,
+            workflow_id=self.workflow,
         )
 
     @property
@@ -153,7 +170,7 @@ class ListQuery:
     @property
     def filtered(self) -> bool:
         """Whether any filter narrows the list."""
-        return bool(self.states or self.task or self.queue or self.q or self.timed)
+        return bool(self.states or self.task or self.queue or self.q or self.timed or self.workflow)
 
     def filter_params(self) -> list[tuple[str, str]]:
         """The GET parameters of the filters alone (no page position or size)."""
@@ -165,6 +182,7 @@ class ListQuery:
             ("within", self.within),
             ("after", _stamp(self.after) if self.after else None),
             ("before", _stamp(self.before) if self.before else None),
+            ("workflow", self.workflow),
         ):
             if value:
                 out.append((key, value))

@@ -17,6 +17,8 @@ from conveyor.web import formatting as fmt
 from conveyor.web.dag_layout import Box, Frame, Geometry, layout
 from conveyor.web.job_views import STATES, TERMINAL
 
+WORKFLOW_STATES: tuple[str, ...] = ("running", "succeeded", "failed", "cancelled")
+"""A workflow's states, aggregated from its nodes (``conveyor.workflows.WorkflowState``)."""
 LABEL_CHARS = 19
 """Characters of a step's name that fit in its box at the page's font size; longer names are
 cut with an ellipsis (the tooltip shows them whole)."""
@@ -47,7 +49,7 @@ class NodeView:
 
     key: str
     job_id: str | None
-    step: str
+    name: str
     task: str
     state: str
     label: str
@@ -57,7 +59,7 @@ class NodeView:
 
     @property
     def tooltip(self) -> str:
-        return f"{self.step}\ntask {self.task}\nstate {self.state}\nduration {self.duration}"
+        return f"{self.name}\ntask {self.task}\nstate {self.state}\nduration {self.duration}"
 
     @property
     def caption(self) -> str:
@@ -94,10 +96,10 @@ def graph_view(nodes: list[Any], edges: list[Any], now: datetime) -> GraphView:
         NodeView(
             key=key,
             job_id=str(node.job_id) if node.job_id is not None else None,
-            step=node.step,
+            name=node.name,
             task=node.task,
             state=node.state,
-            label=clip(node.step or node.task),
+            label=clip(node.name),
             duration=span(node.started_at, node.finished_at, now),
             percent=percent_of(node.progress) if node.state == JobState.RUNNING.value else None,
             box=drawn.boxes[key],
@@ -149,7 +151,9 @@ class WorkflowView:
 
     @property
     def can_retry(self) -> bool:
-        return self.terminal and self.state != JobState.SUCCEEDED.value
+        """A failed or cancelled workflow posted as a spec; Conveyor records a canvas but
+        does not drive it, so a canvas' jobs are retried one by one."""
+        return self.source == "spec" and self.state in ("failed", "cancelled")
 
 
 def state_counts(states: list[str]) -> dict[str, int]:
@@ -169,7 +173,7 @@ def workflow_view(wf: Any, now: datetime | None = None) -> WorkflowView:
     terminal = wf.state in TERMINAL
     return WorkflowView(
         id=str(wf.id),
-        name=wf.name,
+        name=wf.name or "workflow",
         source=wf.source,
         state=wf.state,
         terminal=terminal,

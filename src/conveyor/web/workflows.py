@@ -1,0 +1,222 @@
+"""Dashboard pages for workflows: the list with its "Run demo workflow" button, one
+workflow's page (its DAG drawn live, progress, ETA, nodes per state, cancel and retry), and
+the live fragment that page polls.
+
+Handlers stay thin: parse, call :class:`conveyor.workflows.Workflows` (the service the REST
+API uses), build the views (``workflow_views``), render. Actions answer with a 303 to the
+workflow's page, so reloading never repeats them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from conveyor.api.auth import Principal
+from conveyor.api.deps import Services, ServicesDep
+from conveyor.api.errors import status_for
+from conveyor.control import task_queue
+from conveyor.errors import InvalidTransition, WorkflowNotFound
+from conveyor.web.pages import Pages, PagesDep, page_errors
+from conveyor.web.session import page_scope
+from conveyor.web.workflow_views import WORKFLOW_STATES, WorkflowView, workflow_view
+from conveyor.workflows import WorkflowOut, Workflows
+
+router = APIRouter(include_in_schema=False)
+
+_WRITE = [Depends(page_scope("jobs:write"))]
+PAGE_SIZE = 25
+SCAN_MAX = 500
+"""Most workflows one filtered page looks through for matches (states are aggregated from
+the nodes, so the ledger cannot filter on them)."""
+
+NOTICES: dict[str, str] = {
+    "started": "Demo workflow started: its graph fills in as the steps run.",
+    "cancelled": "Cancelled: running steps are asked to stop and steps not yet run never run.",
+    "retried": "Retried: failed and never-run steps run again; succeeded ones keep their results.",
+}
+"""Messages an action leaves for the page it redirects to; the URL carries only the key."""
+
+
+def service(services: Services) -> Workflows:
+    return Workflows(services.control)
+
+
+def parse_workflow_id(raw: str) -> str:
+    """A workflow id in canonical form; anything that is not a UUID is an unknown workflow."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise WorkflowNotFound(raw) from None
+
+
+def visible(request: Request, wf: WorkflowOut) -> bool:
+    """Whether the viewer may see every node: a key limited to some tasks or queues sees only
+    workflows made of those (as it sees only their jobs through the API)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None or not principal.restricted:
+        return True
+    return all(principal.sees(n.task, n.queue or "") for n in wf.nodes)
+
+
+def fetch(request: Request, services: Services, workflow_id: str) -> WorkflowOut:
+    """A workflow the viewer may see; WorkflowNotFound if unknown, malformed or not theirs."""
+    canonical = parse_workflow_id(workflow_id)
+    wf = service(services).get_workflow(canonical)
+    if not visible(request, wf):
+        raise WorkflowNotFound(canonical)
+    return wf
+
+
+def load(request: Request, services: Services, workflow_id: str) -> WorkflowView:
+    """The page's view of a workflow; an unknown or malformed id is a 404 page."""
+    with page_errors():
+        return workflow_view(fetch(request, services, workflow_id))
+
+
+@router.get("/workflows", name="web_workflows", response_class=HTMLResponse)
+def workflows_page(
+    request: Request,
+    services: ServicesDep,
+    pages: PagesDep,
+    state: str | None = None,
+    cursor: str | None = None,
+    notice: str | None = None,
+) -> HTMLResponse:
+    """Workflows newest first, optionally only those in one state."""
+    wanted = (state or "").strip().lower() or None
+    error = None
+    if wanted is not None and wanted not in WORKFLOW_STATES:
+        error = f"unknown state {wanted!r} ignored; states are {', '.join(WORKFLOW_STATES)}"
+        wanted = None
+    flows = service(services)
+    paged = bool(cursor)
+    shown: list[WorkflowView] = []
+    scanned = 0
+    with page_errors():
+        while True:  # whole pages, until enough match, the end, or the scan's limit
+            found = flows.list_workflows(limit=PAGE_SIZE, cursor=cursor)
+            scanned += len(found.items)
+            for item in found.items:
+                if wanted is None or item.state == wanted:
+                    wf = flows.get_workflow(item.id)
+                    if visible(request, wf):
+                        shown.append(workflow_view(wf))
+            cursor = found.next_cursor
+            if len(shown) >= PAGE_SIZE or cursor is None or scanned >= SCAN_MAX:
+                break
+    context: dict[str, Any] = {
+        "workflows": shown,
+        "state": wanted,
+        "states": WORKFLOW_STATES,
+        "paged": paged,
+        "newest_query": query_string(state=wanted),
+        "older_query": query_string(state=wanted, cursor=cursor) if cursor else None,
+        "notice": NOTICES.get(notice or ""),
+        "error": error,
+    }
+    return pages.render(
+        request, "workflows.html", context, status_code=400 if error else 200, active="workflows"
+    )
+
+
+def query_string(**params: str | None) -> str:
+    """``?…`` of the parameters that are set, or an empty string."""
+    present = {k: v for k, v in params.items() if v}
+    return "?" + urlencode(present) if present else ""
+
+
+@router.post("/workflows/demo", name="web_workflow_demo", dependencies=_WRITE)
+def run_demo(request: Request, services: ServicesDep) -> Response:
+    """Start the demo diamond workflow and show its page."""
+    from conveyor.demo import DIAMOND  # the demo app, built on first use only
+
+    principal: Principal | None = getattr(request.state, "principal", None)
+    with page_errors():
+        for step in DIAMOND["steps"]:  # a key limited to other tasks may not start it
+            if principal is not None:
+                principal.check_job(step["task"], task_queue(services.app, step["task"]))
+        workflow_id = service(services).start_demo()
+    return redirect(request, workflow_id, "started")
+
+
+@router.get("/workflows/{workflow_id}", name="web_workflow", response_class=HTMLResponse)
+def workflow_page(
+    workflow_id: str,
+    request: Request,
+    services: ServicesDep,
+    pages: PagesDep,
+    notice: str | None = None,
+) -> HTMLResponse:
+    """One workflow: its graph, progress and ETA, nodes per state, cancel and retry."""
+    return render(
+        request, pages, load(request, services, workflow_id), notice=NOTICES.get(notice or "")
+    )
+
+
+def render(
+    request: Request,
+    pages: Pages,
+    wf: WorkflowView,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The workflow page, with a message above it."""
+    context = {"wf": wf, "notice": notice, "error": error}
+    return pages.render(
+        request, "workflow.html", context, status_code=status_code, active="workflows"
+    )
+
+
+def redirect(request: Request, workflow_id: str, notice: str) -> RedirectResponse:
+    """303 to a workflow's page, naming the message it should show."""
+    url = request.url_for("web_workflow", workflow_id=workflow_id)
+    return RedirectResponse(str(url.include_query_params(notice=notice)), status_code=303)
+
+
+@router.post("/workflows/{workflow_id}/cancel", name="web_workflow_cancel", dependencies=_WRITE)
+def cancel_workflow(
+    workflow_id: str, request: Request, services: ServicesDep, pages: PagesDep
+) -> Response:
+    """Cancel every queued and running step; steps not yet run never run."""
+    with page_errors():
+        try:
+            workflow_id = fetch(request, services, workflow_id).id
+            service(services).cancel(workflow_id)
+        except InvalidTransition as exc:  # it ended meanwhile: say so on its page
+            wf = load(request, services, workflow_id)
+            return render(request, pages, wf, error=str(exc), status_code=status_for(exc))
+    return redirect(request, workflow_id, "cancelled")
+
+
+@router.post("/workflows/{workflow_id}/retry", name="web_workflow_retry", dependencies=_WRITE)
+def retry_workflow(
+    workflow_id: str, request: Request, services: ServicesDep, pages: PagesDep
+) -> Response:
+    """Run the failed and never-run steps again, keeping the succeeded ones' results."""
+    with page_errors():
+        try:
+            workflow_id = fetch(request, services, workflow_id).id
+            service(services).retry(workflow_id)
+        except InvalidTransition as exc:  # still running, or sent as a canvas: say why
+            wf = load(request, services, workflow_id)
+            return render(request, pages, wf, error=str(exc), status_code=status_for(exc))
+    return redirect(request, workflow_id, "retried")
+
+
+@router.get("/live/workflows/{workflow_id}", name="web_workflow_parts", response_class=HTMLResponse)
+def live_parts(
+    workflow_id: str, request: Request, services: ServicesDep, pages: PagesDep
+) -> HTMLResponse:
+    """The parts of the workflow page that change while it runs (state, buttons, progress,
+    counts, the graph), rendered from the ledger, for the page's script to swap in."""
+    wf = load(request, services, workflow_id)
+    response = pages.render(request, "workflow_live.html", {"wf": wf}, active="workflows")
+    response.headers["Cache-Control"] = "no-store"
+    return response
