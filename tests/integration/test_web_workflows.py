@@ -51,7 +51,7 @@ def post_spec(client: Any, spec: dict[str, Any]) -> str:
 def start_demo(client: Any) -> str:
     """Press "Run demo workflow" on the list page; the id of the page it leads to."""
     page = client.get("/workflows")
-    assert page.status_code == 200 and 'action="/workflows/demo"' in page.text
+    assert page.status_code == 200 and '/workflows/demo"' in page.text
     r = client.post("/workflows/demo", headers=SAME_ORIGIN, follow_redirects=False)
     assert r.status_code == 303, r.text
     found = re.fullmatch(r".*/workflows/([0-9a-f-]{36})\?notice=started", r.headers["location"])
@@ -61,7 +61,7 @@ def start_demo(client: Any) -> str:
 
 def test_the_demo_runs_from_its_button_and_its_page_draws_the_graph(client: Any) -> None:
     workflow_id = start_demo(client)
-    shown = client.get(f"/workflows/{workflow_id}")
+    shown = client.get(f"/workflows/{workflow_id}?notice=started")
     assert shown.status_code == 200
     assert "Demo workflow started" in shown.text
     assert '<svg class="dag"' in shown.text
@@ -70,10 +70,11 @@ def test_the_demo_runs_from_its_button_and_its_page_draws_the_graph(client: Any)
 
     html = client.get(f"/workflows/{workflow_id}").text
     # Each node a box coloured by its state, linking to its job, with a tooltip.
-    nodes = re.findall(r'<a class="dag-node state-(\w+)" href="/jobs/([0-9a-f-]{36})"', html)
+    nodes = re.findall(r'<a class="dag-node state-(\w+)" href="[^"]*/jobs/([0-9a-f-]{36})"', html)
     assert sorted(job for _, job in nodes) == sorted(n["job_id"] for n in done["nodes"])
     assert {state for state, _ in nodes} == {"succeeded"}
-    assert html.count("<title>") == 4 and "task demo." in html
+    svg = html.split('<svg class="dag"', 1)[1]
+    assert svg.count("<title>") == 4 and "task demo.step" in svg
     assert len(re.findall(r'<path class="dag-edge done"', html)) == 4
     assert 'value="100.0"' in html  # aggregate progress
     assert f"/workflows/{workflow_id}/cancel" not in html  # over: nothing to cancel
@@ -97,12 +98,12 @@ def test_the_demo_runs_from_its_button_and_its_page_draws_the_graph(client: Any)
     jobs = client.get("/jobs", params={"workflow": workflow_id}).text
     rows = re.findall(r'<tr data-job-id="([0-9a-f-]{36})"', jobs)
     assert sorted(rows) == sorted(n["job_id"] for n in done["nodes"])
-    assert jobs.count(f'href="/workflows/{workflow_id}"') >= 4
+    assert jobs.count(f'/workflows/{workflow_id}"') >= 4
     bad = client.get("/jobs", params={"workflow": "not-an-id"})
     assert bad.status_code == 400 and "not a workflow id" in bad.text
     # The job page links to its workflow.
     job_page = client.get(f"/jobs/{rows[0]}").text
-    assert f'href="/workflows/{workflow_id}"' in job_page
+    assert f'/workflows/{workflow_id}"' in job_page
 
 
 def test_cancel_from_the_page_stops_the_workflow(client: Any) -> None:
@@ -117,8 +118,12 @@ def test_cancel_from_the_page_stops_the_workflow(client: Any) -> None:
         },
     )
     page = client.get(f"/workflows/{workflow_id}").text
-    assert f'action="/workflows/{workflow_id}/cancel"' in page
+    assert f'/workflows/{workflow_id}/cancel"' in page
     assert 'data-terminal="false"' in page
+    assert f"/workflows/{workflow_id}/retry" not in page
+    # Retrying a running workflow is refused with the reason, on its page.
+    early = client.post(f"/workflows/{workflow_id}/retry", headers=SAME_ORIGIN)
+    assert early.status_code == 409 and "only a failed or cancelled workflow" in early.text
     r = client.post(f"/workflows/{workflow_id}/cancel", headers=SAME_ORIGIN, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].endswith("?notice=cancelled")
     done = until_workflow(client, workflow_id, "cancelled")
@@ -140,13 +145,10 @@ def test_retry_from_the_page_reruns_the_failed_step_only(client: Any) -> None:
             ],
         },
     )
-    # Still running: no retry yet, and a forced one is refused with the reason.
-    early = client.post(f"/workflows/{workflow_id}/retry", headers=SAME_ORIGIN)
-    assert early.status_code in (303, 409)
     failed = until_workflow(client, workflow_id, "failed")
     jobs = {n["step"]: n["job_id"] for n in failed["nodes"]}
     page = client.get(f"/workflows/{workflow_id}").text
-    assert f'action="/workflows/{workflow_id}/retry"' in page
+    assert f'/workflows/{workflow_id}/retry"' in page
     assert "state-failed" in page
     r = client.post(f"/workflows/{workflow_id}/retry", headers=SAME_ORIGIN, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].endswith("?notice=retried")
