@@ -56,6 +56,6 @@ def test_the_demo_workflow_fills_in_live_and_nodes_lead_to_their_jobs(
     page.click("svg.dag a.dag-node:has(text.dag-label:text-is('D'))")
     page.wait_for_url("**/jobs/*")
     assert page.locator("h1 .task").inner_text() == "demo.merge"
-    page.click(f"a[href='/workflows/{workflow_id}']")
+    page.click(f".facts a[href$='/workflows/{workflow_id}']")
     page.wait_for_url(f"**/workflows/{workflow_id}")
     page.wait_for_selector("svg.dag")
