@@ -18,7 +18,7 @@ from conveyor.api import create_app
 from conveyor.config import Settings
 from conveyor.ledger import users
 from conveyor.testing.dashboard import csrf_token, log_in
-from conveyor.testing.services import wait_for
+from conveyor.testing.services import python_last_line, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -161,6 +161,54 @@ def test_retry_from_the_page_reruns_the_failed_step_only(client: Any) -> None:
 
     again = wait_for(rerun, timeout=60, message="the failed step to run again")
     assert {n["step"]: n["job_id"] for n in again["nodes"]}["ok"] == jobs["ok"]
+
+
+def canvas_workflow(client: Any, services: Any, canvas: str) -> str:
+    """Send ``canvas`` over the demo tasks from another process, as an app's code does; the
+    id of the workflow it was recorded as, once that succeeded."""
+    code = (
+        "from celery import chain, chord, group\n"
+        "from conveyor.demo import add, merge\n"
+        f"print(({canvas}).apply_async().id)\n"
+    )
+    last = python_last_line(code, services.env())
+
+    def recorded() -> str | None:
+        r = client.get(f"/api/v1/jobs/{last}")
+        return r.json().get("workflow_id") if r.status_code == 200 else None
+
+    workflow_id = str(wait_for(recorded, timeout=60, message="the canvas to be recorded"))
+    until_workflow(client, workflow_id, "succeeded")
+    return workflow_id
+
+
+def test_a_canvas_is_drawn_and_its_retry_is_refused_with_the_reason(
+    client: Any, services: Any
+) -> None:
+    workflow_id = canvas_workflow(
+        client, services, "chain(add.s(1, 1), group(add.s(10), add.s(20)), merge.s(seconds=0))"
+    )
+    html = client.get(f"/workflows/{workflow_id}").text
+    svg = html.split('<svg class="dag"', 1)[1]
+    # A canvas node is named after its task.
+    assert re.findall(r'<text class="dag-label"[^>]*>([^<]+)</text>', svg).count("demo.add") == 3
+    assert svg.count('class="dag-edge done"') == 4
+    assert f"/workflows/{workflow_id}/retry" not in html  # succeeded, and a canvas anyway
+    r = client.post(f"/workflows/{workflow_id}/retry", headers=SAME_ORIGIN)
+    assert r.status_code == 409 and "canvas" in r.text
+
+
+def test_a_hundred_wide_chord_is_drawn_as_a_framed_grid(client: Any, services: Any) -> None:
+    workflow_id = canvas_workflow(
+        client, services, "chord([add.s(i, i) for i in range(100)], merge.s(seconds=0))"
+    )
+    html = client.get(f"/workflows/{workflow_id}").text
+    svg = html.split('<svg class="dag"', 1)[1]
+    assert svg.count('<a class="dag-node state-succeeded"') == 101
+    assert svg.count('<rect class="dag-frame"') == 1
+    assert svg.count('class="dag-edge done"') == 1  # the header's 100 edges, as one
+    width = float(re.search(r'width="(\d+)"', svg).group(1))  # type: ignore[union-attr]
+    assert width <= 1000
 
 
 def test_unknown_and_malformed_workflows_are_404_pages(client: Any) -> None:
