@@ -43,17 +43,14 @@ class Geometry:
 
 
 @dataclass(frozen=True)
-class Box:
-    """Where one node is drawn: its top-left corner and size, its layer, row and column."""
+class _Rect:
+    """A rectangle by its top-left corner and size; edges meet it in the middle of its top
+    and of its bottom."""
 
-    node: str
     x: float
     y: float
     width: float
     height: float
-    layer: int
-    row: int
-    column: int
 
     @property
     def top(self) -> Point:
@@ -62,6 +59,16 @@ class Box:
     @property
     def bottom(self) -> Point:
         return (self.x + self.width / 2, self.y + self.height)
+
+
+@dataclass(frozen=True)
+class Box(_Rect):
+    """Where one node is drawn, and its layer, row and column."""
+
+    node: str
+    layer: int
+    row: int
+    column: int
 
 
 @dataclass(frozen=True)
@@ -94,22 +101,10 @@ class Route:
 
 
 @dataclass(frozen=True)
-class Frame:
+class Frame(_Rect):
     """The outline around a layer wrapped into a grid."""
 
     layer: int
-    x: float
-    y: float
-    width: float
-    height: float
-
-    @property
-    def top(self) -> Point:
-        return (self.x + self.width / 2, self.y)
-
-    @property
-    def bottom(self) -> Point:
-        return (self.x + self.width / 2, self.y + self.height)
 
 
 @dataclass(frozen=True)
@@ -347,7 +342,7 @@ def _place(
             for slot in slots:
                 if isinstance(slot, str):
                     boxes[slot] = Box(
-                        slot, x, band.top, g.node_width, g.node_height, index, 0, column
+                        x, band.top, g.node_width, g.node_height, slot, index, 0, column
                     )
                     column += 1
                     x += pitch
@@ -359,7 +354,7 @@ def _place(
             row, column = divmod(i, band.columns)
             top = band.top + row * (g.node_height + g.row_gap)
             boxes[slot] = Box(
-                slot, x + column * pitch, top, g.node_width, g.node_height, index, row, column
+                x + column * pitch, top, g.node_width, g.node_height, slot, index, row, column
             )
         lane = x + min(band.columns, len(real)) * pitch
         for slot in slots:
@@ -406,7 +401,7 @@ def _frame(layer: int, members: list[Box], g: Geometry) -> Frame:
     top = min(b.y for b in members) - pad
     right = max(b.x + b.width for b in members) + pad
     bottom = max(b.y + b.height for b in members) + pad
-    return Frame(layer, left, top, right - left, bottom - top)
+    return Frame(left, top, right - left, bottom - top, layer)
 
 
 def _bundle(

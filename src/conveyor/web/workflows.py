@@ -180,19 +180,31 @@ def redirect(request: Request, workflow_id: str, notice: str) -> RedirectRespons
     return RedirectResponse(str(url.include_query_params(notice=notice)), status_code=303)
 
 
+def act(
+    request: Request, services: Services, pages: Pages, workflow_id: str, action: str
+) -> Response:
+    """Cancel or retry a workflow, then show its page; a refusal (it ended meanwhile, it is
+    still running, it was sent as a canvas) is shown on its page with the reason."""
+    with page_errors():
+        try:
+            workflow_id = fetch(request, services, workflow_id).id
+            flows = service(services)
+            if action == "cancel":
+                flows.cancel(workflow_id)
+            else:
+                flows.retry(workflow_id)
+        except InvalidTransition as exc:
+            wf = load(request, services, workflow_id)
+            return render(request, pages, wf, error=str(exc), status_code=status_for(exc))
+    return redirect(request, workflow_id, "cancelled" if action == "cancel" else "retried")
+
+
 @router.post("/workflows/{workflow_id}/cancel", name="web_workflow_cancel", dependencies=_WRITE)
 def cancel_workflow(
     workflow_id: str, request: Request, services: ServicesDep, pages: PagesDep
 ) -> Response:
     """Cancel every queued and running step; steps not yet run never run."""
-    with page_errors():
-        try:
-            workflow_id = fetch(request, services, workflow_id).id
-            service(services).cancel(workflow_id)
-        except InvalidTransition as exc:  # it ended meanwhile: say so on its page
-            wf = load(request, services, workflow_id)
-            return render(request, pages, wf, error=str(exc), status_code=status_for(exc))
-    return redirect(request, workflow_id, "cancelled")
+    return act(request, services, pages, workflow_id, "cancel")
 
 
 @router.post("/workflows/{workflow_id}/retry", name="web_workflow_retry", dependencies=_WRITE)
@@ -200,14 +212,7 @@ def retry_workflow(
     workflow_id: str, request: Request, services: ServicesDep, pages: PagesDep
 ) -> Response:
     """Run the failed and never-run steps again, keeping the succeeded ones' results."""
-    with page_errors():
-        try:
-            workflow_id = fetch(request, services, workflow_id).id
-            service(services).retry(workflow_id)
-        except InvalidTransition as exc:  # still running, or sent as a canvas: say why
-            wf = load(request, services, workflow_id)
-            return render(request, pages, wf, error=str(exc), status_code=status_for(exc))
-    return redirect(request, workflow_id, "retried")
+    return act(request, services, pages, workflow_id, "retry")
 
 
 @router.get("/live/workflows/{workflow_id}", name="web_workflow_parts", response_class=HTMLResponse)
