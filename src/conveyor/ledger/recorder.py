@@ -231,6 +231,7 @@ def _sightings(folded: Folded) -> list[wf.CanvasSighting]:
                 chord=bool(info.get("chord")),
                 later=list(info.get("later") or ()),
                 pending=list(info.get("pend") or ()),
+                message=info.get("cmsg"),
             )
         )
     return out

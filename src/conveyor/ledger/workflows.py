@@ -50,6 +50,7 @@ class CanvasSighting:
     chord: bool = False
     later: list[str] = field(default_factory=list)
     pending: list[list[str]] = field(default_factory=list)
+    message: dict[str, Any] | None = None  # the canvas options of its message, for a resend
 
     @property
     def canvas(self) -> bool:
@@ -105,7 +106,7 @@ def record_canvas(conn: Connection, sightings: list[CanvasSighting]) -> dict[str
         for pending_id, task in s.pending:
             nodes.setdefault((wf, pending_id), _node(wf, pending_id, None, task))
         node = _node(wf, s.job_id, s.job_id, s.task, s.group, s.chord)
-        nodes[(wf, s.job_id)] = node
+        nodes[(wf, s.job_id)] = {**node, "message": s.message}
     stmt = pg_insert(workflow_nodes).values(list(nodes.values()))
     conn.execute(
         stmt.on_conflict_do_update(
@@ -115,6 +116,7 @@ def record_canvas(conn: Connection, sightings: list[CanvasSighting]) -> dict[str
                 "task": stmt.excluded.task,
                 "group_id": func.coalesce(stmt.excluded.group_id, workflow_nodes.c.group_id),
                 "chord": workflow_nodes.c.chord | stmt.excluded.chord,
+                "message": func.coalesce(stmt.excluded.message, workflow_nodes.c.message),
             },
         )
     )
@@ -136,6 +138,7 @@ def _node(
         "task": task[:255],
         "group_id": group,
         "chord": chord,
+        "message": None,
     }
 
 
