@@ -38,7 +38,9 @@ def canvas_fields(headers: dict[str, Any], body: Any) -> dict[str, Any] | None:
     if not (group or chain or chord or callbacks):
         return None
     resend = {opt: embed[key] for key, opt in _RESEND.items() if embed and embed.get(key)}
-    resend.update({opt: headers[key] for key, opt in _RESEND_HEADERS.items() if headers.get(key)})
+    resend.update(
+        {opt: headers[key] for key, opt in _RESEND_HEADERS.items() if headers.get(key) is not None}
+    )
     later: list[str] = []
     pending: list[list[str]] = []
     for sig in [*(chain or ()), *([chord] if chord else ()), *(callbacks or ())]:
