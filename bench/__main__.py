@@ -13,7 +13,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from bench import api, catalog, dashboard, factory, factory_api, latency, throughput
+from bench import api, catalog, chord, dashboard, factory, factory_api, latency, throughput
 from bench.machine import code_fingerprint, describe
 from bench.report import Figure, render
 from bench.stack import REPO, BenchError, Stack
@@ -26,6 +26,7 @@ BENCHMARKS = (
     "factory",
     "factory-api",
     "dashboard",
+    "chord",
 )
 
 
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         "--ledger-jobs", type=int, default=1_000_000, help="jobs seeded for the dashboard run"
     )
     p.add_argument("--repeats", type=int, default=20, help="requests per dashboard page")
+    p.add_argument("--chord-tasks", type=int, default=1000, help="header tasks of the chord run")
     p.add_argument("--markdown", action="store_true", help="print Markdown for the docs")
     p.add_argument("--keep", action="store_true", help="keep the run directory (child logs)")
     return p
@@ -142,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             if "catalog" in selected:
                 print("catalog import (upload → queryable):", file=sys.stderr)
                 figures += catalog.figures(catalog.run(stack, args.catalog_rows))
+            if "chord" in selected:
+                print(f"chord of {args.chord_tasks:,} header tasks:", file=sys.stderr)
+                figures += chord.figures(chord.run(stack, args.chord_tasks, args.rounds))
             if "dashboard" in selected:
                 # Last: the seeded ledger would slow the other runs' inserts.
                 print("dashboard pages over a large ledger:", file=sys.stderr)

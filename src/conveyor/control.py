@@ -408,6 +408,8 @@ def publish(app: Celery, job_id: str, message: dict[str, Any], producer: Any = N
             expires=message.get("expires"),
             headers={RESEND: True} if message.get("resend") else None,
             producer=producer,
+            # A canvas step sent again keeps its chain, chord callback, links and group.
+            **(message.get("canvas") or {}),
             retry=True,
             retry_policy={
                 # One try: if the broker does not take it now, the outbox relay will.

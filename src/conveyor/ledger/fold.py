@@ -30,6 +30,7 @@ _INFO_FIELDS = (
     "chord",
     "later",
     "pend",
+    "cmsg",
 )
 
 

@@ -231,6 +231,7 @@ def _sightings(folded: Folded) -> list[wf.CanvasSighting]:
                 chord=bool(info.get("chord")),
                 later=list(info.get("later") or ()),
                 pending=list(info.get("pend") or ()),
+                message=info.get("cmsg"),
             )
         )
     return out
@@ -240,11 +241,15 @@ def _advance_workflows(conn: Connection, succeeded: list[str]) -> None:
     """Submit the spec workflow steps these successes unblock, in the batch's transaction (so
     a recorder dying after the commit leaves no workflow stuck) but in a savepoint: a workflow
     that cannot advance must not cost the batch its recording."""
+    workflows = wf.spec_workflows_of(conn, succeeded)
+    if not workflows:
+        return
     try:
         with conn.begin_nested():
-            wf.advance_after(conn, succeeded)
+            for workflow_id in workflows:
+                wf.advance(conn, workflow_id)
     except _REFUSED:
-        log.exception("could not advance the workflows of %d succeeded job(s)", len(succeeded))
+        log.exception("could not advance workflows %s", ", ".join(workflows))
 
 
 # What a batch can fail with apart from PostgreSQL being down: a value PostgreSQL refuses, or an

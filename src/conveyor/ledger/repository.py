@@ -35,7 +35,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from conveyor.core.states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from conveyor.errors import InvalidTransition, JobNotFound
 from conveyor.ledger import stats
-from conveyor.ledger.tables import attempts, blobs, jobs, outbox
+from conveyor.ledger.tables import attempts, blobs, jobs, outbox, workflow_nodes
 
 
 @dataclass(frozen=True)
@@ -511,7 +511,7 @@ def requeue(conn: Connection, job_id: str, *, publish: bool = True) -> bool:
     if row is None:
         return False
     if publish:
-        conn.execute(insert(outbox).values(job_id=job_id, message=_resend(row)))
+        conn.execute(insert(outbox).values(job_id=job_id, message=_resend(conn, job_id, row)))
     return True
 
 
@@ -629,7 +629,7 @@ def republish(conn: Connection, job_id: str) -> None:
     """Queue another outbox row for a job that is waiting but whose message went missing."""
     row = conn.execute(select(*_MESSAGE).where(jobs.c.id == job_id)).mappings().first()
     if row is not None:
-        conn.execute(insert(outbox).values(job_id=job_id, message=_resend(row)))
+        conn.execute(insert(outbox).values(job_id=job_id, message=_resend(conn, job_id, row)))
 
 
 _MESSAGE = (
@@ -642,13 +642,21 @@ _MESSAGE = (
 )
 
 
-def _resend(row: Any) -> dict[str, Any]:
+def _resend(conn: Connection, job_id: str, row: Any) -> dict[str, Any]:
     """An outbox message for a job already sent once: marked so that a worker drops it if the
-    first message turns up after all and the job already ran, and with its ``expires`` kept."""
+    first message turns up after all and the job already ran, with its ``expires`` kept, and
+    with what it carried for its canvas (a chain's next steps, a chord's callback)."""
     message = dict(row)
     expires = message.pop("expires_at", None)
     if expires is not None:
         message["expires"] = expires.isoformat()
+    canvas = conn.execute(
+        select(workflow_nodes.c.message)
+        .where(workflow_nodes.c.job_id == job_id, workflow_nodes.c.message.is_not(None))
+        .limit(1)
+    ).scalar()
+    if canvas:
+        message["canvas"] = canvas
     return {**message, "resend": True}
 
 

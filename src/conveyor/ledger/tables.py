@@ -243,6 +243,8 @@ workflow_nodes = Table(
     Column("pass_result", Boolean, nullable=False, server_default=text("false")),
     Column("group_id", String(255), nullable=True),
     Column("chord", Boolean, nullable=False, server_default=text("false")),
+    # A canvas node's message options (chain, chord, group...): a resend of its job keeps them.
+    Column("message", JSONB, nullable=True),
     Index("ix_conveyor_workflow_nodes_job", "job_id", postgresql_where=text("job_id IS NOT NULL")),
 )
 

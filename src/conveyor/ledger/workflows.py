@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
+from sqlalchemy import Connection, and_, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from conveyor.core.ids import new_job_id
@@ -50,6 +50,7 @@ class CanvasSighting:
     chord: bool = False
     later: list[str] = field(default_factory=list)
     pending: list[list[str]] = field(default_factory=list)
+    message: dict[str, Any] | None = None  # the canvas options of its message, for a resend
 
     @property
     def canvas(self) -> bool:
@@ -105,7 +106,7 @@ def record_canvas(conn: Connection, sightings: list[CanvasSighting]) -> dict[str
         for pending_id, task in s.pending:
             nodes.setdefault((wf, pending_id), _node(wf, pending_id, None, task))
         node = _node(wf, s.job_id, s.job_id, s.task, s.group, s.chord)
-        nodes[(wf, s.job_id)] = node
+        nodes[(wf, s.job_id)] = {**node, "message": s.message}
     stmt = pg_insert(workflow_nodes).values(list(nodes.values()))
     conn.execute(
         stmt.on_conflict_do_update(
@@ -115,6 +116,7 @@ def record_canvas(conn: Connection, sightings: list[CanvasSighting]) -> dict[str
                 "task": stmt.excluded.task,
                 "group_id": func.coalesce(stmt.excluded.group_id, workflow_nodes.c.group_id),
                 "chord": workflow_nodes.c.chord | stmt.excluded.chord,
+                "message": func.coalesce(stmt.excluded.message, workflow_nodes.c.message),
             },
         )
     )
@@ -136,6 +138,7 @@ def _node(
         "task": task[:255],
         "group_id": group,
         "chord": chord,
+        "message": None,
     }
 
 
@@ -284,33 +287,10 @@ WHERE n.job_id = ANY(CAST(:ids AS uuid[])) AND w.source = 'spec' AND w.state = '
 """)
 
 
-def advance_after(conn: Connection, succeeded_ids: list[str]) -> list[str]:
-    """After jobs succeeded: advance the running spec workflows they are steps of; the new
-    job ids. One indexed lookup when none of them is a step."""
-    if not succeeded_ids:
-        return []
+def spec_workflows_of(conn: Connection, succeeded_ids: list[str]) -> list[str]:
+    """The running spec workflows that jobs just succeeded in (one indexed lookup; usually
+    none): those to :func:`advance`."""
     rows = conn.execute(_SPEC_OF_SUCCEEDED, {"ids": succeeded_ids}).all()
-    return [job for (wf,) in rows for job in advance(conn, str(wf))]
-
-
-def stalled_spec_workflows(conn: Connection, limit: int = 100) -> list[str]:
-    """Running spec workflows with a step not yet submitted whose dependencies all
-    succeeded (a recorder died between recording the success and advancing)."""
-    rows = conn.execute(
-        text("""
-SELECT w.id FROM conveyor_workflows w
-WHERE w.source = 'spec' AND w.state = 'running' AND EXISTS (
-  SELECT 1 FROM conveyor_workflow_nodes n
-  WHERE n.workflow_id = w.id AND n.job_id IS NULL AND NOT EXISTS (
-    SELECT 1 FROM conveyor_workflow_edges e
-    JOIN conveyor_workflow_nodes p ON p.workflow_id = e.workflow_id AND p.step = e.parent
-    LEFT JOIN conveyor_jobs j ON j.id = p.job_id
-    WHERE e.workflow_id = w.id AND e.child = n.step
-      AND (j.state IS DISTINCT FROM 'succeeded')))
-LIMIT :limit
-"""),
-        {"limit": limit},
-    ).all()
     return [str(r[0]) for r in rows]
 
 
@@ -434,7 +414,3 @@ def reset_steps(conn: Connection, workflow_id: str, steps: list[str]) -> None:
             .where(workflow_nodes.c.workflow_id == workflow_id, workflow_nodes.c.step.in_(steps))
             .values(job_id=None)
         )
-
-
-def delete_workflow(conn: Connection, workflow_id: str) -> None:
-    conn.execute(delete(workflows).where(workflows.c.id == workflow_id))

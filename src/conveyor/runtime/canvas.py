@@ -14,6 +14,13 @@ GROUP_FIELD = "grp"
 CHORD_FIELD = "chord"
 LATER_FIELD = "later"
 PENDING_FIELD = "pend"
+MESSAGE_FIELD = "cmsg"
+# What a message carries for its canvas beyond task and arguments, as ``send_task`` takes it:
+# a message sent again from the ledger (its worker was lost) must carry it too, or the chain
+# stops there and the chord never fires.
+_RESEND = {"chain": "chain", "chord": "chord", "callbacks": "link", "errbacks": "link_error"}
+_RESEND_HEADERS = {"group": "group_id", "group_index": "group_index", "root_id": "root_id",
+                   "parent_id": "parent_id"}  # fmt: skip
 
 
 def canvas_fields(headers: dict[str, Any], body: Any) -> dict[str, Any] | None:
@@ -30,11 +37,15 @@ def canvas_fields(headers: dict[str, Any], body: Any) -> dict[str, Any] | None:
         chain, chord, callbacks = embed.get("chain"), embed.get("chord"), embed.get("callbacks")
     if not (group or chain or chord or callbacks):
         return None
+    resend = {opt: embed[key] for key, opt in _RESEND.items() if embed and embed.get(key)}
+    resend.update(
+        {opt: headers[key] for key, opt in _RESEND_HEADERS.items() if headers.get(key) is not None}
+    )
     later: list[str] = []
     pending: list[list[str]] = []
     for sig in [*(chain or ()), *([chord] if chord else ()), *(callbacks or ())]:
         _walk(sig, later, pending)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {MESSAGE_FIELD: resend}
     if group:
         out[GROUP_FIELD] = str(group)
     if chord:

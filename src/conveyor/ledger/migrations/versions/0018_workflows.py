@@ -61,6 +61,7 @@ def upgrade() -> None:
         sa.Column("pass_result", sa.Boolean(), nullable=False, server_default=sa.text("false")),
         sa.Column("group_id", sa.String(255), nullable=True),
         sa.Column("chord", sa.Boolean(), nullable=False, server_default=sa.text("false")),
+        sa.Column("message", JSONB(), nullable=True),
     )
     op.create_index(
         "ix_conveyor_workflow_nodes_job",
