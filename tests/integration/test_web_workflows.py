@@ -93,6 +93,9 @@ def test_the_demo_runs_from_its_button_and_its_page_draws_the_graph(client: Any)
     assert f'data-workflow-id="{workflow_id}"' not in client.get("/workflows?state=failed").text
     bad = client.get("/workflows?state=nope")
     assert bad.status_code == 400 and "unknown state" in bad.text
+    stale = client.get("/workflows?cursor=garbage")
+    assert stale.status_code == 400 and "not valid any more" in stale.text
+    assert f'data-workflow-id="{workflow_id}"' in stale.text  # the newest, instead
 
     # The jobs list filtered by the workflow: its four jobs, each linking back to it.
     jobs = client.get("/jobs", params={"workflow": workflow_id}).text

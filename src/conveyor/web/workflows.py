@@ -20,7 +20,7 @@ from conveyor.api.auth import Principal
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.api.errors import status_for
 from conveyor.control import task_queue
-from conveyor.errors import InvalidTransition, WorkflowNotFound
+from conveyor.errors import InvalidTransition, SubmitError, WorkflowNotFound
 from conveyor.web.pages import Pages, PagesDep, page_errors
 from conveyor.web.session import page_scope
 from conveyor.web.workflow_views import WORKFLOW_STATES, WorkflowView, workflow_view
@@ -89,38 +89,78 @@ def workflows_page(
 ) -> HTMLResponse:
     """Workflows newest first, optionally only those in one state."""
     wanted = (state or "").strip().lower() or None
-    error = None
+    problems = []
     if wanted is not None and wanted not in WORKFLOW_STATES:
-        error = f"unknown state {wanted!r} ignored; states are {', '.join(WORKFLOW_STATES)}"
+        problems.append(
+            f"unknown state {wanted!r} ignored; states are {', '.join(WORKFLOW_STATES)}"
+        )
         wanted = None
+    return render_list(
+        request,
+        services,
+        pages,
+        wanted,
+        cursor,
+        notice=NOTICES.get(notice or ""),
+        problems=problems,
+        status_code=400 if problems else 200,
+    )
+
+
+def newest(
+    request: Request, services: Services, state: str | None, cursor: str | None
+) -> tuple[list[WorkflowView], str | None]:
+    """The workflows to list from ``cursor`` on, the viewer may see and in ``state``, and
+    where the next page starts. Whole pages are read until enough match, the list ends or
+    ``SCAN_MAX`` were looked at. ValueError for a cursor that is not one."""
     flows = service(services)
-    paged = bool(cursor)
     shown: list[WorkflowView] = []
     scanned = 0
+    while True:
+        found = flows.list_workflows(limit=PAGE_SIZE, cursor=cursor)
+        scanned += len(found.items)
+        for item in found.items:
+            if state is None or item.state == state:
+                wf = flows.get_workflow(item.id)
+                if visible(request, wf):
+                    shown.append(workflow_view(wf))
+        cursor = found.next_cursor
+        if len(shown) >= PAGE_SIZE or cursor is None or scanned >= SCAN_MAX:
+            return shown, cursor
+
+
+def render_list(
+    request: Request,
+    services: Services,
+    pages: Pages,
+    state: str | None,
+    cursor: str | None,
+    *,
+    notice: str | None = None,
+    problems: list[str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """The list page; ``problems`` shown above it."""
+    problems = list(problems or [])
     with page_errors():
-        while True:  # whole pages, until enough match, the end, or the scan's limit
-            found = flows.list_workflows(limit=PAGE_SIZE, cursor=cursor)
-            scanned += len(found.items)
-            for item in found.items:
-                if wanted is None or item.state == wanted:
-                    wf = flows.get_workflow(item.id)
-                    if visible(request, wf):
-                        shown.append(workflow_view(wf))
-            cursor = found.next_cursor
-            if len(shown) >= PAGE_SIZE or cursor is None or scanned >= SCAN_MAX:
-                break
+        try:
+            shown, next_cursor = newest(request, services, state, cursor)
+        except ValueError:
+            problems.append("that page link is not valid any more; showing the newest workflows")
+            status_code, cursor = 400, None
+            shown, next_cursor = newest(request, services, state, None)
     context: dict[str, Any] = {
         "workflows": shown,
-        "state": wanted,
+        "state": state,
         "states": WORKFLOW_STATES,
-        "paged": paged,
-        "newest_query": query_string(state=wanted),
-        "older_query": query_string(state=wanted, cursor=cursor) if cursor else None,
-        "notice": NOTICES.get(notice or ""),
-        "error": error,
+        "paged": bool(cursor),
+        "newest_query": query_string(state=state),
+        "older_query": query_string(state=state, cursor=next_cursor) if next_cursor else None,
+        "notice": notice,
+        "error": "; ".join(problems) or None,
     }
     return pages.render(
-        request, "workflows.html", context, status_code=400 if error else 200, active="workflows"
+        request, "workflows.html", context, status_code=status_code, active="workflows"
     )
 
 
@@ -131,8 +171,9 @@ def query_string(**params: str | None) -> str:
 
 
 @router.post("/workflows/demo", name="web_workflow_demo", dependencies=_WRITE)
-def run_demo(request: Request, services: ServicesDep) -> Response:
-    """Start the demo diamond workflow and show its page."""
+def run_demo(request: Request, services: ServicesDep, pages: PagesDep) -> Response:
+    """Start the demo diamond workflow and show its page; if this app cannot run it (the
+    demo tasks are not registered), say why on the list."""
     from conveyor.demo import DIAMOND  # the demo app, built on first use only
 
     principal: Principal | None = getattr(request.state, "principal", None)
@@ -140,7 +181,19 @@ def run_demo(request: Request, services: ServicesDep) -> Response:
         for step in DIAMOND["steps"]:  # a key limited to other tasks may not start it
             if principal is not None:
                 principal.check_job(step["task"], task_queue(services.app, step["task"]))
-        workflow_id = service(services).start_demo()
+        try:
+            workflow_id = service(services).start_demo()
+        except SubmitError as exc:
+            problem = f"the demo workflow cannot run here: {exc}"
+            return render_list(
+                request,
+                services,
+                pages,
+                None,
+                None,
+                problems=[problem],
+                status_code=status_for(exc),
+            )
     return redirect(request, workflow_id, "started")
 
 
