@@ -85,6 +85,13 @@ def test_the_demo_runs_from_its_button_and_its_page_draws_the_graph(client: Any)
     live = client.get(f"/live/workflows/{workflow_id}")
     assert live.status_code == 200 and live.headers["cache-control"] == "no-store"
     assert 'data-terminal="true"' in live.text and 'data-live-region="graph"' in live.text
+    # Asked again with what it has: nothing changed, so nothing is sent.
+    same = client.get(
+        f"/live/workflows/{workflow_id}", headers={"If-None-Match": live.headers["etag"]}
+    )
+    assert same.status_code == 304 and not same.content
+    stale = client.get(f"/live/workflows/{workflow_id}", headers={"If-None-Match": '"old"'})
+    assert stale.status_code == 200 and stale.headers["etag"] == live.headers["etag"]
 
     # The list shows it, and its state filter keeps it or leaves it out.
     listed = client.get("/workflows").text

@@ -150,6 +150,12 @@ class WorkflowView:
         return not self.terminal
 
     @property
+    def poll_ms(self) -> int:
+        """How often the page refreshes while it runs: every second, less often for a large
+        graph (5 ms a node, at most every 5 s), whose parts take longer to read and send."""
+        return max(1000, min(5000, self.total * 5))
+
+    @property
     def can_retry(self) -> bool:
         """A failed or cancelled workflow posted as a spec; Conveyor records a canvas but
         does not drive it, so a canvas' jobs are retried one by one."""

@@ -9,6 +9,7 @@ workflow's page, so reloading never repeats them.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 from urllib.parse import urlencode
@@ -271,10 +272,15 @@ def retry_workflow(
 @router.get("/live/workflows/{workflow_id}", name="web_workflow_parts", response_class=HTMLResponse)
 def live_parts(
     workflow_id: str, request: Request, services: ServicesDep, pages: PagesDep
-) -> HTMLResponse:
+) -> Response:
     """The parts of the workflow page that change while it runs (state, buttons, progress,
-    counts, the graph), rendered from the ledger, for the page's script to swap in."""
+    counts, the graph), rendered from the ledger, for the page's script to swap in; 304 when
+    they are what the script has (its ``If-None-Match``), so a waiting graph costs little."""
     wf = load(request, services, workflow_id)
     response = pages.render(request, "workflow_live.html", {"wf": wf}, active="workflows")
+    etag = '"' + hashlib.sha256(bytes(response.body)).hexdigest()[:32] + '"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-store"})
+    response.headers["ETag"] = etag
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -450,33 +450,40 @@
     var root = document.querySelector(".workflow[data-parts-url]");
     if (!root || root.dataset.terminal === "true") { return; }
     var status = document.getElementById("live-status");
+    // A large graph is polled less often (the server says how often: data-poll-ms).
+    var every = num(root.dataset.pollMs) || WORKFLOW_POLL_MS;
     var failures = 0;
+    var etag = null;
     function tick() {
-      if (document.hidden) { setTimeout(tick, WORKFLOW_POLL_MS); return; }
-      fetch(root.dataset.partsUrl, { headers: { Accept: "text/html" }, cache: "no-store" })
+      if (document.hidden) { setTimeout(tick, every); return; }
+      var headers = { Accept: "text/html" };
+      if (etag) { headers["If-None-Match"] = etag; }
+      fetch(root.dataset.partsUrl, { headers: headers, cache: "no-store" })
         .then(function (resp) {
+          if (resp.status === 304) { return null; } // nothing changed since the last one
           if (!resp.ok) { throw new Error("HTTP " + resp.status); }
+          etag = resp.headers.get("ETag");
           return resp.text();
         })
         .then(function (html) {
-          var shown = swapRegions(root, html, ".workflow-parts");
           failures = 0;
+          var shown = html === null ? null : swapRegions(root, html, ".workflow-parts");
           if (shown) { root.dataset.state = shown.state; }
           if (shown && shown.terminal === "true") {
             root.dataset.terminal = "true";
             setText(status, "The workflow ended.");
             return;
           }
-          setText(status, "Live (every " + WORKFLOW_POLL_MS / 1000 + " s)");
-          setTimeout(tick, WORKFLOW_POLL_MS);
+          setText(status, "Live (every " + every / 1000 + " s)");
+          setTimeout(tick, every);
         })
         .catch(function () {
           failures += 1; // back off while the API is away, up to 30 s
           setText(status, "Live updates unavailable; retrying…");
-          setTimeout(tick, Math.min(30000, WORKFLOW_POLL_MS * Math.pow(2, failures)));
+          setTimeout(tick, Math.min(30000, every * Math.pow(2, failures)));
         });
     }
-    setTimeout(tick, WORKFLOW_POLL_MS);
+    setTimeout(tick, every);
   }
 
   var page = document.body.dataset.page;
