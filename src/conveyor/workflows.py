@@ -99,14 +99,14 @@ class WorkflowSummary(BaseModel):
     state: WorkflowState
     created_at: datetime
     finished_at: datetime | None
+    progress: float = Field(ge=0, le=1, description="weighted mean of the nodes' progress")
+    counts: dict[str, int] = Field(description="nodes per state")
 
 
 class WorkflowOut(WorkflowSummary):
-    progress: float = Field(ge=0, le=1, description="weighted mean of the nodes' progress")
     eta_seconds: float | None = Field(
         description="remaining weight over the rate at which nodes have succeeded so far"
     )
-    counts: dict[str, int] = Field(description="nodes per state")
     nodes: list[WorkflowNode]
     edges: list[WorkflowEdge]
 
@@ -146,24 +146,32 @@ class Workflows:
         limit: int = 50,
         cursor: str | None = None,
     ) -> WorkflowPage:
-        """Newest first; each with its state (aggregated from its nodes)."""
-        items = []
+        """Newest first; each with its state, progress and nodes per state (one query for the
+        page's nodes, whatever their number)."""
         with self.engine.connect() as conn:
             rows, next_cursor = lw.list_workflow_rows(
                 conn, source=source, name=name, limit=limit, cursor=cursor
             )
-            for row in rows:
-                nodes = lw.nodes_with_jobs(conn, str(row["id"]))
-                items.append(
-                    WorkflowSummary(
-                        id=str(row["id"]),
-                        name=row["name"],
-                        source=row["source"],
-                        state=aggregate_state(row["state"], [_node_state(n, row) for n in nodes]),
-                        created_at=row["created_at"],
-                        finished_at=row["finished_at"],
-                    )
+            summaries = lw.node_summaries(conn, [str(r["id"]) for r in rows])
+        items = []
+        for row in rows:
+            summary = summaries[str(row["id"])]
+            counts: dict[str, int] = summary["counts"]
+            state = aggregate_state(row["state"], list(counts))
+            items.append(
+                WorkflowSummary(
+                    id=str(row["id"]),
+                    name=row["name"],
+                    source=row["source"],
+                    state=state,
+                    created_at=row["created_at"],
+                    finished_at=(row["finished_at"] or summary["finished_at"])
+                    if state != "running"
+                    else None,
+                    progress=summary["done"] / summary["weight"] if summary["weight"] else 0.0,
+                    counts=counts,
                 )
+            )
         return WorkflowPage(items=items, next_cursor=next_cursor)
 
     # --- write -----------------------------------------------------------------------------
