@@ -38,6 +38,7 @@ from conveyor.ledger import workflows as lw
 from conveyor.ledger.events import CANCEL_KEY, CANCEL_TTL
 
 NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,255}$"
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # (no control characters: PostgreSQL refuses NUL)
 MAX_STEPS = 1000
 _ACTIVE = {s.value for s in JobState if not s.terminal}
 _FAILED = {JobState.FAILED.value, JobState.DEAD.value, JobState.CANCELLED.value}
@@ -68,7 +69,7 @@ class WorkflowStep(BaseModel):
 class WorkflowSpec(BaseModel):
     """A workflow described as data: steps and their dependencies, validated as a DAG."""
 
-    name: str | None = Field(default=None, max_length=255)
+    name: str | None = Field(default=None, max_length=255, pattern=TEXT_PATTERN)
     steps: list[WorkflowStep] = Field(min_length=1, max_length=MAX_STEPS)
 
 
