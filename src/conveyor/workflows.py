@@ -196,6 +196,8 @@ class Workflows:
                 f"workflow {workflow_id} already ended as {current.state}; nothing to cancel"
             )
         with self.engine.begin() as conn:
+            # Waits for (and then stops) a recorder advancing it: its nodes read below are all
+            # there will be.
             lw.set_state(conn, workflow_id, lw.CANCELLED)
             later = lw.keys_of(conn, workflow_id) if current.source == lw.CANVAS else []
         if later:
@@ -203,7 +205,9 @@ class Workflows:
             for key in later:
                 pipe.set(CANCEL_KEY + key, "1", ex=CANCEL_TTL)
             pipe.execute()
-        active = [n.job_id for n in current.nodes if n.job_id and n.state in _ACTIVE]
+        with self.engine.connect() as conn:
+            nodes = lw.nodes_with_jobs(conn, workflow_id)
+        active = [str(n["job_id"]) for n in nodes if n["job"] and n["job"]["state"] in _ACTIVE]
         self.control.cancel_many(active)
         return self.get_workflow(workflow_id)
 
