@@ -38,6 +38,7 @@ from conveyor.ledger import workflows as lw
 from conveyor.ledger.events import CANCEL_KEY, CANCEL_TTL
 
 NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,255}$"
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # (no control characters: PostgreSQL refuses NUL)
 MAX_STEPS = 1000
 _ACTIVE = {s.value for s in JobState if not s.terminal}
 _FAILED = {JobState.FAILED.value, JobState.DEAD.value, JobState.CANCELLED.value}
@@ -68,7 +69,7 @@ class WorkflowStep(BaseModel):
 class WorkflowSpec(BaseModel):
     """A workflow described as data: steps and their dependencies, validated as a DAG."""
 
-    name: str | None = Field(default=None, max_length=255)
+    name: str | None = Field(default=None, max_length=255, pattern=TEXT_PATTERN)
     steps: list[WorkflowStep] = Field(min_length=1, max_length=MAX_STEPS)
 
 
@@ -99,14 +100,14 @@ class WorkflowSummary(BaseModel):
     state: WorkflowState
     created_at: datetime
     finished_at: datetime | None
+    progress: float = Field(ge=0, le=1, description="weighted mean of the nodes' progress")
+    counts: dict[str, int] = Field(description="nodes per state")
 
 
 class WorkflowOut(WorkflowSummary):
-    progress: float = Field(ge=0, le=1, description="weighted mean of the nodes' progress")
     eta_seconds: float | None = Field(
         description="remaining weight over the rate at which nodes have succeeded so far"
     )
-    counts: dict[str, int] = Field(description="nodes per state")
     nodes: list[WorkflowNode]
     edges: list[WorkflowEdge]
 
@@ -146,24 +147,32 @@ class Workflows:
         limit: int = 50,
         cursor: str | None = None,
     ) -> WorkflowPage:
-        """Newest first; each with its state (aggregated from its nodes)."""
-        items = []
+        """Newest first; each with its state, progress and nodes per state (one query for the
+        page's nodes, whatever their number)."""
         with self.engine.connect() as conn:
             rows, next_cursor = lw.list_workflow_rows(
                 conn, source=source, name=name, limit=limit, cursor=cursor
             )
-            for row in rows:
-                nodes = lw.nodes_with_jobs(conn, str(row["id"]))
-                items.append(
-                    WorkflowSummary(
-                        id=str(row["id"]),
-                        name=row["name"],
-                        source=row["source"],
-                        state=aggregate_state(row["state"], [_node_state(n, row) for n in nodes]),
-                        created_at=row["created_at"],
-                        finished_at=row["finished_at"],
-                    )
+            summaries = lw.node_summaries(conn, [str(r["id"]) for r in rows])
+        items = []
+        for row in rows:
+            summary = summaries[str(row["id"])]
+            counts: dict[str, int] = summary["counts"]
+            state = aggregate_state(row["state"], list(counts))
+            items.append(
+                WorkflowSummary(
+                    id=str(row["id"]),
+                    name=row["name"],
+                    source=row["source"],
+                    state=state,
+                    created_at=row["created_at"],
+                    finished_at=(row["finished_at"] or summary["finished_at"])
+                    if state != "running"
+                    else None,
+                    progress=summary["done"] / summary["weight"] if summary["weight"] else 0.0,
+                    counts=counts,
                 )
+            )
         return WorkflowPage(items=items, next_cursor=next_cursor)
 
     # --- write -----------------------------------------------------------------------------
@@ -187,6 +196,8 @@ class Workflows:
                 f"workflow {workflow_id} already ended as {current.state}; nothing to cancel"
             )
         with self.engine.begin() as conn:
+            # Waits for (and then stops) a recorder advancing it: its nodes read below are all
+            # there will be.
             lw.set_state(conn, workflow_id, lw.CANCELLED)
             later = lw.keys_of(conn, workflow_id) if current.source == lw.CANVAS else []
         if later:
@@ -194,7 +205,9 @@ class Workflows:
             for key in later:
                 pipe.set(CANCEL_KEY + key, "1", ex=CANCEL_TTL)
             pipe.execute()
-        active = [n.job_id for n in current.nodes if n.job_id and n.state in _ACTIVE]
+        with self.engine.connect() as conn:
+            nodes = lw.nodes_with_jobs(conn, workflow_id)
+        active = [str(n["job_id"]) for n in nodes if n["job"] and n["job"]["state"] in _ACTIVE]
         self.control.cancel_many(active)
         return self.get_workflow(workflow_id)
 

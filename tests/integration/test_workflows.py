@@ -283,6 +283,15 @@ def test_list_newest_first(client: Any) -> None:
     assert [i["id"] for i in items] == [b["id"], a["id"]]
     named = client.get("/api/v1/workflows", params={"name": "list-a"}).json()["items"]
     assert [i["id"] for i in named] == [a["id"]]
+    until_workflow(client, b["id"], "succeeded")
+    (listed,) = client.get("/api/v1/workflows", params={"name": "list-b"}).json()["items"]
+    assert listed["state"] == "succeeded" and listed["progress"] == 1.0
+    assert listed["counts"] == {"succeeded": 1} and listed["finished_at"] is not None
+    page = client.get("/api/v1/workflows", params={"source": "spec", "limit": 1}).json()
+    after = client.get(
+        "/api/v1/workflows", params={"source": "spec", "cursor": page["next_cursor"]}
+    )
+    assert after.json()["items"][0]["id"] == a["id"]
 
 
 def test_jobs_are_filtered_by_workflow(client: Any) -> None:

@@ -378,6 +378,43 @@ def list_workflow_rows(
     return rows[:limit], next_cursor
 
 
+_SUMMARIES = text("""
+SELECT n.workflow_id,
+  COALESCE(j.state, CASE WHEN w.state = 'cancelled' THEN 'cancelled' ELSE 'pending' END) AS state,
+  count(*) AS n, sum(n.weight) AS weight,
+  sum(n.weight * CASE
+    WHEN j.state = 'succeeded' THEN 1
+    WHEN j.state = 'running' AND j.progress_total > 0
+      THEN LEAST(1, GREATEST(0, j.progress_current / j.progress_total))
+    ELSE 0 END) AS done,
+  max(j.finished_at) AS finished_at
+FROM conveyor_workflow_nodes n
+JOIN conveyor_workflows w ON w.id = n.workflow_id
+LEFT JOIN conveyor_jobs j ON j.id = n.job_id
+WHERE n.workflow_id = ANY(CAST(:ids AS uuid[]))
+GROUP BY 1, 2
+""")
+
+
+def node_summaries(conn: Connection, workflow_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Per workflow, in one query: nodes per state (as ``get_workflow`` shows them) and the
+    weighted progress, for lists."""
+    out: dict[str, dict[str, Any]] = {
+        w: {"counts": {}, "weight": 0.0, "done": 0.0, "finished_at": None} for w in workflow_ids
+    }
+    if not workflow_ids:
+        return out
+    rows = conn.execute(_SUMMARIES, {"ids": workflow_ids}).all()
+    for wf_id, state, n, weight, done, finished_at in rows:
+        entry = out[str(wf_id)]
+        if finished_at is not None:
+            entry["finished_at"] = max(finished_at, entry["finished_at"] or finished_at)
+        entry["counts"][state] = int(n)
+        entry["weight"] += float(weight or 0)
+        entry["done"] += float(done or 0)
+    return out
+
+
 # --- control -------------------------------------------------------------------------------
 
 

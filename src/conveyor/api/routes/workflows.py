@@ -18,7 +18,7 @@ from conveyor.api.auth import Principal, ReadJobs, WholeRead, WriteJobs, authori
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.control import task_queue
 from conveyor.errors import WorkflowNotFound
-from conveyor.workflows import WorkflowOut, WorkflowPage, Workflows, WorkflowSpec
+from conveyor.workflows import TEXT_PATTERN, WorkflowOut, WorkflowPage, Workflows, WorkflowSpec
 
 router = APIRouter(tags=["workflows"])
 
@@ -52,7 +52,7 @@ def list_workflows(
     principal: WholeRead,
     services: ServicesDep,
     source: Literal["canvas", "spec"] | None = None,
-    name: Annotated[str | None, Query(max_length=255)] = None,
+    name: Annotated[str | None, Query(max_length=255, pattern=TEXT_PATTERN)] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> WorkflowPage:
