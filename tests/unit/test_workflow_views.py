@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conveyor.web.workflow_views import clip, state_counts, workflow_view
-from conveyor.workflows import WorkflowEdge, WorkflowNode, WorkflowOut
+from conveyor.web.workflow_views import clip, state_counts, workflow_row, workflow_view
+from conveyor.workflows import WorkflowEdge, WorkflowNode, WorkflowOut, WorkflowSummary
 
 NOW = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
 
@@ -84,3 +84,20 @@ def test_long_names_are_clipped_for_the_box_and_counts_keep_job_state_order() ->
     counts = state_counts(["pending", "succeeded", "running", "succeeded"])
     assert list(counts)[:3] == ["scheduled", "queued", "running"]
     assert list(counts)[-1] == "pending" and counts["succeeded"] == 2
+
+
+def test_a_listed_workflow_counts_its_finished_nodes_and_runs_from_its_creation() -> None:
+    summary = WorkflowSummary(
+        id="0190a0b0-0000-7000-8000-0000000000ee",
+        name=None,
+        source="canvas",
+        state="running",
+        created_at=NOW - timedelta(seconds=90),
+        finished_at=None,
+        progress=0.5,
+        counts={"succeeded": 2, "failed": 1, "running": 1, "pending": 2},
+    )
+    row = workflow_row(summary, NOW)
+    assert (row.done, row.total) == (3, 6)
+    assert row.name == "workflow" and row.percent == 50.0
+    assert row.started_at == NOW - timedelta(seconds=90) and row.duration == "1m 30s"

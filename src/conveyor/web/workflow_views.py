@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from conveyor.core.states import JobState
 from conveyor.web import formatting as fmt
 from conveyor.web.dag_layout import Box, Frame, Geometry, layout
 from conveyor.web.job_views import STATES, TERMINAL
+from conveyor.workflows import WorkflowEdge, WorkflowNode, WorkflowOut, WorkflowSummary
 
 WORKFLOW_STATES: tuple[str, ...] = ("running", "succeeded", "failed", "cancelled")
 """A workflow's states, aggregated from its nodes (``conveyor.workflows.WorkflowState``)."""
@@ -87,7 +87,7 @@ class GraphView:
     frames: list[Frame]
 
 
-def graph_view(nodes: list[Any], edges: list[Any], now: datetime) -> GraphView:
+def graph_view(nodes: list[WorkflowNode], edges: list[WorkflowEdge], now: datetime) -> GraphView:
     """Lay out a workflow's nodes and edges (keyed by step) for the template."""
     keys = [node_key(n) for n in nodes]
     drawn = layout(keys, [edge_key(e) for e in edges], Geometry())
@@ -114,13 +114,13 @@ def graph_view(nodes: list[Any], edges: list[Any], now: datetime) -> GraphView:
     return GraphView(drawn.width, drawn.height, views, lines, list(drawn.frames))
 
 
-def node_key(node: Any) -> str:
+def node_key(node: WorkflowNode) -> str:
     """The node's id in the graph: its step's name, unique in its workflow (a spec step has
     no job until its parents succeed)."""
     return str(node.step)
 
 
-def edge_key(edge: Any) -> tuple[str, str]:
+def edge_key(edge: WorkflowEdge) -> tuple[str, str]:
     """An edge as (parent, child) node keys."""
     return (str(edge.parent), str(edge.child))
 
@@ -170,7 +170,39 @@ def state_counts(states: list[str]) -> dict[str, int]:
     return {state: found.get(state, 0) for state in (*STATES, *others)}
 
 
-def workflow_view(wf: Any, now: datetime | None = None) -> WorkflowView:
+@dataclass(frozen=True)
+class WorkflowRow:
+    """One row of the workflows list."""
+
+    id: str
+    name: str
+    source: str
+    state: str
+    percent: float | None
+    done: int
+    total: int
+    started_at: datetime
+    duration: str
+
+
+def workflow_row(wf: WorkflowSummary, now: datetime | None = None) -> WorkflowRow:
+    """A listed workflow. It starts when it is recorded (its first steps are submitted then),
+    so its start is its creation."""
+    now = now or datetime.now(UTC)
+    return WorkflowRow(
+        id=wf.id,
+        name=wf.name or "workflow",
+        source=wf.source,
+        state=wf.state,
+        percent=percent_of(wf.progress),
+        done=sum(n for state, n in wf.counts.items() if state in TERMINAL),
+        total=sum(wf.counts.values()),
+        started_at=wf.created_at,
+        duration=span(wf.created_at, wf.finished_at, now),
+    )
+
+
+def workflow_view(wf: WorkflowOut, now: datetime | None = None) -> WorkflowView:
     """The page's view of a workflow as ``conveyor.workflows.get_workflow`` returns it."""
     now = now or datetime.now(UTC)
     states = [n.state for n in wf.nodes]
@@ -178,7 +210,7 @@ def workflow_view(wf: Any, now: datetime | None = None) -> WorkflowView:
     started = min(starts) if starts else None
     terminal = wf.state in TERMINAL
     return WorkflowView(
-        id=str(wf.id),
+        id=wf.id,
         name=wf.name or "workflow",
         source=wf.source,
         state=wf.state,

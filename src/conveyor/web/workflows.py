@@ -22,7 +22,13 @@ from conveyor.api.errors import status_for
 from conveyor.errors import InvalidTransition, SubmitError, WorkflowNotFound
 from conveyor.web.pages import Pages, PagesDep, page_errors
 from conveyor.web.session import page_scope
-from conveyor.web.workflow_views import WORKFLOW_STATES, WorkflowView, workflow_view
+from conveyor.web.workflow_views import (
+    WORKFLOW_STATES,
+    WorkflowRow,
+    WorkflowView,
+    workflow_row,
+    workflow_view,
+)
 from conveyor.workflows import WorkflowOut, Workflows
 
 router = APIRouter(include_in_schema=False)
@@ -96,19 +102,19 @@ def workflows_page(
 
 def newest(
     services: Services, state: str | None, cursor: str | None
-) -> tuple[list[WorkflowView], str | None]:
+) -> tuple[list[WorkflowRow], str | None]:
     """The workflows to list from ``cursor`` on (only those in ``state``, if given), and
     where the next page starts. Whole pages are read until enough match, the list ends or
     ``SCAN_MAX`` were looked at. ValueError for a cursor that is not one."""
     flows = service(services)
-    shown: list[WorkflowView] = []
+    shown: list[WorkflowRow] = []
     scanned = 0
     while True:
         found = flows.list_workflows(limit=PAGE_SIZE, cursor=cursor)
         scanned += len(found.items)
         for item in found.items:
             if state is None or item.state == state:
-                shown.append(workflow_view(flows.get_workflow(item.id)))
+                shown.append(workflow_row(item))
         cursor = found.next_cursor
         if len(shown) >= PAGE_SIZE or cursor is None or scanned >= SCAN_MAX:
             return shown, cursor
