@@ -50,6 +50,7 @@ def diamond(states: dict[str, str], state: str = "running", source: str = "spec"
 
 def test_a_running_diamond() -> None:
     wf = diamond({"A": "succeeded", "B": "running", "C": "failed", "D": "pending"})
+    wf.nodes[2].error_type, wf.nodes[2].error_message = "ValueError", "x" * 1000
     view = workflow_view(wf, NOW)
     assert view.percent == 37.5 and view.eta == "7.5 s"
     assert (view.done, view.total) == (2, 4)
@@ -64,6 +65,8 @@ def test_a_running_diamond() -> None:
     assert by_name["A"].percent is None
     assert by_name["D"].job_id is None and by_name["D"].caption == "pending"
     assert "task demo.step" in by_name["B"].tooltip and "state running" in by_name["B"].tooltip
+    assert "error" not in by_name["B"].tooltip
+    assert by_name["C"].tooltip.endswith("error ValueError: " + "x" * 287 + "…")
     # Edges out of a succeeded node are drawn done (solid); others not yet.
     assert sorted(e.done for e in view.graph.edges) == [False, False, True, True]
     assert by_name["D"].box.y > by_name["B"].box.y > by_name["A"].box.y

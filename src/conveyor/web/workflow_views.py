@@ -19,6 +19,8 @@ from conveyor.workflows import WorkflowEdge, WorkflowNode, WorkflowOut, Workflow
 
 WORKFLOW_STATES: tuple[str, ...] = ("running", "succeeded", "failed", "cancelled")
 """A workflow's states, aggregated from its nodes (``conveyor.workflows.WorkflowState``)."""
+ERROR_CHARS = 300
+"""Characters of a failed node's error in its tooltip (its job page shows it whole)."""
 LABEL_CHARS = 19
 """Characters of a step's name that fit in its box at the page's font size; longer names are
 cut with an ellipsis (the tooltip shows them whole)."""
@@ -56,10 +58,14 @@ class NodeView:
     duration: str
     percent: float | None
     box: Box
+    error: str | None = None
 
     @property
     def tooltip(self) -> str:
-        return f"{self.name}\ntask {self.task}\nstate {self.state}\nduration {self.duration}"
+        lines = [self.name, f"task {self.task}", f"state {self.state}", f"duration {self.duration}"]
+        if self.error:
+            lines.append(f"error {clip(self.error, ERROR_CHARS)}")
+        return "\n".join(lines)
 
     @property
     def caption(self) -> str:
@@ -103,6 +109,7 @@ def graph_view(nodes: list[WorkflowNode], edges: list[WorkflowEdge], now: dateti
             duration=span(node.started_at, node.finished_at, now),
             percent=percent_of(node.progress) if node.state == JobState.RUNNING.value else None,
             box=drawn.boxes[key],
+            error=": ".join(p for p in (node.error_type, node.error_message) if p) or None,
         )
         for key, node in by_key.items()
     ]
