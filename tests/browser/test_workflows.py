@@ -59,3 +59,34 @@ def test_the_demo_workflow_fills_in_live_and_nodes_lead_to_their_jobs(
     page.click(f".facts a[href$='/workflows/{workflow_id}']")
     page.wait_for_url(f"**/workflows/{workflow_id}")
     page.wait_for_selector("svg.dag")
+
+
+def test_a_failing_workflow_offers_retry_live_and_retries_from_the_page(
+    operator_page: Any, dashboard: Dashboard
+) -> None:
+    spec = {
+        "name": "browser retry",
+        "steps": [
+            {"name": "wait", "task": "demo.sleep", "args": [2]},
+            {"name": "broken", "task": "demo.fail", "args": ["on purpose"], "after": ["wait"]},
+        ],
+    }
+    with dashboard.api() as api:
+        r = api.post("/api/v1/workflows", json=spec)
+    assert r.status_code == 202, r.text
+    workflow_id = r.json()["id"]
+    page = operator_page
+    page.goto(f"{dashboard.url}/workflows/{workflow_id}")
+    page.evaluate("document.body.dataset.marker = 'no reload'")
+    assert page.locator("button:text('Cancel')").count() == 1  # running: it may be cancelled
+    # The workflow fails while the page is open: its buttons follow without a reload.
+    page.wait_for_selector(".workflow .actions button:text('Retry')", timeout=60_000)
+    assert page.locator("button:text('Cancel')").count() == 0
+    assert page.locator("svg.dag a.dag-node.state-failed").count() == 1
+    tooltip = page.locator("svg.dag a.dag-node.state-failed title").text_content() or ""
+    assert "on purpose" in tooltip
+    assert page.evaluate("document.body.dataset.marker") == "no reload"
+    page.click(".workflow .actions button:text('Retry')")
+    page.wait_for_url("**?notice=retried")
+    assert "failed and never-run steps run again" in page.locator(".flash-ok").inner_text()
+    page.screenshot(path=str(dashboard.screenshots / "workflow-retried.png"), full_page=True)
