@@ -48,6 +48,7 @@ NOTICES: dict[str, str] = {
 
 
 def service(services: Services) -> Workflows:
+    """The workflows service the REST API uses, over this app's control plane."""
     return Workflows(services.control)
 
 
@@ -65,7 +66,7 @@ def fetch(services: Services, workflow_id: str) -> WorkflowOut:
     return service(services).get_workflow(parse_workflow_id(workflow_id))
 
 
-def load(request: Request, services: Services, workflow_id: str) -> WorkflowView:
+def load(services: Services, workflow_id: str) -> WorkflowView:
     """The page's view of a workflow; an unknown or malformed id is a 404 page."""
     with page_errors():
         return workflow_view(fetch(services, workflow_id))
@@ -191,9 +192,7 @@ def workflow_page(
     notice: str | None = None,
 ) -> HTMLResponse:
     """One workflow: its graph, progress and ETA, nodes per state, cancel and retry."""
-    return render(
-        request, pages, load(request, services, workflow_id), notice=NOTICES.get(notice or "")
-    )
+    return render(request, pages, load(services, workflow_id), notice=NOTICES.get(notice or ""))
 
 
 def render(
@@ -232,7 +231,7 @@ def act(
             else:
                 flows.retry(workflow_id)
         except InvalidTransition as exc:
-            wf = load(request, services, workflow_id)
+            wf = load(services, workflow_id)
             return render(request, pages, wf, error=str(exc), status_code=status_for(exc))
     return redirect(request, workflow_id, "cancelled" if action == "cancel" else "retried")
 
@@ -260,7 +259,7 @@ def live_parts(
     """The parts of the workflow page that change while it runs (state, buttons, progress,
     counts, the graph), rendered from the ledger, for the page's script to swap in; 304 when
     they are what the script has (its ``If-None-Match``), so a waiting graph costs little."""
-    wf = load(request, services, workflow_id)
+    wf = load(services, workflow_id)
     response = pages.render(request, "workflow_live.html", {"wf": wf}, active="workflows")
     etag = '"' + hashlib.sha256(bytes(response.body)).hexdigest()[:32] + '"'
     if request.headers.get("if-none-match") == etag:
