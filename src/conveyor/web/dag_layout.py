@@ -230,6 +230,7 @@ class _Band:
     height: float
     columns: int  # nodes per row; 0 when the layer is one row with its lanes among the nodes
     rows: int
+    lane_pitch: float  # from one lane to the next, for a grid's lanes at its right
 
 
 @dataclass
@@ -289,11 +290,14 @@ def layout(
     bands, widths = _bands(graph.order, g)
     width = max(widths) + 2 * g.margin
     height = bands[-1].top + bands[-1].height + g.margin
-    boxes, lane_x = _place(graph.order, bands, widths, width, g)
+    boxes, lane_x = _place(graph, bands, widths, width, g)
+    # A frame around each grid of several nodes (a lone node wraps only to make room for
+    # the lanes beside it).
     frames = {
-        index: _frame(index, [boxes[s] for s in slots if isinstance(s, str)], g)
+        index: _frame(index, members, g)
         for index, slots in enumerate(graph.order)
         if bands[index].columns
+        and len(members := [boxes[s] for s in slots if isinstance(s, str)]) > 1
     }
     routes = _routes(graph, boxes, lane_x, bands, frames, g)
     layers = tuple(tuple(s for s in slots if isinstance(s, str)) for slots in graph.order)
@@ -302,7 +306,8 @@ def layout(
 
 def _bands(order: list[list[_Slot]], g: Geometry) -> tuple[list[_Band], list[float]]:
     """Each layer's band (a row, or a grid when one row would be wider than ``max_width``)
-    and the width its content takes."""
+    and the width its content takes. A grid's lanes (long edges passing it) close up when
+    there are so many that they would not fit beside one column."""
     usable = g.max_width - 2 * g.margin
     pitch = g.node_width + g.column_gap
     lane_pitch = g.lane_width + g.column_gap
@@ -313,42 +318,48 @@ def _bands(order: list[list[_Slot]], g: Geometry) -> tuple[list[_Band], list[flo
         real = sum(1 for s in slots if isinstance(s, str))
         lanes = len(slots) - real
         one_row = real * pitch + lanes * lane_pitch - g.column_gap
-        if one_row <= usable or real <= 1:
-            bands.append(_Band(y, g.node_height, 0, 1))
-            widths.append(max(one_row, 0.0))
+        if one_row <= usable:
+            bands.append(_Band(y, g.node_height, 0, 1, lane_pitch))
+            widths.append(one_row)
         else:
-            room = usable - lanes * lane_pitch
+            spacing = min(lane_pitch, (usable - pitch) / lanes) if lanes else lane_pitch
+            room = usable - lanes * spacing
             columns = max(1, int((room + g.column_gap) // pitch))
             rows = -(-real // columns)
-            bands.append(_Band(y, rows * g.node_height + (rows - 1) * g.row_gap, columns, rows))
-            widths.append(min(columns, real) * pitch - g.column_gap + lanes * lane_pitch)
+            height = rows * g.node_height + (rows - 1) * g.row_gap
+            bands.append(_Band(y, height, columns, rows, spacing))
+            widths.append(min(columns, real) * pitch - g.column_gap + lanes * spacing)
         y += bands[-1].height + g.layer_gap
     return bands, widths
 
 
 def _place(
-    order: list[list[_Slot]], bands: list[_Band], widths: list[float], width: float, g: Geometry
+    graph: _Graph, bands: list[_Band], widths: list[float], width: float, g: Geometry
 ) -> tuple[dict[str, Box], dict[_Slot, float]]:
-    """Boxes of the nodes and x of the lanes, each layer centred in ``width``."""
+    """Boxes of the nodes and x of the lanes. A grid is centred in ``width``; a row's slots
+    sit under the middle of their parents where the row leaves room (see :func:`_row_lefts`),
+    so a branch hangs under the node it comes from."""
     pitch = g.node_width + g.column_gap
     boxes: dict[str, Box] = {}
     lane_x: dict[_Slot, float] = {}
-    for index, slots in enumerate(order):
+    centre: dict[_Slot, float] = {}  # every slot placed so far: the x its edges meet
+    for index, slots in enumerate(graph.order):
         band = bands[index]
         x = (width - widths[index]) / 2
         real = [s for s in slots if isinstance(s, str)]
         if band.columns == 0:  # one row, long edges' lanes among the nodes
+            sizes = [g.node_width if isinstance(s, str) else g.lane_width for s in slots]
+            lefts = _row_lefts(slots, sizes, graph.up, centre, x, width, g)
             column = 0
-            for slot in slots:
+            for slot, left, size in zip(slots, lefts, sizes, strict=True):
+                centre[slot] = left + size / 2
                 if isinstance(slot, str):
                     boxes[slot] = Box(
-                        x, band.top, g.node_width, g.node_height, slot, index, 0, column
+                        left, band.top, g.node_width, g.node_height, slot, index, 0, column
                     )
                     column += 1
-                    x += pitch
                 else:
-                    lane_x[slot] = x + g.lane_width / 2
-                    x += g.lane_width + g.column_gap
+                    lane_x[slot] = centre[slot]
             continue
         for i, slot in enumerate(real):  # a grid, row by row, long edges' lanes at its right
             row, column = divmod(i, band.columns)
@@ -356,12 +367,42 @@ def _place(
             boxes[slot] = Box(
                 x + column * pitch, top, g.node_width, g.node_height, slot, index, row, column
             )
-        lane = x + min(band.columns, len(real)) * pitch
+            centre[slot] = boxes[slot].top[0]
+        lane = x + min(band.columns, len(real)) * pitch - g.column_gap  # the grid's right
         for slot in slots:
             if isinstance(slot, _Virtual):
-                lane_x[slot] = lane + g.lane_width / 2
-                lane += g.lane_width + g.column_gap
+                lane_x[slot] = centre[slot] = lane + band.lane_pitch / 2
+                lane += band.lane_pitch
     return boxes, lane_x
+
+
+def _row_lefts(
+    slots: list[_Slot],
+    sizes: list[float],
+    up: dict[_Slot, list[_Slot]],
+    centre: dict[_Slot, float],
+    start: float,
+    width: float,
+    g: Geometry,
+) -> list[float]:
+    """Left edges of a row's slots, in order: each wants to be centred under the mean of its
+    parents (a root keeps its place in the row packed from ``start``) and is pushed right past
+    its left neighbour where they would overlap; the row is then moved inside the margins, or
+    packed from ``start`` when the pushing made it too wide."""
+    packed: list[float] = []
+    lefts: list[float] = []
+    for i, (slot, size) in enumerate(zip(slots, sizes, strict=True)):
+        packed.append(packed[-1] + sizes[i - 1] + g.column_gap if packed else start)
+        parents = [centre[p] for p in up.get(slot, ()) if p in centre]
+        left = sum(parents) / len(parents) - size / 2 if parents else packed[-1]
+        if lefts:
+            left = max(left, lefts[-1] + sizes[i - 1] + g.column_gap)
+        lefts.append(left)
+    low, high = g.margin, width - g.margin
+    if lefts[-1] + sizes[-1] - lefts[0] > high - low:
+        return packed
+    shift = min(0.0, high - (lefts[-1] + sizes[-1])) or max(0.0, low - lefts[0])
+    return [x + shift for x in lefts]
 
 
 def _routes(
@@ -418,7 +459,7 @@ def _bundle(
     if into and members[below] <= set(graph.down[source]):
         if not out_of:
             return (below, "in", source)
-        if all(members[below] <= set(graph.down[member]) for member in members[above]):
+        if all(members[below] <= set(graph.down.get(member, ())) for member in members[above]):
             return (above, "across", "")
     if out_of and not into and members[above] <= set(graph.up[target]):
         return (above, "out", target)
