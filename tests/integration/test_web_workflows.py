@@ -109,6 +109,9 @@ def test_the_demo_runs_from_its_button_and_its_page_draws_the_graph(client: Any)
     rows = re.findall(r'<tr data-job-id="([0-9a-f-]{36})"', jobs)
     assert sorted(rows) == sorted(n["job_id"] for n in done["nodes"])
     assert jobs.count(f'/workflows/{workflow_id}"') >= 4
+    chip = jobs.split('id="workflow-filter"', 1)[1].split("</p>", 1)[0]
+    assert "demo diamond" in chip and 'class="chip-clear"' in chip
+    assert f'name="workflow" value="{workflow_id}"' in jobs  # kept by the filter form
     bad = client.get("/jobs", params={"workflow": "not-an-id"})
     assert bad.status_code == 400 and "not a workflow id" in bad.text
     # The job page links to its workflow.

@@ -60,6 +60,7 @@ def test_the_workflow_filter_is_canonical_round_trips_and_narrows_the_jobs() -> 
     assert query.filter_params() == [("workflow", wanted.lower())]
     assert parse(**dict(query.filter_params())) == query
     assert query.job_filter().workflow_id == wanted.lower()
+    assert query.without_workflow() == parse()
     bad = parse(workflow="nope")
     assert bad.workflow is None and not bad.filtered
     assert bad.problems == ("'nope' is not a workflow id; the workflow filter was dropped",)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import Connection
 
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.api.errors import status_for
@@ -21,6 +22,7 @@ from conveyor.core.ids import parse_job_id
 from conveyor.core.states import JobState
 from conveyor.errors import InvalidTransition, JobNotFound, SubmitError
 from conveyor.ledger import repository as repo
+from conveyor.ledger.workflows import get_workflow_row
 from conveyor.web.job_views import (
     STATES,
     JobDetail,
@@ -56,6 +58,16 @@ def queue_names(services: Services) -> list[str]:
     """Known queues in priority order, for the queue filter's suggestions."""
     declared = [str(q) for q in services.app.amqp.queues]
     return list(dict.fromkeys([*services.settings.queues, *PRIORITY_QUEUES, *declared]))
+
+
+def workflow_name(conn: Connection, workflow_id: str | None) -> str | None:
+    """The name of the workflow the list is filtered by, for its label (None: no filter)."""
+    if workflow_id is None:
+        return None
+    row = get_workflow_row(conn, workflow_id)
+    if row is None:
+        return "an unknown workflow"
+    return str(row["name"] or workflow_id)
 
 
 @router.get("/jobs", name="web_jobs", response_class=HTMLResponse)
@@ -97,6 +109,7 @@ def jobs_page(
             conn, query.job_filter(), limit=query.limit, cursor=query.cursor
         )
         counts = repo.state_counts(conn)
+        named = workflow_name(conn, query.workflow)
     context: dict[str, Any] = {
         "query": query,
         "jobs": [job_summary(r, now) for r in rows],
@@ -110,6 +123,7 @@ def jobs_page(
         "notice": bulk_notice(notice, n, m),
         "bulk_max": BULK_MAX,
         "within_choices": WITHIN,
+        "workflow_name": named,
     }
     status = 400 if query.problems else 200
     return pages.render(request, "jobs.html", context, status_code=status, active="jobs")

@@ -76,7 +76,7 @@ class ListQuery:
     within: str | None = None
     after: datetime | None = None
     before: datetime | None = None
-    workflow: str | None = None
+    workflow: str | None = None  # the id of the workflow the jobs are nodes of
     problems: tuple[str, ...] = ()
 
     @classmethod
@@ -214,3 +214,7 @@ class ListQuery:
     def only_state(self, state: str) -> ListQuery:
         """The same filters narrowed to one state, from the first page."""
         return replace(self, states=(state,), cursor=None, problems=())
+
+    def without_workflow(self) -> ListQuery:
+        """The same filters with the jobs of every workflow, from the first page."""
+        return replace(self, workflow=None, cursor=None, problems=())
