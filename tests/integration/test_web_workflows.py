@@ -116,7 +116,8 @@ def test_the_demo_runs_from_its_button_and_its_page_draws_the_graph(client: Any)
     assert bad.status_code == 400 and "not a workflow id" in bad.text
     # The job page links to its workflow.
     job_page = client.get(f"/jobs/{rows[0]}").text
-    assert f'/workflows/{workflow_id}"' in job_page
+    link = job_page.split('id="job-workflow">', 1)[1].split("</a>", 1)[0]
+    assert link == "demo diamond" and f'/workflows/{workflow_id}"' in job_page
 
 
 def test_cancel_from_the_page_stops_the_workflow(client: Any) -> None:

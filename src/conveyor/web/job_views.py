@@ -19,6 +19,7 @@ from conveyor.core.ids import parse_job_id
 from conveyor.core.states import JobState
 from conveyor.errors import JobNotFound
 from conveyor.ledger import repository as repo
+from conveyor.ledger.workflows import get_workflow_row
 from conveyor.web import formatting as fmt
 
 TERMINAL: frozenset[str] = frozenset(s.value for s in JobState if s.terminal)
@@ -197,6 +198,7 @@ class JobDetail:
     children: list[dict[str, Any]]
     result: ResultView | None
     waited: str
+    workflow_name: str | None = None  # of the workflow the job is a node of
 
     @property
     def id(self) -> str:
@@ -272,4 +274,12 @@ def load_job_detail(conn: Connection, job_id: str) -> JobDetail:
         children=children,
         result=result_view(conn, row),
         waited=fmt.format_duration(fmt.seconds_between(queued, first_start)),
+        workflow_name=_workflow_name(conn, row.get("workflow_id")),
     )
+
+
+def _workflow_name(conn: Connection, workflow_id: str | None) -> str | None:
+    if workflow_id is None:
+        return None
+    found = get_workflow_row(conn, workflow_id)
+    return str(found["name"] or "workflow") if found else None
