@@ -133,6 +133,9 @@ def test_cancel_from_the_page_stops_the_workflow(client: Any) -> None:
     )
     page = client.get(f"/workflows/{workflow_id}").text
     assert f'/workflows/{workflow_id}/cancel"' in page
+    # Counts link to the workflow's jobs in a state; the step not yet run, to the graph.
+    assert re.search(f'\\?workflow={workflow_id}&amp;state=(queued|running)"', page)
+    assert 'href="#graph"' in page and 'id="graph"' in page
     assert 'data-terminal="false"' in page
     assert f"/workflows/{workflow_id}/retry" not in page
     # Retrying a running workflow is refused with the reason, on its page.

@@ -156,6 +156,12 @@ class WorkflowView:
     def can_cancel(self) -> bool:
         return not self.terminal
 
+    @staticmethod
+    def listable(state: str) -> bool:
+        """Whether nodes in ``state`` are jobs the jobs list can show (a step not yet run is
+        not a job)."""
+        return state in STATES
+
     @property
     def poll_ms(self) -> int:
         """How often the page refreshes while it runs: every second, less often for a large
