@@ -81,6 +81,14 @@ def test_retry_applies_to_an_ended_spec_workflow_that_did_not_succeed() -> None:
     assert not workflow_view(diamond(done, state="succeeded"), NOW).can_retry
 
 
+def test_a_node_that_ended_without_a_finish_time_has_no_running_duration() -> None:
+    states = {"A": "succeeded", "B": "cancelled", "C": "succeeded", "D": "pending"}
+    wf = diamond(states, state="cancelled")
+    wf.nodes[1].finished_at = None
+    by_name = {n.name: n for n in workflow_view(wf, NOW).graph.nodes}
+    assert by_name["B"].duration == "—" and by_name["B"].caption == "cancelled"
+
+
 def test_long_names_are_clipped_for_the_box_and_counts_keep_job_state_order() -> None:
     assert clip("a" * 40) == "a" * 18 + "…"
     assert clip("short") == "short"

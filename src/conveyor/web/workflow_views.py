@@ -10,15 +10,22 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import get_args
 
 from conveyor.core.states import JobState
 from conveyor.web import formatting as fmt
 from conveyor.web.dag_layout import Box, Frame, Geometry, layout
 from conveyor.web.job_views import STATES, TERMINAL
-from conveyor.workflows import WorkflowEdge, WorkflowNode, WorkflowOut, WorkflowSummary
+from conveyor.workflows import (
+    WorkflowEdge,
+    WorkflowNode,
+    WorkflowOut,
+    WorkflowState,
+    WorkflowSummary,
+)
 
-WORKFLOW_STATES: tuple[str, ...] = ("running", "succeeded", "failed", "cancelled")
-"""A workflow's states, aggregated from its nodes (``conveyor.workflows.WorkflowState``)."""
+WORKFLOW_STATES: tuple[str, ...] = get_args(WorkflowState)
+"""A workflow's states, aggregated from its nodes."""
 ERROR_CHARS = 300
 """Characters of a failed node's error in its tooltip (its job page shows it whole)."""
 LABEL_CHARS = 19
@@ -94,19 +101,20 @@ class GraphView:
 
 
 def graph_view(nodes: list[WorkflowNode], edges: list[WorkflowEdge], now: datetime) -> GraphView:
-    """Lay out a workflow's nodes and edges (keyed by step) for the template."""
-    keys = [node_key(n) for n in nodes]
-    drawn = layout(keys, [edge_key(e) for e in edges], Geometry())
+    """Lay out a workflow's nodes and edges for the template. Nodes are keyed by step, unique
+    in a workflow (a spec step has no job until its parents succeed)."""
+    keys = [n.step for n in nodes]
+    drawn = layout(keys, [(e.parent, e.child) for e in edges], Geometry())
     by_key = dict(zip(keys, nodes, strict=True))
     views = [
         NodeView(
             key=key,
-            job_id=str(node.job_id) if node.job_id is not None else None,
+            job_id=node.job_id,
             name=node.name,
             task=node.task,
             state=node.state,
             label=clip(node.name),
-            duration=span(node.started_at, node.finished_at, now),
+            duration=node_duration(node, now),
             percent=percent_of(node.progress) if node.state == JobState.RUNNING.value else None,
             box=drawn.boxes[key],
             error=": ".join(p for p in (node.error_type, node.error_message) if p) or None,
@@ -121,15 +129,12 @@ def graph_view(nodes: list[WorkflowNode], edges: list[WorkflowEdge], now: dateti
     return GraphView(drawn.width, drawn.height, views, lines, list(drawn.frames))
 
 
-def node_key(node: WorkflowNode) -> str:
-    """The node's id in the graph: its step's name, unique in its workflow (a spec step has
-    no job until its parents succeed)."""
-    return str(node.step)
-
-
-def edge_key(edge: WorkflowEdge) -> tuple[str, str]:
-    """An edge as (parent, child) node keys."""
-    return (str(edge.parent), str(edge.child))
+def node_duration(node: WorkflowNode, now: datetime) -> str:
+    """How long the node's job ran, or has run so far; a dash when it ended without saying
+    when (cancelled before it finished)."""
+    if node.finished_at is None and node.state in TERMINAL:
+        return fmt.DASH
+    return span(node.started_at, node.finished_at, now)
 
 
 @dataclass(frozen=True)
