@@ -237,6 +237,11 @@ def test_unknown_and_malformed_workflows_are_404_pages(client: Any) -> None:
     for action in ("cancel", "retry"):
         r = client.post(f"/workflows/{unknown}/{action}", headers=SAME_ORIGIN)
         assert r.status_code == 404
+        # A GET of an action's URL (a bookmark) leads to the page and does nothing.
+        r = client.get(f"/workflows/{unknown}/{action}", headers=HTML, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].endswith(f"/workflows/{unknown}")
+    r = client.get(f"/workflows/{unknown}/nodes", headers=HTML)
+    assert r.status_code == 404 and "text/html" in r.headers["content-type"]
 
 
 # ---------------------------------------------------------------------------------- roles

@@ -252,6 +252,16 @@ def retry_workflow(
     return act(request, services, pages, workflow_id, "retry")
 
 
+@router.get("/workflows/{workflow_id}/{action}", name="web_workflow_action_get")
+def action_by_get(workflow_id: str, action: str, request: Request) -> Response:
+    """A GET of an action's URL (a bookmark, the back button) leads to the workflow's page,
+    and does nothing; any other path below a workflow is a 404 page."""
+    if action not in ("cancel", "retry"):
+        with page_errors():
+            raise WorkflowNotFound(f"{workflow_id}/{action}")
+    return RedirectResponse(str(request.url_for("web_workflow", workflow_id=workflow_id)), 303)
+
+
 @router.get("/live/workflows/{workflow_id}", name="web_workflow_parts", response_class=HTMLResponse)
 def live_parts(
     workflow_id: str, request: Request, services: ServicesDep, pages: PagesDep
