@@ -9,8 +9,9 @@
  *   error and result, the attempts table) are fetched as server-rendered HTML
  *   (data-parts-url) and swapped in, up to the final outcome, without a reload.
  *
- * Workflow page: polls its server-rendered parts (graph included) each second while the
- *   workflow runs and swaps in those that changed, the same way.
+ * Workflow page: polls its server-rendered parts (graph included) while the workflow runs,
+ *   every second (a large graph less often; an unchanged one answers 304), and swaps in the
+ *   parts that changed, the same way.
  *
  * Job data is written with textContent, never innerHTML: it is untrusted. The swapped parts
  * are the server's own escaped templates, parsed with DOMParser (which runs no script).
