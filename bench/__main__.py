@@ -13,7 +13,17 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from bench import api, catalog, dashboard, factory, factory_api, latency, schedules, throughput
+from bench import (
+    api,
+    catalog,
+    chord,
+    dashboard,
+    factory,
+    factory_api,
+    latency,
+    schedules,
+    throughput,
+)
 from bench.machine import code_fingerprint, describe
 from bench.report import Figure, render
 from bench.stack import REPO, BenchError, Stack
@@ -27,6 +37,7 @@ BENCHMARKS = (
     "factory-api",
     "schedules",
     "dashboard",
+    "chord",
 )
 
 
@@ -70,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         "--ledger-jobs", type=int, default=1_000_000, help="jobs seeded for the dashboard run"
     )
     p.add_argument("--repeats", type=int, default=20, help="requests per dashboard page")
+    p.add_argument("--chord-tasks", type=int, default=1000, help="header tasks of the chord run")
     p.add_argument("--markdown", action="store_true", help="print Markdown for the docs")
     p.add_argument("--keep", action="store_true", help="keep the run directory (child logs)")
     return p
@@ -147,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                 print("schedules due in the same minute:", file=sys.stderr)
                 for submitters in (0, 2):
                     figures += schedules.figures(schedules.run(stack, submitters=submitters))
+            if "chord" in selected:
+                print(f"chord of {args.chord_tasks:,} header tasks:", file=sys.stderr)
+                figures += chord.figures(chord.run(stack, args.chord_tasks, args.rounds))
             if "dashboard" in selected:
                 # Last: the seeded ledger would slow the other runs' inserts.
                 print("dashboard pages over a large ledger:", file=sys.stderr)

@@ -95,7 +95,9 @@ def conveyor_app(settings: Settings | None, prefix: str | None) -> Celery:
     # Defaults added later take precedence over install()'s, and stay lazy.
     app.add_defaults(queue_defaults)
     app.task(name=TASK)(noop)
-    return app
+    from bench.chord import register  # the chord benchmark's tasks (bench/chord.py)
+
+    return register(app)
 
 
 def reference(kind: Kind, settings: Settings, prefix: str) -> Celery:

@@ -184,12 +184,14 @@ class Control:
         idempotency_key: str | None = None,
         retry_of: str | None = None,
         schedule_id: str | None = None,
+        injected: int = 0,
     ) -> repo.NewJob:
         """Check a submission against the task's signature and limits: the job to record, or
-        a SubmitError that says what is wrong (nothing recorded, nothing published)."""
+        a SubmitError that says what is wrong (nothing recorded, nothing published).
+        ``injected``: leading arguments only known at run time (``TaskSignature.validate``)."""
         args = list(args or [])
         kwargs = dict(kwargs or {})
-        task_signature(self.app, task).validate(args, kwargs)
+        task_signature(self.app, task).validate(args, kwargs, injected=injected)
 
         def refuse(field: str, msg: str) -> InvalidSubmission:
             return InvalidSubmission(field, msg)
@@ -410,6 +412,8 @@ def publish(app: Celery, job_id: str, message: dict[str, Any], producer: Any = N
             expires=message.get("expires"),
             headers=_headers(message),
             producer=producer,
+            # A canvas step sent again keeps its chain, chord callback, links and group.
+            **(message.get("canvas") or {}),
             retry=True,
             retry_policy={
                 # One try: if the broker does not take it now, the outbox relay will.

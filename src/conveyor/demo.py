@@ -76,3 +76,57 @@ def flaky(fail_rate: float = 0.5) -> str:
 def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """Return what it was given."""
     return {"args": list(args), "kwargs": kwargs}
+
+
+@app.task(name="demo.step")
+def step(value: float = 0, add: float = 1, seconds: float = 1.0) -> float:
+    """Take `seconds` (reporting progress) to add `add` to `value`: a step of the demo DAG."""
+    for i in range(1, 11):
+        time.sleep(seconds / 10)
+        progress(i, 10, step="adding")
+    return value + add
+
+
+@app.task(name="demo.merge")
+def merge(values: list[float], seconds: float = 1.0) -> float:
+    """Take `seconds` to sum the results of the steps before it."""
+    time.sleep(seconds)
+    return sum(values)
+
+
+# The demo diamond as a workflow spec (POST /api/v1/workflows): A, then B and C on A's result,
+# then D on both of theirs. ``diamond()`` sends the same DAG with Celery's canvas.
+DIAMOND: dict[str, Any] = {
+    "name": "demo diamond",
+    "steps": [
+        {"name": "A", "task": "demo.step", "args": [1]},
+        {
+            "name": "B",
+            "task": "demo.step",
+            "kwargs": {"add": 10},
+            "after": ["A"],
+            "pass_result": True,
+        },
+        {
+            "name": "C",
+            "task": "demo.step",
+            "kwargs": {"add": 20, "seconds": 2.0},
+            "after": ["A"],
+            "pass_result": True,
+            "weight": 2,
+        },
+        {"name": "D", "task": "demo.merge", "after": ["B", "C"], "pass_result": True},
+    ],
+}
+
+
+def diamond(seconds: float = 1.0) -> Any:
+    """Send the demo diamond with Celery's canvas (a chain of A, the group of B and C, and D
+    as the chord callback); Celery's AsyncResult of D. Conveyor records it as one workflow."""
+    from celery import chain, group
+
+    return chain(
+        step.s(1, seconds=seconds),
+        group(step.s(add=10, seconds=seconds), step.s(add=20, seconds=seconds)),
+        merge.s(seconds=seconds),
+    ).apply_async()

@@ -14,6 +14,7 @@ ConveyorError                 root of everything Conveyor raises on purpose
 │   ├── PayloadTooLarge       the encoded payload exceeds the cap
 │   └── IdempotencyConflict   the key was used before with a different payload
 ├── JobNotFound               no job with that id is in the ledger
+├── WorkflowNotFound          no workflow with that id is in the ledger
 ├── QueueNotFound             no queue of that name is known to the app or the settings
 ├── InvalidTransition         the job's state does not allow the action
 ├── JobCancelled              raised inside a running task whose cancel was requested
@@ -120,6 +121,12 @@ class JobNotFound(ConveyorError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job with id {job_id!r} in the ledger")
         self.job_id = job_id
+
+
+class WorkflowNotFound(ConveyorError):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"no workflow with id {workflow_id!r} in the ledger")
+        self.workflow_id = workflow_id
 
 
 class QueueNotFound(ConveyorError):

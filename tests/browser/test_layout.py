@@ -70,6 +70,24 @@ def shot(page: Any, dashboard: Dashboard, name: str) -> None:
     page.screenshot(path=str(path), full_page=True)
 
 
+# A chord-like workflow too wide for one row: a start step, 40 parallel steps, a join.
+_WIDE_WORKFLOW = {
+    "name": "layout wide workflow",
+    "steps": [
+        {"name": "start", "task": "demo.add", "args": [1, 1]},
+        *(
+            {"name": f"part-{i:02d}", "task": "demo.add", "args": [i, i], "after": ["start"]}
+            for i in range(40)
+        ),
+        {
+            "name": "join-with-a-rather-long-step-name",
+            "task": "demo.echo",
+            "after": [f"part-{i:02d}" for i in range(40)],
+        },
+    ],
+}
+
+
 def _data(dashboard: Dashboard) -> dict[str, str]:
     """Some of everything, through the API; the ids of what detail pages show."""
     ids: dict[str, str] = {}
@@ -121,6 +139,9 @@ def _data(dashboard: Dashboard) -> dict[str, str]:
             f"/api/v1/schedules/{ids['schedule']}/pause",
             json={"note": "a long note, to see that it wraps " * 3},
         )
+        r = api.post("/api/v1/workflows", json=_WIDE_WORKFLOW)
+        assert r.status_code in (201, 202), r.text
+        ids["workflow"] = str(r.json()["id"])
 
         def settled() -> bool:
             states = {
@@ -155,6 +176,9 @@ def _pages(ids: dict[str, str]) -> list[tuple[str, str]]:
     return [
         ("overview", "/"),
         ("jobs", "/jobs"),
+        ("workflows", "/workflows"),
+        ("workflow-wide", f"/workflows/{ids['workflow']}"),
+        ("jobs-of-workflow", f"/jobs?workflow={ids['workflow']}"),
         ("job-succeeded", f"/jobs/{ids['succeeded']}"),
         ("job-failed", f"/jobs/{ids['failed']}"),
         ("job-dead", f"/jobs/{ids['dead']}"),
@@ -221,4 +245,4 @@ def test_pack_pages_are_grouped_under_their_pack(admin_page: Any, dashboard: Das
     assert factory.locator("h2").text_content() == "Factory"
     assert factory.locator("a").all_inner_texts() == ["Batches", "Verify"]
     core = nav.locator("section[data-pack='']").locator("a").all_inner_texts()
-    assert core[:3] == ["Overview", "Jobs", "Dead letters"]
+    assert core[:4] == ["Overview", "Jobs", "Workflows", "Dead letters"]

@@ -84,6 +84,11 @@ EXPECTED_SCOPE: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/jobs/{job_id}/run-now"): "jobs:write",
     ("POST", "/api/v1/queues/{name}/pause"): "jobs:write",
     ("POST", "/api/v1/queues/{name}/resume"): "jobs:write",
+    ("GET", "/api/v1/workflows"): "jobs:read",
+    ("GET", "/api/v1/workflows/{workflow_id}"): "jobs:read",
+    ("POST", "/api/v1/workflows"): "jobs:write",
+    ("POST", "/api/v1/workflows/{workflow_id}/cancel"): "jobs:write",
+    ("POST", "/api/v1/workflows/{workflow_id}/retry"): "jobs:write",
     ("GET", "/api/v1/dlq"): "dlq:admin",
     ("POST", "/api/v1/dlq/{job_id}/replay"): "dlq:admin",
     ("POST", "/api/v1/dlq/replay"): "dlq:admin",
@@ -178,7 +183,7 @@ def zero_scope_key(ledger: Any) -> str:
 
 
 def call(client: TestClient, method: str, path: str, headers: dict[str, str]) -> Any:
-    url = path.replace("{job_id}", str(uuid.uuid4()))
+    url = path.replace("{job_id}", str(uuid.uuid4())).replace("{workflow_id}", str(uuid.uuid4()))
     body = {} if method in ("POST", "PUT", "PATCH") else None
     return client.request(method, url, json=body, headers=headers)
 
@@ -495,6 +500,40 @@ def _schedule(method: str, suffix: str = "", body: Any = None, own_status: int =
     return check
 
 
+def _spec_workflow(api: TestClient, task: str) -> str:
+    """A spec workflow of one step of ``task``, not yet run, written straight to the ledger."""
+    workflow_id = str(uuid.uuid4())
+    with api.app.state.services.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(
+            text("INSERT INTO conveyor_workflows (id, source) VALUES (:id, 'spec')"),
+            {"id": workflow_id},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO conveyor_workflow_nodes (workflow_id, step, task, queue) "
+                "VALUES (:id, 'only', :task, 'default')"
+            ),
+            {"id": workflow_id, "task": task},
+        )
+    return workflow_id
+
+
+def _workflow(method: str, suffix: str, own_status: int | None) -> Any:
+    """A route on one workflow: one with a node outside the key's lists is a 404 to it."""
+
+    def check(api: TestClient, key: dict[str, str], own: str, foreign: str) -> None:
+        url = f"/api/v1/workflows/{_spec_workflow(api, FOREIGN_TASK)}{suffix}"
+        r = api.request(method, url, headers=key)
+        assert r.status_code == 404, r.text
+        assert FOREIGN_TASK not in r.text
+        if own_status is not None:
+            url = f"/api/v1/workflows/{_spec_workflow(api, OWN_TASK)}{suffix}"
+            mine = api.request(method, url, headers=key)
+            assert mine.status_code == own_status, mine.text
+
+    return check
+
+
 def _schedule_list(api: TestClient, key: dict[str, str], own: str, foreign: str) -> None:
     ledger = api.app.state.services.engine  # type: ignore[attr-defined]
     theirs = schedule_of(ledger, FOREIGN_TASK, ["secret-args"])
@@ -510,6 +549,12 @@ def _schedule_new(path: str) -> Any:
         assert r.status_code == 403 and f"task {FOREIGN_TASK!r}" in r.json()["detail"]
 
     return check
+
+
+def _submit_workflow(api: TestClient, key: dict[str, str], own: str, foreign: str) -> None:
+    steps = [{"name": "a", "task": OWN_TASK, "args": [1, 2]}, {"name": "b", "task": FOREIGN_TASK}]
+    r = api.post("/api/v1/workflows", json={"steps": steps}, headers=key)
+    assert r.status_code == 403 and f"task {FOREIGN_TASK!r}" in r.json()["detail"]
 
 
 JOB_ROUTE_CHECKS: dict[tuple[str, str], Any] = {
@@ -546,6 +591,10 @@ JOB_ROUTE_CHECKS: dict[tuple[str, str], Any] = {
     ),
     ("GET", "/api/v1/schedules/{ref}/next"): _schedule("GET", "/next"),
     ("GET", "/api/v1/schedules/{ref}/runs"): _schedule("GET", "/runs"),
+    ("GET", "/api/v1/workflows/{workflow_id}"): _workflow("GET", "", 200),
+    ("POST", "/api/v1/workflows/{workflow_id}/cancel"): _workflow("POST", "/cancel", 200),
+    ("POST", "/api/v1/workflows/{workflow_id}/retry"): _workflow("POST", "/retry", 409),
+    ("POST", "/api/v1/workflows"): _submit_workflow,
 }
 
 # Ids that match nothing, so the calls of an allowed key change nothing.

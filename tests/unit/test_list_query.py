@@ -61,3 +61,17 @@ def test_the_schedule_filter_is_an_id_kept_in_every_link() -> None:
     assert query.without_schedule().query_string() == ""
     bad = parse(schedule="nightly")
     assert bad.schedule is None and "'nightly' is not a schedule id" in bad.problems[0]
+
+
+def test_the_workflow_filter_is_canonical_round_trips_and_narrows_the_jobs() -> None:
+    wanted = "0190A0B0-0000-7000-8000-0000000000AB"
+    query = parse(workflow=f" {wanted} ")
+    assert not query.problems and query.filtered
+    assert query.workflow == wanted.lower()
+    assert query.filter_params() == [("workflow", wanted.lower())]
+    assert parse(**dict(query.filter_params())) == query
+    assert query.job_filter().workflow_id == wanted.lower()
+    assert query.without_workflow() == parse()
+    bad = parse(workflow="nope")
+    assert bad.workflow is None and not bad.filtered
+    assert bad.problems == ("'nope' is not a workflow id; the workflow filter was dropped",)

@@ -109,12 +109,13 @@ def create_app(settings: Settings | None = None, celery_app: Celery | None = Non
     )
 
     from conveyor.api import metrics
-    from conveyor.api.routes import dlq, jobs, schedules, system
+    from conveyor.api.routes import dlq, jobs, schedules, system, workflows
 
     errors = ERROR_RESPONSES  # documented on every route: one error body for them all
     app.include_router(jobs.router, prefix="/api/v1", responses=errors)
     app.include_router(dlq.router, prefix="/api/v1", responses=errors)
     app.include_router(schedules.router, prefix="/api/v1", responses=errors)
+    app.include_router(workflows.router, prefix="/api/v1", responses=errors)
     app.include_router(system.router, prefix="/api/v1", responses=errors)
     app.include_router(system.health, responses=errors)
     app.include_router(metrics.router, responses=errors)

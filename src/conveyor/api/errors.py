@@ -42,6 +42,7 @@ from conveyor.errors import (
     ScheduleNotFound,
     UnknownScope,
     UnknownTask,
+    WorkflowNotFound,
 )
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ LEDGER_DOWN = "the ledger (PostgreSQL) is unreachable; try again shortly"
 
 _STATUS: list[tuple[type[ConveyorError], int]] = [
     (JobNotFound, 404),
+    (WorkflowNotFound, 404),
     (QueueNotFound, 404),
     (NotAuthenticated, 401),
     (PermissionDenied, 403),

@@ -72,6 +72,7 @@ class JobPublic(BaseModel):
     worker: str | None
     parent_id: str | None
     root_id: str | None
+    workflow_id: str | None = None
     retry_of: str | None
     schedule_id: str | None = Field(
         default=None, description="the schedule whose fire submitted this job"
@@ -142,7 +143,7 @@ def progress_of(row: dict[str, Any]) -> Progress | None:
 
 def job_public(row: dict[str, Any]) -> dict[str, Any]:
     out = {name: row.get(name) for name in JobPublic.model_fields if name in row}
-    for key in ("id", "parent_id", "root_id", "retry_of", "schedule_id"):
+    for key in ("id", "parent_id", "root_id", "workflow_id", "retry_of", "schedule_id"):
         if out.get(key) is not None:
             out[key] = str(out[key])
     out["cancel_requested"] = row.get("cancel_requested_at") is not None

@@ -61,10 +61,14 @@ class TaskSignature:
         schema["title"] = self.name
         return schema
 
-    def validate(self, args: list[Any], kwargs: dict[str, Any]) -> None:
-        """Raise InvalidArguments if ``args``/``kwargs`` cannot call the task."""
+    def validate(self, args: list[Any], kwargs: dict[str, Any], *, injected: int = 0) -> None:
+        """Raise InvalidArguments if ``args``/``kwargs`` cannot call the task.
+
+        ``injected``: that many leading positional arguments are only known at run time (a
+        workflow step's dependencies' results, put before ``args``); that the task takes them
+        is checked, not what they will be."""
         try:
-            bound = self._signature.bind(*args, **kwargs)
+            bound = self._signature.bind(*([None] * injected), *args, **kwargs)
         except TypeError as exc:
             raise InvalidArguments(self.name, [{"loc": (), "msg": str(exc)}]) from None
         values = {
@@ -82,8 +86,14 @@ class TaskSignature:
         )
         if var_kwargs is not None and var_kwargs in bound.arguments:
             values.update(bound.arguments[var_kwargs])
+        later = set(list(bound.arguments)[:injected])
         try:
             self.model.model_validate(values)
         except ValidationError as exc:
-            problems = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
-            raise InvalidArguments(self.name, problems) from None
+            problems = [
+                {"loc": e["loc"], "msg": e["msg"]}
+                for e in exc.errors()
+                if not (e["loc"] and e["loc"][0] in later)
+            ]
+            if problems:
+                raise InvalidArguments(self.name, problems) from None

@@ -25,6 +25,12 @@ _INFO_FIELDS = (
     "max_attempts",
     "xid",  # the task id Celery knew, when the ledger id was derived from it
     "raw",  # a refused message as it arrived
+    # Canvas ids a published message carried (``ledger.workflows.canvas_fields``).
+    "grp",
+    "chord",
+    "later",
+    "pend",
+    "cmsg",
 )
 
 

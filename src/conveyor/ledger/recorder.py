@@ -22,7 +22,9 @@ import redis
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from conveyor.core.states import JobState
 from conveyor.ledger import events as ev
+from conveyor.ledger import workflows as wf
 from conveyor.ledger.fold import Folded, fold
 from conveyor.ledger.storable import storable
 
@@ -46,20 +48,21 @@ UPSERT_JOBS = text(f"""
 INSERT INTO conveyor_jobs AS j (
   id, task, state, queue, priority, args, kwargs, attempt, max_attempts, worker,
   parent_id, root_id, eta, expires_at, queued_at, started_at, finished_at, result, result_ref,
-  error_type, error_message, traceback, external_id, raw_message, created_at, updated_at)
+  error_type, error_message, traceback, external_id, raw_message, workflow_id, created_at,
+  updated_at)
 SELECT
   r.id, r.task, r.state, COALESCE(r.queue, 'default'), r.priority,
   COALESCE(r.args, '[]'), COALESCE(r.kwargs, '{{}}'),
   r.attempt, r.max_attempts, r.worker, r.parent_id, r.root_id, r.eta, r.expires_at,
   r.queued_at, r.started_at, r.finished_at, CAST(r.result AS jsonb), r.result_ref, r.error_type,
-  r.error_message, r.traceback, r.external_id, r.raw_message,
+  r.error_message, r.traceback, r.external_id, r.raw_message, r.workflow_id,
   COALESCE(r.queued_at, r.started_at, r.finished_at, now()), now()
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
   id uuid, task text, state text, queue text, priority smallint, args jsonb, kwargs jsonb,
   attempt integer, max_attempts integer, worker text, parent_id uuid, root_id uuid,
   eta timestamptz, expires_at timestamptz, queued_at timestamptz, started_at timestamptz,
   finished_at timestamptz, result text, result_ref text, error_type text, error_message text,
-  traceback text, external_id text, raw_message jsonb)
+  traceback text, external_id text, raw_message jsonb, workflow_id uuid)
 ON CONFLICT (id) DO UPDATE SET
   state = EXCLUDED.state,
   attempt = EXCLUDED.attempt,
@@ -84,6 +87,7 @@ ON CONFLICT (id) DO UPDATE SET
                            ELSE j.progress_first_at END,
   external_id = COALESCE(j.external_id, EXCLUDED.external_id),
   raw_message = COALESCE(EXCLUDED.raw_message, j.raw_message),
+  workflow_id = COALESCE(j.workflow_id, EXCLUDED.workflow_id),
   updated_at = now()
 WHERE j.state NOT IN {_TERMINAL}
   AND (EXCLUDED.state IN {_TERMINAL}
@@ -151,6 +155,7 @@ def write(conn: Connection, folded: Folded, inline_max: int) -> None:
     if folded.reruns:
         conn.execute(REOPEN, [{"job_id": j, "attempt": n} for j, n in folded.reruns.items()])
     if folded.jobs:
+        in_workflow = wf.record_canvas(conn, sightings) if (sightings := _sightings(folded)) else {}
         rows, blobs = [], []
         for row in folded.jobs.values():
             info = row.info
@@ -188,6 +193,7 @@ def write(conn: Connection, folded: Folded, inline_max: int) -> None:
                     "traceback": row.traceback,
                     "external_id": info.get("xid"),
                     "raw_message": info.get("raw"),
+                    "workflow_id": in_workflow.get(row.id),
                 }
             )
         if blobs:
@@ -203,6 +209,47 @@ def write(conn: Connection, folded: Folded, inline_max: int) -> None:
     if folded.progress:
         progress = [vars(p) for p in folded.progress.values()]
         conn.execute(UPDATE_PROGRESS, {"rows": _recordset(progress)})
+    succeeded = [r.id for r in folded.jobs.values() if r.state is JobState.SUCCEEDED]
+    if succeeded:
+        _advance_workflows(conn, succeeded)
+
+
+def _sightings(folded: Folded) -> list[wf.CanvasSighting]:
+    """The batch's jobs that may be nodes of a canvas workflow: those whose message carried
+    canvas ids, and those with a parent (a chain's last step carries none)."""
+    out = []
+    for row in folded.jobs.values():
+        info = row.info
+        if not (info.get("grp") or info.get("later") or info.get("parent_id")):
+            continue
+        out.append(
+            wf.CanvasSighting(
+                job_id=row.id,
+                task=str(info.get("task") or "unknown"),
+                parent_id=info.get("parent_id"),
+                group=info.get("grp"),
+                chord=bool(info.get("chord")),
+                later=list(info.get("later") or ()),
+                pending=list(info.get("pend") or ()),
+                message=info.get("cmsg"),
+            )
+        )
+    return out
+
+
+def _advance_workflows(conn: Connection, succeeded: list[str]) -> None:
+    """Submit the spec workflow steps these successes unblock, in the batch's transaction (so
+    a recorder dying after the commit leaves no workflow stuck) but in a savepoint: a workflow
+    that cannot advance must not cost the batch its recording."""
+    workflows = wf.spec_workflows_of(conn, succeeded)
+    if not workflows:
+        return
+    try:
+        with conn.begin_nested():
+            for workflow_id in workflows:
+                wf.advance(conn, workflow_id)
+    except _REFUSED:
+        log.exception("could not advance workflows %s", ", ".join(workflows))
 
 
 # What a batch can fail with apart from PostgreSQL being down: a value PostgreSQL refuses, or an

@@ -35,7 +35,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from conveyor.core.states import ACTIVE_STATES, TERMINAL_STATES, JobState
 from conveyor.errors import InvalidTransition, JobNotFound
 from conveyor.ledger import stats
-from conveyor.ledger.tables import attempts, blobs, jobs, outbox
+from conveyor.ledger.tables import attempts, blobs, jobs, outbox, workflow_nodes
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class NewJob:
     parent_id: str | None = None
     root_id: str | None = None
     schedule_id: str | None = None
+    workflow_id: str | None = None
 
     @property
     def message(self) -> dict[str, Any]:
@@ -77,12 +78,14 @@ WITH new AS (
   SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(
     n int, id uuid, task text, queue text, priority smallint, args jsonb, kwargs jsonb,
     eta timestamptz, idempotency_key text, payload_hash text, retry_of uuid, parent_id uuid,
-    root_id uuid, schedule_id uuid, message jsonb)
+    root_id uuid, schedule_id uuid, workflow_id uuid, message jsonb)
 ), ins AS (
   INSERT INTO conveyor_jobs (id, task, state, queue, priority, args, kwargs, eta,
-    idempotency_key, payload_hash, retry_of, parent_id, root_id, schedule_id, queued_at)
+    idempotency_key, payload_hash, retry_of, parent_id, root_id, schedule_id, workflow_id,
+    queued_at)
   SELECT id, task, CASE WHEN eta IS NULL THEN 'queued' ELSE 'scheduled' END, queue, priority,
     args, kwargs, eta, idempotency_key, payload_hash, retry_of, parent_id, root_id, schedule_id,
+    workflow_id,
     CASE WHEN eta IS NULL THEN now() END
   FROM new ORDER BY n
   ON CONFLICT DO NOTHING
@@ -122,6 +125,7 @@ def insert_jobs(
             "parent_id": job.parent_id,
             "root_id": job.root_id or job.id,
             "schedule_id": job.schedule_id,
+            "workflow_id": job.workflow_id,
             "message": job.message,
         }
         for n, job in enumerate(batch)
@@ -209,6 +213,7 @@ class JobFilter:
     text: str | None = None
     root_id: str | None = None
     schedule_id: str | None = None
+    workflow_id: str | None = None
     error_type: str | None = None
     replayed: bool | None = None  # has a later job with retry_of = this one
     # A limited API key's allowlists: only jobs of these tasks / on these queues (None: any).
@@ -266,6 +271,8 @@ def filter_conditions(flt: JobFilter) -> list[ColumnElement[bool]]:
         conds.append(jobs.c.root_id == flt.root_id)
     if flt.schedule_id:
         conds.append(jobs.c.schedule_id == flt.schedule_id)
+    if flt.workflow_id:
+        conds.append(jobs.c.workflow_id == flt.workflow_id)
     if flt.text:
         pattern = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         conds.append(
@@ -512,7 +519,7 @@ def requeue(conn: Connection, job_id: str, *, publish: bool = True) -> bool:
     if row is None:
         return False
     if publish:
-        conn.execute(insert(outbox).values(job_id=job_id, message=_resend(row)))
+        conn.execute(insert(outbox).values(job_id=job_id, message=_resend(conn, job_id, row)))
     return True
 
 
@@ -630,7 +637,7 @@ def republish(conn: Connection, job_id: str) -> None:
     """Queue another outbox row for a job that is waiting but whose message went missing."""
     row = conn.execute(select(*_MESSAGE).where(jobs.c.id == job_id)).mappings().first()
     if row is not None:
-        conn.execute(insert(outbox).values(job_id=job_id, message=_resend(row)))
+        conn.execute(insert(outbox).values(job_id=job_id, message=_resend(conn, job_id, row)))
 
 
 _MESSAGE = (
@@ -643,13 +650,21 @@ _MESSAGE = (
 )
 
 
-def _resend(row: Any) -> dict[str, Any]:
+def _resend(conn: Connection, job_id: str, row: Any) -> dict[str, Any]:
     """An outbox message for a job already sent once: marked so that a worker drops it if the
-    first message turns up after all and the job already ran, and with its ``expires`` kept."""
+    first message turns up after all and the job already ran, with its ``expires`` kept, and
+    with what it carried for its canvas (a chain's next steps, a chord's callback)."""
     message = dict(row)
     expires = message.pop("expires_at", None)
     if expires is not None:
         message["expires"] = expires.isoformat()
+    canvas = conn.execute(
+        select(workflow_nodes.c.message)
+        .where(workflow_nodes.c.job_id == job_id, workflow_nodes.c.message.is_not(None))
+        .limit(1)
+    ).scalar()
+    if canvas:
+        message["canvas"] = canvas
     return {**message, "resend": True}
 
 

@@ -73,6 +73,8 @@ jobs = Table(
     # The schedule whose fire submitted this job (``conveyor_schedules.id``; no foreign key: a
     # deleted schedule leaves its jobs in the history).
     Column("schedule_id", UUID(as_uuid=False), nullable=True),
+    # The workflow (``conveyor_workflows``) the job is a node of, if any.
+    Column("workflow_id", UUID(as_uuid=False), nullable=True),
     # Listing is newest-first with keyset pagination on (created_at, id); each filter that a
     # dashboard offers gets an index whose trailing columns match that order.
     Index("ix_conveyor_jobs_created", "created_at", "id"),
@@ -88,6 +90,12 @@ jobs = Table(
         "created_at",
         "id",
         postgresql_where=text("schedule_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_conveyor_jobs_workflow",
+        "workflow_id",
+        "created_at",
+        postgresql_where=text("workflow_id IS NOT NULL"),
     ),
 )
 
@@ -278,4 +286,74 @@ leases = Table(
     Column("holder", String(255), nullable=False),
     Column("token", BigInteger, nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# Workflows (``conveyor.workflows``): a DAG of jobs. ``source`` is 'canvas' (chains, groups and
+# chords an app sent with Celery's canvas, recorded by the recorder) or 'spec' (a JSON
+# description posted to the API, driven step by step from the ledger). ``state`` is what the
+# control plane decided ('running', 'cancelled'); the state shown is aggregated from the nodes.
+workflows = Table(
+    "conveyor_workflows",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("name", String(255), nullable=True),
+    Column("source", String(16), nullable=False),
+    Column("spec", JSONB, nullable=True),
+    Column("state", String(16), nullable=False, server_default="running"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_conveyor_workflows_created", "created_at", "id"),
+)
+
+# One row per node. A spec step is a node before it runs (``job_id`` NULL until its parents
+# succeed and it is submitted; a retry gives it a new job). A canvas node's ``step`` is its job
+# id; ``group_id`` and ``chord`` (the node is a chord header member) let its edges be read back.
+workflow_nodes = Table(
+    "conveyor_workflow_nodes",
+    metadata,
+    Column(
+        "workflow_id",
+        UUID(as_uuid=False),
+        ForeignKey("conveyor_workflows.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("step", String(255), primary_key=True),
+    Column("job_id", UUID(as_uuid=False), nullable=True),
+    Column("task", String(255), nullable=False),
+    Column("queue", String(255), nullable=True),
+    Column("position", Integer, nullable=False, server_default="0"),
+    Column("weight", Double, nullable=False, server_default="1"),
+    Column("args", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("kwargs", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("pass_result", Boolean, nullable=False, server_default=text("false")),
+    Column("group_id", String(255), nullable=True),
+    Column("chord", Boolean, nullable=False, server_default=text("false")),
+    # A canvas node's message options (chain, chord, group...): a resend of its job keeps them.
+    Column("message", JSONB, nullable=True),
+    Index("ix_conveyor_workflow_nodes_job", "job_id", postgresql_where=text("job_id IS NOT NULL")),
+)
+
+# Spec workflows' dependencies, step to step (a canvas' edges follow from its nodes and jobs).
+workflow_edges = Table(
+    "conveyor_workflow_edges",
+    metadata,
+    Column(
+        "workflow_id",
+        UUID(as_uuid=False),
+        ForeignKey("conveyor_workflows.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("parent", String(255), primary_key=True),
+    Column("child", String(255), primary_key=True),
+)
+
+# Which workflow a canvas id belongs to: each node's job id, each group id and each id a message
+# carried for later (chain steps, chord callbacks). The recorder resolves a message's workflow
+# from any of its ids already known here.
+workflow_keys = Table(
+    "conveyor_workflow_keys",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("workflow_id", UUID(as_uuid=False), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
 )

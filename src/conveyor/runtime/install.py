@@ -28,6 +28,7 @@ from conveyor.errors import JobCancelled
 from conveyor.ledger import events as ev
 from conveyor.runtime import limits
 from conveyor.runtime.app import add_conveyor_defaults, celery_config, fidelity_config
+from conveyor.runtime.canvas import canvas_fields
 from conveyor.runtime.context import Runtime, publishing_recorded_job, runtime_of
 from conveyor.runtime.task_logs import connect_task_logs, enter_job
 
@@ -381,24 +382,25 @@ def _on_publish(
         args, kwargs = [], {}
     eta_ts, expires_ts = _timestamp(headers.get("eta")), _timestamp(headers.get("expires"))
     state = JobState.SCHEDULED if eta_ts and eta_ts > time.time() else JobState.QUEUED
+    event = {
+        "k": state.value,
+        "id": headers["id"],
+        "ts": time.time(),
+        "task": sender,
+        "args": args,
+        "kwargs": kwargs,
+        "queue": routing_key,
+        "priority": priority,
+        "parent_id": headers.get("parent_id"),
+        "root_id": headers.get("root_id"),
+        "eta": eta_ts,
+        "expires": expires_ts,
+    }
     try:
-        rt.record(
-            {
-                "k": state.value,
-                "id": headers["id"],
-                "ts": time.time(),
-                "task": sender,
-                "args": args,
-                "kwargs": kwargs,
-                "queue": routing_key,
-                "priority": priority,
-                "parent_id": headers.get("parent_id"),
-                "root_id": headers.get("root_id"),
-                "eta": eta_ts,
-                "expires": expires_ts,
-            },
-            count="submitted",
-        )
+        canvas = canvas_fields(headers, body)
+        if canvas is not None:  # a step of a chain, group or chord: the recorder links them
+            event.update(canvas)
+        rt.record(event, count="submitted")
     except Exception:  # recording must never stop a publish; the worker records it too
         log.warning("could not record publish of %s", headers.get("id"), exc_info=True)
 

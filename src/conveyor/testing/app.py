@@ -141,3 +141,12 @@ def schedule_header(self: object) -> str | None:
 
     value = self.request.get(SCHEDULE_HEADER)  # type: ignore[attr-defined]
     return str(value) if value is not None else None
+
+
+@app.task(name="testing.needs_file")
+def needs_file(value: int, path: str) -> int:
+    """Fail while ``path`` does not exist, then return ``value``: a step that fails until the
+    test fixes what it needs (for retrying a workflow)."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} is not there yet")
+    return value

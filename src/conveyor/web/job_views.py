@@ -20,6 +20,7 @@ from conveyor.core.states import JobState
 from conveyor.errors import JobNotFound, ScheduleNotFound
 from conveyor.ledger import repository as repo
 from conveyor.ledger import schedule_store
+from conveyor.ledger.workflows import get_workflow_row
 from conveyor.web import formatting as fmt
 
 TERMINAL: frozenset[str] = frozenset(s.value for s in JobState if s.terminal)
@@ -103,6 +104,7 @@ class JobSummary:
     duration: str
     progress: ProgressView | None
     cancel_requested: bool
+    workflow_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """What the list page's script needs to refresh this row."""
@@ -129,6 +131,7 @@ def job_summary(row: dict[str, Any], now: datetime) -> JobSummary:
         duration=fmt.format_duration(run_seconds(row, now)),
         progress=progress_view(row),
         cancel_requested=row.get("cancel_requested_at") is not None,
+        workflow_id=str(row["workflow_id"]) if row.get("workflow_id") else None,
     )
 
 
@@ -197,6 +200,7 @@ class JobDetail:
     result: ResultView | None
     waited: str
     schedule_name: str | None = None  # of the schedule that fired it, while it exists
+    workflow_name: str | None = None  # of the workflow the job is a node of
 
     @property
     def id(self) -> str:
@@ -258,7 +262,7 @@ def load_job_detail(conn: Connection, job_id: str) -> JobDetail:
         {"id": str(c["id"]), "task": c["task"], "state": c["state"], "created_at": c["created_at"]}
         for c in repo.get_children(conn, job_id)
     ]
-    for key in ("id", "parent_id", "root_id", "retry_of", "schedule_id"):
+    for key in ("id", "parent_id", "root_id", "retry_of", "schedule_id", "workflow_id"):
         if row.get(key) is not None:
             row[key] = str(row[key])
     attempts = repo.get_attempts(conn, job_id)
@@ -273,6 +277,7 @@ def load_job_detail(conn: Connection, job_id: str) -> JobDetail:
         result=result_view(conn, row),
         waited=fmt.format_duration(fmt.seconds_between(queued, first_start)),
         schedule_name=_schedule_name(conn, row.get("schedule_id")),
+        workflow_name=_workflow_name(conn, row.get("workflow_id")),
     )
 
 
@@ -283,3 +288,10 @@ def _schedule_name(conn: Connection, schedule_id: str | None) -> str | None:
         return str(schedule_store.get(conn, schedule_id)["name"])
     except ScheduleNotFound:
         return None
+
+
+def _workflow_name(conn: Connection, workflow_id: str | None) -> str | None:
+    if workflow_id is None:
+        return None
+    found = get_workflow_row(conn, workflow_id)
+    return str(found["name"] or "workflow") if found else None

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import Connection
 
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.api.errors import status_for
@@ -21,6 +22,7 @@ from conveyor.core.ids import parse_job_id
 from conveyor.core.states import JobState
 from conveyor.errors import InvalidTransition, JobNotFound, ScheduleNotFound, SubmitError
 from conveyor.ledger import repository as repo
+from conveyor.ledger.workflows import get_workflow_row
 from conveyor.web.job_views import (
     STATES,
     JobDetail,
@@ -68,6 +70,16 @@ def schedule_name(services: Services, schedule_id: str | None) -> str | None:
         return "a deleted schedule"
 
 
+def workflow_name(conn: Connection, workflow_id: str | None) -> str | None:
+    """The name of the workflow the list is filtered by, for its label (None: no filter)."""
+    if workflow_id is None:
+        return None
+    row = get_workflow_row(conn, workflow_id)
+    if row is None:
+        return "an unknown workflow"
+    return str(row["name"] or workflow_id)
+
+
 @router.get("/jobs", name="web_jobs", response_class=HTMLResponse)
 def jobs_page(
     request: Request,
@@ -83,12 +95,13 @@ def jobs_page(
     after: str | None = None,
     before: str | None = None,
     schedule: str | None = None,
+    workflow: str | None = None,
     notice: str | None = None,
     n: int = 0,
     m: int = 0,
 ) -> HTMLResponse:
-    """Jobs newest first, filtered by state, task, queue, time, text and the schedule that
-    fired them; per-state counts on top."""
+    """Jobs newest first, filtered by state, task, queue, time, text, the schedule that fired
+    them and their workflow; per-state counts on top."""
     query = ListQuery.parse(
         state,
         task,
@@ -100,6 +113,7 @@ def jobs_page(
         after=after,
         before=before,
         schedule=schedule,
+        workflow=workflow,
     )
     now = datetime.now(UTC)
     with page_errors(), services.engine.connect() as conn:
@@ -107,6 +121,7 @@ def jobs_page(
             conn, query.job_filter(), limit=query.limit, cursor=query.cursor
         )
         counts = repo.state_counts(conn)
+        named = workflow_name(conn, query.workflow)
     context: dict[str, Any] = {
         "query": query,
         "jobs": [job_summary(r, now) for r in rows],
@@ -121,6 +136,7 @@ def jobs_page(
         "bulk_max": BULK_MAX,
         "within_choices": WITHIN,
         "schedule_name": schedule_name(services, query.schedule),
+        "workflow_name": named,
     }
     status = 400 if query.problems else 200
     return pages.render(request, "jobs.html", context, status_code=status, active="jobs")

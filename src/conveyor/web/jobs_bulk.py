@@ -72,6 +72,7 @@ def bulk(
     after: Annotated[str | None, Form()] = None,
     before: Annotated[str | None, Form()] = None,
     schedule: Annotated[str | None, Form()] = None,
+    workflow: Annotated[str | None, Form()] = None,
 ) -> Response:
     """Cancel or retry the selection, or all that the filter matches."""
     query = ListQuery.parse(
@@ -85,6 +86,7 @@ def bulk(
         after=after,
         before=before,
         schedule=schedule,
+        workflow=workflow,
     )
     action, _, scope = op.partition("-")
     known = action in ("cancel", "retry") or (action == "runnow" and scope == "selected")

@@ -47,6 +47,18 @@ def _moment(name: str, value: str | None, problems: list[str]) -> datetime | Non
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _workflow(value: str | None, problems: list[str]) -> str | None:
+    """A workflow's id in canonical form, or None (a malformed one is reported and dropped)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        problems.append(f"{text[:40]!r} is not a workflow id; the workflow filter was dropped")
+        return None
+
+
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S").removesuffix(":00")
 
@@ -65,6 +77,7 @@ class ListQuery:
     after: datetime | None = None
     before: datetime | None = None
     schedule: str | None = None  # the id of the schedule that fired the jobs
+    workflow: str | None = None  # the id of the workflow the jobs are nodes of
     problems: tuple[str, ...] = ()
 
     @classmethod
@@ -81,6 +94,7 @@ class ListQuery:
         after: str | None = None,
         before: str | None = None,
         schedule: str | None = None,
+        workflow: str | None = None,
     ) -> ListQuery:
         """Build a query from raw parameters; what cannot be used is dropped and reported."""
         problems: list[str] = []
@@ -119,6 +133,7 @@ class ListQuery:
                 size = min(max(int(limit), 1), LIVE_MAX_IDS)
             except ValueError:
                 problems.append(f"page size {limit!r} is not a number; showing {DEFAULT_LIMIT}")
+        workflow_id = _workflow(workflow, problems)
         clean_cursor = (cursor or "").strip() or None
         if clean_cursor is not None:
             try:
@@ -137,6 +152,7 @@ class ListQuery:
             after=start,
             before=end,
             schedule=schedule_id,
+            workflow=workflow_id,
             problems=tuple(problems),
         )
 
@@ -154,6 +170,7 @@ class ListQuery:
             created_after=after,
             created_before=self.before,
             schedule_id=self.schedule,
+            workflow_id=self.workflow,
         )
 
     @property
@@ -164,7 +181,15 @@ class ListQuery:
     @property
     def filtered(self) -> bool:
         """Whether any filter narrows the list."""
-        return bool(self.states or self.task or self.queue or self.q or self.timed or self.schedule)
+        return bool(
+            self.states
+            or self.task
+            or self.queue
+            or self.q
+            or self.timed
+            or self.schedule
+            or self.workflow
+        )
 
     def filter_params(self) -> list[tuple[str, str]]:
         """The GET parameters of the filters alone (no page position or size)."""
@@ -177,6 +202,7 @@ class ListQuery:
             ("after", _stamp(self.after) if self.after else None),
             ("before", _stamp(self.before) if self.before else None),
             ("schedule", self.schedule),
+            ("workflow", self.workflow),
         ):
             if value:
                 out.append((key, value))
@@ -212,3 +238,7 @@ class ListQuery:
     def without_schedule(self) -> ListQuery:
         """The same filters with the jobs of every schedule, from the first page."""
         return replace(self, schedule=None, cursor=None, problems=())
+
+    def without_workflow(self) -> ListQuery:
+        """The same filters with the jobs of every workflow, from the first page."""
+        return replace(self, workflow=None, cursor=None, problems=())

@@ -21,7 +21,13 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import OperationalError
 
-from conveyor.errors import JobNotFound, LedgerUnavailable, PermissionDenied, QueueNotFound
+from conveyor.errors import (
+    JobNotFound,
+    LedgerUnavailable,
+    PermissionDenied,
+    QueueNotFound,
+    WorkflowNotFound,
+)
 from conveyor.web import formatting
 
 if TYPE_CHECKING:  # csrf.py builds on this module; at run time the guard is found on the app
@@ -64,6 +70,7 @@ class NavSection:
 NAV: tuple[NavItem, ...] = (
     NavItem("Overview", "web_home", "overview"),
     NavItem("Jobs", "web_jobs", "jobs"),
+    NavItem("Workflows", "web_workflows", "workflows"),
     NavItem("Dead letters", "web_dlq", "dlq"),
     NavItem("Schedules", "web_schedules", "schedules"),
     NavItem("Workers", "web_workers", "workers"),
@@ -200,13 +207,16 @@ PagesDep = Annotated[Pages, Depends(get_pages)]
 
 @contextmanager
 def page_errors() -> Iterator[None]:
-    """Turn the errors a page can expect into error pages: unknown job, services down."""
+    """Turn the errors a page can expect into error pages: unknown job, queue or workflow,
+    services down."""
     try:
         yield
     except JobNotFound as exc:
         raise PageError(404, "Job not found", str(exc)) from None
     except QueueNotFound as exc:
         raise PageError(404, "Queue not found", str(exc)) from None
+    except WorkflowNotFound as exc:
+        raise PageError(404, "Workflow not found", str(exc)) from None
     except PermissionDenied as exc:
         raise PageError(403, "Not allowed", str(exc)) from None
     except (LedgerUnavailable, OperationalError):

@@ -1,8 +1,8 @@
 """Mount the dashboard on the API's FastAPI app.
 
-One router module per page group (``jobs``, ``dlq``, ``workers``, ``queues``, ``tasks``,
-``schedules``, ``overview``): each defines its routes, ``pages.NAV`` lists them in the sidebar
-(each pack's pages follow in a section of their own, titled with the pack's title), and this
+One router module per page group (``jobs``, ``workflows``, ``dlq``, ``workers``, ``queues``,
+``tasks``, ``schedules``, ``overview``): each defines its routes, ``pages.NAV`` lists them in the
+sidebar (each pack's pages follow in a section of their own, titled with the pack's title), and this
 function includes them. Static files (one stylesheet, one script) are served at ``/static``.
 """
 
@@ -34,6 +34,7 @@ from conveyor.web import (
     session,
     tasks,
     workers,
+    workflows,
 )
 
 # A page answers its errors as an HTML error page (a refused form as JSON ``ErrorBody``, as
@@ -96,6 +97,7 @@ def mount_web(app: FastAPI, packs: Sequence[Pack] = ()) -> None:
     # Bulk actions first: /jobs/bulk must not fall to the job pages' catch-all route.
     app.include_router(jobs_bulk.router, dependencies=readers, responses=PAGE_ERRORS)
     app.include_router(jobs.router, dependencies=readers, responses=PAGE_ERRORS)
+    app.include_router(workflows.router, dependencies=readers, responses=PAGE_ERRORS)
     # Reading dead letters is reading jobs; replaying and deleting them asks for dlq:admin.
     app.include_router(dlq.router, dependencies=readers, responses=PAGE_ERRORS)
     app.include_router(workers.router, dependencies=readers, responses=PAGE_ERRORS)

@@ -76,6 +76,7 @@ def list_jobs(
     q: Annotated[str | None, Query(max_length=200, description="text in args or error")] = None,
     root_id: uuid.UUID | None = None,
     schedule: Annotated[uuid.UUID | None, Query(description="jobs fired by this schedule")] = None,
+    workflow: Annotated[uuid.UUID | None, Query(description="jobs of this workflow")] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
@@ -89,6 +90,7 @@ def list_jobs(
             text=q or None,
             root_id=str(root_id) if root_id else None,
             schedule_id=str(schedule) if schedule else None,
+            workflow_id=str(workflow) if workflow else None,
         )
     )
     try:

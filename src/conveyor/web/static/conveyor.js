@@ -9,6 +9,10 @@
  *   error and result, the attempts table) are fetched as server-rendered HTML
  *   (data-parts-url) and swapped in, up to the final outcome, without a reload.
  *
+ * Workflow page: polls its server-rendered parts (graph included) while the workflow runs,
+ *   every second (a large graph less often; an unchanged one answers 304), and swaps in the
+ *   parts that changed, the same way.
+ *
  * Job data is written with textContent, never innerHTML: it is untrusted. The swapped parts
  * are the server's own escaped templates, parsed with DOMParser (which runs no script).
  * formatDuration and formatRate mirror conveyor/web/formatting.py.
@@ -21,6 +25,7 @@
   var LIST_INTERVAL_MS = 1000;
   var COUNTS_INTERVAL_MS = 10000;
   var JOB_POLL_MS = 2000;
+  var WORKFLOW_POLL_MS = 1000;
 
   function isTerminal(state) { return TERMINAL.indexOf(state) >= 0; }
   function num(value) {
@@ -66,6 +71,19 @@
       badge.className = "badge state-" + state;
       setText(badge, state);
     });
+  }
+
+  /* Replace each part of root marked data-live-region with the same part of a fresh
+   * server rendering (html); returns the data attributes of that rendering's wrapper. */
+  function swapRegions(root, html, wrapperSelector) {
+    var fresh = new DOMParser().parseFromString(html, "text/html");
+    fresh.querySelectorAll("[data-live-region]").forEach(function (part) {
+      var old = root.querySelector('[data-live-region="' + part.dataset.liveRegion + '"]');
+      // Unchanged parts stay, so an opened traceback or a focused button is left alone.
+      if (old && old.outerHTML !== part.outerHTML) { old.replaceWith(document.importNode(part, true)); }
+    });
+    var wrapper = fresh.querySelector(wrapperSelector);
+    return wrapper ? wrapper.dataset : null;
   }
 
   function getJSON(url) {
@@ -221,16 +239,7 @@
 
     /* Replace each part of the page with its fresh rendering; returns the state and attempt
      * that rendering shows. */
-    function swapParts(html) {
-      var fresh = new DOMParser().parseFromString(html, "text/html");
-      fresh.querySelectorAll("[data-live-region]").forEach(function (part) {
-        var old = root.querySelector('[data-live-region="' + part.dataset.liveRegion + '"]');
-        // Unchanged parts stay, so an opened traceback or a focused button is left alone.
-        if (old && old.outerHTML !== part.outerHTML) { old.replaceWith(document.importNode(part, true)); }
-      });
-      var wrapper = fresh.querySelector(".job-parts");
-      return wrapper ? wrapper.dataset : null;
-    }
+    function swapParts(html) { return swapRegions(root, html, ".job-parts"); }
 
     /* Fetch the parts and swap them in; one request at a time, the latest change wins. The
      * worker announces a change before the recorder writes it to the ledger, so parts that
@@ -433,9 +442,55 @@
     setTimeout(tick, 1000);
   }
 
+  /* ------------------------------------------------------------- workflow page */
+
+  /* The workflow page polls its parts (state, buttons, progress, counts, the graph) as the
+   * server renders them, every second while the workflow runs, and swaps in those that
+   * changed: nodes change colour, and nodes recorded while it runs appear in the graph. */
+  function initWorkflowPage() {
+    var root = document.querySelector(".workflow[data-parts-url]");
+    if (!root || root.dataset.terminal === "true") { return; }
+    var status = document.getElementById("live-status");
+    // A large graph is polled less often (the server says how often: data-poll-ms).
+    var every = num(root.dataset.pollMs) || WORKFLOW_POLL_MS;
+    var failures = 0;
+    var etag = null;
+    function tick() {
+      if (document.hidden) { setTimeout(tick, every); return; }
+      var headers = { Accept: "text/html" };
+      if (etag) { headers["If-None-Match"] = etag; }
+      fetch(root.dataset.partsUrl, { headers: headers, cache: "no-store" })
+        .then(function (resp) {
+          if (resp.status === 304) { return null; } // nothing changed since the last one
+          if (!resp.ok) { throw new Error("HTTP " + resp.status); }
+          etag = resp.headers.get("ETag");
+          return resp.text();
+        })
+        .then(function (html) {
+          failures = 0;
+          var shown = html === null ? null : swapRegions(root, html, ".workflow-parts");
+          if (shown) { root.dataset.state = shown.state; }
+          if (shown && shown.terminal === "true") {
+            root.dataset.terminal = "true";
+            setText(status, "The workflow ended.");
+            return;
+          }
+          setText(status, "Live (every " + every / 1000 + " s)");
+          setTimeout(tick, every);
+        })
+        .catch(function () {
+          failures += 1; // back off while the API is away, up to 30 s
+          setText(status, "Live updates unavailable; retrying…");
+          setTimeout(tick, Math.min(30000, every * Math.pow(2, failures)));
+        });
+    }
+    setTimeout(tick, every);
+  }
+
   var page = document.body.dataset.page;
   initUploads();
   initReloadWhenEnded();
   if (page === "jobs" || page === "schedule") { initJobsList(); }  // a schedule's runs are jobs
   if (page === "job") { initJobPage(); }
+  if (page === "workflow") { initWorkflowPage(); }
 })();
