@@ -57,8 +57,9 @@ class CanvasSighting:
         return bool(self.group or self.later)
 
     def ids(self) -> list[str]:
+        """Its canvas ids as keys (cut to the column: Celery takes task ids of any length)."""
         own = [self.job_id, *([self.group] if self.group else [])]
-        return [*own, *self.later]
+        return [str(k)[:255] for k in (*own, *self.later)]
 
 
 def record_canvas(conn: Connection, sightings: list[CanvasSighting]) -> dict[str, str]:
@@ -136,7 +137,7 @@ def _node(
         "step": step[:255],
         "job_id": job_id,
         "task": task[:255],
-        "group_id": group,
+        "group_id": group[:255] if group else None,
         "chord": chord,
         "message": None,
     }
