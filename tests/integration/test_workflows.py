@@ -407,3 +407,57 @@ def test_a_canvas_cannot_be_retried(client: Any, services: ServiceSet) -> None:
     r = client.post(f"/api/v1/workflows/{wf_id}/retry")
     assert r.status_code == 409
     assert "canvas" in r.json()["detail"]
+
+
+# --- the demo, retention -----------------------------------------------------------------------
+
+
+def test_the_demo_diamond_runs(client: Any, ledger: Any) -> None:
+    from conveyor.workflows import Workflows
+
+    workflow_id = Workflows(client.app.state.services.control).start_demo()
+    done = until_workflow(client, workflow_id, "succeeded", "failed")
+    assert done["state"] == "succeeded"
+    assert done["name"] == "demo diamond"
+    last = next(n for n in done["nodes"] if n["step"] == "D")
+    assert results(ledger, [last["job_id"]])[last["job_id"]] == 34
+
+
+def test_workflows_without_jobs_leave_with_retention(ledger: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from conveyor.ledger.workflows import prune_workflows
+
+    old = datetime.now(UTC) - timedelta(days=400)
+    gone, kept, job = (str(uuid.uuid4()) for _ in range(3))
+    with ledger.begin() as conn:
+        for wf in (gone, kept):
+            conn.execute(
+                text(
+                    "INSERT INTO conveyor_workflows (id, source, created_at) "
+                    "VALUES (:id, 'canvas', :at)"
+                ),
+                {"id": wf, "at": old},
+            )
+            conn.execute(
+                text("INSERT INTO conveyor_workflow_keys (key, workflow_id) VALUES (:k, :w)"),
+                {"k": f"key-{wf}", "w": wf},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO conveyor_jobs (id, task, state, workflow_id) "
+                "VALUES (:id, 'demo.noop', 'succeeded', :w)"
+            ),
+            {"id": job, "w": kept},
+        )
+        assert prune_workflows(conn, datetime.now(UTC) - timedelta(days=30), 1000) >= 1
+        left = conn.execute(
+            text("SELECT id::text FROM conveyor_workflows WHERE id IN (:a, :b)"),
+            {"a": gone, "b": kept},
+        ).all()
+        keys = conn.execute(
+            text("SELECT workflow_id::text FROM conveyor_workflow_keys WHERE key IN (:a, :b)"),
+            {"a": f"key-{gone}", "b": f"key-{kept}"},
+        ).all()
+    assert [r[0] for r in left] == [kept]
+    assert [r[0] for r in keys] == [kept]

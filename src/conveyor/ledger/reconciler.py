@@ -34,6 +34,7 @@ from conveyor.config import Settings
 from conveyor.ledger import events as ev
 from conveyor.ledger import repository as repo
 from conveyor.ledger import stats
+from conveyor.ledger.workflows import prune_workflows
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,20 @@ class Reconciler:
                 backlog = True
         with self.engine.begin() as conn:
             rows = stats.prune(conn, now)
-        if deleted or rows:
-            log.info("retention: deleted %d finished jobs and %d statistics rows", deleted, rows)
+        flows = 0
+        if s.retention_days and s.failure_retention_days:
+            # A workflow goes once none of its jobs is left, at the earliest when the longer
+            # of the two retentions has passed since it began.
+            longest = max(s.retention_days, s.failure_retention_days)
+            with self.engine.begin() as conn:
+                flows = prune_workflows(conn, now - timedelta(days=longest), PRUNE_BATCH)
+        if deleted or rows or flows:
+            log.info(
+                "retention: deleted %d finished jobs, %d workflows and %d statistics rows",
+                deleted,
+                flows,
+                rows,
+            )
         return backlog
 
     def _lost_workers_and_cancels(self) -> None:

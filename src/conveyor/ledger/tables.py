@@ -356,4 +356,5 @@ workflow_keys = Table(
     Column("key", String(255), primary_key=True),
     Column("workflow_id", UUID(as_uuid=False), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=NOW),
+    Index("ix_conveyor_workflow_keys_workflow", "workflow_id"),
 )

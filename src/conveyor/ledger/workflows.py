@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, text, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from conveyor.core.ids import new_job_id
@@ -57,8 +57,9 @@ class CanvasSighting:
         return bool(self.group or self.later)
 
     def ids(self) -> list[str]:
+        """Its canvas ids as keys (cut to the column: Celery takes task ids of any length)."""
         own = [self.job_id, *([self.group] if self.group else [])]
-        return [*own, *self.later]
+        return [str(k)[:255] for k in (*own, *self.later)]
 
 
 def record_canvas(conn: Connection, sightings: list[CanvasSighting]) -> dict[str, str]:
@@ -136,7 +137,7 @@ def _node(
         "step": step[:255],
         "job_id": job_id,
         "task": task[:255],
-        "group_id": group,
+        "group_id": group[:255] if group else None,
         "chord": chord,
         "message": None,
     }
@@ -451,3 +452,22 @@ def reset_steps(conn: Connection, workflow_id: str, steps: list[str]) -> None:
             .where(workflow_nodes.c.workflow_id == workflow_id, workflow_nodes.c.step.in_(steps))
             .values(job_id=None)
         )
+
+
+_PRUNE = text("""
+DELETE FROM conveyor_workflows WHERE id IN (
+  SELECT w.id FROM conveyor_workflows w
+  WHERE w.created_at < :before
+    AND NOT EXISTS (SELECT 1 FROM conveyor_jobs j WHERE j.workflow_id = w.id)
+  LIMIT :limit)
+RETURNING id
+""")
+
+
+def prune_workflows(conn: Connection, created_before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` workflows created before ``created_before`` that retention has
+    left without any job, with their nodes, edges and canvas keys; how many went."""
+    ids = [str(r[0]) for r in conn.execute(_PRUNE, {"before": created_before, "limit": limit})]
+    if ids:
+        conn.execute(delete(workflow_keys).where(workflow_keys.c.workflow_id.in_(ids)))
+    return len(ids)

@@ -91,6 +91,7 @@ def upgrade() -> None:
             server_default=sa.text("now()"),
         ),
     )
+    op.create_index("ix_conveyor_workflow_keys_workflow", "conveyor_workflow_keys", ["workflow_id"])
 
 
 def downgrade() -> None:
