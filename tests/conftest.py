@@ -88,3 +88,13 @@ def client(settings, runtime):  # type: ignore[no-untyped-def]
         )
         # Dashboard forms need the session's CSRF token; this client sends it as a header.
         yield carry_csrf(c)
+
+
+@pytest.fixture
+def fresh_schedules(ledger):  # type: ignore[no-untyped-def]
+    """Removes the schedules users made once the test is over (code-declared ones stay)."""
+    from sqlalchemy import text
+
+    yield
+    with ledger.begin() as conn:
+        conn.execute(text("DELETE FROM conveyor_schedules WHERE source = 'user'"))

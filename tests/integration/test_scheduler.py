@@ -18,9 +18,10 @@ from sqlalchemy import text
 from conveyor.ledger.schedule_store import ScheduleFilter
 from conveyor.runtime.code_schedules import code_schedules
 from conveyor.runtime.scheduler import Scheduler
+from conveyor.testing.client import new_schedule
 from conveyor.testing.services import wait_for
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("fresh_schedules")]
 
 BASE = "/api/v1/schedules"
 
@@ -50,18 +51,8 @@ def scheduler(svc: Any) -> Iterator[Scheduler]:
     assert not thread.is_alive()
 
 
-@pytest.fixture(autouse=True)
-def _clean(ledger: Any) -> Iterator[None]:
-    yield
-    with ledger.begin() as conn:
-        conn.execute(text("DELETE FROM conveyor_schedules WHERE source = 'user'"))
-
-
 def create(client: Any, **body: Any) -> dict[str, Any]:
-    body = {"name": f"t-{uuid.uuid4().hex[:8]}", "task": "demo.noop", **body}
-    r = client.post(BASE, json=body)
-    assert r.status_code == 201, r.text
-    return r.json()
+    return new_schedule(client, **{"task": "demo.noop", **body})
 
 
 def fires(ledger: Any, schedule_id: str) -> list[Any]:

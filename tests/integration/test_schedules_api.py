@@ -4,37 +4,21 @@ that stores nothing, pause/resume, trigger, backfill, next fires, runs, jobs by 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
+from conveyor.testing.client import new_schedule, schedule_count
 from conveyor.testing.services import wait_for
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("fresh_schedules")]
 
 BASE = "/api/v1/schedules"
 
 
-@pytest.fixture(autouse=True)
-def _clean(ledger: Any) -> Iterator[None]:
-    yield
-    with ledger.begin() as conn:
-        conn.execute(text("DELETE FROM conveyor_schedules WHERE source = 'user'"))
-
-
-def count(ledger: Any) -> int:
-    with ledger.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM conveyor_schedules")).scalar_one())
-
-
 def create(client: Any, **body: Any) -> dict[str, Any]:
-    body = {"name": f"s-{uuid.uuid4().hex[:8]}", "task": "demo.add", "args": [1, 2], **body}
-    r = client.post(BASE, json=body)
-    assert r.status_code == 201, r.text
-    return r.json()
+    return new_schedule(client, **{"task": "demo.add", "args": [1, 2], **body})
 
 
 def test_crud(client: Any) -> None:
@@ -103,15 +87,15 @@ IN_AN_HOUR = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
 def test_bad_input_is_422_and_stores_nothing(
     client: Any, ledger: Any, body: dict[str, Any], says: str
 ) -> None:
-    before = count(ledger)
+    before = schedule_count(ledger)
     full = {"name": "bad-one", "task": "demo.add", "args": [1, 2], **body}
     r = client.post(BASE, json=full)
     assert r.status_code == 422, r.text
     assert says in r.json()["detail"], r.json()
-    assert count(ledger) == before
+    assert schedule_count(ledger) == before
     # The preview validates the same way, and stores nothing either.
     assert client.post(f"{BASE}/preview", json=full).status_code == 422
-    assert count(ledger) == before
+    assert schedule_count(ledger) == before
 
 
 def test_bad_patch_is_422_and_changes_nothing(client: Any) -> None:

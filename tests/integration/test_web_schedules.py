@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,32 +19,18 @@ from sqlalchemy import text
 
 from conveyor.api import create_app
 from conveyor.ledger import users
+from conveyor.testing.client import new_schedule, schedule_count
 from conveyor.testing.dashboard import carry_csrf, log_in
 from conveyor.testing.services import wait_for
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("fresh_schedules")]
 
 SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
 API = "/api/v1/schedules"
 
 
-@pytest.fixture(autouse=True)
-def _clean(ledger: Any) -> Iterator[None]:
-    yield
-    with ledger.begin() as conn:
-        conn.execute(text("DELETE FROM conveyor_schedules WHERE source = 'user'"))
-
-
-def count(ledger: Any) -> int:
-    with ledger.connect() as conn:
-        return int(conn.execute(text("SELECT count(*) FROM conveyor_schedules")).scalar_one())
-
-
 def create(client: Any, **body: Any) -> dict[str, Any]:
-    body = {"name": f"web-{uuid.uuid4().hex[:8]}", "task": "demo.add", "args": [1, 2], **body}
-    r = client.post(API, json=body)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
+    return new_schedule(client, **{"task": "demo.add", "args": [1, 2], **body})
 
 
 def form(name: str, **fields: str) -> dict[str, str]:
@@ -151,7 +136,7 @@ def test_the_form_is_generated_from_the_task_and_creates_the_schedule(
 def test_every_refusal_is_shown_next_to_its_field_and_nothing_is_stored(
     client: Any, ledger: Any
 ) -> None:
-    before = count(ledger)
+    before = schedule_count(ledger)
     cases = {
         "cron": (form("bad-cron", cron="0 25 * * *"), "hour field"),
         "timezone": (form("bad-tz", timezone="Mars/Olympus"), "unknown timezone"),
@@ -171,7 +156,7 @@ def test_every_refusal_is_shown_next_to_its_field_and_nothing_is_stored(
     # An argument the task's signature refuses (the service's check, not the form's).
     r = client.post("/schedules/new", data=form("bad-sig", x="1.5"), headers=SAME_ORIGIN)
     assert r.status_code == 422 and "not a whole number" in r.text
-    assert count(ledger) == before
+    assert schedule_count(ledger) == before
 
 
 def test_edit_pause_resume_trigger_backfill_delete_through_the_web(
