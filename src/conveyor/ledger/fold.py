@@ -28,8 +28,6 @@ _INFO_FIELDS = (
     # Canvas ids a published message carried (``ledger.workflows.canvas_fields``).
     "grp",
     "chord",
-    "later",
-    "pend",
     "cmsg",
 )
 

@@ -215,13 +215,15 @@ def write(conn: Connection, folded: Folded, inline_max: int) -> None:
 
 
 def _sightings(folded: Folded) -> list[wf.CanvasSighting]:
-    """The batch's jobs that may be nodes of a canvas workflow: those whose message carried
-    canvas ids, and those with a parent (a chain's last step carries none)."""
+    """The batch's jobs that may be nodes of a canvas workflow: those whose message was part
+    of a canvas, and those with a parent (a chain's last step carries nothing)."""
     out = []
     for row in folded.jobs.values():
         info = row.info
-        if not (info.get("grp") or info.get("later") or info.get("parent_id")):
+        message = info.get("cmsg")
+        if not (message or info.get("parent_id")):
             continue
+        later, pending = wf.carried_steps(message)
         out.append(
             wf.CanvasSighting(
                 job_id=row.id,
@@ -229,9 +231,9 @@ def _sightings(folded: Folded) -> list[wf.CanvasSighting]:
                 parent_id=info.get("parent_id"),
                 group=info.get("grp"),
                 chord=bool(info.get("chord")),
-                later=list(info.get("later") or ()),
-                pending=list(info.get("pend") or ()),
-                message=info.get("cmsg"),
+                later=later,
+                pending=pending,
+                message=message,
             )
         )
     return out

@@ -2,10 +2,10 @@
 
 Two kinds of workflow share the tables (``ledger.tables``):
 
-- ``canvas``: what an app sent with Celery's canvas. The publish hook puts the canvas ids a
-  message carries on its event (its group, the ids of the steps it carries for later); the
-  recorder calls :func:`record_canvas` on each batch, which finds each message's workflow
-  from any id already known (``conveyor_workflow_keys``) or starts one, and records the node.
+- ``canvas``: what an app sent with Celery's canvas. The publish hook puts what a canvas
+  message carries on its event (its group, the steps it carries for later); the recorder
+  calls :func:`record_canvas` on each batch, which finds each message's workflow from any of
+  its ids already known (``conveyor_workflow_keys``) or starts one, and records the node.
   Edges are read back from the jobs' ``parent_id`` and the nodes' chord groups.
 - ``spec``: a JSON description posted to the API. Its nodes and edges are written up front;
   :func:`advance` submits (job row + outbox row, which the relay publishes) every step whose
@@ -54,7 +54,7 @@ class CanvasSighting:
 
     @property
     def canvas(self) -> bool:
-        return bool(self.group or self.later)
+        return bool(self.group or self.later or self.message)
 
     def ids(self) -> list[str]:
         """Its canvas ids as keys (cut to the column: Celery takes task ids of any length)."""
@@ -150,6 +150,45 @@ def _known_keys(conn: Connection, keys: Iterable[str]) -> dict[str, str]:
         )
     ).all()
     return {k: str(w) for k, w in rows}
+
+
+def carried_steps(message: dict[str, Any] | None) -> tuple[list[str], list[list[str]]]:
+    """What a canvas message carries for later (its chain, chord callback and links, as the
+    publish hook kept them): (every task and group id in them, [task id, task] of each task)."""
+    later: list[str] = []
+    pending: list[list[str]] = []
+    if message:
+        chord = message.get("chord")
+        for sig in [*(message.get("chain") or ()), *([chord] if chord else ()),
+                    *(message.get("link") or ())]:  # fmt: skip
+            _walk(sig, later, pending)
+    return later, pending
+
+
+def _walk(sig: Any, later: list[str], pending: list[list[str]]) -> None:
+    """Collect the ids a serialised signature (and what it nests) already has: the task ids of
+    its tasks (pending nodes) and the group ids of its groups."""
+    if not isinstance(sig, dict):
+        return
+    options = sig.get("options") or {}
+    task_id, group_id = options.get("task_id"), options.get("group_id")
+    kind = sig.get("subtask_type")
+    if group_id:
+        later.append(str(group_id))
+    if task_id:
+        later.append(str(task_id))
+        if kind is None and sig.get("task"):
+            pending.append([str(task_id), str(sig["task"])])
+    kwargs = sig.get("kwargs") or {}
+    if kind in ("chain", "group"):
+        for inner in kwargs.get("tasks") or ():
+            _walk(inner, later, pending)
+    elif kind == "chord":
+        header = kwargs.get("header")
+        header_sigs = header.get("kwargs", {}).get("tasks", ()) if isinstance(header, dict) else ()
+        for inner in header_sigs or ():
+            _walk(inner, later, pending)
+        _walk(kwargs.get("body"), later, pending)
 
 
 # --- spec workflows ----------------------------------------------------------------------------
