@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -136,19 +136,26 @@ def worker(ctx: typer.Context, log_format: LogFormatOption = None) -> None:
     app.start(_celery_argv(s, argv))
 
 
+def _submitters(value: str) -> str:
+    if value == "auto" or (value.isdigit() and int(value) <= 16):
+        return value
+    raise typer.BadParameter(f"{value!r} is not 'auto' or a whole number from 0 to 16")
+
+
 @cli.command()
 def beat(
     code: Annotated[
         bool, typer.Option(help="import the app's beat_schedule as code-declared schedules")
     ] = True,
     submitters: Annotated[
-        int,
+        str,
         typer.Option(
-            min=0,
-            max=16,
-            help="processes that submit large bursts of fires alongside the scheduler (0: none)",
+            callback=_submitters,
+            help="processes that submit large bursts of fires alongside the scheduler: 'auto' "
+            "(two, started ahead of a burst of 1,000+ fires and closed after a few quiet "
+            "minutes), 0 (none) or a fixed number up to 16",
         ),
-    ] = 0,
+    ] = "auto",
     log_format: LogFormatOption = None,
 ) -> None:
     """Run the scheduler: fire the schedules stored in the ledger (run several for failover;
@@ -167,7 +174,8 @@ def beat(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    scheduler = Scheduler(app, engine, import_code=code, submitters=submitters)
+    pool: int | Literal["auto"] = "auto" if submitters == "auto" else int(submitters)
+    scheduler = Scheduler(app, engine, import_code=code, submitters=pool)
     logging.getLogger("conveyor.scheduler").info(
         "conveyor beat: scheduler %s starting", scheduler.holder
     )

@@ -231,6 +231,22 @@ def due(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
+def due_count(conn: Connection, until: datetime, limit: int) -> int:
+    """How many active schedules fire next at or before ``until``, counted up to ``limit``
+    (the partial index on ``next_fire_at``; at most ``limit`` entries read)."""
+    first = (
+        select(schedules.c.id)
+        .where(
+            schedules.c.next_fire_at <= until,
+            ~schedules.c.paused,
+            schedules.c.retired_at.is_(None),
+        )
+        .limit(limit)
+        .subquery()
+    )
+    return int(conn.execute(select(func.count()).select_from(first)).scalar_one())
+
+
 def next_due(conn: Connection) -> datetime | None:
     """When the earliest active schedule fires next."""
     q = select(func.min(schedules.c.next_fire_at)).where(

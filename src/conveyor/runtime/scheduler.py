@@ -13,6 +13,15 @@ What is due is one indexed query (``next_fire_at <= now``). The leader wakes at 
 next fire, at a NOTIFY on ``conveyor_schedules`` (every change through the service sends one),
 and at least every ``poll`` seconds, so edits apply at once without a restart.
 
+Large bursts can go through submitter processes (``runtime/submitters.py``). By default
+(``submitters="auto"``) the leader looks ahead every ``AUTO_CHECK`` seconds — one count on the
+``next_fire_at`` index, stopping at the threshold — and starts a pool of ``AUTO_POOL`` processes
+when at least ``AUTO_THRESHOLD`` fires are due within ``AUTO_LOOKAHEAD`` seconds, so their
+start-up (a couple of seconds of imports) is over before the burst; a burst finds the pool
+ready or goes through this process as without one. The pool is closed once no burst has been
+seen for ``AUTO_IDLE`` seconds, or when the lease is lost. A whole number instead is a fixed pool
+started with the scheduler (0: none).
+
 Per fire, the schedule's policies apply (see docs/schedules.md): catch-up window after
 downtime (older fires are recorded as missed; within the window the latest ``catchup_max`` run),
 overlap (``skip``, ``buffer_one``, ``allow_all``, ``cancel_previous``), jitter (a job ``eta``),
@@ -30,7 +39,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from celery import Celery
@@ -51,6 +60,16 @@ log = logging.getLogger(__name__)
 LEASE_TTL = 5.0
 MAX_CATCHUP = 1000  # fires looked at per schedule and tick after downtime
 
+# ``submitters="auto"``: when to start and stop the pool, and its size. Two processes met the
+# 10,000-in-2-s target on a 2-core machine (docs/benchmarks.md); more would compete with the
+# leader, PostgreSQL and Redis for the same cores. One alone would only move the submitting
+# from the leader to another process, so a single-core machine never starts one.
+AUTO_THRESHOLD = 1000  # fires due within the look-ahead
+AUTO_LOOKAHEAD = 30.0  # seconds
+AUTO_CHECK = 5.0  # seconds between look-aheads
+AUTO_IDLE = 180.0  # seconds without a burst before the pool is closed
+AUTO_POOL = min(2, os.cpu_count() or 1)
+
 
 @dataclass
 class Plan:
@@ -62,6 +81,7 @@ class Plan:
     moves: list[dict[str, Any]] = field(default_factory=list)
     settle: list[dict[str, Any]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    pooled: bool = False  # submitted by the submitter processes
     handed: int = 0  # how many of ``submit`` went to the intake
     cancelled: int = 0  # how many of ``cancel`` were cancelled
     pending: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
@@ -80,7 +100,10 @@ class Scheduler:
         poll: float = 1.0,
         batch: int = 20_000,
         import_code: bool = True,
-        submitters: int = 0,
+        submitters: int | Literal["auto"] = "auto",
+        auto_threshold: int = AUTO_THRESHOLD,
+        auto_idle: float = AUTO_IDLE,
+        auto_check: float = AUTO_CHECK,
     ) -> None:
         self.app = app
         self.engine = engine
@@ -92,7 +115,14 @@ class Scheduler:
         self.batch = batch
         self.import_code = import_code
         self.submitters = submitters
+        self.auto_threshold = auto_threshold
+        self.auto_idle = auto_idle
+        self.auto_check = auto_check
         self.pool: Submitters | None = None
+        self.pools_started = 0
+        self.pooled_fires = 0  # fires submitted by submitter processes
+        self._looked = -float("inf")  # (monotonic) last look-ahead
+        self._burst_seen = -float("inf")  # (monotonic) last look-ahead that found a burst
         self.token: int | None = None
         self._renewed = 0.0
         self.ticks = 0
@@ -105,14 +135,16 @@ class Scheduler:
     def run(self, stop: threading.Event) -> None:
         if self.import_code:
             self.sync_code()
-        if self.submitters:
-            self.pool = Submitters(runtime_of(self.app).settings, self.submitters)
+        if self.submitters != "auto" and self.submitters > 0:
+            self._start_pool(self.submitters)
         listener = self._listen()
         try:
             while not stop.is_set():
                 wait = self.poll
                 try:
                     self.keep_lease()
+                    if self.submitters == "auto":
+                        self.size_pool()
                     if self.leader:
                         wait = min(wait, self.tick())
                 except Exception:
@@ -157,6 +189,39 @@ class Scheduler:
             log.warning("scheduler %s lost the lease", self.holder)
         self.token = token
         self._renewed = now
+
+    # --- submitter processes -------------------------------------------------------------------
+    def _start_pool(self, n: int) -> None:
+        log.info("starting %d submitter process(es)", n)
+        self.pool = Submitters(runtime_of(self.app).settings, n)
+        self.pools_started += 1
+
+    def _close_pool(self, why: str) -> None:
+        if self.pool is None:
+            return
+        log.info("closing the submitter processes (%s)", why)
+        self.pool.close()
+        self.pool = None
+
+    def size_pool(self) -> None:
+        """``submitters="auto"``: start the pool ahead of a burst (leader only), close it after
+        ``auto_idle`` seconds without one, or at once when not leading."""
+        if not self.leader:
+            self._close_pool("not leading")
+            return
+        now = time.monotonic()
+        if AUTO_POOL < 2 or now - self._looked < self.auto_check:
+            return
+        self._looked = now
+        until = datetime.now(UTC) + timedelta(seconds=AUTO_LOOKAHEAD)
+        with self.engine.connect() as conn:
+            coming = store.due_count(conn, until, self.auto_threshold)
+        if coming >= self.auto_threshold:
+            self._burst_seen = now
+            if self.pool is None:
+                self._start_pool(AUTO_POOL)
+        elif now - self._burst_seen >= self.auto_idle:
+            self._close_pool(f"no burst for {self.auto_idle:g} s")
 
     def release(self) -> None:
         if self.token is None:
@@ -213,7 +278,7 @@ class Scheduler:
                 ]
                 for sid in missing:
                     by_id.setdefault(sid, store.get(conn, sid))
-        plan = Plan()
+        plan = Plan(pooled=self._pool_ready())
         self._release_buffered(plan, waiting, by_id, active)
         released = {f["schedule_id"] for f in plan.settle}
         full = {str(b["schedule_id"]) for b in waiting} - released  # buffer_one's buffer
@@ -341,7 +406,7 @@ class Scheduler:
         if len(plan.cancel) > plan.cancelled:
             self.control.cancel_many(list(dict.fromkeys(plan.cancel[plan.cancelled :])))
             plan.cancelled = len(plan.cancel)
-        if self.pool is not None:
+        if plan.pooled:
             return  # the submitter processes take them all at once (_collect)
         for row, fire, fire_row in plan.submit[plan.handed :]:
             try:
@@ -357,7 +422,7 @@ class Scheduler:
     def _collect(self, plan: Plan) -> int:
         """Wait for the intake to commit every fire handed in, noting each job's id on its
         fire row; how many jobs were submitted."""
-        if self.pool is not None and plan.handed < len(plan.submit):
+        if plan.pooled and plan.handed < len(plan.submit):
             self._through_pool(plan)
         for fire_row, item in plan.pending:
             if item is not None:  # (None: submitted by a submitter process)
@@ -386,15 +451,28 @@ class Scheduler:
             outcomes = self.pool.submit([(row, fire) for row, fire, _ in todo], MAX_BATCH)
         except (OSError, EOFError) as exc:
             log.error("a submitter process failed (%s); submitting in this process from now", exc)
-            self.pool.close()
-            self.pool = None
+            self._close_pool("failed")
+            plan.pooled = False
             self._hand_in(plan)  # every fire again: a fire already submitted keeps its job
             return
         for (_, _, fire_row), (job_id, error) in zip(todo, outcomes, strict=True):
             self._settle(plan, fire_row, job_id, error)
             if job_id is not None:
                 plan.pending.append((fire_row, None))
+                self.pooled_fires += 1
         plan.handed = len(plan.submit)
+
+    def _pool_ready(self) -> bool:
+        """Whether this tick submits through the pool: a fixed pool always (its first burst
+        waits for its start-up, as asked for), an automatic one once its processes are up."""
+        if self.pool is None:
+            return False
+        try:
+            return self.submitters != "auto" or self.pool.ready()
+        except (OSError, EOFError) as exc:
+            log.error("a submitter process failed to start (%s)", exc)
+            self._close_pool("failed")
+            return False
 
     def _record(self, plan: Plan, jobs: int) -> None:
         if not (plan.fires or plan.moves or plan.settle):

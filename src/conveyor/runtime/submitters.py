@@ -9,7 +9,8 @@ chunk with its jobs' ids. The leader keeps everything else: planning, the overla
 fenced record of the fires.
 
 A submitter whose parent dies (even ``kill -9``) sees its pipe close and exits. If a submitter
-fails, the scheduler submits the rest itself and stops using the pool.
+fails, the scheduler submits the rest itself and stops using the pool (with ``--submitters auto``
+it starts a fresh one before the next burst).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Submitters:
         ctx = multiprocessing.get_context("spawn")  # no threads or sockets inherited
         self._procs: list[Any] = []
         self.conns: list[Connection] = []
+        self._starting: set[Connection] = set()  # not said "ready" yet
         for i in range(n):
             mine, theirs = ctx.Pipe()
             proc = ctx.Process(
@@ -50,6 +52,16 @@ class Submitters:
             theirs.close()
             self._procs.append(proc)
             self.conns.append(mine)
+            self._starting.add(mine)
+
+    def ready(self) -> bool:
+        """Whether every submitter has finished starting (never waits). OSError/EOFError if
+        one died on the way."""
+        for conn in list(self._starting):
+            if conn.poll():
+                conn.recv()  # its "ready"
+                self._starting.discard(conn)
+        return not self._starting
 
     def submit(self, fires: Sequence[tuple[dict[str, Any], datetime]], chunk: int) -> list[Outcome]:
         """Submit ``fires`` (row, fire time) across the pool; an outcome per fire, in order.
@@ -64,6 +76,9 @@ class Submitters:
             )
             for start in range(0, len(fires), chunk)
         )
+        for conn in list(self._starting):  # wait for start-up
+            conn.recv()
+            self._starting.discard(conn)
         outcomes: list[Outcome] = [(None, "not submitted")] * len(fires)
         waiting: dict[Connection, deque[int]] = {conn: deque() for conn in self.conns}
         while chunks or any(waiting.values()):
@@ -105,6 +120,8 @@ def _serve(conn: Connection, settings: Settings) -> None:
     control = Control(app, engine)
     service = ScheduleService(control, engine)
     try:
+        with contextlib.suppress(OSError):  # (if the scheduler is gone, recv says so)
+            conn.send("ready")
         while True:
             try:
                 items = conn.recv()
