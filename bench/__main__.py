@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures += catalog.figures(catalog.run(stack, args.catalog_rows))
             if "schedules" in selected:
                 print("schedules due in the same minute:", file=sys.stderr)
-                for submitters in (0, 2):
+                for submitters in (0, 2, schedules.AUTO):
                     figures += schedules.figures(schedules.run(stack, submitters=submitters))
             if "chord" in selected:
                 print(f"chord of {args.chord_tasks:,} header tasks:", file=sys.stderr)

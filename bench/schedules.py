@@ -2,11 +2,15 @@
 
 10,000 schedules (cron ``* * * * *``, task ``bench.noop``, overlap ``skip``) are written
 straight into the ledger, all next due at the same minute T (at least 40 s ahead). One
-``conveyor beat --no-code`` runs (no worker: the jobs only need submitting), alone and with
-two submitter processes (``--submitters 2``), each configuration on a fresh ledger. Measured:
+``conveyor beat --no-code`` runs (no worker: the jobs only need submitting), alone
+(``--submitters 0``), with two submitter processes (``--submitters 2``) and in the default
+configuration (``--submitters auto``: the pool started when the burst comes within the
+scheduler's look-ahead), each configuration on a fresh ledger. Measured:
 
-- idle: the scheduler process's CPU (user + system, from psutil) while it waits for T with
-  10,000 schedules stored, as a percentage of one core;
+- idle: the scheduler process's CPU (user + system, from psutil, its submitters included) while
+  it waits for T with 10,000 schedules stored, as a percentage of one core; with ``auto`` the
+  idle window ends before T enters the look-ahead, and the CPU from there to 3 s before T (the
+  pool's start-up) and the submitter processes alive then are reported apart;
 - burst: from T to the last of the 10,000 jobs committed to the ledger (``max(created_at)``
   of the jobs, PostgreSQL's clock, which T is also read from) — the jobs are published right
   after their commit, in the same group-commit batch; and to the last fire recorded.
@@ -24,27 +28,31 @@ import psutil
 from bench.apps import TASK, consumed_queues, reference
 from bench.report import Figure
 from bench.stack import BenchError, Stack, wait_until
+from conveyor.runtime.scheduler import AUTO_CHECK, AUTO_LOOKAHEAD
 
 SCHEDULES = 10_000
 TARGET_SECONDS = 2.0
 LEAD = 40.0  # seconds at least between the set-up and the minute the schedules are due
+AUTO = "auto"
 
 
 @dataclass
 class Result:
     schedules: int
-    submitters: int
+    submitters: int | str
     idle_cpu_percent: float
     idle_seconds: float
     submitted_seconds: float  # T → last job committed
     recorded_seconds: float  # T → last fire row written
     burst_cpu_seconds: float
+    start_cpu_seconds: float | None = None  # auto: look-ahead → 3 s before T
+    ready_before: int | None = None  # auto: submitter processes alive 3 s before T
 
 
-def _due_minute(conn: object) -> datetime:
+def _due_minute(conn: object, lead: float) -> datetime:
     now: datetime = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[attr-defined]
     due = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    if (due - now).total_seconds() < LEAD:
+    if (due - now).total_seconds() < lead:
         due += timedelta(minutes=1)
     return due
 
@@ -56,10 +64,12 @@ def _leader(conn: object) -> bool:
     return row is not None
 
 
-def run(stack: Stack, n: int = SCHEDULES, submitters: int = 0) -> Result:
+def run(stack: Stack, n: int = SCHEDULES, submitters: int | str = 0) -> Result:
     stack.reset(consumed_queues(reference("conveyor", stack.settings, stack.prefix)), {})
+    # With auto, the idle window ends where the look-ahead would see the burst.
+    ahead = AUTO_LOOKAHEAD + AUTO_CHECK + 1.0 if submitters == AUTO else 3.0
     with stack.pg() as conn:
-        due = _due_minute(conn)
+        due = _due_minute(conn, LEAD + ahead - 3.0)
         conn.execute(
             "INSERT INTO conveyor_schedules (id, name, task, trigger_kind, trigger_expr, "
             "overlap, next_fire_at) SELECT gen_random_uuid(), 'bench-' || i, %s, 'cron', "
@@ -72,14 +82,21 @@ def run(stack: Stack, n: int = SCHEDULES, submitters: int = 0) -> Result:
         with beat:
             wait_until(lambda: _leader(conn), 60, "the scheduler to lead", 0.1, (beat,))
             proc = psutil.Process(beat.pid)
-            time.sleep(3.0 + 5.0 * bool(submitters))  # past start-up (the submitters' too)
+            fixed = submitters not in (0, AUTO)
+            time.sleep(3.0 + 5.0 * fixed)  # past start-up (a fixed pool's too)
             left = (due - conn.execute("SELECT now()").fetchone()[0]).total_seconds()  # type: ignore[index]
-            if left < 8:
+            if left - ahead < 5:
                 raise BenchError("too little time left before the minute to measure idle CPU")
             cpu0, t0 = _cpu(proc), time.monotonic()
-            time.sleep(left - 3.0)
+            time.sleep(left - ahead)
             cpu1, t1 = _cpu(proc), time.monotonic()
             idle = (cpu1 - cpu0) / (t1 - t0) * 100
+            start_cpu = ready = None
+            if submitters == AUTO:
+                time.sleep(ahead - 3.0)
+                cpu_ready = _cpu(proc)
+                start_cpu, ready = cpu_ready - cpu1, len(proc.children())
+                cpu1 = cpu_ready
 
             def all_recorded() -> bool:
                 row = conn.execute(
@@ -103,10 +120,13 @@ def run(stack: Stack, n: int = SCHEDULES, submitters: int = 0) -> Result:
     assert row is not None and fires is not None
     if row[1] != n or fires[1] != n:
         raise BenchError(f"expected {n} jobs and submitted fires, got {row[1]} and {fires[1]}")
-    result = Result(n, submitters, idle, t1 - t0, float(row[0]), float(fires[0]), cpu2 - cpu1)
+    result = Result(
+        n, submitters, idle, t1 - t0, float(row[0]), float(fires[0]), cpu2 - cpu1, start_cpu, ready
+    )
+    started = "" if ready is None else f"{ready} running 3 s before the minute; "
     print(
         f"  {submitters} submitter(s): idle CPU {result.idle_cpu_percent:.2f}% over "
-        f"{result.idle_seconds:.0f} s; "
+        f"{result.idle_seconds:.0f} s; {started}"
         f"all {n:,} submitted {result.submitted_seconds:.2f} s after the minute, "
         f"recorded {result.recorded_seconds:.2f} s",
         file=sys.stderr,
@@ -133,7 +153,20 @@ def figures(r: Result) -> list[Figure]:
         f"schedules ({r.schedules:,} due in the same minute, `conveyor beat "
         f"--submitters {r.submitters}`)"
     )
+    auto = []
+    if r.start_cpu_seconds is not None:
+        auto = [
+            Figure(
+                section, "submitter processes running 3 s before the minute", f"{r.ready_before}"
+            ),
+            Figure(
+                section,
+                "scheduler CPU from the look-ahead to 3 s before the minute (pool start-up) s",
+                f"{r.start_cpu_seconds:.2f}",
+            ),
+        ]
     return [
+        *auto,
         Figure(
             section,
             "minute → all jobs submitted (committed, published) s",
