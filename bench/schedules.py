@@ -95,7 +95,7 @@ def run(stack: Stack, n: int = SCHEDULES, submitters: int | str = 0) -> Result:
             if submitters == AUTO:
                 time.sleep(ahead - 3.0)
                 cpu_ready = _cpu(proc)
-                start_cpu, ready = cpu_ready - cpu1, len(proc.children())
+                start_cpu, ready = cpu_ready - cpu1, _submitters(proc)
                 cpu1 = cpu_ready
 
             def all_recorded() -> bool:
@@ -133,6 +133,17 @@ def run(stack: Stack, n: int = SCHEDULES, submitters: int | str = 0) -> Result:
         flush=True,
     )
     return result
+
+
+def _submitters(proc: psutil.Process) -> int:
+    """The scheduler's spawned submitter processes (not multiprocessing's resource tracker)."""
+    found = 0
+    for p in proc.children():
+        try:
+            found += any("spawn_main" in part for part in p.cmdline())
+        except psutil.Error:
+            continue
+    return found
 
 
 def _cpu(proc: psutil.Process) -> float:
