@@ -57,10 +57,14 @@ class Submitters:
     def ready(self) -> bool:
         """Whether every submitter has finished starting (never waits). OSError/EOFError if
         one died on the way."""
+        if not self._starting:
+            return True
         for conn in list(self._starting):
             if conn.poll():
                 conn.recv()  # its "ready"
                 self._starting.discard(conn)
+        if not self._starting:
+            log.info("%d submitter process(es) ready", len(self.conns))
         return not self._starting
 
     def submit(self, fires: Sequence[tuple[dict[str, Any], datetime]], chunk: int) -> list[Outcome]:
