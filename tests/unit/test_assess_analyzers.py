@@ -367,3 +367,41 @@ def test_example_findings_cover_the_brief() -> None:
         codes = {f.code for a in OURS for f in run(a, inventory).findings}
         assert {"cost.idle-gpu", "serving.quantise", "forecast.cost-growth"} <= codes, name
         assert codes & {"reliability.single-zone", "reliability.single-instance"}, name
+
+
+EDGE_CASES: dict[str, dict[str, Any]] = {
+    "nothing": {"organisation": {"name": "Empty"}, "compute": {"instances": []},
+                "budget": {"monthly_usd": 0}},
+    "cpu only, zero budget": {
+        "organisation": {"name": "Tiny"},
+        "compute": {"instances": [{"id": "a", "type": "unknown.type", "vcpu": 1,
+                                   "memory_gib": 1, "region": "mars-1", "zone": "a"}]},
+        "budget": {"monthly_usd": 0},
+    },
+    "workloads without figures": {
+        "organisation": {"name": "Sparse"},
+        "workloads": [
+            {"id": "w", "type": "inference", "kind": "chat",
+             "model": {"name": "m", "parameters_b": 0.001, "precision": "int4"}},
+            {"id": "t", "type": "training", "kind": "pretraining",
+             "model": {"name": "big", "parameters_b": 20000, "precision": "fp32"}},
+        ],
+        "compute": {"instances": [
+            {"id": "g", "type": "x", "vcpu": 1, "memory_gib": 1, "region": "r", "zone": "z",
+             "gpu": {"model": "T4", "count": 1}, "hours_per_month": 0, "workloads": ["w", "t"]},
+            {"id": "h", "type": "y", "vcpu": 1, "memory_gib": 1, "region": "r", "zone": "z",
+             "gpu": {"model": "Unknown", "count": 1}, "workloads": ["w"]},
+        ]},
+        "budget": {"monthly_usd": 1},
+        "growth": {"load_mean_pct": -50, "load_sd_pct": 100, "price_mean_pct": 100,
+                   "price_sd_pct": 100},
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(EDGE_CASES))
+@pytest.mark.parametrize("analyzer", OURS)
+def test_edge_inventories_do_not_crash(analyzer: str, case: str) -> None:
+    out = get(analyzer).run(load_inventory(json.dumps(EDGE_CASES[case])), no_progress)
+    json.dumps(out.metrics, allow_nan=False)
+    assert out.summary

@@ -20,6 +20,7 @@ from conveyor.packs.assess.inventory import (
     MLOPS_QUESTIONS,
     Inventory,
     inventory_schema,
+    inventory_schema_text,
     load_inventory,
     path_of,
     unknown_gpus,
@@ -98,6 +99,7 @@ def test_enterprise_example_is_about_a_thousand_instances_and_equals_its_generat
 
 
 def test_shipped_schema_equals_the_model_schema() -> None:
+    assert data_text("inventory.schema.json") == inventory_schema_text()
     assert json.loads(data_text("inventory.schema.json")) == inventory_schema()
 
 
