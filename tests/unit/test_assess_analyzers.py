@@ -160,8 +160,8 @@ def test_infrastructure_on_startup() -> None:
     [headroom] = by_code(out, "capacity.headroom")
     assert headroom.severity == "medium" and "87%" in headroom.title
     assert "compute.instances[0].gpu" in headroom.evidence
-    single = {f.title.split()[0] for f in by_code(out, "reliability.single-instance")}
-    assert single == {"chat", "embed", "database"}
+    single = {f.title.split()[0]: f.severity for f in by_code(out, "reliability.single-instance")}
+    assert single == {"chat": "high", "embed": "medium", "database": "high"}
     [zone] = by_code(out, "reliability.single-zone")
     assert zone.evidence == ["compute.instances[4].zone", "compute.instances[5].zone"]
     [no_backup] = by_code(out, "reliability.no-backup")
