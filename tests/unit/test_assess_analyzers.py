@@ -174,6 +174,16 @@ def test_infrastructure_on_startup() -> None:
     ]
 
 
+def test_infrastructure_flags_critical_services_on_spot_only() -> None:
+    doc = example("startup").model_dump(mode="json")
+    for i in (4, 5):  # the API's two instances
+        doc["compute"]["instances"][i]["pricing"] = "spot"
+    out = run("infrastructure", load_inventory(json.dumps(doc)))
+    [spot] = by_code(out, "reliability.spot-only")
+    assert spot.evidence == ["compute.instances[4].pricing", "compute.instances[5].pricing"]
+    assert not by_code(run("infrastructure", example("startup")), "reliability.spot-only")
+
+
 def test_infrastructure_flags_models_that_do_not_fit() -> None:
     doc = example("startup").model_dump(mode="json")
     doc["workloads"][0]["model"]["parameters_b"] = 405

@@ -5,7 +5,7 @@ each group of instances serving it with the same GPUs, whether weights + KV cach
 decode and prefill rates, the latency estimate against the SLO, and the headroom against the
 peak load; for each training workload, the training state against the GPU memory it has.
 Reliability: inference workloads and critical services on a single instance (high when
-critical, else medium) or in a single zone,
+critical, else medium), in a single zone, or critical on spot capacity only,
 datasets without backups (or with short retention), and GPU models the pack does not know.
 
 Metrics: ``capacity`` (one row per workload and GPU group, see ``Serving.as_metrics``),
@@ -248,6 +248,18 @@ def _reliability(inventory: Inventory, out: list[Finding]) -> dict[str, list[str
         if target not in critical and target not in serving:
             continue
         evidence = [f"compute.instances[{i}].zone" for i in members]
+        if target in critical and all(instances[i].pricing == "spot" for i in members):
+            out.append(
+                _finding(
+                    "reliability.spot-only",
+                    f"Critical {target} runs on spot capacity only",
+                    "medium",
+                    [f"compute.instances[{i}].pricing" for i in members],
+                    recommendation="Keep a floor of on-demand or reserved instances for "
+                    "critical services; use spot for the burst above it.",
+                    risk="A spot reclaim wave takes the service down at once.",
+                )
+            )
         if len(members) == 1:
             out.append(
                 _finding(
