@@ -227,6 +227,10 @@ def test_unknown_gpu_models_are_flagged_not_refused() -> None:
         (b"a:\n" + b"".join(b"  " * i + b"- \n" for i in range(1, 60)), None, "nested deeper"),
         (b"- " * 5000 + b"x", None, "nested deeper"),
         (b"!!python/object:os.system {}", None, "not valid YAML"),
+        (b"x: !!timestamp 2001-13-99", None, "not valid YAML"),
+        (b'{"a": ' + b"1" * 5000 + b"}", None, "not valid JSON"),
+        (b"a: " + b"1" * 5000, None, "not valid YAML"),
+        (b'{"budget": {"monthly_usd": 1e999}}', None, "finite number"),
     ],
 )
 def test_garbage_is_refused_with_a_message(data: bytes, filename: str | None, says: str) -> None:
