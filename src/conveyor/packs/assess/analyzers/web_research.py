@@ -12,8 +12,9 @@ Findings:
 - ``market.gpu-<status>``: GPUs of an old generation, with the saving of moving the same
   fp16 throughput to the successor: ``cost * (1 - (p_s / t_s) / (p_c / t_c))`` where ``p`` is
   the price per GPU-hour and ``t`` the throughput of the current (c) and successor (s) GPU,
-  and ``cost`` the instances' monthly price (their ``hourly_usd`` when given, else the
-  snapshot's price * GPU count) * hours per month;
+  and ``cost`` the instances' monthly price (their ``hourly_usd`` or the pack's price
+  table, see :mod:`conveyor.packs.assess.costs`; else the snapshot's price * GPU count *
+  hours per month);
 - ``market.gpu-unknown``: GPU models the snapshot does not know (info).
 
 Metrics: ``snapshot_date``, ``price_performance`` (per GPU model: TFLOPS per $/hour, price,
@@ -30,6 +31,7 @@ from importlib import resources
 from typing import Any
 
 from conveyor.packs.assess.analyzers import Progress
+from conveyor.packs.assess.costs import instance_cost
 from conveyor.packs.assess.findings import AnalyzerOutput, Finding, Severity
 from conveyor.packs.assess.inventory import Instance, Inventory
 
@@ -129,9 +131,11 @@ def family_notice(instance: Instance) -> FamilyNotice | None:
 
 
 def monthly_cost(instance: Instance) -> float | None:
-    """The instance's monthly price: its own hourly price, else the snapshot's GPU price."""
-    if instance.hourly_usd is not None:
-        return instance.hourly_usd * instance.hours_per_month
+    """The instance's monthly price: its own hourly price or the pack's price table (as every
+    analyzer prices it), else the snapshot's price per GPU-hour."""
+    priced = instance_cost(0, instance)
+    if priced.priced_from != "unknown":
+        return priced.monthly_usd
     gen = gpu_generation(instance.gpu.model) if instance.gpu else None
     if gen is None or instance.gpu is None:
         return None
