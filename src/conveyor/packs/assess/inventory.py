@@ -42,6 +42,7 @@ __all__ = [
     "Service",
     "Workload",
     "inventory_schema",
+    "inventory_schema_text",
     "load_inventory",
     "path_of",
     "unknown_gpus",
@@ -393,6 +394,13 @@ def inventory_schema() -> dict[str, Any]:
     return schema
 
 
+def inventory_schema_text() -> str:
+    """The schema as shipped in ``data/inventory.schema.json`` (regenerate it with
+    ``python -m conveyor.packs.assess.inventory > src/conveyor/packs/assess/data/\
+inventory.schema.json``)."""
+    return json.dumps(inventory_schema(), indent=2, sort_keys=True) + "\n"
+
+
 def unknown_gpus(inventory: Inventory, known: Iterable[str]) -> list[tuple[str, str]]:
     """(path, model) of every instance whose GPU model is not in ``known``."""
     names = set(known)
@@ -560,3 +568,7 @@ def _cross_check(inv: Inventory) -> list[Issue]:
             allowed = ", ".join(question.answers)
             issues.append(_issue(f"mlops.{qid}", f"answer {answer!r} not one of: {allowed}"))
     return issues
+
+
+if __name__ == "__main__":
+    print(inventory_schema_text(), end="")
