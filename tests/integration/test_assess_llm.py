@@ -263,3 +263,26 @@ def test_other_4xx_is_an_error_naming_the_status(peer: ChatPeer, inventory: Inve
     client = client_for(peer, url=peer.url + "/elsewhere")
     with pytest.raises(LLMError, match=r"HTTP 404 \(unknown_url\)"):
         analyze_with(client, inventory, no_progress)
+
+
+def test_the_configured_analyzer_reads_the_environment_when_it_runs(
+    peer: ChatPeer, inventory: Inventory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.packs.assess.llm import ANALYZER
+
+    for name in ("URL", "KEY", "MODEL"):
+        monkeypatch.delenv(f"CONVEYOR_ASSESS_LLM_{name}", raising=False)
+    with pytest.raises(LLMError, match="off: set CONVEYOR_ASSESS_LLM_URL"):
+        ANALYZER.run(inventory, no_progress)
+    monkeypatch.setenv("CONVEYOR_ASSESS_LLM_URL", peer.url)
+    monkeypatch.setenv("CONVEYOR_ASSESS_LLM_KEY", peer.key)
+    monkeypatch.setenv("CONVEYOR_ASSESS_LLM_MODEL", "from-env")
+    monkeypatch.delenv("CONVEYOR_EGRESS_ALLOW", raising=False)
+    with pytest.raises(LLMRefused, match="CONVEYOR_EGRESS_ALLOW"):
+        ANALYZER.run(inventory, no_progress)
+    assert peer.requests == []
+    monkeypatch.setenv("CONVEYOR_EGRESS_ALLOW", peer.allow_entry)
+    output = ANALYZER.run(inventory, no_progress)
+    assert output.metrics["model"] == "from-env"
+    assert [r.body["model"] for r in peer.requests] == ["from-env"]
+    assert (ANALYZER.name, ANALYZER.soft_limit, ANALYZER.hard_limit) == ("llm", 180, 210)

@@ -2,9 +2,10 @@
 
 Configured by ``CONVEYOR_ASSESS_LLM_URL`` (the API's base, e.g. ``https://api.openai.com`` or
 ``http://vllm.internal:8000``; unset: off), ``CONVEYOR_ASSESS_LLM_KEY`` and
-``CONVEYOR_ASSESS_LLM_MODEL`` (see :class:`LLMSettings`). :func:`llm_analyzer` builds an
-:class:`~conveyor.packs.assess.analyzers.Analyzer` named ``llm`` that the workflow can run
-beside the ten built-in ones.
+``CONVEYOR_ASSESS_LLM_MODEL`` (see :class:`LLMSettings`). :data:`ANALYZER` is the
+:class:`~conveyor.packs.assess.analyzers.Analyzer` named ``llm`` that reads them when it runs:
+list ``conveyor.packs.assess.llm:ANALYZER`` in ``CONVEYOR_ASSESS_EXTRA_ANALYZERS`` to run it
+beside the ten built-in ones; :func:`llm_analyzer` builds one from given settings.
 
 One request per assessment: ``POST {base}/v1/chat/completions`` with ``model``, ``messages``
 (a system prompt stating the answer's JSON shape, and the inventory as JSON, trimmed to
@@ -52,6 +53,7 @@ from conveyor.packs.assess.inventory import Inventory
 from conveyor.packs.kit import EgressClient, EgressFailed, EgressPolicy, EgressRefused
 
 __all__ = [
+    "ANALYZER",
     "ChatClient",
     "LLMAnswerInvalid",
     "LLMError",
@@ -410,6 +412,37 @@ def cooperative_sleep(progress: Progress, nap: float = 0.25) -> Callable[[float]
     return sleep
 
 
+def _run_configured(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
+    """:data:`ANALYZER`'s run: the settings and egress policy of the worker's environment,
+    read when it runs (never at import)."""
+    from conveyor.config import Settings
+
+    settings = LLMSettings()
+    if not settings.enabled:
+        raise LLMError("the LLM analyzer is off: set CONVEYOR_ASSESS_LLM_URL (and _KEY, _MODEL)")
+    policy = EgressPolicy.from_settings(Settings())
+    client = ChatClient(settings, policy, sleep=cooperative_sleep(progress))
+    return analyze_with(client, inventory, progress)
+
+
+def _weight() -> float:
+    return SOFT_LIMIT / (sum(a.soft_limit for a in ANALYZERS.values()) + SOFT_LIMIT)
+
+
+ANALYZER = Analyzer(
+    name=NAME,
+    role="LLM reviewer",
+    soft_limit=SOFT_LIMIT,
+    hard_limit=SOFT_LIMIT + HARD_LIMIT_MARGIN,
+    weight=_weight(),
+    run=_run_configured,
+)
+"""The LLM analyzer as configured by the environment (``CONVEYOR_ASSESS_LLM_*`` and
+``CONVEYOR_EGRESS_*``), for ``CONVEYOR_ASSESS_EXTRA_ANALYZERS``
+(``'["conveyor.packs.assess.llm:ANALYZER"]'``); while ``CONVEYOR_ASSESS_LLM_URL`` is unset it
+fails with :class:`LLMError` saying so."""
+
+
 def llm_analyzer(settings: LLMSettings, egress: EgressPolicy) -> Analyzer:
     """The ``llm`` analyzer for these settings; :class:`ConfigurationError` while it is off.
 
@@ -419,19 +452,10 @@ def llm_analyzer(settings: LLMSettings, egress: EgressPolicy) -> Analyzer:
         raise ConfigurationError(
             "the LLM analyzer is off: set CONVEYOR_ASSESS_LLM_URL (and _KEY, _MODEL)"
         )
-    endpoint = settings.endpoint  # refuses a bad URL now, not at run time
+    settings.check("development")  # refuses a URL that cannot work now, not at run time
 
     def run(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
         client = ChatClient(settings, egress, sleep=cooperative_sleep(progress))
-        assert client.url == endpoint
         return analyze_with(client, inventory, progress)
 
-    total = sum(a.soft_limit for a in ANALYZERS.values()) + SOFT_LIMIT
-    return Analyzer(
-        name=NAME,
-        role="LLM reviewer",
-        soft_limit=SOFT_LIMIT,
-        hard_limit=SOFT_LIMIT + HARD_LIMIT_MARGIN,
-        weight=SOFT_LIMIT / total,
-        run=run,
-    )
+    return dataclasses.replace(ANALYZER, run=run)
