@@ -10,6 +10,8 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conveyor.packs.assess.analyzers import (
     ANALYZERS,
@@ -160,8 +162,8 @@ def test_infrastructure_on_startup() -> None:
     [headroom] = by_code(out, "capacity.headroom")
     assert headroom.severity == "medium" and "87%" in headroom.title
     assert "compute.instances[0].gpu" in headroom.evidence
-    single = {f.title.split()[0] for f in by_code(out, "reliability.single-instance")}
-    assert single == {"chat", "embed", "database"}
+    single = {f.title.split()[0]: f.severity for f in by_code(out, "reliability.single-instance")}
+    assert single == {"chat": "high", "embed": "medium", "database": "high"}
     [zone] = by_code(out, "reliability.single-zone")
     assert zone.evidence == ["compute.instances[4].zone", "compute.instances[5].zone"]
     [no_backup] = by_code(out, "reliability.no-backup")
@@ -405,3 +407,38 @@ def test_edge_inventories_do_not_crash(analyzer: str, case: str) -> None:
     out = get(analyzer).run(load_inventory(json.dumps(EDGE_CASES[case])), no_progress)
     json.dumps(out.metrics, allow_nan=False)
     assert out.summary
+
+
+def test_infrastructure_flags_kv_cache_pressure_and_slo() -> None:
+    doc = example("startup").model_dump(mode="json")
+    chat = doc["workloads"][0]
+    chat["model"]["context_length"] = 131072
+    chat["tokens"] = {"input": 60_000, "output": 300}
+    out = run("infrastructure", load_inventory(json.dumps(doc)))
+    [kv] = by_code(out, "capacity.kv-cache")
+    # 32 sequences x 60,300 tokens x 327,680 B = 632 GB > 576 GB - 140 GB
+    assert kv.severity == "high" and "632 GB" in kv.title
+    saas = run("infrastructure", example("saas"))
+    slo = {f.title.split()[0] for f in by_code(saas, "capacity.slo")}
+    assert slo == {"llama-3.1-8b-instruct"}  # 8B on 4xL4: about 22 ms per token x 250 tokens
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    parameters=st.floats(0.1, 500),
+    gpus=st.integers(1, 8),
+    gpu=st.sampled_from(sorted(gpu_specs())),
+    rps=st.floats(0, 100),
+)
+def test_capacity_scales_the_right_way(parameters: float, gpus: int, gpu: str, rps: float) -> None:
+    def at(precision: str, n: int) -> Any:
+        w = chat_workload(parameters_b=parameters, precision=precision)
+        w = w.model_copy(update={"peak_requests_per_s": rps})
+        return serving(w, gpu_specs()[gpu], n, 1)
+
+    fp16, fp8, more = at("fp16", gpus), at("fp8", gpus), at("fp16", gpus * 2)
+    assert fp8.weights_gb == pytest.approx(fp16.weights_gb / 2)
+    assert fp8.decode_step_ms < fp16.decode_step_ms  # fewer bytes per step
+    assert more.decode_step_ms == pytest.approx(fp16.decode_step_ms / 2)  # twice the bandwidth
+    assert more.usable_gb == pytest.approx(2 * fp16.usable_gb)
+    assert fp16.load >= 0 and (rps > 0) == (fp16.load > 0)

@@ -178,6 +178,15 @@ def test_references_must_resolve() -> None:
     assert issues["networking.endpoints[0].target"] == "no service or workload with id 'x'"
 
 
+def test_keys_that_are_not_text_are_named() -> None:
+    issues = issues_of(with_change(["mlops"], {}).replace('"mlops": {}', '"mlops": {"1": "x"}'))
+    assert issues[0]["path"] == "mlops.1"
+    yaml_issues = issues_of(yaml.safe_dump(MINIMAL) + "mlops: {1: none}\n", "inv.yaml")
+    assert yaml_issues == [
+        {"path": "mlops.1", "message": "the key must be text: Input should be a valid string"}
+    ]
+
+
 def test_workload_kind_must_match_its_type() -> None:
     issues = issues_of(with_change(["workloads", 0, "kind"], "pretraining"))
     assert issues == [{"path": "workloads[0].kind", "message": "'pretraining' is a training kind"}]

@@ -509,8 +509,10 @@ def _issues(exc: ValidationError) -> list[Issue]:
     issues: list[Issue] = []
     for error in exc.errors(include_url=False, include_context=False):
         loc = error["loc"]
-        # tagged/union branches add the type name to the location; keep only data keys
         message = error["msg"]
+        if loc and loc[-1] == "[key]":  # a mapping key of the wrong type, e.g. `1:` in YAML
+            loc = (*loc[:-2], str(loc[-2]))
+            message = f"the key must be text: {message}"
         if error["type"] == "extra_forbidden":
             message = "unknown field (check the spelling; see the inventory schema)"
         elif error["type"] == "missing":

@@ -33,6 +33,7 @@ from conveyor.packs.assess.analyzers import Progress
 from conveyor.packs.assess.capacity import (
     Serving,
     kv_bytes_per_token,
+    peak_rps,
     placements,
     replica_groups,
     serving,
@@ -141,7 +142,7 @@ def _advise(
             f"throughput rises about {before / after:.1f}x.",
             risk="A measurable quality drop on some tasks if not evaluated.",
         )
-    rps = w.peak_requests_per_s or w.requests_per_s or 0.0
+    rps = peak_rps(w)
     if not w.batching and w.kind in GENERATIVE and rps >= 1:
         saving = cost * (1 - math.ceil(replicas / 2) / replicas) if replicas > 1 else None
         add(
