@@ -200,3 +200,9 @@ def test_progress_is_reported_and_can_cancel() -> None:
     with pytest.raises(Cancelled):
         analyze(inventory(), progress)
     assert seen == sorted(seen) and seen[0] == 0.0
+
+
+def test_an_unanswered_question_points_at_the_questionnaire() -> None:
+    inv = inventory(compliance={"frameworks": ["EU_AI_ACT"], "eu_ai_act_risk": "high"})
+    finding = by_code(inv)["compliance.euaiact.data-governance"]
+    assert finding.evidence == ["mlops", "compliance.eu_ai_act_risk"]

@@ -244,7 +244,9 @@ def _mlops_below(question: str, answers: tuple[str, ...]) -> Check:
     def check(inv: Inventory) -> list[str]:
         if not _is_high_risk(inv) or inv.mlops.get(question, answers[0]) not in answers:
             return []
-        return [f"mlops.{question}", *_ai_act_evidence(inv)]
+        # unanswered counts as the lowest answer; the path then is the questionnaire's
+        where = f"mlops.{question}" if question in inv.mlops else "mlops"
+        return [where, *_ai_act_evidence(inv)]
 
     return check
 
