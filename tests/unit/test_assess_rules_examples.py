@@ -64,6 +64,7 @@ def test_startup_compliance_by_hand() -> None:
     # (datasets[0]) hold PII unencrypted and without backup and are read by the critical
     # API; neither dataset has a retention; audit logging, access reviews and an incident
     # plan are "false", DPA and vendor management unanswered; MFA is on; no residency.
+    # The AI Act is not named but its risk class is stated, "limited".
     assert codes("compliance", "startup") == {
         "compliance.baseline.public-endpoint-tls",
         "compliance.baseline.public-endpoint-auth",
@@ -82,9 +83,13 @@ def test_startup_compliance_by_hand() -> None:
         "compliance.soc2.incident-response",
         "compliance.soc2.availability-backup",
         "compliance.soc2.vendor-management",
+        # eu_ai_act_risk "limited" brings in the AI Act: the chat must disclose the AI
+        "compliance.euaiact.disclosure",
     }
     metrics = run("compliance", "startup").metrics
-    assert (metrics["rules_checked"], metrics["rules_failed"]) == (21, 17)
+    assert metrics["frameworks"] == ["GDPR", "SOC2", "EU_AI_ACT"]
+    # 7 baseline + 7 GDPR + 7 SOC 2 + 8 EU AI Act rules
+    assert (metrics["rules_checked"], metrics["rules_failed"]) == (29, 18)
 
 
 def test_saas_residency_by_hand() -> None:
