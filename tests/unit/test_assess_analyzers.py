@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conveyor.packs.assess.analyzers import (
@@ -23,7 +23,7 @@ from conveyor.packs.assess.analyzers import (
 from conveyor.packs.assess.capacity import serving
 from conveyor.packs.assess.examples import EXAMPLES, example_text
 from conveyor.packs.assess.findings import AnalyzerOutput, AnalyzerResult, Finding
-from conveyor.packs.assess.inventory import Inventory, Workload, load_inventory
+from conveyor.packs.assess.inventory import MLOPS_QUESTIONS, Inventory, Workload, load_inventory
 from conveyor.packs.assess.reference import gpu_specs
 
 OURS = ("cloud_engineer", "infrastructure", "simulation", "cto", "ai_consultant")
@@ -442,3 +442,89 @@ def test_capacity_scales_the_right_way(parameters: float, gpus: int, gpu: str, r
     assert more.decode_step_ms == pytest.approx(fp16.decode_step_ms / 2)  # twice the bandwidth
     assert more.usable_gb == pytest.approx(2 * fp16.usable_gb)
     assert fp16.load >= 0 and (rps > 0) == (fp16.load > 0)
+
+
+def _percent() -> st.SearchStrategy[float | None]:
+    return st.none() | st.floats(0, 100)
+
+
+@st.composite
+def inventories(draw: st.DrawFn) -> Inventory:
+    """Valid inventories with odd corners: unknown types and GPUs, missing figures, zeros."""
+    kinds = {"inference": ["chat", "completion", "embedding", "batch"],
+             "training": ["fine_tuning", "pretraining", "batch"]}  # fmt: skip
+    workloads = []
+    for i in range(draw(st.integers(0, 4))):
+        wtype = draw(st.sampled_from(sorted(kinds)))
+        workloads.append(
+            {
+                "id": f"w{i}",
+                "type": wtype,
+                "kind": draw(st.sampled_from(kinds[wtype])),
+                "model": {
+                    "name": "m",
+                    "parameters_b": draw(st.floats(0.001, 2000)),
+                    "precision": draw(st.sampled_from(["fp32", "bf16", "fp16", "fp8", "int8",
+                                                       "int4"])),
+                    "context_length": draw(st.integers(1, 200_000)),
+                },
+                "requests_per_s": draw(st.none() | st.floats(0, 1000)),
+                "peak_requests_per_s": draw(st.none() | st.floats(0, 1000)),
+                "slo": draw(st.none() | st.builds(dict, p50_ms=st.floats(0.1, 1e5))),
+                "tokens": draw(st.none() | st.builds(dict, input=st.integers(0, 100_000),
+                                                     output=st.integers(0, 10_000))),
+                "batching": draw(st.booleans()),
+                "critical": draw(st.booleans()),
+            }
+        )  # fmt: skip
+    types = [*sorted(reference_types()), "unknown.type"]
+    instances = []
+    for i in range(draw(st.integers(0, 6))):
+        gpu = draw(st.none() | st.builds(dict, model=st.sampled_from([*sorted(gpu_specs()), "X"]),
+                                         count=st.integers(1, 16)))  # fmt: skip
+        instances.append(
+            {
+                "id": f"i{i}",
+                "type": draw(st.sampled_from(types)),
+                "provider": draw(st.sampled_from(["aws", "gcp", "azure", "on_prem"])),
+                "vcpu": draw(st.integers(1, 256)),
+                "memory_gib": draw(st.floats(0.5, 4096)),
+                "gpu": gpu,
+                "region": draw(st.sampled_from(["us-east-1", "eu-west-1", "nowhere"])),
+                "zone": draw(st.sampled_from(["a", "b"])),
+                "pricing": draw(st.sampled_from(["on_demand", "spot", "reserved"])),
+                "hourly_usd": draw(st.none() | st.floats(0, 200)),
+                "hours_per_month": draw(st.floats(0, 744)),
+                "utilisation": {"cpu_p50": draw(_percent()), "cpu_p95": draw(_percent()),
+                                "gpu_p50": draw(_percent()), "gpu_p95": draw(_percent()),
+                                "memory_p95": draw(_percent())},
+                "workloads": draw(st.lists(st.sampled_from([w["id"] for w in workloads]),
+                                           unique=True)) if workloads else [],
+            }
+        )  # fmt: skip
+    doc = {
+        "organisation": {"name": "Fuzz"},
+        "workloads": workloads,
+        "compute": {"instances": instances},
+        "budget": {"monthly_usd": draw(st.floats(0, 1e7))},
+        "growth": {"load_mean_pct": draw(st.floats(-50, 100)),
+                   "load_sd_pct": draw(st.floats(0, 100))},
+        "mlops": {q.id: draw(st.sampled_from(q.answers))
+                  for q in draw(st.lists(st.sampled_from(MLOPS_QUESTIONS), max_size=3))},
+    }  # fmt: skip
+    return load_inventory(json.dumps(doc))
+
+
+def reference_types() -> list[str]:
+    from conveyor.packs.assess.reference import price_table
+
+    return list(price_table().instances)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(inventory=inventories())
+def test_analyzers_never_crash_on_valid_inventories(inventory: Inventory) -> None:
+    for name in OURS:
+        out = get(name).run(inventory, no_progress)
+        json.dumps(out.metrics, allow_nan=False)
+        assert all(f.monthly_saving_usd is None or f.monthly_saving_usd >= 0 for f in out.findings)

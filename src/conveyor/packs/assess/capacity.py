@@ -134,12 +134,16 @@ class Serving:
 
     @property
     def headroom(self) -> float:
-        return math.inf if self.load == 0 else 1 / self.load
+        return math.inf if self.load < 1e-12 else 1 / self.load
 
     def as_metrics(self) -> dict[str, Any]:
         out = asdict(self)
-        out["headroom"] = None if self.load == 0 else round(1 / self.load, 3)
-        return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+        out["headroom"] = self.headroom
+        # JSON has no infinity: a headroom without load (or a vanishing one) is "none needed"
+        return {
+            k: (round(v, 3) if math.isfinite(v) else None) if isinstance(v, float) else v
+            for k, v in out.items()
+        }
 
 
 def serving(workload: Workload, gpu: GpuSpec, gpus: int, replicas: int) -> Serving:
