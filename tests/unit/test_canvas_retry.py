@@ -1,0 +1,103 @@
+"""Planning a canvas workflow's retry from what the ledger recorded (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conveyor.canvas_retry import plan_retry
+from conveyor.errors import InvalidTransition
+
+
+def sig(
+    task_id: str, task: str = "t", args: list[Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "task": task,
+        "args": args or [],
+        "kwargs": {},
+        "options": {"task_id": task_id, **extra.pop("options", {})},
+        "immutable": extra.pop("immutable", False),
+        "subtask_type": None,
+    }
+
+
+def node(
+    step: str,
+    state: str | None,
+    message: dict[str, Any] | None = None,
+    *,
+    group: str | None = None,
+    chord: bool = False,
+    args: list[Any] | None = None,
+) -> dict[str, Any]:
+    job = (
+        None if state is None else {"state": state, "args": args or [], "kwargs": {}, "queue": "q"}
+    )
+    return {"step": step, "task": "t", "job": job, "message": message, "group_id": group,
+            "chord": chord}  # fmt: skip
+
+
+def by_step(nodes: list[dict[str, Any]], edges: list[tuple[str, str]]) -> dict[str, Any]:
+    plan = plan_retry(nodes, edges)
+    return {s.step: (s.after, s.passing, s.args) for s in plan.steps}
+
+
+def test_a_chain_reruns_the_failed_step_as_recorded_and_places_the_rest() -> None:
+    nodes = [
+        node("a", "succeeded", {"chain": [sig("c", args=[100]), sig("b", args=["m"])]}),
+        node("b", "failed", {"chain": [sig("c", args=[100])]}, args=[3, "m"]),
+        node("c", None),
+    ]
+    assert by_step(nodes, [("a", "b")]) == {
+        "b": (["a"], "none", [3, "m"]),  # Celery had put a's result first already
+        "c": (["b"], "one", [100]),
+    }
+    assert plan_retry(nodes, [("a", "b")]).edges == [("a", "b"), ("b", "c")]
+
+
+def test_a_chord_callback_gets_the_header_in_group_index_order() -> None:
+    body = sig("cb", args=[])
+    members = [
+        node(f"h{i}", "failed" if i == 1 else "succeeded",
+             {"chord": body, "group_id": "g", "group_index": i}, group="g", chord=True)
+        for i in (2, 0, 1)
+    ]  # fmt: skip
+    plan = by_step([*members, node("cb", None)], [])
+    assert plan["cb"] == (["h0", "h1", "h2"], "list", [])
+    assert plan["h1"][1] == "none"
+
+
+def test_a_chord_of_one_still_passes_a_list_and_si_passes_nothing() -> None:
+    nodes = [
+        node("h", "succeeded", {"chord": sig("cb"), "group_id": "g"}, group="g", chord=True),
+        node("cb", None),
+    ]
+    assert by_step(nodes, [])["cb"] == (["h"], "list", [])
+    frozen = [
+        node("a", "succeeded", {"chain": [sig("b", args=[1], immutable=True)]}),
+        node("b", None),
+    ]
+    assert by_step(frozen, [])["b"] == (["a"], "none", [1])
+
+
+def test_a_nested_chord_in_a_chain_is_placed_from_its_signature() -> None:
+    chord = {
+        "task": "celery.chord",
+        "subtask_type": "chord",
+        "options": {"task_id": "x"},
+        "kwargs": {
+            "header": {"subtask_type": "group", "kwargs": {"tasks": [sig("e"), sig("f")]}},
+            "body": sig("g"),
+        },
+    }
+    nodes = [node("a", "failed", {"chain": [chord]}), *(node(s, None) for s in "efg")]
+    plan = by_step(nodes, [])
+    assert plan["e"] == (["a"], "one", []) and plan["f"] == (["a"], "one", [])
+    assert plan["g"] == (["e", "f"], "list", [])
+
+
+def test_a_never_sent_node_nothing_carried_is_refused() -> None:
+    with pytest.raises(InvalidTransition, match="ghost"):
+        plan_retry([node("a", "failed"), node("ghost", None)], [])
