@@ -199,7 +199,7 @@ def canvas_workflow(client: Any, services: Any, canvas: str) -> str:
     return workflow_id
 
 
-def test_a_canvas_is_drawn_and_its_retry_is_refused_with_the_reason(
+def test_a_canvas_is_drawn_and_a_retry_once_succeeded_is_refused_with_the_reason(
     client: Any, services: Any
 ) -> None:
     workflow_id = canvas_workflow(
@@ -210,9 +210,9 @@ def test_a_canvas_is_drawn_and_its_retry_is_refused_with_the_reason(
     # A canvas node is named after its task.
     assert re.findall(r'<text class="dag-label"[^>]*>([^<]+)</text>', svg).count("demo.add") == 3
     assert svg.count('class="dag-edge done"') == 4
-    assert f"/workflows/{workflow_id}/retry" not in html  # succeeded, and a canvas anyway
+    assert f"/workflows/{workflow_id}/retry" not in html  # it succeeded
     r = client.post(f"/workflows/{workflow_id}/retry", headers=SAME_ORIGIN)
-    assert r.status_code == 409 and "canvas" in r.text
+    assert r.status_code == 409 and "is succeeded; only a failed or cancelled" in r.text
 
 
 def test_a_hundred_wide_chord_is_drawn_as_a_framed_grid(client: Any, services: Any) -> None:
