@@ -104,6 +104,24 @@ def test_the_demo_runs_from_its_button_and_its_page_draws_the_graph(client: Any)
     assert stale.status_code == 400 and "not valid any more" in stale.text
     assert f'data-workflow-id="{workflow_id}"' in stale.text  # the newest, instead
 
+    # The list's live rows: the same filters, the first page followed, 304 when unchanged.
+    first = listed.split('class="table-wrap workflows-list"', 1)[1].split(">", 1)[0]
+    assert 'data-terminal="false"' in first and '/live/workflows"' in first
+    rows = client.get("/live/workflows", params={"state": "succeeded"})
+    assert rows.status_code == 200 and rows.headers["cache-control"] == "no-store"
+    assert f'data-workflow-id="{workflow_id}"' in rows.text
+    assert 'data-live-region="rows"' in rows.text and 'data-terminal="false"' in rows.text
+    same = client.get(
+        "/live/workflows",
+        params={"state": "succeeded"},
+        headers={"If-None-Match": rows.headers["etag"]},
+    )
+    assert same.status_code in (200, 304)  # 200 only if a workflow ended meanwhile
+    failed_rows = client.get("/live/workflows", params={"state": "failed"}).text
+    assert f'data-workflow-id="{workflow_id}"' not in failed_rows
+    for bad_params in ({"state": "nope"}, {"cursor": "garbage"}):
+        assert client.get("/live/workflows", params=bad_params).status_code == 400
+
     # The jobs list filtered by the workflow: its four jobs, each linking back to it.
     jobs = client.get("/jobs", params={"workflow": workflow_id}).text
     rows = re.findall(r'<tr data-job-id="([0-9a-f-]{36})"', jobs)
