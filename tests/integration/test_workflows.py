@@ -474,6 +474,12 @@ def test_retry_a_canvas_chain_reuses_the_first_result(
     got = results(ledger, [n["job_id"] for n in done["nodes"]])
     assert got[again[first["failed"]["step"]]["job_id"]] == 3  # recorded args: add's result
     assert got[again[first["pending"]["step"]]["job_id"]] == 103  # the chain's passing kept
+    with ledger.connect() as conn:  # a resend of the new job (lost worker) carries no chain
+        carried = conn.execute(
+            text("SELECT message FROM conveyor_workflow_nodes WHERE step = :s"),
+            {"s": first["failed"]["step"]},
+        ).scalar_one()
+    assert carried is None
     ran = jobs_of(ledger, failed["id"])
     adds = [j for j in ran if j["task"] == "demo.add" and j["args"] == [1, 2]]
     assert [(j["attempt"], j["state"]) for j in adds] == [(1, "succeeded")]  # ran once

@@ -552,6 +552,9 @@ def drive_canvas(
             .where(workflow_nodes.c.workflow_id == workflow_id, workflow_nodes.c.step == s.name)
             .values(
                 job_id=None,
+                # What its message carried is driven now: a resend of its new job (a lost
+                # worker) must not carry it again, or the chain's next step would run twice.
+                message=None,
                 args=s.args,
                 kwargs=s.kwargs,
                 queue=s.queue,
