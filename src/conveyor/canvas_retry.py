@@ -62,10 +62,9 @@ def plan_retry(nodes: list[dict[str, Any]], edges: list[tuple[str, str]]) -> Ret
     sent = {n["step"] for n in nodes if n["job"] is not None}
     planner = _Planner(sent)
     for n in nodes:
-        if n["job"] is None:
-            continue
-        message = n["message"] or {}
-        planner.follow(message, n["step"], _header_of(nodes, message))
+        if n["job"] is not None:
+            planner.follow(n["message"] or {}, n["step"])
+    planner.place_chord_callbacks()
     parents: dict[str, list[str]] = {}
     for parent, child in edges:
         parents.setdefault(child, []).append(parent)
@@ -96,18 +95,6 @@ def plan_retry(nodes: list[dict[str, Any]], edges: list[tuple[str, str]]) -> Ret
     return RetryPlan(steps=steps + pending, edges=sorted(all_edges))
 
 
-def _header_of(nodes: list[dict[str, Any]], message: dict[str, Any]) -> list[str]:
-    """A chord header member's header, in Celery's order (``group_index``): the sent members
-    of its group that carry the chord."""
-    group = message.get("group_id")
-    if not (message.get("chord") and group):
-        return []
-    members = [
-        n for n in nodes if n["chord"] and n["group_id"] == str(group)[:255] and n["message"]
-    ]
-    return [n["step"] for n in sorted(members, key=lambda n: n["message"].get("group_index", 0))]
-
-
 class _Planner:
     """Walks serialised signatures, placing each never-sent task (first placement wins: every
     message that carries a signature places it the same way)."""
@@ -115,16 +102,34 @@ class _Planner:
     def __init__(self, sent: set[str]) -> None:
         self.sent = sent
         self.steps: dict[str, PlannedStep] = {}
+        # A started chord's header, as its members say (group id -> (index, step)), and its
+        # callback: placed once every member is known, sent or not (a member that is a
+        # chain carries the chord on its last step, which may never have been sent).
+        self.headers: dict[str, set[tuple[int, str]]] = {}
+        self.callbacks: dict[str, Any] = {}
 
-    def follow(self, message: dict[str, Any], step: str, header: list[str]) -> None:
+    def follow(self, message: dict[str, Any], step: str) -> None:
         """What a sent node's message carried: its chain's next steps, its links, and (a chord
-        header member) the chord callback over the whole header."""
-        chain = message.get("chain") or []
-        self._sequence(list(reversed(chain)), [step], "one")
+        header member) its place in the header and the chord callback."""
+        self._member(message, step)
+        self._sequence(list(reversed(message.get("chain") or ())), [step], "one")
         for link in message.get("link") or ():
             self.walk(link, [step], "one")
-        if message.get("chord") and header:
-            self.walk(message["chord"], header, "list")
+
+    def _member(self, fields: dict[str, Any], step: str) -> None:
+        group, callback = fields.get("group_id"), fields.get("chord")
+        if group and isinstance(callback, dict):
+            index = fields.get("group_index")
+            self.headers.setdefault(str(group), set()).add(
+                (index if isinstance(index, int) else 0, step)
+            )
+            self.callbacks.setdefault(str(group), callback)
+
+    def place_chord_callbacks(self) -> None:
+        """Each started chord's callback after its whole header, in Celery's order."""
+        for group, members in self.headers.items():
+            header = [step for _, step in sorted(members)]
+            self.walk(self.callbacks[group], header, "list")
 
     def _sequence(
         self, sigs: list[Any], parents: list[str], passing: Passing
@@ -165,7 +170,9 @@ class _Planner:
                 after=list(parents),
                 passing="none" if sig.get("immutable") or not parents else passing,
             )
-        # A signature may carry what follows it (a chord callback the chain after the chord).
+        # A signature may carry what follows it (a chord callback the chain after the chord,
+        # a header member's chain its chord).
+        self._member(options, step)
         self._sequence(list(reversed(options.get("chain") or ())), [step], "one")
         for link in options.get("link") or ():
             self.walk(link, [step], "one")

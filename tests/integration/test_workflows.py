@@ -552,6 +552,24 @@ def test_retry_a_nested_canvas(
     }
 
 
+def test_retry_a_chord_whose_header_member_is_a_chain(
+    client: Any, services: ServiceSet, ledger: Any, tmp_path: Path
+) -> None:
+    failed = send_failing_canvas(
+        client,
+        services,
+        ledger,
+        "chord([chain(add.s(1, 1), needs_file.s(M), add.s(3)), add.si(5, 5)], merge.s(seconds=0))",
+        tmp_path,
+        nodes=5,
+    )
+    assert failed["counts"] == {"succeeded": 2, "failed": 1, "pending": 2}
+    done = retry_until_done(client, failed["id"], tmp_path)
+    callback = next(n for n in done["nodes"] if n["task"] == "demo.merge")
+    # The chain's result (2 + 3) and the other member's, in header order.
+    assert results(ledger, [callback["job_id"]])[callback["job_id"]] == 15
+
+
 def test_retry_a_cancelled_canvas_and_cancel_it_again(
     client: Any, services: ServiceSet, ledger: Any, tmp_path: Path
 ) -> None:

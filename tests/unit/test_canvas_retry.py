@@ -101,3 +101,20 @@ def test_a_nested_chord_in_a_chain_is_placed_from_its_signature() -> None:
 def test_a_never_sent_node_nothing_carried_is_refused() -> None:
     with pytest.raises(InvalidTransition, match="ghost"):
         plan_retry([node("a", "failed"), node("ghost", None)], [])
+
+
+def test_a_header_member_that_is_a_chain_counts_by_its_last_step() -> None:
+    # chord([chain(a, b fails, c), m], cb): c carries the chord and its place in the header.
+    cb = sig("cb")
+    c = sig("c", args=[3], options={"chord": cb, "group_id": "g", "group_index": 0})
+    nodes = [
+        node("a", "succeeded", {"chain": [c, sig("b")]}),
+        node("b", "failed", {"chain": [c]}, args=[2]),
+        node("m", "succeeded", {"chord": cb, "group_id": "g", "group_index": 1}, group="g",
+             chord=True),
+        node("c", None),
+        node("cb", None),
+    ]  # fmt: skip
+    plan = by_step(nodes, [("a", "b")])
+    assert plan["c"] == (["b"], "one", [3])
+    assert plan["cb"] == (["c", "m"], "list", [])
