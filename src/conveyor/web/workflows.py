@@ -262,7 +262,8 @@ def act(
     request: Request, services: Services, pages: Pages, workflow_id: str, action: str
 ) -> Response:
     """Cancel or retry a workflow, then show its page; a refusal (it ended meanwhile, it is
-    still running, it was sent as a canvas) is shown on its page with the reason."""
+    still running, a canvas whose unsent steps cannot be placed) is shown on its page with
+    the reason."""
     with page_errors():
         try:
             workflow_id = fetch(services, workflow_id).id
