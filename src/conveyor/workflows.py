@@ -233,15 +233,18 @@ class Workflows:
                 )
             again = [step for step, s in states.items() if s in _FAILED]
             if row["spec"] is None:  # a canvas never retried yet
-                self._drive_canvas(conn, workflow_id)
+                self._drive_canvas(conn, workflow_id, nodes)
             else:
                 lw.reset_steps(conn, workflow_id, again)
             lw.set_state(conn, workflow_id, lw.RUNNING)
             lw.advance(conn, workflow_id)
         return self.get_workflow(workflow_id)
 
-    def _drive_canvas(self, conn: Connection, workflow_id: str) -> None:
-        nodes = lw.nodes_with_jobs(conn, workflow_id)
+    def _drive_canvas(
+        self, conn: Connection, workflow_id: str, nodes: list[dict[str, Any]]
+    ) -> None:
+        """Turn the canvas' unfinished part into driven steps (its nodes as read under the
+        workflow's lock)."""
         rerun = [str(n["job_id"]) for n in nodes if n["job"] and n["job"]["state"] in _FAILED]
         recorded = lw.job_arguments(conn, rerun)
         for n in nodes:
