@@ -611,6 +611,39 @@ def test_retry_a_cancelled_canvas_and_cancel_it_again(
     assert sorted(label.values(), key=float) == [0.1, 2, 7]
 
 
+def test_two_retries_at_once_run_each_step_once(client: Any, ledger: Any, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conveyor.errors import InvalidTransition
+    from conveyor.workflows import Workflows
+
+    steps = [
+        {"name": "a", "task": "demo.add", "args": [1, 2]},
+        {"name": "b", "task": "testing.needs_file", "args": [str(tmp_path / "ready")],
+         "after": ["a"], "pass_result": True},
+    ]  # fmt: skip
+    wf = post_spec(client, steps)
+    until_workflow(client, wf["id"], "failed")
+    flows = Workflows(client.app.state.services.control)
+
+    def retry() -> str:
+        try:
+            return flows.retry(wf["id"]).state
+        except InvalidTransition as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: retry(), range(4)))
+    assert answers.count("running") == 1, answers
+    assert all("is running; only a failed" in a for a in answers if a != "running")
+    with ledger.connect() as conn:
+        runs = conn.execute(
+            text("SELECT count(*) FROM conveyor_jobs WHERE workflow_id = :w AND task = :t"),
+            {"w": wf["id"], "t": "testing.needs_file"},
+        ).scalar_one()
+    assert runs == 2  # the first run and one retry
+
+
 # --- the demo, retention -----------------------------------------------------------------------
 
 
