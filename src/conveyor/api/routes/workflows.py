@@ -88,7 +88,7 @@ def retry_workflow(
 ) -> WorkflowOut:
     """Re-run a failed or cancelled workflow's failed and never-run steps, keeping the
     results of those that succeeded (a canvas' too: its unfinished part is driven from the
-    ledger from then on). 409 for a workflow still running, or a canvas whose never-sent
-    steps cannot be placed from what was recorded."""
+    ledger from then on). 409 for a workflow still running or one that succeeded, and for a
+    canvas whose never-sent steps cannot be placed from what was recorded."""
     _visible(principal, services, workflow_id)
     return Workflows(services.control).retry(str(workflow_id))
