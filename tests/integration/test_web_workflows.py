@@ -233,6 +233,45 @@ def test_a_canvas_is_drawn_and_a_retry_once_succeeded_is_refused_with_the_reason
     assert r.status_code == 409 and "is succeeded; only a failed or cancelled" in r.text
 
 
+def test_a_failed_canvas_is_retried_from_its_page(client: Any, services: Any) -> None:
+    # chain(add, fail, add): the failing step runs again (and fails again: demo.fail always
+    # does), the first is kept, and the graph keeps every edge, the never-run step's too.
+    code = (
+        "from celery import chain\n"
+        "from conveyor.demo import add, fail\n"
+        "r = chain(add.s(1, 1), fail.si('on purpose'), add.s(1)).apply_async()\n"
+        "print(r.parent.parent.id)\n"
+    )
+    first = python_last_line(code, services.env())
+
+    def failed() -> str | None:
+        r = client.get(f"/api/v1/jobs/{first}")
+        found = r.json().get("workflow_id") if r.status_code == 200 else None
+        return found if found and workflow(client, found)["state"] == "failed" else None
+
+    workflow_id = str(wait_for(failed, timeout=60, message="the canvas to fail"))
+    before = workflow(client, workflow_id)
+    page = client.get(f"/workflows/{workflow_id}").text
+    assert f'/workflows/{workflow_id}/retry"' in page
+    r = client.post(f"/workflows/{workflow_id}/retry", headers=SAME_ORIGIN, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("?notice=retried")
+
+    def failed_again() -> dict[str, Any] | None:
+        body = workflow(client, workflow_id)
+        ran = [n for n in body["nodes"] if n["task"] == "demo.fail"]
+        moved = ran and ran[0]["job_id"] not in {n["job_id"] for n in before["nodes"]}
+        return body if moved and body["state"] == "failed" else None
+
+    again = wait_for(failed_again, timeout=60, message="the failed step to run again")
+    kept = next(n for n in again["nodes"] if n["step"] == first)
+    assert kept["job_id"] == first and kept["state"] == "succeeded"
+    assert len(again["edges"]) == 2 and len(again["nodes"]) == 3
+    svg = client.get(f"/workflows/{workflow_id}").text.split('<svg class="dag"', 1)[1]
+    assert svg.count('<a class="dag-node') == 2  # the never-run step has no job to link to
+    assert svg.count('<g class="dag-node state-pending"') == 1
+    assert svg.count('class="dag-edge') == 2
+
+
 def test_a_hundred_wide_chord_is_drawn_as_a_framed_grid(client: Any, services: Any) -> None:
     workflow_id = canvas_workflow(
         client, services, "chord([add.s(i, i) for i in range(100)], merge.s(seconds=0))"
