@@ -63,7 +63,7 @@ def plan_retry(nodes: list[dict[str, Any]], edges: list[tuple[str, str]]) -> Ret
     planner = _Planner(sent)
     for n in nodes:
         if n["job"] is not None:
-            planner.follow(n["message"] or {}, n["step"])
+            planner.follow(_dict(n["message"]), n["step"])
     planner.place_chord_callbacks()
     parents: dict[str, list[str]] = {}
     for parent, child in edges:
@@ -76,8 +76,8 @@ def plan_retry(nodes: list[dict[str, Any]], edges: list[tuple[str, str]]) -> Ret
                 PlannedStep(
                     step=n["step"],
                     task=n["task"],
-                    args=list(job["args"] or []),
-                    kwargs=dict(job["kwargs"] or {}),
+                    args=_list(job["args"]),
+                    kwargs=_dict(job["kwargs"]),
                     queue=job["queue"],
                     after=parents.get(n["step"], []),
                     passing="none",
@@ -112,8 +112,8 @@ class _Planner:
         """What a sent node's message carried: its chain's next steps, its links, and (a chord
         header member) its place in the header and the chord callback."""
         self._member(message, step)
-        self._sequence(list(reversed(message.get("chain") or ())), [step], "one")
-        for link in message.get("link") or ():
+        self._sequence(_list(message.get("chain"))[::-1], [step], "one")
+        for link in _list(message.get("link")):
             self.walk(link, [step], "one")
 
     def _member(self, fields: dict[str, Any], step: str) -> None:
@@ -144,18 +144,18 @@ class _Planner:
         if not isinstance(sig, dict):
             return parents, passing
         kind = sig.get("subtask_type")
-        kwargs = sig.get("kwargs") or {}
+        kwargs = _dict(sig.get("kwargs"))
         if kind == "chain":
-            return self._sequence(list(kwargs.get("tasks") or ()), parents, passing)
+            return self._sequence(_list(kwargs.get("tasks")), parents, passing)
         if kind == "group":
             tails: list[str] = []
-            for member in kwargs.get("tasks") or ():
+            for member in _list(kwargs.get("tasks")):
                 tails.extend(self.walk(member, parents, passing)[0])
             return tails, "list"
         if kind == "chord":
             header, _ = self.walk(kwargs.get("header"), parents, passing)
             return self.walk(kwargs.get("body"), header, "list")
-        options = sig.get("options") or {}
+        options = _dict(sig.get("options"))
         task_id = options.get("task_id")
         if not task_id or not sig.get("task"):
             return parents, passing
@@ -164,7 +164,7 @@ class _Planner:
             self.steps[step] = PlannedStep(
                 step=step,
                 task=str(sig["task"]),
-                args=list(sig.get("args") or ()),
+                args=_list(sig.get("args")),
                 kwargs=dict(kwargs),
                 queue=options.get("queue") if isinstance(options.get("queue"), str) else None,
                 after=list(parents),
@@ -173,7 +173,17 @@ class _Planner:
         # A signature may carry what follows it (a chord callback the chain after the chord,
         # a header member's chain its chord).
         self._member(options, step)
-        self._sequence(list(reversed(options.get("chain") or ())), [step], "one")
-        for link in options.get("link") or ():
+        self._sequence(_list(options.get("chain"))[::-1], [step], "one")
+        for link in _list(options.get("link")):
             self.walk(link, [step], "one")
         return [step], "one"
+
+
+# What a message carried is whatever an app (or anything on the broker) sent: a field of the
+# wrong type is read as empty, never trusted.
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -118,3 +118,22 @@ def test_a_header_member_that_is_a_chain_counts_by_its_last_step() -> None:
     plan = by_step(nodes, [("a", "b")])
     assert plan["c"] == (["b"], "one", [3])
     assert plan["cb"] == (["c", "m"], "list", [])
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {"chain": 5},
+        {"chain": "abc"},
+        {"chain": [{"subtask_type": "group", "kwargs": {"tasks": 7}}]},
+        {"chain": [{"task": "t", "options": [1], "kwargs": "x", "args": 3}]},
+        {"chord": [], "group_id": "g", "group_index": "x"},
+        {"link": {"a": 1}},
+        [1, 2],
+    ],
+)
+def test_garbage_carried_is_refused_clearly_never_a_crash(garbage: Any) -> None:
+    nodes = [node("a", "failed", garbage, args={"not": "a list"}), node("b", None)]  # type: ignore[arg-type]
+    with pytest.raises(InvalidTransition, match="cannot tell where the never-sent node b"):
+        plan_retry(nodes, [])
+    assert by_step([nodes[0]], []) == {"a": ([], "none", [])}
