@@ -115,6 +115,8 @@ def test_a_failed_run_exits_1_and_retry_wait_follows_it(services: Any, tmp_path:
         ('{"steps": [{"name": "a", "task": "demo.noop", "after": ["a"]}]}', "cycle: a → a"),
         ('{"steps": [{"name": "a", "task": "demo.add", "args": [1, "x"]}]}', "steps.a.y"),
         ("[1, 2]", "input"),
+        ("[" * 100_000, "is not JSON"),
+        ('{"steps": [{"name": "[bold]x", "task": "demo.noop"}]}', "steps.0.name"),
     ],
 )
 def test_bad_specs_exit_2_saying_what_is_wrong(
@@ -136,6 +138,10 @@ def test_unknown_files_and_workflows(services: Any, tmp_path: Path) -> None:
     for verb in ("show", "cancel", "retry"):
         r = conveyor(verb, unknown, env=env)
         assert r.returncode == 1 and "no workflow with id" in r.stderr, (verb, r.stderr)
-        bad = conveyor(verb, "not-an-id", env=env)
-        assert bad.returncode == 2 and "not a workflow id" in bad.stderr
+        bad = conveyor(verb, "[red]not-an-id", env=env)
+        assert bad.returncode == 2 and "'[red]not-an-id' is not a workflow id" in bad.stderr
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    unreadable = conveyor("run", str(binary), env=env)
+    assert unreadable.returncode == 2 and "cannot read" in unreadable.stderr
     assert conveyor("list", "--source", "other", env=env).returncode == 2

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -47,7 +48,7 @@ def _workflow_id(raw: str) -> str:
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        err.print(f"[red]refused:[/] {raw!r} is not a workflow id (a UUID)")
+        err.print(f"[red]refused:[/] {escape(repr(raw))} is not a workflow id (a UUID)")
         raise typer.Exit(2) from None
 
 
@@ -68,7 +69,7 @@ def workflows_list(
 ) -> None:
     """Workflows, newest first: state, progress and nodes per state."""
     if source not in (None, "canvas", "spec"):
-        err.print(f"[red]refused:[/] --source must be canvas or spec, not {source!r}")
+        err.print(f"[red]refused:[/] --source must be canvas or spec, not {escape(repr(source))}")
         raise typer.Exit(2)
     with refusals():
         page = _flows().list_workflows(source=source, name=name, limit=limit)
@@ -146,12 +147,12 @@ def _read_spec(file: str) -> Any:
     try:
         raw = sys.stdin.read() if file == "-" else Path(file).read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        err.print(f"[red]refused:[/] cannot read {file}: {exc}")
+        err.print(f"[red]refused:[/] cannot read {escape(file)}: {escape(str(exc))}")
         raise typer.Exit(2) from None
     try:
         data = json.loads(raw)
-    except ValueError as exc:
-        err.print(f"[red]refused:[/] {file} is not JSON: {exc} (YAML is not read)")
+    except (ValueError, RecursionError) as exc:
+        err.print(f"[red]refused:[/] {escape(file)} is not JSON: {exc} (YAML is not read)")
         raise typer.Exit(2) from None
     with refusals():
         return WorkflowSpec.model_validate(data)
@@ -218,7 +219,9 @@ def follow(flows: Any, workflow_id: str, *, timeout: float) -> int:
             for n in wf.nodes:
                 if n.step not in bars:
                     name = n.name if n.name == n.step else f"{n.name} {n.step[:8]}"
-                    bars[n.step] = bar.add_task(f"  {name[:26]}", total=1.0, state=n.state)
+                    # A task's name is any text: never read as markup.
+                    label = escape(f"  {name[:26]}")
+                    bars[n.step] = bar.add_task(label, total=1.0, state=n.state)
                 bar.update(bars[n.step], completed=n.progress, state=n.state)
             if wf.state != "running":
                 break
