@@ -570,6 +570,25 @@ def test_retry_a_chord_whose_header_member_is_a_chain(
     assert results(ledger, [callback["job_id"]])[callback["job_id"]] == 15
 
 
+def test_retry_a_chord_whose_callback_failed(
+    client: Any, services: ServiceSet, ledger: Any, tmp_path: Path
+) -> None:
+    failed = send_failing_canvas(
+        client,
+        services,
+        ledger,
+        "chord([add.si(1, 1), add.si(2, 2)], chain(needs_file.s(M), merge.s(seconds=0)))",
+        tmp_path,
+        nodes=4,
+    )
+    assert failed["counts"] == {"succeeded": 2, "failed": 1, "pending": 1}
+    done = retry_until_done(client, failed["id"], tmp_path)
+    got = results(ledger, [n["job_id"] for n in done["nodes"]])
+    # The callback again with the header's results it was given ([2, 4]), then the chain on.
+    assert sorted(got.values(), key=str) == [2, 4, 6, [2, 4]]
+    assert len(jobs_of(ledger, failed["id"])) == 2 + 1 + 1 + 1
+
+
 def test_retry_a_cancelled_canvas_and_cancel_it_again(
     client: Any, services: ServiceSet, ledger: Any, tmp_path: Path
 ) -> None:
