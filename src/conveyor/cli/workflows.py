@@ -164,8 +164,10 @@ def workflows_run(
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 3600,
 ) -> None:
-    """Validate and start a workflow from a spec; prints its id. With --wait, follow it to
-    its end (exit 0 if it succeeded, 1 if not, 3 if still running at --timeout)."""
+    """Validate and start a workflow from a JSON spec; prints its id.
+
+    With --wait, follow it to its end: exit 0 if it succeeded, 1 if not, 3 if still running
+    at --timeout."""
     spec = _read_spec(file)
     flows = _flows()
     with refusals():
@@ -186,8 +188,9 @@ def workflows_cancel(workflow_id: IdArg) -> None:
 
 @workflows_cli.command("retry")
 def workflows_retry(workflow_id: IdArg, wait: WaitOpt = False, timeout: TimeoutOpt = 3600) -> None:
-    """Run a failed or cancelled workflow on: failed and never-run steps again, succeeded
-    ones kept with their results (a canvas too)."""
+    """Run a failed or cancelled workflow (spec or canvas) on.
+
+    Its failed and never-run steps run again; succeeded ones are kept with their results."""
     wf_id = _workflow_id(workflow_id)
     flows = _flows()
     with refusals():
