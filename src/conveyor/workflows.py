@@ -23,8 +23,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Connection
 
-from conveyor.control import Control
+from conveyor.canvas_retry import plan_retry
+from conveyor.control import Control, task_queue
 from conveyor.core.ids import new_job_id
 from conveyor.core.states import JobState
 from conveyor.errors import (
@@ -132,7 +134,8 @@ class Workflows:
             if row is None:
                 raise WorkflowNotFound(workflow_id)
             nodes = lw.nodes_with_jobs(conn, workflow_id)
-            spec_edges = lw.spec_edges(conn, workflow_id) if row["source"] == lw.SPEC else []
+            # A spec's, or a canvas' once a retry drives it (its whole graph, kept then).
+            spec_edges = lw.spec_edges(conn, workflow_id) if row["spec"] is not None else []
         out = build(row, nodes, spec_edges)
         if out.finished_at is not None and row["finished_at"] is None:
             with self.engine.begin() as conn:  # kept, so that lists show it without nodes
@@ -212,26 +215,62 @@ class Workflows:
         return self.get_workflow(workflow_id)
 
     def retry(self, workflow_id: str) -> WorkflowOut:
-        """Run a failed or cancelled spec workflow on: its failed, cancelled and never-run
-        steps run again as new jobs, its succeeded steps are kept with their results."""
-        current = self.get_workflow(workflow_id)
-        if current.source != lw.SPEC:
-            raise InvalidTransition(
-                f"workflow {workflow_id} was sent with Celery's canvas, which Conveyor records "
-                "but does not drive: retry its failed jobs (POST /api/v1/jobs/{id}/retry) or "
-                "send the canvas again; workflows posted as a spec can be retried whole"
-            )
-        if current.state not in ("failed", "cancelled"):
-            raise InvalidTransition(
-                f"workflow {workflow_id} is {current.state}; only a failed or cancelled "
-                "workflow can be retried"
-            )
-        again = [n.step for n in current.nodes if n.state in _FAILED]
+        """Run a failed or cancelled workflow on: its failed, cancelled and never-run steps
+        run again as new jobs, its succeeded steps are kept with their results. A canvas is
+        turned into driven steps first (``conveyor.canvas_retry``), then goes on like a spec."""
         with self.engine.begin() as conn:
-            lw.reset_steps(conn, workflow_id, again)
+            # Locked, and the state read under the lock: two retries at once run a step once.
+            row = lw.get_workflow_row(conn, workflow_id, lock=True)
+            if row is None:
+                raise WorkflowNotFound(workflow_id)
+            nodes = lw.nodes_with_jobs(conn, workflow_id)
+            states = {n["step"]: _node_state(n, row) for n in nodes}
+            state = aggregate_state(row["state"], list(states.values()))
+            if state not in ("failed", "cancelled"):
+                raise InvalidTransition(
+                    f"workflow {workflow_id} is {state}; only a failed or cancelled "
+                    "workflow can be retried"
+                )
+            again = [step for step, s in states.items() if s in _FAILED]
+            if row["spec"] is None:  # a canvas never retried yet
+                self._drive_canvas(conn, workflow_id, nodes)
+            else:
+                lw.reset_steps(conn, workflow_id, again)
             lw.set_state(conn, workflow_id, lw.RUNNING)
             lw.advance(conn, workflow_id)
         return self.get_workflow(workflow_id)
+
+    def _drive_canvas(
+        self, conn: Connection, workflow_id: str, nodes: list[dict[str, Any]]
+    ) -> None:
+        """Turn the canvas' unfinished part into driven steps (its nodes as read under the
+        workflow's lock)."""
+        rerun = [str(n["job_id"]) for n in nodes if n["job"] and n["job"]["state"] in _FAILED]
+        recorded = lw.job_arguments(conn, rerun)
+        for n in nodes:
+            if n["job"] is not None:
+                n["job"].update(recorded.get(str(n["job_id"]), {}))
+        far = datetime.max.replace(tzinfo=UTC)
+        nodes.sort(key=lambda n: n["job"]["created_at"] if n["job"] else far)
+        plan = plan_retry(nodes, _canvas_edges(nodes))
+        app = self.control.app
+        lw.drive_canvas(
+            conn,
+            workflow_id,
+            [
+                lw.DrivenStep(
+                    name=s.step,
+                    queue=s.queue or task_queue(app, s.task),
+                    args=s.args,
+                    kwargs=s.kwargs,
+                    after=s.after,
+                    pass_result=s.passing != "none",
+                    collect=s.passing == "list",
+                )
+                for s in plan.steps
+            ],
+            plan.edges,
+        )
 
     def start_demo(self) -> str:
         """Start the demo diamond (``demo.DIAMOND``: A, then B and C, then D with both
@@ -404,7 +443,7 @@ def build(
     total = sum(n.weight for n in out_nodes) or 1.0
     done = sum(n.weight * n.progress for n in out_nodes)
     state = aggregate_state(row["state"], [n.state for n in out_nodes])
-    edges = _canvas_edges(nodes) if canvas else spec_edges
+    edges = _canvas_edges(nodes) if row["spec"] is None else spec_edges
     finished_at = None
     if state != "running":
         ends = [n.finished_at for n in out_nodes if n.finished_at is not None]

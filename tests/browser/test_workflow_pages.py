@@ -90,3 +90,58 @@ def test_a_failing_workflow_offers_retry_live_and_retries_from_the_page(
     page.wait_for_url("**?notice=retried")
     assert "failed and never-run steps run again" in page.locator(".flash-ok").inner_text()
     page.screenshot(path=str(dashboard.screenshots / "workflow-retried.png"), full_page=True)
+
+
+LIST_ROW = """
+(id) => {
+  const row = document.querySelector(`tr[data-workflow-id="${id}"]`);
+  if (!row) return null;
+  const bar = row.querySelector('progress');
+  return [row.querySelector('.badge').textContent.trim(), bar ? bar.getAttribute('value') : null];
+}
+"""
+
+
+def test_the_workflows_list_follows_states_and_progress_live(
+    operator_page: Any, dashboard: Dashboard
+) -> None:
+    page = operator_page
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(dashboard.url + "/workflows")
+    page.evaluate("document.body.dataset.marker = 'no reload'")
+    spec = {
+        "name": "browser list",
+        "steps": [
+            {"name": "one", "task": "demo.sleep", "args": [1.5]},
+            {"name": "two", "task": "demo.sleep", "args": [1.5], "after": ["one"]},
+        ],
+    }
+    with dashboard.api() as api:
+        r = api.post("/api/v1/workflows", json=spec)
+    assert r.status_code == 202, r.text
+    workflow_id = r.json()["id"]
+    # It appears on the open first page, running, then ends succeeded at 100 %: no reload.
+    seen: list[Any] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            row = page.evaluate(LIST_ROW, workflow_id)
+        except Exception:  # the rows are being swapped
+            continue
+        if row and (not seen or row != seen[-1]):
+            seen.append(row)
+            if row[0] == "running" and len(seen) == 1:
+                page.screenshot(
+                    path=str(dashboard.screenshots / "workflows-list-live.png"), full_page=True
+                )
+        if row and row[0] == "succeeded":
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the list did not follow the workflow: {seen}")
+    assert seen[0][0] == "running", seen
+    assert seen[-1] == ["succeeded", "100.0"], seen
+    assert page.evaluate("document.body.dataset.marker") == "no reload"
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1280
+    page.screenshot(path=str(dashboard.screenshots / "workflows-list-done.png"), full_page=True)

@@ -126,3 +126,45 @@ def test_canvas_completes_after_its_worker_is_killed(stack: Any) -> None:
     lost = [n for n in done["nodes"] if "lost" in outcomes(stack, n["job_id"])]
     assert len(lost) == 2
     stack.stop_worker("fourth")
+
+
+def test_a_retried_canvas_completes_after_its_worker_is_killed(stack: Any) -> None:
+    """A retried canvas is driven from the ledger: a re-run step whose worker dies is sent
+    again as a plain job, without the chain its first message carried, so the steps after it
+    run once (from the ledger), not twice (once more from the carried chain)."""
+    stack.start_worker("fifth", "-c", "2")
+    code = (
+        "from celery import chain\n"
+        "from conveyor.demo import add, sleep\n"
+        "r = chain(sleep.si(4), add.si(1, 2), add.s(100)).apply_async()\n"
+        "print(r.parent.parent.id)\n"
+    )
+    first = python_last_line(code, stack.env())
+
+    def sleeping() -> str | None:
+        r = stack.http.get(f"/api/v1/jobs/{first}")
+        ok = r.status_code == 200 and r.json()["state"] == "running"
+        return r.json()["workflow_id"] if ok else None
+
+    wf_id = wait_for(sleeping, timeout=60, message="the first step to run")
+    assert stack.http.post(f"/api/v1/workflows/{wf_id}/cancel").status_code == 200
+    until_ended(stack, wf_id)
+    r = stack.http.post(f"/api/v1/workflows/{wf_id}/retry")
+    assert r.status_code == 202, r.text
+    rerun = next(n["job_id"] for n in r.json()["nodes"] if n["step"] == first)
+
+    def rerun_sleeping() -> bool:
+        return bool(stack.job(rerun)["state"] == "running")
+
+    wait_for(rerun_sleeping, timeout=60, interval=0.05, message="the re-run to sleep")
+    kill_worker(stack, "fifth")
+    stack.start_worker("sixth", "-c", "2")
+    done = until_ended(stack, wf_id)
+    assert done["state"] == "succeeded", done
+    assert outcomes(stack, rerun) == ["lost", "succeeded"]
+    jobs = stack.http.get("/api/v1/jobs", params={"workflow": wf_id, "limit": 50}).json()["items"]
+    for args, value in (([1, 2], 3), ([3, 100], 103)):
+        ran = [j for j in jobs if j["task"] == "demo.add" and j["args"] == args]
+        assert len(ran) == 1, (args, ran)  # once, not once more from the carried chain
+        assert result(stack, ran[0]["id"]) == value
+    stack.stop_worker("sixth")

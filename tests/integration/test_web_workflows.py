@@ -104,6 +104,24 @@ def test_the_demo_runs_from_its_button_and_its_page_draws_the_graph(client: Any)
     assert stale.status_code == 400 and "not valid any more" in stale.text
     assert f'data-workflow-id="{workflow_id}"' in stale.text  # the newest, instead
 
+    # The list's live rows: the same filters, the first page followed, 304 when unchanged.
+    first = listed.split('class="table-wrap workflows-list"', 1)[1].split(">", 1)[0]
+    assert 'data-terminal="false"' in first and '/live/workflows"' in first
+    rows = client.get("/live/workflows", params={"state": "succeeded"})
+    assert rows.status_code == 200 and rows.headers["cache-control"] == "no-store"
+    assert f'data-workflow-id="{workflow_id}"' in rows.text
+    assert 'data-live-region="rows"' in rows.text and 'data-terminal="false"' in rows.text
+    same = client.get(
+        "/live/workflows",
+        params={"state": "succeeded"},
+        headers={"If-None-Match": rows.headers["etag"]},
+    )
+    assert same.status_code in (200, 304)  # 200 only if a workflow ended meanwhile
+    failed_rows = client.get("/live/workflows", params={"state": "failed"}).text
+    assert f'data-workflow-id="{workflow_id}"' not in failed_rows
+    for bad_params in ({"state": "nope"}, {"cursor": "garbage"}):
+        assert client.get("/live/workflows", params=bad_params).status_code == 400
+
     # The jobs list filtered by the workflow: its four jobs, each linking back to it.
     jobs = client.get("/jobs", params={"workflow": workflow_id}).text
     rows = re.findall(r'<tr data-job-id="([0-9a-f-]{36})"', jobs)
@@ -199,7 +217,7 @@ def canvas_workflow(client: Any, services: Any, canvas: str) -> str:
     return workflow_id
 
 
-def test_a_canvas_is_drawn_and_its_retry_is_refused_with_the_reason(
+def test_a_canvas_is_drawn_and_a_retry_once_succeeded_is_refused_with_the_reason(
     client: Any, services: Any
 ) -> None:
     workflow_id = canvas_workflow(
@@ -210,9 +228,48 @@ def test_a_canvas_is_drawn_and_its_retry_is_refused_with_the_reason(
     # A canvas node is named after its task.
     assert re.findall(r'<text class="dag-label"[^>]*>([^<]+)</text>', svg).count("demo.add") == 3
     assert svg.count('class="dag-edge done"') == 4
-    assert f"/workflows/{workflow_id}/retry" not in html  # succeeded, and a canvas anyway
+    assert f"/workflows/{workflow_id}/retry" not in html  # it succeeded
     r = client.post(f"/workflows/{workflow_id}/retry", headers=SAME_ORIGIN)
-    assert r.status_code == 409 and "canvas" in r.text
+    assert r.status_code == 409 and "is succeeded; only a failed or cancelled" in r.text
+
+
+def test_a_failed_canvas_is_retried_from_its_page(client: Any, services: Any) -> None:
+    # chain(add, fail, add): the failing step runs again (and fails again: demo.fail always
+    # does), the first is kept, and the graph keeps every edge, the never-run step's too.
+    code = (
+        "from celery import chain\n"
+        "from conveyor.demo import add, fail\n"
+        "r = chain(add.s(1, 1), fail.si('on purpose'), add.s(1)).apply_async()\n"
+        "print(r.parent.parent.id)\n"
+    )
+    first = python_last_line(code, services.env())
+
+    def failed() -> str | None:
+        r = client.get(f"/api/v1/jobs/{first}")
+        found = r.json().get("workflow_id") if r.status_code == 200 else None
+        return found if found and workflow(client, found)["state"] == "failed" else None
+
+    workflow_id = str(wait_for(failed, timeout=60, message="the canvas to fail"))
+    before = workflow(client, workflow_id)
+    page = client.get(f"/workflows/{workflow_id}").text
+    assert f'/workflows/{workflow_id}/retry"' in page
+    r = client.post(f"/workflows/{workflow_id}/retry", headers=SAME_ORIGIN, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("?notice=retried")
+
+    def failed_again() -> dict[str, Any] | None:
+        body = workflow(client, workflow_id)
+        ran = [n for n in body["nodes"] if n["task"] == "demo.fail"]
+        moved = ran and ran[0]["job_id"] not in {n["job_id"] for n in before["nodes"]}
+        return body if moved and body["state"] == "failed" else None
+
+    again = wait_for(failed_again, timeout=60, message="the failed step to run again")
+    kept = next(n for n in again["nodes"] if n["step"] == first)
+    assert kept["job_id"] == first and kept["state"] == "succeeded"
+    assert len(again["edges"]) == 2 and len(again["nodes"]) == 3
+    svg = client.get(f"/workflows/{workflow_id}").text.split('<svg class="dag"', 1)[1]
+    assert svg.count('<a class="dag-node') == 2  # the never-run step has no job to link to
+    assert svg.count('<g class="dag-node state-pending"') == 1
+    assert svg.count('class="dag-edge') == 2
 
 
 def test_a_hundred_wide_chord_is_drawn_as_a_framed_grid(client: Any, services: Any) -> None:

@@ -400,13 +400,267 @@ def test_retry_reuses_succeeded_results(client: Any, ledger: Any, tmp_path: Path
     assert client.post(f"/api/v1/workflows/{wf['id']}/retry").status_code == 409
 
 
-def test_a_canvas_cannot_be_retried(client: Any, services: ServiceSet) -> None:
-    sent = send_canvas(client, services, "chain(add.s(1, 1), add.s(1))")
-    wf_id = workflow_of(client, sent["last"])
-    until_workflow(client, wf_id, "succeeded")
+def send_failing_canvas(
+    client: Any, services: ServiceSet, ledger: Any, canvas: str, tmp: Path, nodes: int
+) -> dict[str, Any]:
+    """Send ``canvas`` (over the demo tasks and ``needs_file``, which fails until the file
+    ``M`` exists: ``retry_until_done`` writes it) and wait for its workflow to fail with
+    ``nodes`` nodes known."""
+    marker = tmp / "ready"
+    code = (
+        "from celery import chain, chord, group\n"
+        "from conveyor.demo import add, merge, sleep\n"
+        "from conveyor.testing.app import needs_file\n"
+        f"M = {str(marker)!r}\n"
+        f"print(({canvas}).apply_async().id)\n"
+    )
+    last = python_last_line(code, services.env())  # never sent: known as a carried id
+
+    def workflow() -> str | None:
+        with ledger.connect() as conn:
+            found = conn.execute(
+                text("SELECT workflow_id::text FROM conveyor_workflow_keys WHERE key = :k"),
+                {"k": last},
+            ).scalar()
+        return str(found) if found else None
+
+    wf_id = str(wait_for(workflow, timeout=30, message=f"a workflow knowing {last}"))
+    return until_workflow(client, wf_id, "failed", nodes=nodes)
+
+
+def retry_until_done(client: Any, workflow_id: str, tmp: Path | None = None) -> dict[str, Any]:
+    if tmp is not None:
+        (tmp / "ready").write_text("ok")
+    r = client.post(f"/api/v1/workflows/{workflow_id}/retry")
+    assert r.status_code == 202, r.text
+    assert r.json()["state"] == "running"
+    done = until_workflow(client, workflow_id, "succeeded", "failed")
+    assert done["state"] == "succeeded", done
+    assert client.post(f"/api/v1/workflows/{workflow_id}/retry").status_code == 409
+    return done
+
+
+def jobs_of(ledger: Any, workflow_id: str) -> list[dict[str, Any]]:
+    with ledger.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id::text, task, args, state, attempt, result FROM conveyor_jobs "
+                "WHERE workflow_id = :w"
+            ),
+            {"w": workflow_id},
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def test_retry_a_canvas_chain_reuses_the_first_result(
+    client: Any, services: ServiceSet, ledger: Any, tmp_path: Path
+) -> None:
+    failed = send_failing_canvas(
+        client,
+        services,
+        ledger,
+        "chain(add.s(1, 2), needs_file.s(M), add.s(100))",
+        tmp_path,
+        nodes=3,
+    )
+    assert failed["source"] == "canvas"
+    assert sorted(n["state"] for n in failed["nodes"]) == ["failed", "pending", "succeeded"]
+    first = {n["state"]: n for n in failed["nodes"]}
+    done = retry_until_done(client, failed["id"], tmp_path)
+    again = {n["step"]: n for n in done["nodes"]}
+    assert again[first["succeeded"]["step"]]["job_id"] == first["succeeded"]["job_id"]
+    assert again[first["failed"]["step"]]["job_id"] != first["failed"]["job_id"]
+    assert len(done["nodes"]) == 3  # the retry's jobs are the nodes' jobs, not new nodes
+    got = results(ledger, [n["job_id"] for n in done["nodes"]])
+    assert got[again[first["failed"]["step"]]["job_id"]] == 3  # recorded args: add's result
+    assert got[again[first["pending"]["step"]]["job_id"]] == 103  # the chain's passing kept
+    with ledger.connect() as conn:  # a resend of the new job (lost worker) carries no chain
+        carried = conn.execute(
+            text("SELECT message FROM conveyor_workflow_nodes WHERE step = :s"),
+            {"s": first["failed"]["step"]},
+        ).scalar_one()
+    assert carried is None
+    ran = jobs_of(ledger, failed["id"])
+    adds = [j for j in ran if j["task"] == "demo.add" and j["args"] == [1, 2]]
+    assert [(j["attempt"], j["state"]) for j in adds] == [(1, "succeeded")]  # ran once
+    edges = {(e["parent"], e["child"]) for e in done["edges"]}
+    assert edges == {
+        (first["succeeded"]["step"], first["failed"]["step"]),
+        (first["failed"]["step"], first["pending"]["step"]),
+    }
+
+
+def test_retry_a_chord_runs_only_the_failed_members(
+    client: Any, services: ServiceSet, ledger: Any, tmp_path: Path
+) -> None:
+    failed = send_failing_canvas(
+        client,
+        services,
+        ledger,
+        "chord([needs_file.si(i * 10, M) if i in (3, 7) else add.si(i, i) for i in range(10)],"
+        " merge.s(seconds=0))",
+        tmp_path,
+        nodes=11,
+    )
+    assert failed["counts"] == {"succeeded": 8, "failed": 2, "pending": 1}
+    before = {n["step"]: n["job_id"] for n in failed["nodes"] if n["state"] == "succeeded"}
+    done = retry_until_done(client, failed["id"], tmp_path)
+    assert done["counts"] == {"succeeded": 11}
+    after = {n["step"]: n["job_id"] for n in done["nodes"]}
+    assert all(after[step] == job for step, job in before.items())  # kept, not run again
+    ran = jobs_of(ledger, failed["id"])
+    assert len(ran) == 10 + 2 + 1  # the first run, the two again, the callback
+    callback = next(n for n in done["nodes"] if n["task"] == "demo.merge")
+    # All ten results, in header order: 0, 2, 4, 30, 8, 10, 12, 70, 16, 18.
+    assert results(ledger, [callback["job_id"]])[callback["job_id"]] == 170
+    with ledger.connect() as conn:
+        args = conn.execute(
+            text("SELECT args FROM conveyor_jobs WHERE id = :id"), {"id": callback["job_id"]}
+        ).scalar_one()
+    assert args == [[0, 2, 4, 30, 8, 10, 12, 70, 16, 18]]
+    assert len([e for e in done["edges"] if e["child"] == callback["step"]]) == 10
+
+
+def test_retry_a_nested_canvas(
+    client: Any, services: ServiceSet, ledger: Any, tmp_path: Path
+) -> None:
+    # a → (b, c fails) → d → chord(e, f) → g: c again, then d, e, f and g never sent before.
+    failed = send_failing_canvas(
+        client,
+        services,
+        ledger,
+        "chain(add.s(1, 1), group(add.s(10), needs_file.s(M)), merge.s(seconds=0),"
+        " chord([add.s(1), add.s(2)], merge.s(seconds=0)))",
+        tmp_path,
+        nodes=7,
+    )
+    assert failed["counts"] == {"succeeded": 2, "failed": 1, "pending": 4}
+    done = retry_until_done(client, failed["id"], tmp_path)
+    got = results(ledger, [n["job_id"] for n in done["nodes"]])
+    label = {n["step"]: got[n["job_id"]] for n in done["nodes"]}
+    # c returns its recorded first argument (a's result, 2): d = 12 + 2, then (14+1)+(14+2).
+    assert sorted(label.values()) == [2, 2, 12, 14, 15, 16, 31]
+    assert labelled_edges(done, label) == {
+        (2, 12),
+        (2, 2),
+        (12, 14),
+        (2, 14),
+        (14, 15),
+        (14, 16),
+        (15, 31),
+        (16, 31),
+    }
+
+
+def test_retry_a_chord_whose_header_member_is_a_chain(
+    client: Any, services: ServiceSet, ledger: Any, tmp_path: Path
+) -> None:
+    failed = send_failing_canvas(
+        client,
+        services,
+        ledger,
+        "chord([chain(add.s(1, 1), needs_file.s(M), add.s(3)), add.si(5, 5)], merge.s(seconds=0))",
+        tmp_path,
+        nodes=5,
+    )
+    assert failed["counts"] == {"succeeded": 2, "failed": 1, "pending": 2}
+    done = retry_until_done(client, failed["id"], tmp_path)
+    callback = next(n for n in done["nodes"] if n["task"] == "demo.merge")
+    # The chain's result (2 + 3) and the other member's, in header order.
+    assert results(ledger, [callback["job_id"]])[callback["job_id"]] == 15
+
+
+def test_retry_a_chord_whose_callback_failed(
+    client: Any, services: ServiceSet, ledger: Any, tmp_path: Path
+) -> None:
+    failed = send_failing_canvas(
+        client,
+        services,
+        ledger,
+        "chord([add.si(1, 1), add.si(2, 2)], chain(needs_file.s(M), merge.s(seconds=0)))",
+        tmp_path,
+        nodes=4,
+    )
+    assert failed["counts"] == {"succeeded": 2, "failed": 1, "pending": 1}
+    done = retry_until_done(client, failed["id"], tmp_path)
+    got = results(ledger, [n["job_id"] for n in done["nodes"]])
+    # The callback again with the header's results it was given ([2, 4]), then the chain on.
+    assert sorted(got.values(), key=str) == [2, 4, 6, [2, 4]]
+    assert len(jobs_of(ledger, failed["id"])) == 2 + 1 + 1 + 1
+
+
+def test_retry_a_cancelled_canvas_and_cancel_it_again(
+    client: Any, services: ServiceSet, ledger: Any, tmp_path: Path
+) -> None:
+    code = (
+        "from celery import chain\n"
+        "from conveyor.demo import add, sleep\n"
+        "r = chain(sleep.si(30), add.si(1, 1), add.s(5)).apply_async()\n"
+        "print(r.parent.parent.id)\n"
+    )
+    first = python_last_line(code, services.env())
+    wf_id = workflow_of(client, first)
+    wait_for(
+        lambda: client.get(f"/api/v1/jobs/{first}").json()["state"] == "running",
+        timeout=30,
+        message="the first step to start",
+    )
+    assert client.post(f"/api/v1/workflows/{wf_id}/cancel").status_code == 200
+    cancelled = until_workflow(client, wf_id, "cancelled", nodes=3, timeout=30)
+    assert cancelled["counts"] == {"cancelled": 3}
+    # Retried: it runs again (the sleep too, cancelled mid-run), and can be cancelled again.
     r = client.post(f"/api/v1/workflows/{wf_id}/retry")
-    assert r.status_code == 409
-    assert "canvas" in r.json()["detail"]
+    assert r.status_code == 202, r.text
+    again = r.json()
+    sleeper = next(n for n in again["nodes"] if n["step"] == first)
+    assert sleeper["job_id"] != first and sleeper["state"] in ("queued", "running")
+    assert client.post(f"/api/v1/workflows/{wf_id}/cancel").status_code == 200
+    until_workflow(client, wf_id, "cancelled", timeout=30)
+    # And retried once more, it ends, the chain's passing kept after the immutable step.
+    with ledger.begin() as conn:  # a shorter sleep this time: the same node, other arguments
+        conn.execute(
+            text(
+                "UPDATE conveyor_workflow_nodes SET args = '[0.1]' "
+                "WHERE workflow_id = :w AND step = :s"
+            ),
+            {"w": wf_id, "s": first},
+        )
+    done = retry_until_done(client, wf_id)
+    label = results(ledger, [n["job_id"] for n in done["nodes"]])
+    assert sorted(label.values(), key=float) == [0.1, 2, 7]
+
+
+def test_two_retries_at_once_run_each_step_once(client: Any, ledger: Any, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conveyor.errors import InvalidTransition
+    from conveyor.workflows import Workflows
+
+    steps = [
+        {"name": "a", "task": "demo.add", "args": [1, 2]},
+        {"name": "b", "task": "testing.needs_file", "args": [str(tmp_path / "ready")],
+         "after": ["a"], "pass_result": True},
+    ]  # fmt: skip
+    wf = post_spec(client, steps)
+    until_workflow(client, wf["id"], "failed")
+    flows = Workflows(client.app.state.services.control)
+
+    def retry() -> str:
+        try:
+            return flows.retry(wf["id"]).state
+        except InvalidTransition as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: retry(), range(4)))
+    assert answers.count("running") == 1, answers
+    assert all("is running; only a failed" in a for a in answers if a != "running")
+    with ledger.connect() as conn:
+        runs = conn.execute(
+            text("SELECT count(*) FROM conveyor_jobs WHERE workflow_id = :w AND task = :t"),
+            {"w": wf["id"], "t": "testing.needs_file"},
+        ).scalar_one()
+    assert runs == 2  # the first run and one retry
 
 
 # --- the demo, retention -----------------------------------------------------------------------

@@ -76,7 +76,7 @@ def test_retry_applies_to_an_ended_spec_workflow_that_did_not_succeed() -> None:
     states = {"A": "succeeded", "B": "failed", "C": "succeeded", "D": "pending"}
     failed = workflow_view(diamond(states, state="failed"), NOW)
     assert failed.can_retry and not failed.can_cancel and failed.eta == "—"
-    assert not workflow_view(diamond(states, state="failed", source="canvas"), NOW).can_retry
+    assert workflow_view(diamond(states, state="failed", source="canvas"), NOW).can_retry
     done = {step: "succeeded" for step in "ABCD"}
     assert not workflow_view(diamond(done, state="succeeded"), NOW).can_retry
 

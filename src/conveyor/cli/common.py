@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -12,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.config import Settings
+from conveyor.errors import ConveyorError
 from conveyor.logs import LogFormat
 
 out = Console(soft_wrap=True)
@@ -131,3 +134,28 @@ def parse_kwargs(items: list[str] | None, option: str = "--kwarg") -> dict[str, 
             raise typer.Exit(2)
         kwargs[key] = parse_value(value)
     return kwargs
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """A refusal printed with its reason, naming the field: bad input exits 2, an unknown
+    thing or an action that does not apply (now) exits 1."""
+    from pydantic import ValidationError
+    from rich.markup import escape
+
+    try:
+        yield
+    except ValidationError as exc:
+        for problem in exc.errors():
+            where = ".".join(str(p) for p in problem["loc"]) or "input"
+            err.print(f"[red]refused:[/] {escape(where)}: {escape(problem['msg'])}")
+        raise typer.Exit(2) from None
+    except ConveyorError as exc:
+        from conveyor.api.errors import status_for
+
+        status = status_for(exc)
+        if status == 404:
+            err.print(f"[red]{escape(str(exc))}[/]")
+            raise typer.Exit(1) from None
+        err.print(f"[red]refused:[/] {escape(str(exc))}")
+        raise typer.Exit(2 if status == 422 else 1) from None

@@ -32,6 +32,7 @@ from conveyor.cli.dlq import dlq_cli
 from conveyor.cli.keys import keys_cli
 from conveyor.cli.schedules import schedules_cli
 from conveyor.cli.users import users_cli
+from conveyor.cli.workflows import workflows_cli
 from conveyor.config import Settings
 from conveyor.core.ids import parse_job_id
 from conveyor.errors import ConveyorError, InvalidArguments
@@ -48,6 +49,7 @@ cli.add_typer(dlq_cli, name="dlq")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(users_cli, name="users")
 cli.add_typer(schedules_cli, name="schedules")
+cli.add_typer(workflows_cli, name="workflows")
 
 
 def _add_pack_commands() -> None:

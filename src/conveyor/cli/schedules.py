@@ -8,18 +8,24 @@ exits with 2 (bad input) or 1 (no such schedule, or the action does not apply).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 from rich.text import Text
 
-from conveyor.cli.common import err, out, parse_kwargs, parse_value, print_table, services, when
-from conveyor.errors import ConveyorError, ScheduleNotFound
+from conveyor.cli.common import (
+    err,
+    out,
+    parse_kwargs,
+    parse_value,
+    print_table,
+    refusals,
+    services,
+    when,
+)
 from conveyor.web.schedule_form import wall_time
 from conveyor.web.schedule_text import next_fire_in_words, trigger_in_words
 
@@ -71,28 +77,8 @@ def _service() -> Any:
     return services().schedules
 
 
-@contextmanager
-def _refusals() -> Iterator[None]:
-    """A refusal printed with its reason: bad input exits 2, anything else Conveyor refuses 1."""
-    try:
-        yield
-    except ValidationError as exc:
-        for problem in exc.errors():
-            where = ".".join(str(p) for p in problem["loc"]) or "schedule"
-            err.print(f"[red]refused:[/] {where}: {problem['msg']}")
-        raise typer.Exit(2) from None
-    except ScheduleNotFound as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
-    except ConveyorError as exc:
-        from conveyor.api.errors import status_for
-
-        err.print(f"[red]refused:[/] {exc}")
-        raise typer.Exit(2 if status_for(exc) == 422 else 1) from None
-
-
 def _call(fn: Callable[[], T]) -> T:
-    with _refusals():
+    with refusals():
         return fn()
 
 

@@ -99,15 +99,20 @@ def record_canvas(conn: Connection, sightings: list[CanvasSighting]) -> dict[str
             .values([{"key": k, "workflow_id": w} for k, w in new_keys.items()])
             .on_conflict_do_nothing()
         )
+    # A job submitted by a retry of a canvas (``advance``) has its parent's id but is already
+    # the job of its node: it must not become a node of its own.
+    driven = _driven_jobs(conn, [s.job_id for s in sightings if s.job_id in found and not s.canvas])
     nodes: dict[tuple[str, str], dict[str, Any]] = {}
     for s in sightings:
         wf = found.get(s.job_id)
-        if wf is None:
+        if wf is None or s.job_id in driven:
             continue
         for pending_id, task in s.pending:
             nodes.setdefault((wf, pending_id), _node(wf, pending_id, None, task))
         node = _node(wf, s.job_id, s.job_id, s.task, s.group, s.chord)
         nodes[(wf, s.job_id)] = {**node, "message": s.message}
+    if not nodes:
+        return found
     stmt = pg_insert(workflow_nodes).values(list(nodes.values()))
     conn.execute(
         stmt.on_conflict_do_update(
@@ -122,6 +127,15 @@ def record_canvas(conn: Connection, sightings: list[CanvasSighting]) -> dict[str
         )
     )
     return found
+
+
+def _driven_jobs(conn: Connection, job_ids: list[str]) -> set[str]:
+    if not job_ids:
+        return set()
+    rows = conn.execute(
+        select(workflow_nodes.c.job_id).where(workflow_nodes.c.job_id.in_(job_ids))
+    ).all()
+    return {str(r[0]) for r in rows}
 
 
 def _node(
@@ -206,6 +220,19 @@ class SpecStep:
     pass_result: bool
 
 
+@dataclass(frozen=True)
+class DrivenStep:
+    """A canvas node a retry drives: its arguments and how it gets its parents' results."""
+
+    name: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    after: list[str]
+    pass_result: bool
+    collect: bool
+
+
 def create_spec(
     conn: Connection,
     workflow_id: str,
@@ -253,9 +280,12 @@ def advance(conn: Connection, workflow_id: str) -> list[str]:
         .where(workflows.c.id == workflow_id)
         .with_for_update()
     ).first()
-    if row is None or row.source != SPEC or row.state != RUNNING:
+    # A spec, or a canvas a retry turned into driven steps (``drive_canvas``).
+    if row is None or row.spec is None or row.state != RUNNING:
         return []
     after = {s["name"]: list(s.get("after") or ()) for s in row.spec["steps"]}
+    # A chord callback gets a list even from a header of one.
+    collect = {s["name"] for s in row.spec["steps"] if s.get("collect")}
     nodes = {n["step"]: n for n in _nodes(conn, workflow_id)}
     job_ids = [str(n["job_id"]) for n in nodes.values() if n["job_id"] is not None]
     done = {
@@ -278,7 +308,8 @@ def advance(conn: Connection, workflow_id: str) -> list[str]:
         args = list(node["args"])
         if node["pass_result"] and parents:
             results = [_result(conn, p) for p in parents if p is not None]
-            args = [results[0] if len(results) == 1 else results, *args]
+            one = len(results) == 1 and step not in collect
+            args = [results[0] if one else results, *args]
         first_parent = parents[0] if parents else None
         new.append(
             repo.NewJob(
@@ -323,13 +354,13 @@ def _result(conn: Connection, job: dict[str, Any]) -> Any:
 _SPEC_OF_SUCCEEDED = text("""
 SELECT DISTINCT n.workflow_id FROM conveyor_workflow_nodes n
 JOIN conveyor_workflows w ON w.id = n.workflow_id
-WHERE n.job_id = ANY(CAST(:ids AS uuid[])) AND w.source = 'spec' AND w.state = 'running'
+WHERE n.job_id = ANY(CAST(:ids AS uuid[])) AND w.spec IS NOT NULL AND w.state = 'running'
 """)
 
 
 def spec_workflows_of(conn: Connection, succeeded_ids: list[str]) -> list[str]:
-    """The running spec workflows that jobs just succeeded in (one indexed lookup; usually
-    none): those to :func:`advance`."""
+    """The running driven workflows (specs, and retried canvases) that jobs just succeeded
+    in (one indexed lookup; usually none): those to :func:`advance`."""
     rows = conn.execute(_SPEC_OF_SUCCEEDED, {"ids": succeeded_ids}).all()
     return [str(r[0]) for r in rows]
 
@@ -337,8 +368,13 @@ def spec_workflows_of(conn: Connection, succeeded_ids: list[str]) -> list[str]:
 # --- reads ---------------------------------------------------------------------------------
 
 
-def get_workflow_row(conn: Connection, workflow_id: str) -> dict[str, Any] | None:
-    row = conn.execute(select(workflows).where(workflows.c.id == workflow_id)).mappings().first()
+def get_workflow_row(
+    conn: Connection, workflow_id: str, *, lock: bool = False
+) -> dict[str, Any] | None:
+    """The workflow's row; with ``lock``, held until the transaction ends (a retry, against a
+    concurrent retry or a recorder advancing it)."""
+    q = select(workflows).where(workflows.c.id == workflow_id)
+    row = conn.execute(q.with_for_update() if lock else q).mappings().first()
     return dict(row) if row else None
 
 
@@ -491,6 +527,49 @@ def reset_steps(conn: Connection, workflow_id: str, steps: list[str]) -> None:
             .where(workflow_nodes.c.workflow_id == workflow_id, workflow_nodes.c.step.in_(steps))
             .values(job_id=None)
         )
+
+
+def job_arguments(conn: Connection, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Job id -> its recorded ``args`` and ``kwargs`` (what a retry runs it with again)."""
+    if not job_ids:
+        return {}
+    rows = conn.execute(
+        select(jobs.c.id, jobs.c.args, jobs.c.kwargs).where(jobs.c.id.in_(job_ids))
+    ).all()
+    return {str(i): {"args": a, "kwargs": k} for i, a, k in rows}
+
+
+def drive_canvas(
+    conn: Connection, workflow_id: str, steps: list[DrivenStep], edges: list[tuple[str, str]]
+) -> None:
+    """Turn a canvas workflow's unfinished part into driven steps (``conveyor.canvas_retry``):
+    each of ``steps`` gets its arguments and loses its job (a new one is submitted by
+    :func:`advance`), the whole graph's edges are kept, and the workflow gets the spec that
+    :func:`advance` reads (dependencies, and which steps collect their parents' results)."""
+    for s in steps:
+        conn.execute(
+            update(workflow_nodes)
+            .where(workflow_nodes.c.workflow_id == workflow_id, workflow_nodes.c.step == s.name)
+            .values(
+                job_id=None,
+                # What its message carried is driven now: a resend of its new job (a lost
+                # worker) must not carry it again, or the chain's next step would run twice.
+                message=None,
+                args=s.args,
+                kwargs=s.kwargs,
+                queue=s.queue,
+                pass_result=s.pass_result,
+            )
+        )
+    spec = {
+        "source": CANVAS,
+        "steps": [{"name": s.name, "after": s.after, "collect": s.collect} for s in steps],
+    }
+    conn.execute(update(workflows).where(workflows.c.id == workflow_id).values(spec=spec))
+    conn.execute(delete(workflow_edges).where(workflow_edges.c.workflow_id == workflow_id))
+    rows = [{"workflow_id": workflow_id, "parent": p, "child": c} for p, c in edges]
+    if rows:
+        conn.execute(insert(workflow_edges), rows)
 
 
 _PRUNE = text("""

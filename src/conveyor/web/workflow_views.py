@@ -175,9 +175,9 @@ class WorkflowView:
 
     @property
     def can_retry(self) -> bool:
-        """A failed or cancelled workflow posted as a spec; Conveyor records a canvas but
-        does not drive it, so a canvas' jobs are retried one by one."""
-        return self.source == "spec" and self.state in ("failed", "cancelled")
+        """A failed or cancelled workflow, spec or canvas (a canvas' unfinished part is
+        driven from the ledger then)."""
+        return self.state in ("failed", "cancelled")
 
 
 def state_counts(states: list[str]) -> dict[str, int]:

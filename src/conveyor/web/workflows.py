@@ -1,6 +1,6 @@
 """Dashboard pages for workflows: the list with its "Run demo workflow" button, one
 workflow's page (its DAG drawn live, progress, ETA, nodes per state, cancel and retry), and
-the live fragment that page polls.
+the live fragments both pages poll.
 
 Handlers stay thin: parse, call :class:`conveyor.workflows.Workflows` (the service the REST
 API uses), build the views (``workflow_views``), render. Actions answer with a 303 to the
@@ -146,6 +146,8 @@ def render_list(
         "state": state,
         "states": WORKFLOW_STATES,
         "paged": bool(cursor),
+        "follow": follows(shown, cursor),
+        "live_query": query_string(state=state, cursor=cursor),
         "newest_query": query_string(state=state),
         "older_query": query_string(state=state, cursor=next_cursor) if next_cursor else None,
         "notice": notice,
@@ -154,6 +156,45 @@ def render_list(
     return pages.render(
         request, "workflows.html", context, status_code=status_code, active="workflows"
     )
+
+
+def follows(shown: list[WorkflowRow], cursor: str | None) -> bool:
+    """Whether the list's rows can still change: the first page (new workflows appear on
+    it), or a page with a workflow still running."""
+    return cursor is None or any(row.state == "running" for row in shown)
+
+
+@router.get("/live/workflows", name="web_workflows_parts", response_class=HTMLResponse)
+def live_rows(
+    request: Request,
+    services: ServicesDep,
+    pages: PagesDep,
+    state: str | None = None,
+    cursor: str | None = None,
+) -> Response:
+    """The list's rows (same filters as the page), for its script to swap in; 304 when they
+    are what it has. A state or cursor that is not one answers 400: the page shown with it
+    does not poll with it (it corrected them)."""
+    if state is not None and state not in WORKFLOW_STATES:
+        return Response(status_code=400)
+    with page_errors():
+        try:
+            shown, _ = newest(services, state, cursor)
+        except ValueError:
+            return Response(status_code=400)
+    context = {"workflows": shown, "state": state, "follow": follows(shown, cursor)}
+    return etagged(request, pages.render(request, "workflows_live.html", context))
+
+
+def etagged(request: Request, response: HTMLResponse) -> Response:
+    """``response`` with an ETag of its body, or a 304 if that is what the caller has (its
+    ``If-None-Match``): a poll of parts that did not change costs a status line."""
+    etag = '"' + hashlib.sha256(bytes(response.body)).hexdigest()[:32] + '"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-store"})
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def query_string(**params: str | None) -> str:
@@ -221,7 +262,8 @@ def act(
     request: Request, services: Services, pages: Pages, workflow_id: str, action: str
 ) -> Response:
     """Cancel or retry a workflow, then show its page; a refusal (it ended meanwhile, it is
-    still running, it was sent as a canvas) is shown on its page with the reason."""
+    still running, a canvas whose unsent steps cannot be placed) is shown on its page with
+    the reason."""
     with page_errors():
         try:
             workflow_id = fetch(services, workflow_id).id
@@ -270,10 +312,6 @@ def live_parts(
     counts, the graph), rendered from the ledger, for the page's script to swap in; 304 when
     they are what the script has (its ``If-None-Match``), so a waiting graph costs little."""
     wf = load(services, workflow_id)
-    response = pages.render(request, "workflow_live.html", {"wf": wf}, active="workflows")
-    etag = '"' + hashlib.sha256(bytes(response.body)).hexdigest()[:32] + '"'
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-store"})
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return etagged(
+        request, pages.render(request, "workflow_live.html", {"wf": wf}, active="workflows")
+    )

@@ -86,7 +86,9 @@ def cancel_workflow(
 def retry_workflow(
     workflow_id: uuid.UUID, principal: WriteJobs, services: ServicesDep
 ) -> WorkflowOut:
-    """Re-run a failed or cancelled spec workflow's failed and never-run steps, keeping the
-    results of those that succeeded. 409 for a canvas workflow or one still running."""
+    """Re-run a failed or cancelled workflow's failed and never-run steps, keeping the
+    results of those that succeeded (a canvas' too: its unfinished part is driven from the
+    ledger from then on). 409 for a workflow still running or one that succeeded, and for a
+    canvas whose never-sent steps cannot be placed from what was recorded."""
     _visible(principal, services, workflow_id)
     return Workflows(services.control).retry(str(workflow_id))

@@ -11,7 +11,8 @@
  *
  * Workflow page: polls its server-rendered parts (graph included) while the workflow runs,
  *   every second (a large graph less often; an unchanged one answers 304), and swaps in the
- *   parts that changed, the same way.
+ *   parts that changed, the same way. The workflows list polls its rows the same way, every
+ *   two seconds, while they can change (its first page, or a page with one running).
  *
  * Job data is written with textContent, never innerHTML: it is untrusted. The swapped parts
  * are the server's own escaped templates, parsed with DOMParser (which runs no script).
@@ -26,6 +27,7 @@
   var COUNTS_INTERVAL_MS = 10000;
   var JOB_POLL_MS = 2000;
   var WORKFLOW_POLL_MS = 1000;
+  var WORKFLOWS_LIST_POLL_MS = 2000;
 
   function isTerminal(state) { return TERMINAL.indexOf(state) >= 0; }
   function num(value) {
@@ -444,15 +446,13 @@
 
   /* ------------------------------------------------------------- workflow page */
 
-  /* The workflow page polls its parts (state, buttons, progress, counts, the graph) as the
-   * server renders them, every second while the workflow runs, and swaps in those that
-   * changed: nodes change colour, and nodes recorded while it runs appear in the graph. */
-  function initWorkflowPage() {
-    var root = document.querySelector(".workflow[data-parts-url]");
+  /* Poll root's server-rendered parts (data-parts-url) every `every` ms, or as the root's
+   * data-poll-ms says, and swap in those that changed (an unchanged rendering answers 304),
+   * until a rendering's wrapper (wrapperSelector) says data-terminal="true". status, if
+   * given, says how it goes. */
+  function followParts(root, wrapperSelector, every, status, endedText) {
     if (!root || root.dataset.terminal === "true") { return; }
-    var status = document.getElementById("live-status");
-    // A large graph is polled less often (the server says how often: data-poll-ms).
-    var every = num(root.dataset.pollMs) || WORKFLOW_POLL_MS;
+    every = num(root.dataset.pollMs) || every;
     var failures = 0;
     var etag = null;
     function tick() {
@@ -468,11 +468,11 @@
         })
         .then(function (html) {
           failures = 0;
-          var shown = html === null ? null : swapRegions(root, html, ".workflow-parts");
-          if (shown) { root.dataset.state = shown.state; }
+          var shown = html === null ? null : swapRegions(root, html, wrapperSelector);
+          if (shown && shown.state) { root.dataset.state = shown.state; }
           if (shown && shown.terminal === "true") {
             root.dataset.terminal = "true";
-            setText(status, "The workflow ended.");
+            setText(status, endedText);
             return;
           }
           setText(status, "Live (every " + every / 1000 + " s)");
@@ -487,10 +487,26 @@
     setTimeout(tick, every);
   }
 
+  /* The workflow page polls its parts (state, buttons, progress, counts, the graph) every
+   * second while the workflow runs (a large graph less often: data-poll-ms): nodes change
+   * colour, and nodes recorded while it runs appear in the graph. */
+  function initWorkflowPage() {
+    followParts(document.querySelector(".workflow[data-parts-url]"), ".workflow-parts",
+      WORKFLOW_POLL_MS, document.getElementById("live-status"), "The workflow ended.");
+  }
+
+  /* The workflows list polls its rows (states, progress bars, nodes done, new workflows on
+   * the first page) while they can change: the first page, or one with a running workflow. */
+  function initWorkflowsList() {
+    followParts(document.querySelector(".workflows-list[data-parts-url]"), ".workflows-parts",
+      WORKFLOWS_LIST_POLL_MS, null, "");
+  }
+
   var page = document.body.dataset.page;
   initUploads();
   initReloadWhenEnded();
   if (page === "jobs" || page === "schedule") { initJobsList(); }  // a schedule's runs are jobs
   if (page === "job") { initJobPage(); }
   if (page === "workflow") { initWorkflowPage(); }
+  if (page === "workflows") { initWorkflowsList(); }
 })();
