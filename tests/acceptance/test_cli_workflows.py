@@ -109,13 +109,13 @@ def test_a_failed_run_exits_1_and_retry_wait_follows_it(services: Any, tmp_path:
 @pytest.mark.parametrize(
     ("content", "said"),
     [
-        ("{not json", "is not JSON"),
+        ("{not json", "not valid JSON"),
         ('{"steps": []}', "steps"),
         ('{"steps": [{"name": "a", "task": "demo.nope"}]}', "demo.nope"),
         ('{"steps": [{"name": "a", "task": "demo.noop", "after": ["a"]}]}', "cycle: a → a"),
         ('{"steps": [{"name": "a", "task": "demo.add", "args": [1, "x"]}]}', "steps.a.y"),
-        ("[1, 2]", "input"),
-        ("[" * 100_000, "is not JSON"),
+        ("[1, 2]", "expected a mapping at the top, got list"),
+        ("[" * 100_000, "nested deeper than"),
         ('{"steps": [{"name": "[bold]x", "task": "demo.noop"}]}', "steps.0.name"),
     ],
 )
@@ -143,5 +143,21 @@ def test_unknown_files_and_workflows(services: Any, tmp_path: Path) -> None:
     binary = tmp_path / "binary.json"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     unreadable = conveyor("run", str(binary), env=env)
-    assert unreadable.returncode == 2 and "cannot read" in unreadable.stderr
+    assert unreadable.returncode == 2 and "not UTF-8 text" in unreadable.stderr
     assert conveyor("list", "--source", "other", env=env).returncode == 2
+
+
+def test_a_yaml_spec_runs_and_yaml_aliases_are_refused(
+    services: Any, client: Any, tmp_path: Path
+) -> None:
+    env = services.env()
+    good = tmp_path / "spec.yaml"
+    good.write_text("name: yaml spec\nsteps:\n  - name: a\n    task: demo.add\n    args: [1, 2]\n")
+    ran = conveyor("run", str(good), "--wait", env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert "1 succeeded" in ran.stdout
+    bomb = tmp_path / "bomb.yml"
+    bomb.write_text("a: &x [1]\nsteps: *x\n")
+    refused = conveyor("run", str(bomb), env=env)
+    assert refused.returncode == 2
+    assert "aliases are not accepted" in refused.stderr

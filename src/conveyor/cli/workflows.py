@@ -1,8 +1,8 @@
 """`conveyor workflows`: list, show, run, cancel, retry workflows, through the same
 ``Workflows`` service the API and the dashboard use.
 
-`run FILE` takes a spec as JSON (the body of ``POST /api/v1/workflows``; ``-`` reads it from
-standard input). YAML is not read: PyYAML is not a dependency of Conveyor. `--wait` follows a
+`run FILE` takes a spec as JSON or YAML (the body of ``POST /api/v1/workflows``; ``-`` reads
+it from standard input), read by :func:`conveyor.documents.parse_document`. `--wait` follows a
 workflow with a bar per node and the overall, weighted, bar. A refusal prints the reason,
 naming the step or field, and exits with 2 (bad input) or 1 (no such workflow, or the action
 does not apply now).
@@ -10,7 +10,6 @@ does not apply now).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import uuid
@@ -25,8 +24,10 @@ from rich.text import Text
 
 from conveyor.cli.common import err, out, print_table, refusals, services, when
 
+SPEC_MAX_BYTES = 16 * 1024 * 1024  # a spec of thousands of steps is well under this
+
 workflows_cli = typer.Typer(
-    no_args_is_help=True, help="Workflows: list, show, run (a JSON spec), cancel, retry."
+    no_args_is_help=True, help="Workflows: list, show, run (a JSON or YAML spec), cancel, retry."
 )
 
 IdArg = Annotated[str, typer.Argument(help="the workflow's id")]
@@ -142,17 +143,20 @@ def workflows_show(workflow_id: IdArg, as_json: JsonOpt = False) -> None:
 
 def _read_spec(file: str) -> Any:
     """The spec in ``file`` (``-``: standard input), validated; exits 2 naming what is wrong."""
+    from conveyor.documents import DocumentError, parse_document
     from conveyor.workflows import WorkflowSpec
 
     try:
-        raw = sys.stdin.read() if file == "-" else Path(file).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
         err.print(f"[red]refused:[/] cannot read {escape(file)}: {escape(str(exc))}")
         raise typer.Exit(2) from None
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        err.print(f"[red]refused:[/] {escape(file)} is not JSON: {exc} (YAML is not read)")
+        data = parse_document(
+            raw, None if file == "-" else file, max_bytes=SPEC_MAX_BYTES, what="the spec"
+        )
+    except DocumentError as exc:
+        err.print(f"[red]refused:[/] {escape(file)}: {escape(str(exc))}")
         raise typer.Exit(2) from None
     with refusals():
         return WorkflowSpec.model_validate(data)
@@ -160,11 +164,13 @@ def _read_spec(file: str) -> Any:
 
 @workflows_cli.command("run")
 def workflows_run(
-    file: Annotated[str, typer.Argument(help="a spec as JSON (as POST /api/v1/workflows); -")],
+    file: Annotated[
+        str, typer.Argument(help="a spec as JSON or YAML (as POST /api/v1/workflows); -")
+    ],
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 3600,
 ) -> None:
-    """Validate and start a workflow from a JSON spec; prints its id.
+    """Validate and start a workflow from a JSON or YAML spec; prints its id.
 
     With --wait, follow it to its end: exit 0 if it succeeded, 1 if not, 3 if still running
     at --timeout."""

@@ -14,15 +14,14 @@ the answers, whose allowed values are ordered from least to most mature.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from conveyor.documents import DocumentError, parse_document, path_of
 from conveyor.packs.assess.errors import InventoryError, Issue
 
 __all__ = [
@@ -355,17 +354,6 @@ MLOPS_QUESTIONS: tuple[MlopsQuestion, ...] = (
 _QUESTIONS = {q.id: q for q in MLOPS_QUESTIONS}
 
 
-def path_of(loc: Iterable[str | int]) -> str:
-    """``("compute", "instances", 3, "gpu")`` → ``compute.instances[3].gpu``."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
 def load_inventory(data: bytes | str, filename: str | None = None) -> Inventory:
     """Parse JSON or YAML and validate it into an :class:`Inventory`.
 
@@ -412,93 +400,12 @@ def unknown_gpus(inventory: Inventory, known: Iterable[str]) -> list[tuple[str, 
 
 
 def _parse(data: bytes | str, filename: str | None) -> Any:
-    size = len(data.encode() if isinstance(data, str) else data)
-    if size > MAX_INVENTORY_BYTES:
-        raise InventoryError(
-            [_issue("", f"the file is {size} bytes; at most {MAX_INVENTORY_BYTES} are accepted")]
+    try:
+        return parse_document(
+            data, filename, max_bytes=MAX_INVENTORY_BYTES, max_depth=MAX_DEPTH, what="the inventory"
         )
-    if isinstance(data, bytes):
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            msg = f"not UTF-8 text (byte {exc.start}); send a JSON or YAML inventory"
-            raise InventoryError([_issue("", msg)]) from None
-    else:
-        text = data
-    if "\x00" in text:
-        raise InventoryError([_issue("", "binary content (NUL bytes); send JSON or YAML")])
-    if not text.strip():
-        raise InventoryError([_issue("", "the inventory is empty")])
-    suffix = (filename or "").lower().rsplit(".", 1)[-1] if filename and "." in filename else ""
-    as_json = suffix == "json" or (suffix not in ("yaml", "yml") and text.lstrip()[:1] == "{")
-    try:
-        document = _parse_json(text) if as_json else _parse_yaml(text)
-    except RecursionError:
-        raise InventoryError([_issue("", f"nested deeper than {MAX_DEPTH} levels")]) from None
-    if _depth(document) > MAX_DEPTH:
-        raise InventoryError([_issue("", f"nested deeper than {MAX_DEPTH} levels")])
-    if not isinstance(document, dict):
-        kind = type(document).__name__ if document is not None else "nothing"
-        raise InventoryError([_issue("", f"expected a mapping at the top, got {kind}")])
-    return document
-
-
-def _parse_json(text: str) -> Any:
-    def refuse_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not a number an inventory may hold")
-
-    try:
-        return json.loads(text, parse_constant=refuse_constant)
-    except ValueError as exc:  # JSONDecodeError is a ValueError
-        raise InventoryError([_issue("", f"not valid JSON: {exc}")]) from None
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML without aliases: an alias can expand a small file into gigabytes."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.YAMLError(f"aliases are not accepted (line {event.start_mark.line + 1})")
-        return super().compose_node(parent, index)
-
-
-def _parse_yaml(text: str) -> Any:
-    try:
-        document = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
-    except yaml.YAMLError as exc:
-        raise InventoryError([_issue("", f"not valid YAML: {exc}")]) from None
-    except ValueError as exc:  # e.g. an out-of-range timestamp
-        raise InventoryError([_issue("", f"not valid YAML: {exc}")]) from None
-    _refuse_non_finite(document)
-    return document
-
-
-def _refuse_non_finite(node: Any, loc: tuple[str | int, ...] = ()) -> None:
-    if isinstance(node, float) and not math.isfinite(node):
-        raise InventoryError([_issue(path_of(loc), "NaN and infinity are not accepted")])
-    if isinstance(node, dict):
-        for key, value in node.items():
-            _refuse_non_finite(value, (*loc, str(key)))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            _refuse_non_finite(value, (*loc, i))
-
-
-def _depth(node: Any) -> int:
-    depth, level = 0, [node]
-    while level:
-        depth += 1
-        if depth > MAX_DEPTH:
-            return depth
-        nxt: list[Any] = []
-        for item in level:
-            if isinstance(item, dict):
-                nxt.extend(item.values())
-            elif isinstance(item, list):
-                nxt.extend(item)
-        level = nxt
-    return depth - 1
+    except DocumentError as exc:
+        raise InventoryError([_issue(exc.path, exc.message)]) from None
 
 
 def _issue(path: str, message: str) -> Issue:
