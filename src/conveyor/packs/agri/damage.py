@@ -16,17 +16,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from conveyor.packs.agri.crops import STAGE_MULTIPLIERS, Stage
 from conveyor.packs.agri.errors import AssessmentError
 from conveyor.packs.agri.indices import WeatherIndices
-from conveyor.packs.agri.policies import PERIL_UNITS, Peril, Policy, Threshold
-from conveyor.packs.agri.proofs import FORMULAS_VERSION
+from conveyor.packs.agri.policies import PERIL_UNITS, Peril, Plot, Policy, Threshold
+from conveyor.packs.agri.proofs import FORMULAS_VERSION, evidence_document
 
 WEATHER_WEIGHT = 0.6
 SATELLITE_WEIGHT = 0.4
@@ -217,4 +217,36 @@ def assess(
         sum_insured=policy.sum_insured,
         payout=payout,
         notes=tuple(notes),
+    )
+
+
+def evidence(
+    *,
+    plot_id: str,
+    plot: Plot,
+    policy: Policy,
+    indices: WeatherIndices,
+    assessment: Assessment,
+    ndvi: Mapping[str, Any] | None,
+    generated_at: datetime,
+) -> dict[str, Any]:
+    """The proof document of ``assessment`` (see :func:`.proofs.evidence_document`): the plot
+    and its boundary, the policy as agreed, the weather indices with their climatology, the
+    NDVI statistics as measured (or None) and every step of the damage and payout."""
+    if (indices.start, indices.end) != (assessment.period_start, assessment.period_end):
+        raise AssessmentError("the indices and the assessment are of different periods")
+    return evidence_document(
+        plot={
+            "id": plot_id,
+            "name": plot.name,
+            "area_ha": plot.area_ha,
+            "bbox": list(plot.bbox),
+            "geometry": plot.geometry,
+        },
+        policy=policy.model_dump(mode="json"),
+        period={"start": indices.start, "end": indices.end, "days": indices.days},
+        weather=indices.to_json(),
+        ndvi=ndvi,
+        result=assessment.to_json(),
+        generated_at=generated_at,
     )
