@@ -214,3 +214,17 @@ def test_evidence_document_of_an_assessment() -> None:
             ndvi=None,
             generated_at=at,
         )
+
+
+def test_payouts_never_sum_past_the_sum_insured() -> None:
+    p = policy()
+    a = assess(p, INDICES, ndvi_mean=0.42, ndvi_baseline=0.70, paid_before=Decimal("500.00"))
+    # 672.20 would take the policy to 1,172.20: capped at the 500.00 left
+    assert a.payout == Decimal("500.00")
+    assert a.paid_before == Decimal("500.00")
+    assert "capped at 500.00" in a.notes[-1]
+    assert a.to_json()["paid_before"] == "500.00"
+    spent = assess(p, INDICES, ndvi_mean=0.42, ndvi_baseline=0.70, paid_before=Decimal("1000"))
+    assert spent.payout == 0 and not spent.triggered
+    with pytest.raises(AssessmentError, match="paid before"):
+        assess(p, INDICES, ndvi_mean=None, ndvi_baseline=None, paid_before=Decimal("1000.01"))
