@@ -228,3 +228,18 @@ def test_payouts_never_sum_past_the_sum_insured() -> None:
     assert spent.payout == 0 and not spent.triggered
     with pytest.raises(AssessmentError, match="paid before"):
         assess(p, INDICES, ndvi_mean=None, ndvi_baseline=None, paid_before=Decimal("1000.01"))
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 100)), min_size=1, max_size=5))
+def test_all_periods_together_never_pay_past_the_sum_insured(
+    seasons: list[tuple[float, float]],
+) -> None:
+    # Every period of a policy assessed in turn, each told what the earlier ones paid.
+    p = policy(deductible_pct=0, planting_date="2026-01-10")
+    paid = Decimal("0.00")
+    for ndvi, climatology in seasons:
+        w = weather_indices(SERIES, climatology_mm=climatology, profile=CROPS["maize"])
+        a = assess(p, w, ndvi_mean=ndvi, ndvi_baseline=0.7, paid_before=paid)
+        assert a.payout >= 0
+        paid += a.payout
+    assert paid <= p.sum_insured
