@@ -107,6 +107,7 @@ def test_policy_defaults_and_calendar() -> None:
         ({"planting_date": "2026-02-30"}, "planting_date"),
         ({"cover_start": "2026-02-01"}, "before planting"),
         ({"cover_start": "2026-04-01", "cover_end": "2026-03-30"}, "cover ends"),
+        ({"cover_end": "2026-07-29"}, "after the maize season does"),
         ({"thresholds": {"drought": {"trigger": 50, "exit": 40}}}, "exit .* above trigger"),
         ({"thresholds": {"drought": {"trigger": 50, "exit": 140}}}, "percentage"),
         ({"thresholds": {"flood": {"trigger": -1, "exit": 40}}}, "thresholds.flood.trigger"),

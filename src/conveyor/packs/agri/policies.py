@@ -210,6 +210,11 @@ class Policy(BaseModel):
             )
         if self.effective_cover_start < self.planting_date:
             raise ValueError("cover cannot start before planting")
+        if self.effective_cover_end > self.calendar.season_end:
+            raise ValueError(
+                f"cover cannot end after the {self.crop} season does "
+                f"({self.calendar.season_end}, day {self.profile.season_days - 1})"
+            )
         return self
 
     @property
