@@ -5,14 +5,18 @@ client against the local pinning peer that recomputes every CID."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from conveyor.egress import parse_allowlist
 from conveyor.packs.agri.errors import ProviderError, ProviderRateLimited
 from conveyor.packs.agri.peers import WeatherPeer, synthetic_day
+from conveyor.packs.agri.raster import plot_stats
+from conveyor.packs.agri.satellite import LocalSatellite
 from conveyor.packs.agri.weather import OpenMeteo, WeatherSeries
 from conveyor.packs.kit import EgressPolicy
 
@@ -148,3 +152,77 @@ def test_the_peers_rate_limit_answers_429_and_counts(weather_peer: WeatherPeer) 
             client.forecast(1.0, 1.0, TODAY, TODAY)
     assert (weather_peer.requests, weather_peer.refused) == (4, 1)
     assert weather_peer.max_in_window(1.0) == 4
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+PLOT_BOUNDS = (36.80, -1.30, 36.81, -1.29)
+PLOT = {"type": "Polygon", "coordinates": [[
+    [36.80, -1.30], [36.81, -1.30], [36.81, -1.29], [36.80, -1.29], [36.80, -1.30]]]}  # fmt: skip
+
+
+def test_an_order_goes_pending_then_completed_with_a_scene(tmp_path: Path) -> None:
+    clock = Clock()
+    provider = LocalSatellite(tmp_path, clock=clock)
+    order = provider.order("plot-1", PLOT_BOUNDS, date(2026, 6, 1))
+    assert order.status == "pending"
+    clock.now += timedelta(minutes=5)
+    assert provider.status(order.id).status == "pending"
+    clock.now += timedelta(minutes=30)
+    done = provider.status(order.id)
+    assert done.status == "completed" and done.scene is not None
+    assert LocalSatellite(tmp_path, clock=clock).status(order.id) == done  # kept on disk
+    stats = plot_stats(done.scene.bands, PLOT)
+    assert stats.ndvi is not None and stats.ndvi.mean > 0.75
+
+
+def test_orders_fail_or_expire_after_seven_days(tmp_path: Path) -> None:
+    clock = Clock()
+    failing = LocalSatellite(tmp_path, clock=clock, fails=lambda order: "fully clouded")
+    failed = failing.order("plot-1", PLOT_BOUNDS, date(2026, 6, 1))
+    clock.now += timedelta(hours=1)
+    assert (failing.status(failed.id).status, failing.status(failed.id).reason) == (
+        "failed", "fully clouded")  # fmt: skip
+    slow = LocalSatellite(tmp_path, clock=clock, ready_after=timedelta(days=30))
+    order = slow.order("plot-2", PLOT_BOUNDS, date(2026, 6, 1))
+    clock.now += timedelta(days=6, hours=23)
+    assert slow.status(order.id).status == "pending"
+    clock.now += timedelta(hours=1)
+    assert slow.status(order.id).status == "expired"
+    clock.now += timedelta(days=30)
+    assert slow.status(order.id).status == "expired"  # never completed afterwards
+
+
+def test_orders_refuse_garbage(tmp_path: Path) -> None:
+    provider = LocalSatellite(tmp_path)
+    with pytest.raises(ValueError, match="at most"):
+        provider.order("p", (30.0, 0.0, 31.0, 0.1), date(2026, 6, 1))
+    with pytest.raises(ValueError, match="west < east"):
+        provider.order("p", (31.0, 0.0, 30.9, 0.1), date(2026, 6, 1))
+    with pytest.raises(ProviderError, match="not an order id"):
+        provider.status("../../etc/passwd")
+    with pytest.raises(ProviderError, match="no order"):
+        provider.status(str(uuid.uuid4()))
+
+
+def test_the_drought_plots_canopy_withers_in_the_local_provider(tmp_path: Path) -> None:
+    peer = WeatherPeer(today=TODAY)
+    peer.set_regime(-1.295, 36.805, "drought")
+    clock = Clock()
+    provider = LocalSatellite(tmp_path, clock=clock, vigour=peer.vigour, ready_after=timedelta(0))
+    early = provider.order("p", PLOT_BOUNDS, TODAY - timedelta(days=95))
+    late = provider.order("p", PLOT_BOUNDS, TODAY - timedelta(days=5))
+    ndvi = []
+    for order in (early, late):
+        scene = provider.status(order.id).scene
+        assert scene is not None
+        found = plot_stats(scene.bands, PLOT).ndvi
+        assert found is not None
+        ndvi.append(found.mean)
+    assert ndvi[0] > 0.75 and ndvi[1] < 0.45

@@ -194,6 +194,14 @@ class WeatherPeer(LoopbackPeer):
         return synthetic_day(latitude, longitude, day, self.regime(latitude, longitude),
                              event=event)  # fmt: skip
 
+    def vigour(self, latitude: float, longitude: float, day: date) -> float:
+        """The canopy's vigour 0..1 at a point on a day, for the local satellite provider: 0.9,
+        falling linearly to 0.3 over the first 45 days of a drought's event window."""
+        start = self.today - timedelta(days=self.event_days)
+        if self.regime(latitude, longitude) != "drought" or not start < day <= self.today:
+            return 0.9
+        return 0.9 - 0.6 * min(1.0, (day - start).days / 45)
+
     def max_in_window(self, seconds: float = 1.0) -> int:
         """The most requests that arrived within any ``seconds``-long window (answered or not)."""
         times = sorted(self.arrivals)
