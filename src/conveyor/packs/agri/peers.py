@@ -38,8 +38,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from conveyor.packs.agri.indices import DailyWeather
 from conveyor.packs.agri.proofs import cid_of
-from conveyor.packs.agri.weather import DAILY_VARIABLES, EXPECTED_UNITS, DailyWeather
+from conveyor.packs.agri.weather import DAILY_VARIABLES, EXPECTED_UNITS
 
 __all__ = ["IpfsPeer", "LoopbackPeer", "Regime", "WeatherPeer", "regime_of", "synthetic_day"]
 
