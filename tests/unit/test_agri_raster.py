@@ -18,7 +18,14 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from conveyor.packs.agri.errors import RasterError
-from conveyor.packs.agri.raster import indices_of, plot_stats, read_plot, write_cog
+from conveyor.packs.agri.raster import (
+    PlotStats,
+    indices_of,
+    plot_stats,
+    plots_stats,
+    read_plot,
+    write_cog,
+)
 from conveyor.packs.agri.satellite import write_scene
 
 EPSG = 32737  # UTM 37S (Nairobi)
@@ -187,3 +194,18 @@ def test_a_drought_scene_shows_an_ndvi_drop(tmp_path: Path) -> None:
     again = plot_stats(write_scene(tmp_path / "c", bounds, date(2026, 4, 1), vigour=0.9).bands,
                        polygon)  # fmt: skip
     assert again == before  # deterministic
+
+
+def test_many_plots_from_one_scene_each_fail_alone(tmp_path: Path) -> None:
+    bands = scene(tmp_path, 1500, 2000, 6000, np.full((4, 4), 4))
+    no_blue = {k: v for k, v in bands.items() if k != "B02"}  # NDVI alone needs no B02
+    beyond = polygon_of(X0 + 20, Y0 - 20, X0 + 60, Y0 - 60)
+    first, second, third = plots_stats(no_blue, [WHOLE, beyond, {"type": "Point"}], ["ndvi"])
+    assert isinstance(first, PlotStats) and first.valid == 16
+    assert first.ndvi is not None and first.evi is None
+    assert isinstance(second, RasterError) and "does not cover" in str(second)
+    assert isinstance(third, RasterError) and "not a GeoJSON Polygon" in str(third)
+    with pytest.raises(RasterError, match="no B02 band"):
+        plots_stats(no_blue, [WHOLE])
+    with pytest.raises(ValueError, match="indices are some of"):
+        plots_stats(bands, [WHOLE], ["ndwi"])

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +60,9 @@ __all__ = [
     "PlotStats",
     "indices_of",
     "plot_stats",
+    "plots_stats",
     "read_plot",
+    "stats_of",
     "write_cog",
 ]
 
@@ -68,7 +70,7 @@ MASKED_SCL = frozenset({0, 1, 3, 8, 9, 10, 11})
 INDICES = ("ndvi", "evi", "savi", "lai")
 MAX_WINDOW_PIXELS = 25_000_000
 """The largest plot window read (2,500 ha at 10 m): about 300 MB for the four bands."""
-REQUIRED = ("B02", "B04", "B08", "SCL")
+BASE_BANDS = ("B04", "B08", "SCL")
 
 Float = NDArray[np.float32]
 
@@ -82,7 +84,8 @@ class IndexStats:
 
 @dataclass(frozen=True)
 class PlotStats:
-    """An index's statistics over the plot's valid pixels (None when none is valid)."""
+    """Each index's statistics over the plot's valid pixels (None when no pixel is valid, or
+    the index was not asked for)."""
 
     pixels: int
     valid: int
@@ -118,10 +121,12 @@ class PlotRaster:
 
 
 @contextmanager
-def _open_bands(bands: Mapping[str, str]) -> Iterator[dict[str, DatasetReader]]:
+def _open_bands(
+    bands: Mapping[str, str], needed: Sequence[str]
+) -> Iterator[dict[str, DatasetReader]]:
     with ExitStack() as stack:
         opened: dict[str, DatasetReader] = {}
-        for name in REQUIRED:
+        for name in needed:
             path = bands.get(name)
             if path is None:
                 raise RasterError(f"the scene has no {name} band")
@@ -132,7 +137,7 @@ def _open_bands(bands: Mapping[str, str]) -> Iterator[dict[str, DatasetReader]]:
             if opened[name].count < 1 or opened[name].crs is None:
                 raise RasterError(f"band {name} has no georeferenced data")
         reference = opened["B04"]
-        for name in ("B02", "B08"):
+        for name in [n for n in ("B02", "B08") if n in opened]:
             if (opened[name].crs != reference.crs or opened[name].transform != reference.transform
                     or opened[name].shape != reference.shape):  # fmt: skip
                 raise RasterError(f"band {name} is not on the grid of B04")
@@ -190,38 +195,60 @@ def _coordinates(geometry: dict[str, Any]) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def read_plot(bands: Mapping[str, str], polygon: Mapping[str, Any]) -> PlotRaster:
-    """The plot's window of the scene with every index computed (see the module)."""
-    if polygon.get("type") not in ("Polygon", "MultiPolygon"):
+def _projected(polygon: Mapping[str, Any], crs: Any) -> dict[str, Any]:
+    if not isinstance(polygon, Mapping) or polygon.get("type") not in ("Polygon", "MultiPolygon"):
         raise RasterError("the plot is not a GeoJSON Polygon or MultiPolygon")
-    with _open_bands(bands) as src:
-        red = src["B04"]
-        try:
-            projected: dict[str, Any] = dict(transform_geom("EPSG:4326", red.crs, dict(polygon)))
-        except (ValueError, KeyError, TypeError, rasterio.errors.RasterioError) as exc:
-            raise RasterError(f"the plot's polygon cannot be projected: {exc}") from exc
-        window = _window(red, projected)
-        transform = red.window_transform(window)
-        shape = (int(window.height), int(window.width))
-        try:
-            inside = geometry_mask([projected], out_shape=shape, transform=transform, invert=True)
-            dn = {name: src[name].read(1, window=window) for name in ("B02", "B04", "B08")}
-            scl = _read_scl(src["SCL"], red, window, shape)
-        except rasterio.errors.RasterioError as exc:
-            raise RasterError("the scene's data cannot be read (a corrupt GeoTIFF)") from exc
-        if not inside.any():
-            raise RasterError("the plot is smaller than one 10 m pixel of the raster")
-        offsets = {name: _offset(src[name]) for name in ("B02", "B04", "B08")}
+    try:
+        return dict(transform_geom("EPSG:4326", crs, dict(polygon)))
+    except (ValueError, KeyError, TypeError, rasterio.errors.RasterioError) as exc:
+        raise RasterError(f"the plot's polygon cannot be projected: {exc}") from exc
+
+
+def _plot_window(
+    src: Mapping[str, DatasetReader], polygon: Mapping[str, Any], indices: Sequence[str]
+) -> PlotRaster:
+    red = src["B04"]
+    projected = _projected(polygon, red.crs)
+    window = _window(red, projected)
+    transform = red.window_transform(window)
+    shape = (int(window.height), int(window.width))
+    names = [n for n in ("B02", "B04", "B08") if n in src]
+    try:
+        inside = geometry_mask([projected], out_shape=shape, transform=transform, invert=True)
+        dn = {name: src[name].read(1, window=window) for name in names}
+        scl = _read_scl(src["SCL"], red, window, shape)
+    except rasterio.errors.RasterioError as exc:
+        raise RasterError("the scene's data cannot be read (a corrupt GeoTIFF)") from exc
+    if not inside.any():
+        raise RasterError("the plot is smaller than one 10 m pixel of the raster")
     usable = inside & ~np.isin(scl, list(MASKED_SCL))
-    for name in dn:
+    for name in names:
         usable &= dn[name] != 0
-    reflectance = {n: (dn[n].astype(np.float32) + np.float32(offsets[n])) / np.float32(10000)
-                   for n in dn}  # fmt: skip
-    values = indices_of(reflectance["B02"], reflectance["B04"], reflectance["B08"], usable)
+    reflectance = {n: (dn[n].astype(np.float32) + np.float32(_offset(src[n]))) / np.float32(10000)
+                   for n in names}  # fmt: skip
+    values = indices_of(reflectance.get("B02"), reflectance["B04"], reflectance["B08"], usable)
     valid = usable & np.isfinite(values["ndvi"])
-    for name in values:
-        values[name][~valid] = np.nan
-    return PlotRaster(values, inside, valid, transform, red.crs)
+    chosen = {name: values[name] for name in indices}
+    for array in chosen.values():
+        array[~valid] = np.nan
+    return PlotRaster(chosen, inside, valid, transform, red.crs)
+
+
+def _needs(indices: Sequence[str]) -> tuple[str, ...]:
+    unknown = [i for i in indices if i not in INDICES]
+    if unknown or not indices:
+        raise ValueError(f"indices are some of {', '.join(INDICES)}; not {unknown or 'none'}")
+    blue = any(i in ("evi", "lai") for i in indices)
+    return ("B02", *BASE_BANDS) if blue else BASE_BANDS
+
+
+def read_plot(
+    bands: Mapping[str, str], polygon: Mapping[str, Any], indices: Sequence[str] = INDICES
+) -> PlotRaster:
+    """The plot's window of the scene with ``indices`` computed (see the module); B02 is
+    needed only for EVI and LAI."""
+    with _open_bands(bands, _needs(indices)) as src:
+        return _plot_window(src, polygon, indices)
 
 
 def _read_scl(
@@ -237,18 +264,22 @@ def _read_scl(
                     boundless=True, fill_value=0)  # fmt: skip
 
 
-def indices_of(blue: Float, red: Float, nir: Float, usable: NDArray[np.bool_]) -> dict[str, Float]:
-    """NDVI, EVI, SAVI and LAI from reflectances (see the module); NaN where ``usable`` is
-    False or a denominator is not positive."""
+def indices_of(
+    blue: Float | None, red: Float, nir: Float, usable: NDArray[np.bool_]
+) -> dict[str, Float]:
+    """NDVI, SAVI and (with ``blue``) EVI and LAI from reflectances (see the module); NaN where
+    ``usable`` is False or a denominator is not positive."""
     with np.errstate(divide="ignore", invalid="ignore"):
         ndvi_den = nir + red
         ndvi = np.where(usable & (ndvi_den > 0), (nir - red) / ndvi_den, np.nan)
-        evi_den = nir + 6 * red - 7.5 * blue + 1
-        evi = np.where(usable & (evi_den > 0), 2.5 * (nir - red) / evi_den, np.nan)
         savi = np.where(usable, 1.5 * (nir - red) / (nir + red + 0.5), np.nan)
-    lai = np.where(np.isfinite(evi), np.maximum(0.0, 3.618 * evi - 0.118), np.nan)
-    return {name: np.asarray(a, np.float32) for name, a in
-            (("ndvi", ndvi), ("evi", evi), ("savi", savi), ("lai", lai))}  # fmt: skip
+        found = {"ndvi": ndvi, "savi": savi}
+        if blue is not None:
+            evi_den = nir + 6 * red - 7.5 * blue + 1
+            evi = np.where(usable & (evi_den > 0), 2.5 * (nir - red) / evi_den, np.nan)
+            found["evi"] = evi
+            found["lai"] = np.where(np.isfinite(evi), np.maximum(0.0, 3.618 * evi - 0.118), np.nan)
+    return {name: np.asarray(a, np.float32) for name, a in found.items()}
 
 
 def _stats(values: Float) -> IndexStats | None:
@@ -259,15 +290,37 @@ def _stats(values: Float) -> IndexStats | None:
     return IndexStats(float(finite.mean(dtype=np.float64)), float(p10), float(p90))
 
 
-def plot_stats(bands: Mapping[str, str], polygon: Mapping[str, Any]) -> PlotStats:
-    """Mean, p10, p90 of every index over the plot's valid pixels, and the valid fraction."""
-    plot = read_plot(bands, polygon)
-    return stats_of(plot)
+def plot_stats(
+    bands: Mapping[str, str], polygon: Mapping[str, Any], indices: Sequence[str] = INDICES
+) -> PlotStats:
+    """Mean, p10, p90 of ``indices`` over the plot's valid pixels, and the valid fraction."""
+    return stats_of(read_plot(bands, polygon, indices))
+
+
+def plots_stats(
+    bands: Mapping[str, str],
+    polygons: Sequence[Mapping[str, Any]],
+    indices: Sequence[str] = INDICES,
+) -> list[PlotStats | RasterError]:
+    """:func:`plot_stats` for many plots of one scene, opening its files once: one entry per
+    polygon, in order — the statistics, or the :class:`RasterError` of that plot (a plot the
+    scene does not cover fails alone). A scene that cannot be opened raises."""
+    out: list[PlotStats | RasterError] = []
+    with _open_bands(bands, _needs(indices)) as src:
+        for polygon in polygons:
+            try:
+                out.append(stats_of(_plot_window(src, polygon, indices)))
+            except RasterError as exc:
+                out.append(exc)
+    return out
 
 
 def stats_of(plot: PlotRaster) -> PlotStats:
+    """The statistics of a plot's window; an index not computed is None, as is every index
+    when no pixel is valid."""
     valid = int(plot.valid.sum())
-    found = {name: _stats(plot.indices[name]) if valid else None for name in INDICES}
+    found = {name: _stats(plot.indices[name]) if valid and name in plot.indices else None
+             for name in INDICES}  # fmt: skip
     return PlotStats(int(plot.inside.sum()), valid, found["ndvi"], found["evi"], found["savi"],
                      found["lai"])  # fmt: skip
 
