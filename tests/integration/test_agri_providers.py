@@ -396,3 +396,23 @@ def test_pinning_refuses_garbage_documents(ipfs_peer: IpfsPeer) -> None:
     with pytest.raises(ProviderError, match="loopback"):
         IpfsRpc(ipfs_peer.url).pin(DOCUMENT, "p.json")
     assert ipfs_peer.requests == 0
+
+
+def test_the_peers_run_as_one_process_for_make_run() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "conveyor.packs.agri.peers", "--today", "2026-06-30",
+         "--drought", "5.0,5.0"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        urls = dict(process.stdout.readline().split() for _ in range(2))
+        entries = [u.removeprefix("http://") for u in urls.values()]
+        with OpenMeteo(allowing(*entries), forecast_url=urls["weather"],
+                       today=lambda: TODAY) as client:  # fmt: skip
+            dry = client.forecast(5.0, 5.0, TODAY - timedelta(days=59), TODAY)
+        assert sum(d.precipitation_mm for d in dry.days) < 20
+        assert IpfsRpc(urls["ipfs"], allowing(*entries)).pin(DOCUMENT, "p.json") == cid_of(DOCUMENT)
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0

@@ -92,6 +92,8 @@ def synthetic_day(
 class LoopbackPeer:
     """A threaded HTTP server on 127.0.0.1 whose handler calls :meth:`handle`."""
 
+    bind_port: int = 0
+    """The port to listen on; 0 picks a free one (see :attr:`port`)."""
     server: ThreadingHTTPServer | None = field(default=None, init=False, repr=False)
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[
@@ -121,7 +123,7 @@ class LoopbackPeer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.bind_port), Handler)
         self.server.daemon_threads = True
         server = self.server
         threading.Thread(target=lambda: server.serve_forever(0.05), daemon=True).start()
@@ -444,3 +446,50 @@ class IpfsPeer(LoopbackPeer):
 
 def _wrong(cid: str) -> str:
     return cid_of(cid.encode())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m conveyor.packs.agri.peers``: the local weather server and pinning service as
+    one process (for ``make run``), until interrupted. Prints each one's URL."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m conveyor.packs.agri.peers",
+                                     description=main.__doc__)  # fmt: skip
+    parser.add_argument("--weather-port", type=int, default=0)
+    parser.add_argument("--ipfs-port", type=int, default=0)
+    parser.add_argument("--today", type=date.fromisoformat, help="the weather's today (UTC)")
+    parser.add_argument("--rate-limit", type=float, help="weather requests per second")
+    parser.add_argument("--drought", action="append", default=[], metavar="LAT,LON",
+                        help="a location in drought (repeatable)")  # fmt: skip
+    parser.add_argument("--flood", action="append", default=[], metavar="LAT,LON")
+    args = parser.parse_args(argv)
+    weather = WeatherPeer(bind_port=args.weather_port, rate_limit=args.rate_limit)
+    if args.today:
+        weather.today = args.today
+    chosen: list[tuple[Regime, list[str]]] = [("drought", args.drought), ("flood", args.flood)]
+    for regime, points in chosen:
+        for point in points:
+            try:
+                lat, lon = (float(v) for v in point.split(","))
+            except ValueError:
+                parser.error(f"--{regime} {point!r}: expected LAT,LON")
+            weather.set_regime(lat, lon, regime)
+    ipfs = IpfsPeer(bind_port=args.ipfs_port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    weather.start()
+    ipfs.start()
+    print(f"weather {weather.url}\nipfs {ipfs.url}", flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        weather.stop()
+        ipfs.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
