@@ -199,12 +199,11 @@ def synthetic_bands(
     strip = 1024
     for top in range(0, height, strip):
         rows = min(strip, height - top)
-        yy, xx = np.mgrid[top : top + rows, 0:width]
         cloud = np.zeros((rows, width), bool)
         shadow = np.zeros((rows, width), bool)
         for cy, cx, r in clouds:
-            cloud |= (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-            shadow |= (yy - cy - r) ** 2 + (xx - cx - r) ** 2 < r * r
+            _disc(cloud, top, cy, cx, r)
+            _disc(shadow, top, cy + r, cx + r, r)
         shadow &= ~cloud
         for name, mean in means.items():
             refl = mean * (1 + 0.08 * rng.standard_normal((rows, width), np.float32))
@@ -218,6 +217,17 @@ def synthetic_bands(
     for array in arrays:
         array[:, :edge] = 0
     return out, scl
+
+
+def _disc(mask: NDArray[np.bool_], top: int, cy: int, cx: int, r: int) -> None:
+    """Set the pixels of ``mask`` (rows ``top``.. of the scene) within ``r`` of (cy, cx)."""
+    rows, width = mask.shape
+    y0, y1 = max(cy - r, top), min(cy + r + 1, top + rows)
+    x0, x1 = max(cx - r, 0), min(cx + r + 1, width)
+    if y0 >= y1 or x0 >= x1:
+        return
+    yy, xx = np.ogrid[y0:y1, x0:x1]
+    mask[y0 - top : y1 - top, x0:x1] |= (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
 
 
 def _cloud_centres(
