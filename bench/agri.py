@@ -9,7 +9,8 @@ Then, each in its own child process so that each one's peak memory is its own:
   window read, clipped to its polygon, masked, mean/p10/p90/valid fraction;
 - **floor**: numpy as fast as it goes — the three bands read whole, one label array rasterised
   from all polygons (``rasterio.features.rasterize``), NDVI where valid, then ``bincount`` for
-  each plot's sum and count (means only: no percentiles).
+  each plot's sum and count (means only: no percentiles); only labelled pixels are gathered
+  past the rasterising, SCL masked through a lookup table.
 
 Reported: seconds of each (median of ``--rounds`` runs, the tile in the page cache), the ratio
 pack/floor (target ≤ 1.5), each child's peak RSS, and that the means agree.
@@ -123,10 +124,17 @@ def run_floor(bands: dict[str, str], plots: list[dict[str, Any]]) -> dict[str, A
         nir_dn = nir_src.read(1)
     with rasterio.open(bands["SCL"]) as scl_src:
         scl = scl_src.read(1)
+    read = time.perf_counter() - started
     shapes = [(transform_geom("EPSG:4326", crs, p), i + 1) for i, p in enumerate(plots)]
     labels = rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="uint16")
-    keep = (labels > 0) & (red_dn != 0) & (nir_dn != 0) & ~np.isin(scl, list(MASKED_SCL))
-    lab = labels[keep]
+    # Only labelled pixels go further (gathered by index), and SCL is masked by a lookup table:
+    # the fastest honest numpy over whole bands.
+    at = np.flatnonzero(labels)
+    masked = np.zeros(256, bool)
+    masked[list(MASKED_SCL)] = True
+    red_dn, nir_dn = red_dn.ravel()[at], nir_dn.ravel()[at]
+    keep = (red_dn != 0) & (nir_dn != 0) & ~masked[scl.ravel()[at]]
+    lab = labels.ravel()[at][keep]
     red = (red_dn[keep].astype(np.float32) + BOA_ADD_OFFSET) / 10000
     nir = (nir_dn[keep].astype(np.float32) + BOA_ADD_OFFSET) / 10000
     den = nir + red
@@ -137,7 +145,7 @@ def run_floor(bands: dict[str, str], plots: list[dict[str, Any]]) -> dict[str, A
     seconds = time.perf_counter() - started
     with np.errstate(invalid="ignore", divide="ignore"):
         means = (sums / counts)[1:]
-    return {"seconds": seconds, "peak_mb": _peak_mb(),
+    return {"seconds": seconds, "read_seconds": read, "peak_mb": _peak_mb(),
             "means": [None if not np.isfinite(m) else float(m) for m in means]}  # fmt: skip
 
 
@@ -182,6 +190,8 @@ def figures(result: dict[str, Any]) -> list[Figure]:
     return [
         Figure(section, "a. numpy floor (whole bands, rasterised labels, bincount)",
                spread(floor, "{:.2f} s")),
+        Figure(section, "a. of which reading the three bands whole",
+               spread([r["read_seconds"] for r in result["runs"]["floor"]], "{:.2f} s")),
         Figure(section, "b. pack: windowed, clipped, mean/p10/p90", spread(pack, "{:.2f} s")),
         Figure(section, "b/a time", spread(ratios, "{:.2f}x"), "<= 1.5x",
                median(ratios) <= 1.5),
