@@ -416,3 +416,13 @@ def test_the_peers_run_as_one_process_for_make_run() -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_a_damaged_order_record_is_a_clear_error(tmp_path: Path) -> None:
+    provider = LocalSatellite(tmp_path)
+    order = provider.order("p", PLOT_BOUNDS, date(2026, 6, 1))
+    path = tmp_path / "orders" / f"{order.id}.json"
+    for damage in ("{", '{"id": 1}', '{"bounds": "x"}', "[]"):
+        path.write_text(damage)
+        with pytest.raises(ProviderError, match="unreadable"):
+            provider.status(order.id)

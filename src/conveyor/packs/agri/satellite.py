@@ -321,15 +321,18 @@ class LocalSatellite:
             raise ProviderError(f"{self.name}: no order {order_id}") from None
         except ValueError as exc:
             raise ProviderError(f"{self.name}: order {order_id} is unreadable") from exc
-        scene = record.get("scene")
-        return Order(
-            id=record["id"],
-            plot=record["plot"],
-            bounds=tuple(record["bounds"]),
-            day=date.fromisoformat(record["day"]),
-            status=record["status"],
-            placed_at=datetime.fromisoformat(record["placed_at"]),
-            updated_at=datetime.fromisoformat(record["updated_at"]),
-            reason=record.get("reason", ""),
-            scene=Scene(scene["bands"], date.fromisoformat(scene["day"])) if scene else None,
-        )
+        try:
+            scene = record.get("scene")
+            return Order(
+                id=record["id"],
+                plot=record["plot"],
+                bounds=check_bounds(tuple(record["bounds"])),
+                day=date.fromisoformat(record["day"]),
+                status=record["status"],
+                placed_at=datetime.fromisoformat(record["placed_at"]),
+                updated_at=datetime.fromisoformat(record["updated_at"]),
+                reason=record.get("reason", ""),
+                scene=Scene(scene["bands"], date.fromisoformat(scene["day"])) if scene else None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProviderError(f"{self.name}: order {order_id} is unreadable") from exc
