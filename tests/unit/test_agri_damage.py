@@ -214,3 +214,32 @@ def test_evidence_document_of_an_assessment() -> None:
             ndvi=None,
             generated_at=at,
         )
+
+
+def test_payouts_never_sum_past_the_sum_insured() -> None:
+    p = policy()
+    a = assess(p, INDICES, ndvi_mean=0.42, ndvi_baseline=0.70, paid_before=Decimal("500.00"))
+    # 672.20 would take the policy to 1,172.20: capped at the 500.00 left
+    assert a.payout == Decimal("500.00")
+    assert a.paid_before == Decimal("500.00")
+    assert "capped at 500.00" in a.notes[-1]
+    assert a.to_json()["paid_before"] == "500.00"
+    spent = assess(p, INDICES, ndvi_mean=0.42, ndvi_baseline=0.70, paid_before=Decimal("1000"))
+    assert spent.payout == 0 and not spent.triggered
+    with pytest.raises(AssessmentError, match="paid before"):
+        assess(p, INDICES, ndvi_mean=None, ndvi_baseline=None, paid_before=Decimal("1000.01"))
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 100)), min_size=1, max_size=5))
+def test_all_periods_together_never_pay_past_the_sum_insured(
+    seasons: list[tuple[float, float]],
+) -> None:
+    # Every period of a policy assessed in turn, each told what the earlier ones paid.
+    p = policy(deductible_pct=0, planting_date="2026-01-10")
+    paid = Decimal("0.00")
+    for ndvi, climatology in seasons:
+        w = weather_indices(SERIES, climatology_mm=climatology, profile=CROPS["maize"])
+        a = assess(p, w, ndvi_mean=ndvi, ndvi_baseline=0.7, paid_before=paid)
+        assert a.payout >= 0
+        paid += a.payout
+    assert paid <= p.sum_insured
