@@ -175,13 +175,13 @@ def synthesize(results: Sequence[AnalyzerResult], expected: Sequence[str]) -> Sy
     missing: dict[str, MissingStatus] = {}
     errors: dict[str, str] = {}
     for name in _first_seen(expected):
-        result = latest.get(name)
-        if result is None:
+        got = latest.get(name)
+        if got is None:
             missing[name] = "absent"
-        elif result.status != "ok":
-            missing[name] = result.status
-            if result.error:
-                errors[name] = result.error
+        elif got.status != "ok":
+            missing[name] = got.status
+            if got.error:
+                errors[name] = got.error
     by_severity: dict[Severity, int] = dict.fromkeys(SEVERITIES, 0)
     for rec in ranked:
         by_severity[rec.severity] += 1
