@@ -189,7 +189,8 @@ def _send(
     previous: dict[str, Any],
 ) -> None:
     try:
-        _canvas(services.app, assessment_id, jobs, names).apply_async()
+        # ignore_result: the API does not wait on it (no result subscription per start).
+        _canvas(services.app, assessment_id, jobs, names).apply_async(ignore_result=True)
     except Exception:
         # Nothing went out: put the assessment back as it was.
         with services.engine.begin() as conn:
@@ -288,12 +289,17 @@ def _job_progress(job: dict[str, Any] | None) -> float:
     if job["state"] == "succeeded":
         return 1.0
     progress = job.get("progress")
-    if job["state"] != "running" or not progress:
+    if job["state"] != "running" or progress is None:
         return 0.0
-    current, total = progress.get("current"), progress.get("total")
+    current, total = progress.current, progress.total
     if current is None or not total:
         return 0.0
     return float(min(1.0, max(0.0, current / total)))
+
+
+def _note(job: dict[str, Any] | None) -> str | None:
+    progress = job.get("progress") if job else None
+    return progress.message if progress is not None else None
 
 
 def _analyzer_state(
@@ -309,7 +315,7 @@ def _analyzer_state(
         "weight": analyzer.weight if analyzer else 0.0,
         "status": state,
         "progress": 1.0 if state in ENDED else _job_progress(job),
-        "note": (job or {}).get("progress", {}) and (job or {})["progress"].get("message"),
+        "note": _note(job) if state == "running" else None,
         "attempt": stored["attempt"] if stored else 0,
         "job_id": stored["job_id"] if stored else None,
         "started_at": stored["started_at"] if stored else None,
