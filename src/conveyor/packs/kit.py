@@ -65,6 +65,32 @@ def job_snapshot(services: Services, job_id: str) -> dict[str, Any] | None:
         return None
 
 
+def job_snapshots(services: Services, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Several jobs as :func:`job_snapshot` shows them, in one query; unknown ids are left out."""
+    from conveyor.api.schemas import job_public
+    from conveyor.ledger import repository
+
+    if not job_ids:
+        return {}
+    with services.engine.connect() as conn:
+        rows = repository.get_jobs(conn, job_ids)
+    return {str(row["id"]): job_public(row) for row in rows}
+
+
+def cancel_workflow(services: Services, workflow_id: str) -> bool:
+    """Cancel a running workflow as ``POST /api/v1/workflows/{id}/cancel`` does (its queued
+    and running jobs, and a canvas' steps not yet sent); False if it is unknown (not recorded
+    yet) or already ended."""
+    from conveyor.errors import InvalidTransition, WorkflowNotFound
+    from conveyor.workflows import Workflows
+
+    try:
+        Workflows(services.control).cancel(workflow_id)
+    except (WorkflowNotFound, InvalidTransition):
+        return False
+    return True
+
+
 def watch_job(engine: Engine, job_id: str, **options: Any) -> int:
     """Follow a job in the terminal with a progress bar; its exit code (see cli/watch.py)."""
     from conveyor.cli.watch import watch_job as watch
@@ -89,9 +115,11 @@ __all__ = [
     "WriteJobs",
     "authorize_job",
     "authorize_submit",
+    "cancel_workflow",
     "cli_console",
     "cli_services",
     "job_snapshot",
+    "job_snapshots",
     "page_errors",
     "page_scope",
     "require",

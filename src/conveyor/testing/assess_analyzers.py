@@ -1,0 +1,41 @@
+"""Extra analyzers for the assess pack's tests, plugged in the way a deployment plugs its own
+(``CONVEYOR_ASSESS_EXTRA_ANALYZERS``): real analyzers run by real workers, one that always
+fails and one that works slowly (cooperatively: it reports progress, so it can be cancelled
+and reaches a soft time limit set with ``CONVEYOR_ASSESS_LIMITS``)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conveyor.packs.assess.analyzers import Analyzer, Progress
+from conveyor.packs.assess.findings import AnalyzerOutput
+from conveyor.packs.assess.inventory import Inventory
+
+SLOW_SECONDS = 120.0
+EXTRAS = json.dumps(
+    [
+        "conveyor.testing.assess_analyzers:BROKEN",
+        "conveyor.testing.assess_analyzers:SLOW",
+        "conveyor.testing.assess_analyzers:SLOW_TOO",
+    ]
+)
+"""The value of CONVEYOR_ASSESS_EXTRA_ANALYZERS that plugs all three in."""
+
+
+def broken(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
+    progress(0.5, "about to fail")
+    raise RuntimeError(f"{inventory.organisation.name}: this analyzer always fails")
+
+
+def slow(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
+    began = time.monotonic()
+    while (elapsed := time.monotonic() - began) < SLOW_SECONDS:
+        progress(elapsed / SLOW_SECONDS, f"{elapsed:.0f} s")
+        time.sleep(0.02)
+    return AnalyzerOutput(findings=[], metrics={}, summary="Slow, but done.")
+
+
+BROKEN = Analyzer("testing_broken", "Always fails", 60, 90, 0.05, broken)
+SLOW = Analyzer("testing_slow", "Slow", 600, 630, 0.05, slow)
+SLOW_TOO = Analyzer("testing_slow_too", "Slow too", 600, 630, 0.05, slow)
