@@ -254,8 +254,18 @@ def test_startup_example_end_to_end_through_the_real_analyzers() -> None:
     """Whatever the analyzers find on the example, the report renders (the ones not written
     yet fail and make it partial)."""
     inventory = load_inventory((EXAMPLES / "startup.yaml").read_bytes(), "startup.yaml")
-    view = AssessmentView.of("a1", "startup", datetime(2026, 12, 5, tzinfo=UTC), inventory)
+    created = datetime(2026, 12, 5, tzinfo=UTC)
+    view = AssessmentView.from_inventory("a1", "startup", created, inventory)
     assert view.instances == len(inventory.compute.instances) and view.organisation
+    row = {
+        "id": "a1",
+        "name": "startup",
+        "created_at": created,
+        "inventory": inventory.model_dump(mode="json"),
+    }
+    assert AssessmentView.of(row) == view
+    garbage = AssessmentView.of({**row, "inventory": {"compute": 3}})
+    assert garbage.id == "a1" and garbage.instances == 0
     results = []
     for name, analyzer in ANALYZERS.items():
         started = time.perf_counter()

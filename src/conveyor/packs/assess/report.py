@@ -29,8 +29,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict
 
 from conveyor.packs.assess.analyzers import ANALYZERS
+from conveyor.packs.assess.errors import InventoryError
 from conveyor.packs.assess.findings import SEVERITIES, AnalyzerResult
-from conveyor.packs.assess.inventory import Inventory
+from conveyor.packs.assess.inventory import Inventory, load_inventory
 from conveyor.packs.assess.report_charts import (
     SEVERITY_COLOURS,
     GpuGroup,
@@ -72,7 +73,20 @@ class AssessmentView(BaseModel):
     regions: list[str] = []
 
     @classmethod
-    def of(cls, id: str, name: str, created: datetime, inventory: Inventory) -> AssessmentView:
+    def of(cls, row: Mapping[str, Any]) -> AssessmentView:
+        """The view of an assessment row (``id``, ``name``, ``created_at``, ``inventory`` as
+        stored JSON). An inventory that no longer validates gives a view without figures."""
+        created = row["created_at"]
+        try:
+            inventory = load_inventory(json.dumps(row["inventory"]), "inventory.json")
+        except (InventoryError, TypeError, ValueError):
+            return cls(id=str(row["id"]), name=str(row["name"]), created=created)
+        return cls.from_inventory(str(row["id"]), str(row["name"]), created, inventory)
+
+    @classmethod
+    def from_inventory(
+        cls, id: str, name: str, created: datetime, inventory: Inventory
+    ) -> AssessmentView:
         """The view of an assessment of ``inventory``."""
         instances = inventory.compute.instances
         return cls(
