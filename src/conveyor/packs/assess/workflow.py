@@ -579,11 +579,35 @@ def report_pdf(engine: Engine, assessment_id: uuid.UUID) -> bytes:
         if n in stored and stored[n]["result"]
     ]
     synthesis = Synthesis.model_validate(row["synthesis"])
-    return bytes(report.render_pdf(assessment_view(row), synthesis, found))
+    return report.render_pdf(report.AssessmentView.of(row), synthesis, found)
 
 
-def assessment_view(row: dict[str, Any]) -> Any:
-    """What the report shows of the assessment itself."""
-    from conveyor.packs.assess.report import AssessmentView
+# --- examples -------------------------------------------------------------------------------
+def load_example(name: str) -> Inventory:
+    """The shipped example ``name``; ResourceNotFound naming the ones there are."""
+    from conveyor.packs.assess.examples import EXAMPLES, example_text
+    from conveyor.packs.assess.inventory import load_inventory
 
-    return AssessmentView.of(row)
+    if name not in EXAMPLES:
+        raise ResourceNotFound(f"no example {name!r}; examples: {', '.join(EXAMPLES)}")
+    return load_inventory(example_text(name), EXAMPLES[name])
+
+
+def example_listing() -> list[dict[str, Any]]:
+    """Each shipped example with its organisation and size."""
+    from conveyor.packs.assess.examples import EXAMPLES
+
+    out = []
+    for name, file in EXAMPLES.items():
+        inventory = load_example(name)
+        out.append(
+            {
+                "name": name,
+                "file": file,
+                "organisation": inventory.organisation.name,
+                "instances": len(inventory.compute.instances),
+                "workloads": len(inventory.workloads),
+                "monthly_budget_usd": inventory.budget.monthly_usd,
+            }
+        )
+    return out
