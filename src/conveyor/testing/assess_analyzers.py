@@ -13,11 +13,11 @@ from conveyor.packs.assess.findings import AnalyzerOutput
 from conveyor.packs.assess.inventory import Inventory
 
 SLOW_SECONDS = 120.0
+STEADY_SECONDS = 4.0
 EXTRAS = json.dumps(
     [
-        "conveyor.testing.assess_analyzers:BROKEN",
-        "conveyor.testing.assess_analyzers:SLOW",
-        "conveyor.testing.assess_analyzers:SLOW_TOO",
+        f"conveyor.testing.assess_analyzers:{name}"
+        for name in ("BROKEN", "SLOW", "SLOW_TOO", "STEADY")
     ]
 )
 """The value of CONVEYOR_ASSESS_EXTRA_ANALYZERS that plugs all three in."""
@@ -28,14 +28,23 @@ def broken(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
     raise RuntimeError(f"{inventory.organisation.name}: this analyzer always fails")
 
 
-def slow(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
+def _work(seconds: float, progress: Progress) -> AnalyzerOutput:
     began = time.monotonic()
-    while (elapsed := time.monotonic() - began) < SLOW_SECONDS:
-        progress(elapsed / SLOW_SECONDS, f"{elapsed:.0f} s")
+    while (elapsed := time.monotonic() - began) < seconds:
+        progress(elapsed / seconds, f"{elapsed:.0f} s")
         time.sleep(0.02)
-    return AnalyzerOutput(findings=[], metrics={}, summary="Slow, but done.")
+    return AnalyzerOutput(findings=[], metrics={"seconds": seconds}, summary="Slow, but done.")
+
+
+def slow(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
+    return _work(SLOW_SECONDS, progress)
+
+
+def steady(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
+    return _work(STEADY_SECONDS, progress)
 
 
 BROKEN = Analyzer("testing_broken", "Always fails", 60, 90, 0.05, broken)
 SLOW = Analyzer("testing_slow", "Slow", 600, 630, 0.05, slow)
 SLOW_TOO = Analyzer("testing_slow_too", "Slow too", 600, 630, 0.05, slow)
+STEADY = Analyzer("testing_steady", "Steady", 60, 90, 0.05, steady)

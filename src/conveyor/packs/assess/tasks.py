@@ -43,6 +43,7 @@ from conveyor.packs.assess.inventory import Inventory, load_inventory
 from conveyor.packs.assess.tables import assessments, results
 
 CANCEL_CHECK_INTERVAL = 0.1  # seconds between cancel checks inside an analyzer
+MAX_DELIVERIES = 3  # a job whose worker dies is run again; one that keeps killing it stops
 
 
 @dataclass
@@ -266,7 +267,9 @@ def report(self: Task, assessment_id: str) -> dict[str, Any]:
 
 def register(app: Celery) -> None:
     """Register the pack's tasks on ``app``: one analyze task per analyzer, with its limits."""
-    opts: dict[str, Any] = {"bind": True, "max_retries": 0}
+    # No retries of a step that raised (an analyzer's failure is stored, not retried), but a
+    # delivery lost with its worker is run again: up to MAX_DELIVERIES in all.
+    opts: dict[str, Any] = {"bind": True, "max_retries": 0, "max_attempts": MAX_DELIVERIES}
     app.task(name=workflow.VALIDATE_TASK, **opts)(validate)
     app.task(name=workflow.SYNTHESIZE_TASK, **opts)(synthesize)
     app.task(name=workflow.REPORT_TASK, **opts)(report)
