@@ -209,10 +209,18 @@ def list_(
         )
     finally:
         services.control.close()
-    table = Table("id", "name", "status", "partial", "created")
+    if not items:
+        err.print("no assessments match")
+        return
+    table = Table("name", "status", "partial", "created")
+    table.add_column("id", no_wrap=True, min_width=36)
     for r in items:
         table.add_row(
-            r["id"], r["name"], r["status"], "yes" if r["partial"] else "", f"{r['created_at']:%c}"
+            r["name"],
+            r["status"],
+            "yes" if r["partial"] else "",
+            f"{r['created_at']:%Y-%m-%d %H:%M}",
+            r["id"],
         )
     out.print(table)
 
