@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from bench import (
     api,
+    assess,
     catalog,
     chord,
     dashboard,
@@ -38,6 +39,7 @@ BENCHMARKS = (
     "schedules",
     "dashboard",
     "chord",
+    "assess",
 )
 
 
@@ -162,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             if "chord" in selected:
                 print(f"chord of {args.chord_tasks:,} header tasks:", file=sys.stderr)
                 figures += chord.figures(chord.run(stack, args.chord_tasks, args.rounds))
+            if "assess" in selected:
+                print("assess pack: concurrent starts, the enterprise example", file=sys.stderr)
+                figures += assess.figures(assess.run(stack))
             if "dashboard" in selected:
                 # Last: the seeded ledger would slow the other runs' inserts.
                 print("dashboard pages over a large ledger:", file=sys.stderr)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 from pydantic import Field
@@ -29,6 +30,18 @@ class AssessSettings(BaseSettings):
     queue: str | None = Field(default=None, min_length=1, max_length=255)
     extra_analyzers: list[str] = Field(default_factory=list)
     limits: dict[str, int] = Field(default_factory=dict)
+
+
+def assess_settings() -> AssessSettings:
+    """The settings from the environment, built once per distinct environment (a start reads
+    them for every signature: building pydantic settings costs milliseconds)."""
+    keys = ("CONVEYOR_ASSESS_QUEUE", "CONVEYOR_ASSESS_EXTRA_ANALYZERS", "CONVEYOR_ASSESS_LIMITS")
+    return _settings_for(tuple(os.environ.get(k) for k in keys))
+
+
+@cache
+def _settings_for(values: tuple[str | None, ...]) -> AssessSettings:
+    return AssessSettings()
 
 
 @cache
@@ -49,7 +62,7 @@ def _import(spec: str) -> Analyzer:
 
 def analyzers(settings: AssessSettings | None = None) -> dict[str, Analyzer]:
     """The registry's analyzers and the configured extras, with the configured limits."""
-    settings = settings or AssessSettings()
+    settings = settings or assess_settings()
     out = dict(ANALYZERS)
     for spec in settings.extra_analyzers:
         extra = _import(spec)

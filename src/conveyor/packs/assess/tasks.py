@@ -36,7 +36,7 @@ import conveyor
 from conveyor.packs import psycopg_url, settings_of
 from conveyor.packs.assess import workflow
 from conveyor.packs.assess.analyzers import Analyzer, Progress
-from conveyor.packs.assess.config import AssessSettings, analyzers
+from conveyor.packs.assess.config import analyzers, assess_settings
 from conveyor.packs.assess.errors import InventoryError
 from conveyor.packs.assess.findings import AnalyzerResult
 from conveyor.packs.assess.inventory import Inventory, load_inventory
@@ -273,7 +273,7 @@ def register(app: Celery) -> None:
     app.task(name=workflow.VALIDATE_TASK, **opts)(validate)
     app.task(name=workflow.SYNTHESIZE_TASK, **opts)(synthesize)
     app.task(name=workflow.REPORT_TASK, **opts)(report)
-    for analyzer in analyzers(AssessSettings()).values():
+    for analyzer in analyzers(assess_settings()).values():
         app.task(
             name=workflow.analyze_task(analyzer.name),
             soft_time_limit=analyzer.soft_limit,

@@ -28,7 +28,12 @@ from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
 from conveyor.errors import InputRejected, ResourceConflict, ResourceNotFound
 from conveyor.packs.assess.analyzers import Analyzer
-from conveyor.packs.assess.config import AssessSettings, analyzers, default_analyzers
+from conveyor.packs.assess.config import (
+    AssessSettings,
+    analyzers,
+    assess_settings,
+    default_analyzers,
+)
 from conveyor.packs.assess.inventory import Inventory
 from conveyor.packs.assess.tables import assessments, results
 from conveyor.packs.kit import Services, cancel_workflow, job_snapshots
@@ -119,7 +124,7 @@ class Started:
 
 def _signature(app: Celery, task: str, assessment_id: uuid.UUID, job_id: str) -> Signature:
     sig = app.signature(task, args=(str(assessment_id),), immutable=True)
-    queue = AssessSettings().queue
+    queue = assess_settings().queue
     options: dict[str, Any] = {"task_id": job_id}
     if queue:
         options["queue"] = queue
@@ -144,23 +149,24 @@ def start(services: Services, assessment_id: uuid.UUID) -> Started:
     """Send the assessment's first run; ResourceConflict (409) unless it is ``created``.
     If sending fails, the assessment is left as it was and nothing is enqueued."""
     with services.engine.begin() as conn:
-        row = get_row(conn, assessment_id)
-        names = list(row["analyzers"])
-        jobs = _new_jobs(names)
+        # One statement claims it (only a `created` assessment is started, once, however
+        # many starts race) and reads what the run needs; its job ids are fixed in the next.
         claimed = conn.execute(
             update(assessments)
             .where(assessments.c.id == assessment_id, assessments.c.status == "created")
-            .values(
-                status="running",
-                run=assessments.c.run + 1,
-                workflow_id=jobs["validate"],
-                jobs=jobs,
-                started_at=datetime.now(UTC),
-            )
-            .returning(assessments.c.run)
+            .values(status="running", run=assessments.c.run + 1, started_at=datetime.now(UTC))
+            .returning(assessments.c.analyzers, assessments.c.run)
         ).first()
         if claimed is None:
+            row = get_row(conn, assessment_id)  # ResourceNotFound if there is none
             raise ResourceConflict(_not_startable(row["status"], assessment_id))
+        names, run = list(claimed[0]), int(claimed[1])
+        jobs = _new_jobs(names)
+        conn.execute(
+            update(assessments)
+            .where(assessments.c.id == assessment_id)
+            .values(workflow_id=jobs["validate"], jobs=jobs)
+        )
         conn.execute(
             insert(results),
             [
@@ -168,8 +174,10 @@ def start(services: Services, assessment_id: uuid.UUID) -> Started:
                 for n in names
             ],
         )
-    _send(services, assessment_id, jobs, names, previous=row)
-    return Started(assessment_id, jobs["validate"], int(claimed[0]), names)
+    previous = {"status": "created", "run": run - 1, "workflow_id": None, "jobs": {},
+                "started_at": None}  # fmt: skip
+    _send(services, assessment_id, jobs, names, previous=previous)
+    return Started(assessment_id, jobs["validate"], run, names)
 
 
 def _not_startable(status: str, assessment_id: uuid.UUID) -> str:
