@@ -35,6 +35,7 @@ ENTERPRISE_RUNS = 2
 @dataclass
 class AssessResult:
     start_ms: list[float] = field(default_factory=list)
+    sequential_ms: list[float] = field(default_factory=list)
     enterprise_s: list[float] = field(default_factory=list)
     instances: int = 0
     slowest: list[tuple[str, float]] = field(default_factory=list)
@@ -102,6 +103,13 @@ def run(stack: Stack) -> AssessResult:
         _until_ended(client, warm)
         ids = [_created(client, "startup", ["cto"]) for _ in range(CONCURRENT)]
         result.start_ms = _concurrent_starts(base, ids)
+        for assessment_id in ids:
+            _until_ended(client, assessment_id)
+        ids = [_created(client, "startup", ["cto"]) for _ in range(CONCURRENT)]
+        for assessment_id in ids:  # one at a time: what a start costs without a queue
+            started = time.perf_counter()
+            client.post(f"{BASE}/assessments/{assessment_id}/start").raise_for_status()
+            result.sequential_ms.append((time.perf_counter() - started) * 1000)
         print(
             f"  {CONCURRENT} concurrent starts p50/p99: {percentile(result.start_ms, 50):.1f} /"
             f" {percentile(result.start_ms, 99):.1f} ms",
@@ -139,6 +147,11 @@ def figures(r: AssessResult) -> list[Figure]:
             f"{percentile(r.start_ms, 50):.1f} / {p99:.1f} ms",
             "p99 < 50 ms",
             p99 < 50,
+        ),
+        Figure(
+            section,
+            f"POST …/start, one at a time ({CONCURRENT}), p50 / p99",
+            f"{percentile(r.sequential_ms, 50):.1f} / {percentile(r.sequential_ms, 99):.1f} ms",
         ),
         Figure(
             section,
