@@ -50,6 +50,7 @@ __all__ = [
     "render_html",
     "render_json",
     "render_pdf",
+    "report_context",
 ]
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -300,13 +301,13 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["money"] = money
     return env
 
 
-def _context(
+def report_context(
     assessment: AssessmentView, synthesis: Synthesis, results: Sequence[AnalyzerResult]
 ) -> dict[str, Any]:
+    """What ``assess_report_body.html`` reads (the dashboard's report page renders it too)."""
     return {
         "a": assessment,
         "s": synthesis,
@@ -314,6 +315,7 @@ def _context(
         "sections": _sections(synthesis, results),
         "roles": {name: _role(name) for name in [*ANALYZERS, *synthesis.missing]},
         "colours": SEVERITY_COLOURS,
+        "money": money,
         "created": assessment.created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     }
 
@@ -323,7 +325,7 @@ def render_html(
 ) -> str:
     """The report as one standalone HTML document (inline CSS and SVG, nothing to fetch)."""
     template = _environment().get_template("assess_report_document.html")
-    return template.render(**_context(assessment, synthesis, results))
+    return template.render(**report_context(assessment, synthesis, results))
 
 
 def render_json(
@@ -381,7 +383,7 @@ def render_pdf(
     """The report as PDF (A4): the same sections and SVG charts as the HTML."""
     from conveyor.packs.assess.report_pdf import ReportPdf
 
-    ctx = _context(assessment, synthesis, results)
+    ctx = report_context(assessment, synthesis, results)
     pdf = ReportPdf(pdf_text)
     pdf.render(ctx)
     buffer = io.BytesIO()

@@ -1,6 +1,6 @@
 """The report's PDF layout with fpdf2 (A4, core fonts, the HTML report's SVG charts embedded).
 
-Content comes from the same context as the HTML report (``report._context``), so the two say
+Content comes from the same context as the HTML report (``report.report_context``), so the two say
 the same things; every string goes through the transliteration ``report.pdf_text`` because the
 core fonts only know Windows-1252.
 """
