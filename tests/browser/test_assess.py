@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from test_layout import CHECK
+
 from conveyor.packs.assess import examples
 from conveyor.testing.services import wait_for
 
@@ -23,9 +25,10 @@ def shot(page: Any, dashboard: Dashboard, name: str) -> None:
 
 
 def fits(page: Any) -> None:
-    """Nothing is wider than the 1280 px window (no horizontal scrolling)."""
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 1280, f"{page.url} is {width} px wide"
+    """The layout test's check: nothing wider than the 1280 px window, no element's content
+    overflowing its box, every control styled by the dashboard."""
+    problems = page.evaluate(CHECK)
+    assert not problems, f"{page.url}:\n  " + "\n  ".join(problems[:8])
 
 
 def follow_to_the_end(page: Any, dashboard: Dashboard, name: str) -> list[float]:
@@ -33,9 +36,11 @@ def follow_to_the_end(page: Any, dashboard: Dashboard, name: str) -> list[float]
     seen: list[float] = []
 
     def ended() -> bool:
+        # The state first: the script swaps the parts in, then sets the state, so once the
+        # state says ended the percentage read after it is the final one.
+        state = page.locator(".workflow.assessment").get_attribute("data-state")
         text = page.locator("#overall-percent").inner_text(timeout=2000)
         seen.append(float(text.rstrip("%")))
-        state = page.locator(".workflow.assessment").get_attribute("data-state")
         return state in ("completed", "failed", "cancelled")
 
     try:
