@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from conveyor.errors import InputRejected, PayloadTooLarge, ResourceNotFound
-from conveyor.packs.assess import examples, workflow
+from conveyor.packs.assess import workflow
 from conveyor.packs.assess.errors import InventoryError
 from conveyor.packs.assess.inventory import Inventory, load_inventory
 from conveyor.packs.kit import Principal, Services, ServicesDep, require
@@ -144,7 +144,7 @@ async def upload_assessment(
 @router.get("/examples")
 def list_examples(principal: Read) -> dict[str, Any]:
     """The example inventories shipped with the pack."""
-    return {"items": examples.listing()}
+    return {"items": workflow.example_listing()}
 
 
 @router.post("/examples/{example}/assessments", status_code=201, response_model=None)
@@ -152,7 +152,7 @@ def create_from_example(
     example: str, principal: Write, services: ServicesDep, body: FromExample | None = None
 ) -> dict[str, Any]:
     """Store an assessment of a shipped example; 201."""
-    inventory = examples.load(example)
+    inventory = workflow.load_example(example)
     return _created(
         services,
         inventory,

@@ -44,7 +44,12 @@ def _services_or_exit() -> tuple[Services, Console, Console]:
 
 @app.command()
 def run(
-    inventory: Annotated[Path, typer.Argument(help="the inventory, JSON or YAML")],
+    inventory: Annotated[
+        Path | None, typer.Argument(help="the inventory, JSON or YAML")
+    ] = None,
+    example: Annotated[
+        str | None, typer.Option(help="a shipped example instead (see `conveyor assess examples`)")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="the assessment's name")] = None,
     analyzer: Annotated[
         list[str] | None, typer.Option("--analyzer", "-a", help="run only these (repeatable)")
@@ -60,14 +65,21 @@ def run(
     from conveyor.packs.kit import cli_console
 
     out, err = cli_console()
+    if (inventory is None) == (example is None):
+        err.print("[red]refused:[/] give an inventory file or --example NAME (one of them)")
+        raise typer.Exit(2)
     try:
-        data = inventory.read_bytes()
+        if inventory is not None:
+            inv = load_inventory(inventory.read_bytes(), inventory.name)
+        else:
+            inv = workflow.load_example(str(example))
     except OSError as exc:
         err.print(f"[red]refused:[/] cannot read {inventory}: {exc.strerror or exc}")
         raise typer.Exit(2) from None
-    try:
-        inv = load_inventory(data, inventory.name)
-    except InventoryError as exc:
+    except ConveyorError as exc:
+        if not isinstance(exc, InventoryError):
+            err.print(f"[red]refused:[/] {exc}")
+            raise typer.Exit(2) from None
         err.print(f"[red]refused:[/] {inventory} is not a usable inventory:")
         for issue in exc.issues:
             err.print(f"  {issue['path'] or '(document)'}: {issue['message']}")
@@ -75,7 +87,12 @@ def run(
     services, out, err = _services_or_exit()
     try:
         assessment_id = workflow.create(
-            services.engine, inv, name=name, source="upload", chosen=analyzer
+            services.engine,
+            inv,
+            name=name,
+            source="example" if example else "upload",
+            example=example,
+            chosen=analyzer,
         )
         started = workflow.start(services, assessment_id)
     except ConveyorError as exc:
@@ -262,8 +279,8 @@ def retry(
 def examples() -> None:
     """The example inventories shipped with the pack (create one with
     ``conveyor assess run $(python -c …)`` or POST /api/v1/assess/examples/NAME/assessments)."""
-    from conveyor.packs.assess import examples as shipped
+    from conveyor.packs.assess import workflow
     from conveyor.packs.kit import cli_console
 
     out, _ = cli_console()
-    _dump(out, shipped.listing())
+    _dump(out, workflow.example_listing())

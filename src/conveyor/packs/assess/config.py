@@ -28,7 +28,7 @@ class AssessSettings(BaseSettings):
 
     queue: str | None = Field(default=None, min_length=1, max_length=255)
     extra_analyzers: list[str] = Field(default_factory=list)
-    limits: dict[str, float] = Field(default_factory=dict)
+    limits: dict[str, int] = Field(default_factory=dict)
 
 
 @cache
@@ -61,13 +61,11 @@ def analyzers(settings: AssessSettings | None = None) -> dict[str, Analyzer]:
     for name, soft in settings.limits.items():
         if name not in out:
             raise ConfigurationError(f"CONVEYOR_ASSESS_LIMITS: no analyzer named {name!r}")
-        if not 0 < soft <= 86_400:
-            raise ConfigurationError(
-                f"CONVEYOR_ASSESS_LIMITS: {name}: {soft} is not 0 < s <= 1 day"
-            )
+        if not 1 <= soft <= 86_400:
+            raise ConfigurationError(f"CONVEYOR_ASSESS_LIMITS: {name}: {soft} must be 1 to 86400 s")
         from dataclasses import replace
 
-        out[name] = replace(out[name], soft_limit=soft, hard_limit=soft + HARD_LIMIT_MARGIN)  # type: ignore[arg-type]
+        out[name] = replace(out[name], soft_limit=soft, hard_limit=soft + HARD_LIMIT_MARGIN)
     return out
 
 

@@ -238,20 +238,14 @@ def synthesize(self: Task, assessment_id: str) -> dict[str, Any]:
 
 def render_report(engine: Engine, assessment_id: uuid.UUID) -> str:
     """The assessment's HTML report from its stored synthesis and results."""
+    from conveyor.packs.assess.report import AssessmentView, render_html
     from conveyor.packs.assess.synthesis import Synthesis
 
     with engine.connect() as conn:
         row = workflow.get_row(conn, assessment_id)
     found = stored_results(engine, assessment_id)
     synthesis = Synthesis.model_validate(row["synthesis"])
-    try:
-        from conveyor.packs.assess.report import render_html
-    except ImportError:  # TEMPORARY until the assess-report branch is merged
-        import html
-
-        items = "".join(f"<li>{html.escape(r.title)}</li>" for r in synthesis.recommendations)
-        return f"<h1>{html.escape(row['name'])}</h1><ol>{items}</ol>"
-    return str(render_html(workflow.assessment_view(row), synthesis, found))
+    return render_html(AssessmentView.of(row), synthesis, found)
 
 
 def report(self: Task, assessment_id: str) -> dict[str, Any]:

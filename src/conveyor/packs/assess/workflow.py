@@ -189,7 +189,8 @@ def _send(
     previous: dict[str, Any],
 ) -> None:
     try:
-        _canvas(services.app, assessment_id, jobs, names).apply_async()
+        # ignore_result: the API does not wait on it (no result subscription per start).
+        _canvas(services.app, assessment_id, jobs, names).apply_async(ignore_result=True)
     except Exception:
         # Nothing went out: put the assessment back as it was.
         with services.engine.begin() as conn:
@@ -288,12 +289,17 @@ def _job_progress(job: dict[str, Any] | None) -> float:
     if job["state"] == "succeeded":
         return 1.0
     progress = job.get("progress")
-    if job["state"] != "running" or not progress:
+    if job["state"] != "running" or progress is None:
         return 0.0
-    current, total = progress.get("current"), progress.get("total")
+    current, total = progress.current, progress.total
     if current is None or not total:
         return 0.0
     return float(min(1.0, max(0.0, current / total)))
+
+
+def _note(job: dict[str, Any] | None) -> str | None:
+    progress = job.get("progress") if job else None
+    return progress.message if progress is not None else None
 
 
 def _analyzer_state(
@@ -309,7 +315,7 @@ def _analyzer_state(
         "weight": analyzer.weight if analyzer else 0.0,
         "status": state,
         "progress": 1.0 if state in ENDED else _job_progress(job),
-        "note": (job or {}).get("progress", {}) and (job or {})["progress"].get("message"),
+        "note": _note(job) if state == "running" else None,
         "attempt": stored["attempt"] if stored else 0,
         "job_id": stored["job_id"] if stored else None,
         "started_at": stored["started_at"] if stored else None,
@@ -573,11 +579,35 @@ def report_pdf(engine: Engine, assessment_id: uuid.UUID) -> bytes:
         if n in stored and stored[n]["result"]
     ]
     synthesis = Synthesis.model_validate(row["synthesis"])
-    return bytes(report.render_pdf(assessment_view(row), synthesis, found))
+    return report.render_pdf(report.AssessmentView.of(row), synthesis, found)
 
 
-def assessment_view(row: dict[str, Any]) -> Any:
-    """What the report shows of the assessment itself."""
-    from conveyor.packs.assess.report import AssessmentView
+# --- examples -------------------------------------------------------------------------------
+def load_example(name: str) -> Inventory:
+    """The shipped example ``name``; ResourceNotFound naming the ones there are."""
+    from conveyor.packs.assess.examples import EXAMPLES, example_text
+    from conveyor.packs.assess.inventory import load_inventory
 
-    return AssessmentView.of(row)
+    if name not in EXAMPLES:
+        raise ResourceNotFound(f"no example {name!r}; examples: {', '.join(EXAMPLES)}")
+    return load_inventory(example_text(name), EXAMPLES[name])
+
+
+def example_listing() -> list[dict[str, Any]]:
+    """Each shipped example with its organisation and size."""
+    from conveyor.packs.assess.examples import EXAMPLES
+
+    out = []
+    for name, file in EXAMPLES.items():
+        inventory = load_example(name)
+        out.append(
+            {
+                "name": name,
+                "file": file,
+                "organisation": inventory.organisation.name,
+                "instances": len(inventory.compute.instances),
+                "workloads": len(inventory.workloads),
+                "monthly_budget_usd": inventory.budget.monthly_usd,
+            }
+        )
+    return out
