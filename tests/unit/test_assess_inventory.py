@@ -20,6 +20,7 @@ from conveyor.packs.assess.inventory import (
     MLOPS_QUESTIONS,
     Inventory,
     inventory_schema,
+    inventory_schema_text,
     load_inventory,
     path_of,
     unknown_gpus,
@@ -98,6 +99,7 @@ def test_enterprise_example_is_about_a_thousand_instances_and_equals_its_generat
 
 
 def test_shipped_schema_equals_the_model_schema() -> None:
+    assert data_text("inventory.schema.json") == inventory_schema_text()
     assert json.loads(data_text("inventory.schema.json")) == inventory_schema()
 
 
@@ -176,6 +178,15 @@ def test_references_must_resolve() -> None:
     assert issues["networking.endpoints[0].target"] == "no service or workload with id 'x'"
 
 
+def test_keys_that_are_not_text_are_named() -> None:
+    issues = issues_of(with_change(["mlops"], {}).replace('"mlops": {}', '"mlops": {"1": "x"}'))
+    assert issues[0]["path"] == "mlops.1"
+    yaml_issues = issues_of(yaml.safe_dump(MINIMAL) + "mlops: {1: none}\n", "inv.yaml")
+    assert yaml_issues == [
+        {"path": "mlops.1", "message": "the key must be text: Input should be a valid string"}
+    ]
+
+
 def test_workload_kind_must_match_its_type() -> None:
     issues = issues_of(with_change(["workloads", 0, "kind"], "pretraining"))
     assert issues == [{"path": "workloads[0].kind", "message": "'pretraining' is a training kind"}]
@@ -216,6 +227,10 @@ def test_unknown_gpu_models_are_flagged_not_refused() -> None:
         (b"a:\n" + b"".join(b"  " * i + b"- \n" for i in range(1, 60)), None, "nested deeper"),
         (b"- " * 5000 + b"x", None, "nested deeper"),
         (b"!!python/object:os.system {}", None, "not valid YAML"),
+        (b"x: !!timestamp 2001-13-99", None, "not valid YAML"),
+        (b'{"a": ' + b"1" * 5000 + b"}", None, "not valid JSON"),
+        (b"a: " + b"1" * 5000, None, "not valid YAML"),
+        (b'{"budget": {"monthly_usd": 1e999}}', None, "finite number"),
     ],
 )
 def test_garbage_is_refused_with_a_message(data: bytes, filename: str | None, says: str) -> None:

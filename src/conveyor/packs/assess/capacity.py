@@ -37,6 +37,7 @@ __all__ = [
     "concurrent_sequences",
     "context_tokens",
     "kv_bytes_per_token",
+    "peak_rps",
     "placements",
     "replica_groups",
     "serving",
@@ -95,8 +96,15 @@ def context_tokens(workload: Workload) -> int:
     return max(1, min(workload.model.context_length, used))
 
 
+def peak_rps(workload: Workload) -> float:
+    """Requests/s to size for: the peak if given, else the mean, else 0."""
+    if workload.peak_requests_per_s is not None:
+        return workload.peak_requests_per_s
+    return workload.requests_per_s or 0.0
+
+
 def concurrent_sequences(workload: Workload, replicas: int) -> int:
-    rps = workload.peak_requests_per_s or workload.requests_per_s or 0.0
+    rps = peak_rps(workload)
     slo = workload.slo.p50_ms if workload.slo and workload.slo.p50_ms else None
     latency_s = slo / 1000 if slo else DEFAULT_LATENCY_S
     return max(1, math.ceil(rps / max(1, replicas) * latency_s))
@@ -126,12 +134,16 @@ class Serving:
 
     @property
     def headroom(self) -> float:
-        return math.inf if self.load == 0 else 1 / self.load
+        return math.inf if self.load < 1e-12 else 1 / self.load
 
     def as_metrics(self) -> dict[str, Any]:
         out = asdict(self)
-        out["headroom"] = None if self.load == 0 else round(1 / self.load, 3)
-        return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+        out["headroom"] = self.headroom
+        # JSON has no infinity: a headroom without load (or a vanishing one) is "none needed"
+        return {
+            k: (round(v, 3) if math.isfinite(v) else None) if isinstance(v, float) else v
+            for k, v in out.items()
+        }
 
 
 def serving(workload: Workload, gpu: GpuSpec, gpus: int, replicas: int) -> Serving:
@@ -151,7 +163,7 @@ def serving(workload: Workload, gpu: GpuSpec, gpus: int, replicas: int) -> Servi
     tokens_in = workload.tokens.input if workload.tokens else 0
     tokens_out = workload.tokens.output if workload.tokens else 0
     ttft_s = tokens_in / prefill_rate
-    rps = (workload.peak_requests_per_s or workload.requests_per_s or 0.0) / max(1, replicas)
+    rps = peak_rps(workload) / max(1, replicas)
     load = rps * (tokens_in / prefill_rate + tokens_out / decode_rate)
     return Serving(
         gpu=gpu.model,

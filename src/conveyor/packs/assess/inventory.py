@@ -42,6 +42,7 @@ __all__ = [
     "Service",
     "Workload",
     "inventory_schema",
+    "inventory_schema_text",
     "load_inventory",
     "path_of",
     "unknown_gpus",
@@ -393,6 +394,13 @@ def inventory_schema() -> dict[str, Any]:
     return schema
 
 
+def inventory_schema_text() -> str:
+    """The schema as shipped in ``data/inventory.schema.json`` (regenerate it with
+    ``python -m conveyor.packs.assess.inventory > src/conveyor/packs/assess/data/\
+inventory.schema.json``)."""
+    return json.dumps(inventory_schema(), indent=2, sort_keys=True) + "\n"
+
+
 def unknown_gpus(inventory: Inventory, known: Iterable[str]) -> list[tuple[str, str]]:
     """(path, model) of every instance whose GPU model is not in ``known``."""
     names = set(known)
@@ -501,8 +509,10 @@ def _issues(exc: ValidationError) -> list[Issue]:
     issues: list[Issue] = []
     for error in exc.errors(include_url=False, include_context=False):
         loc = error["loc"]
-        # tagged/union branches add the type name to the location; keep only data keys
         message = error["msg"]
+        if loc and loc[-1] == "[key]":  # a mapping key of the wrong type, e.g. `1:` in YAML
+            loc = (*loc[:-2], str(loc[-2]))
+            message = f"the key must be text: {message}"
         if error["type"] == "extra_forbidden":
             message = "unknown field (check the spelling; see the inventory schema)"
         elif error["type"] == "missing":
@@ -560,3 +570,7 @@ def _cross_check(inv: Inventory) -> list[Issue]:
             allowed = ", ".join(question.answers)
             issues.append(_issue(f"mlops.{qid}", f"answer {answer!r} not one of: {allowed}"))
     return issues
+
+
+if __name__ == "__main__":
+    print(inventory_schema_text(), end="")

@@ -33,6 +33,7 @@ from conveyor.packs.assess.analyzers import Progress
 from conveyor.packs.assess.capacity import (
     Serving,
     kv_bytes_per_token,
+    peak_rps,
     placements,
     replica_groups,
     serving,
@@ -141,7 +142,7 @@ def _advise(
             f"throughput rises about {before / after:.1f}x.",
             risk="A measurable quality drop on some tasks if not evaluated.",
         )
-    rps = w.peak_requests_per_s or w.requests_per_s or 0.0
+    rps = peak_rps(w)
     if not w.batching and w.kind in GENERATIVE and rps >= 1:
         saving = cost * (1 - math.ceil(replicas / 2) / replicas) if replicas > 1 else None
         add(
@@ -152,6 +153,7 @@ def _advise(
             evidence=[f"{path}.batching"],
             recommendation="Serve with continuous batching and paged KV cache (vLLM, TGI, "
             "TensorRT-LLM): throughput per GPU typically rises 2x or more.",
+            risk="Requests queue behind each other at peak; GPUs are paid for but half used.",
         )
     if w.model.parameters_b >= LARGE_MODEL_B and w.kind in ("chat", "completion"):
         ratio = SMALL_MODEL_B / w.model.parameters_b

@@ -59,7 +59,9 @@ def analyze(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
             Finding(
                 analyzer=NAME,
                 code="budget.over" if ratio > 1 else "budget.near",
-                title=f"Monthly spend ${spend:,.0f} is {ratio:.0%} of the ${budget:,.0f} budget",
+                title=f"Monthly spend ${spend:,.0f} is {ratio:.0%} of the ${budget:,.0f} budget"
+                if budget > 0
+                else f"Monthly spend ${spend:,.0f} against a budget of $0",
                 severity=severity,
                 evidence=["budget.monthly_usd", "compute.instances"],
                 recommendation="Take the largest cost savings first (idle GPUs, right-sizing, "
@@ -74,7 +76,7 @@ def analyze(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
     for c in costs:
         by_provider[c.instance.provider] += c.monthly_usd
         by_region[c.instance.region] += c.monthly_usd
-    top_provider, top_provider_usd = max(by_provider.items(), key=lambda kv: kv[1])
+    top_provider, top_provider_usd = max(by_provider.items(), key=lambda kv: kv[1], default=("", 0))
     if len(costs) >= 5 and top_provider_usd / total_compute >= 0.9:
         findings.append(
             Finding(
@@ -90,11 +92,11 @@ def analyze(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
                 risk="GPU shortages or price rises at one provider hit everything.",
             )
         )
-    top_region, top_region_usd = max(by_region.items(), key=lambda kv: kv[1])
+    top_region, top_region_usd = max(by_region.items(), key=lambda kv: kv[1], default=("", 0))
     has_critical = any(s.critical for s in inventory.services) or any(
         w.critical for w in inventory.workloads
     )
-    if has_critical and top_region_usd / total_compute >= 0.8:
+    if has_critical and top_region_usd > 0 and top_region_usd / total_compute >= 0.8:
         regions = {c.instance.region for c in costs}
         findings.append(
             Finding(
@@ -156,6 +158,7 @@ def analyze(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
             recommendation="Start with the weakest areas: "
             + ", ".join(f"{k} ({v:.0f})" for v, k in weakest)
             + ".",
+            risk="The weakest areas are where incidents, overspend or audit findings come from.",
         )
     )
     metrics: dict[str, Any] = {

@@ -4,7 +4,8 @@ Capacity (formulas in :mod:`conveyor.packs.assess.capacity`): for each inference
 each group of instances serving it with the same GPUs, whether weights + KV cache fit, the
 decode and prefill rates, the latency estimate against the SLO, and the headroom against the
 peak load; for each training workload, the training state against the GPU memory it has.
-Reliability: workloads and critical services on a single instance or in a single zone,
+Reliability: inference workloads and critical services on a single instance (high when
+critical, else medium), in a single zone, or critical on spot capacity only,
 datasets without backups (or with short retention), and GPU models the pack does not know.
 
 Metrics: ``capacity`` (one row per workload and GPU group, see ``Serving.as_metrics``),
@@ -56,6 +57,7 @@ def analyze(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
                 [path],
                 recommendation="Name the GPU as the table does (see data/gpus.json) so its "
                 "capacity can be checked; it was left out of the capacity figures.",
+                risk="Capacity problems on these instances go unseen.",
             )
         )
     progress(1.0, "done")
@@ -226,6 +228,7 @@ def _training(
                 paths,
                 recommendation="Use fully sharded data parallelism (FSDP / ZeRO-3) with a fast "
                 "interconnect between the instances.",
+                risk="Without sharding the run does not start; on a slow network it crawls.",
             )
         )
     return {"workload": workload.id, "state_gb": need, "gpu_memory_gb": have}
@@ -238,20 +241,34 @@ def _reliability(inventory: Inventory, out: list[Finding]) -> dict[str, list[str
         for target in {*inst.workloads, *inst.services}:
             by_target.setdefault(target, []).append(i)
     critical = {s.id for s in inventory.services if s.critical}
-    critical |= {w.id for w in inventory.workloads if w.critical or w.type == "inference"}
+    critical |= {w.id for w in inventory.workloads if w.critical}
+    serving = {w.id for w in inventory.workloads if w.type == "inference"}
     zones: dict[str, list[str]] = {}
     for target, members in sorted(by_target.items()):
         zone_set = sorted({f"{instances[i].region}/{instances[i].zone}" for i in members})
         zones[target] = zone_set
-        if target not in critical:
+        if target not in critical and target not in serving:
             continue
         evidence = [f"compute.instances[{i}].zone" for i in members]
+        if target in critical and all(instances[i].pricing == "spot" for i in members):
+            out.append(
+                _finding(
+                    "reliability.spot-only",
+                    f"Critical {target} runs on spot capacity only",
+                    "medium",
+                    [f"compute.instances[{i}].pricing" for i in members],
+                    recommendation="Keep a floor of on-demand or reserved instances for "
+                    "critical services; use spot for the burst above it.",
+                    risk="A spot reclaim wave takes the service down at once.",
+                )
+            )
         if len(members) == 1:
             out.append(
                 _finding(
                     "reliability.single-instance",
-                    f"{target} runs on a single instance",
-                    "high",
+                    f"{target} runs on a single instance"
+                    + ("" if target in critical else " (not marked critical)"),
+                    "high" if target in critical else "medium",
                     [f"compute.instances[{members[0]}].id"],
                     recommendation="Run at least two instances behind a load balancer, in "
                     "different zones.",
@@ -294,6 +311,7 @@ def _reliability(inventory: Inventory, out: list[Finding]) -> dict[str, list[str
                     [f"{path}.retention_days"],
                     recommendation="Keep backups for at least 30 days so late-detected "
                     "corruption can still be undone.",
+                    risk="Corruption noticed after the retention window cannot be undone.",
                 )
             )
     return zones
