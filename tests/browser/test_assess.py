@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from test_layout import CHECK
 
-from conveyor.packs.assess import examples
+from conveyor.packs.assess import report
 from conveyor.testing.services import wait_for
 
 if TYPE_CHECKING:
     from conftest import Dashboard
 
-EXAMPLES = Path(examples.__file__).parent / "data" / "examples"
+EXAMPLES = Path(report.__file__).parent / "data" / "examples"
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 

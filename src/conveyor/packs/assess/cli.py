@@ -44,9 +44,7 @@ def _services_or_exit() -> tuple[Services, Console, Console]:
 
 @app.command()
 def run(
-    inventory: Annotated[
-        Path | None, typer.Argument(help="the inventory, JSON or YAML")
-    ] = None,
+    inventory: Annotated[Path | None, typer.Argument(help="the inventory, JSON or YAML")] = None,
     example: Annotated[
         str | None, typer.Option(help="a shipped example instead (see `conveyor assess examples`)")
     ] = None,

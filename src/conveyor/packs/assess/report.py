@@ -139,7 +139,12 @@ def _named_amounts(value: Any, name_keys: Sequence[str], amount_keys: Sequence[s
             if name is not None and amount is not None:
                 pairs.append((name, amount))
     pairs.sort(key=lambda p: (-p[1], p[0]))
-    return [Row(name, amount, f"${amount:,.0f}/mo") for name, amount in pairs]
+    return [Row(name, amount, per_month(amount)) for name, amount in pairs]
+
+
+def per_month(amount: float) -> str:
+    """``12345.6`` → ``$12,346/mo``."""
+    return f"${amount:,.0f}/mo"
 
 
 SERVICE_COST = (("cloud_engineer", "by_service"), ("cto", "by_service"))
@@ -196,7 +201,7 @@ def _fan(percentiles: Any, months_raw: Any, budget_metric: Any, budget: float | 
 def _cost_chart(key: str, title: str, value: Any, empty: str) -> SvgChart:
     rows = _named_amounts(value, ("name", "service", "type"), ("monthly_usd",))
     note = f"${sum(r.value for r in rows):,.0f} a month in total" if rows else ""
-    return bar_chart(key, title, rows, empty, note)
+    return bar_chart(key, title, rows, empty, note, per_month)
 
 
 def charts(

@@ -13,6 +13,7 @@ script polls the parts endpoint (304 while nothing changed) and swaps every
 from __future__ import annotations
 
 import uuid
+from functools import cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -20,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from conveyor.errors import ConveyorError
-from conveyor.packs.assess import examples, workflow
+from conveyor.packs.assess import workflow
 from conveyor.packs.assess.api import UPLOAD_MAX_BYTES
 from conveyor.packs.assess.api import _read_upload as read_upload
 from conveyor.packs.assess.findings import AnalyzerResult
@@ -54,6 +55,13 @@ NOTICES = {
     "cancelled": "Cancelled: running analyzers stop at their next check.",
     "retried": "Retried: only the analyzers that did not finish run again.",
 }
+
+
+@cache
+def _examples() -> list[dict[str, Any]]:
+    """The shipped examples for the form (static data; the enterprise one takes a moment to
+    validate, so once per process)."""
+    return workflow.example_listing()
 
 
 def _uuid(value: str) -> uuid.UUID:
@@ -116,7 +124,7 @@ def assessments_page(
     status = status if status in STATUSES else None
     with page_errors():
         context = _list_context(services, status, name)
-        context["examples"] = examples.listing()
+        context["examples"] = _examples()
     filters = {k: v for k, v in (("status", status), ("name", name)) if v}
     parts_url = request.url_for("assess_assessments_parts").include_query_params(**filters)
     context.update(error=error, max_bytes=UPLOAD_MAX_BYTES, parts_url=str(parts_url))
@@ -153,7 +161,7 @@ def run_example(
 ) -> Response:
     """Create an assessment of a shipped example and start it; to its live page."""
     try:
-        inventory = examples.load(example)
+        inventory = workflow.load_example(example)
         assessment_id = _create_and_start(
             services,
             lambda: workflow.create(
