@@ -28,7 +28,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict
 
-from conveyor.packs.assess.analyzers import ANALYZERS
+from conveyor.errors import ConveyorError
+from conveyor.packs.assess.analyzers import ANALYZERS, Analyzer
 from conveyor.packs.assess.errors import InventoryError
 from conveyor.packs.assess.findings import SEVERITIES, AnalyzerResult
 from conveyor.packs.assess.inventory import Inventory, load_inventory
@@ -269,8 +270,19 @@ def _scalar_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out[:16]
 
 
+def _known() -> dict[str, Analyzer]:
+    """The registry and the configured extra analyzers (``CONVEYOR_ASSESS_EXTRA_ANALYZERS``),
+    for their roles; the registry alone when that setting is broken (the report still comes)."""
+    from conveyor.packs.assess.config import analyzers
+
+    try:
+        return analyzers()
+    except ConveyorError:
+        return dict(ANALYZERS)
+
+
 def _role(name: str) -> str:
-    analyzer = ANALYZERS.get(name)
+    analyzer = _known().get(name)
     return analyzer.role if analyzer else name
 
 
@@ -318,7 +330,7 @@ def report_context(
         "s": synthesis,
         "charts": charts(assessment, synthesis, results),
         "sections": _sections(synthesis, results),
-        "roles": {name: _role(name) for name in [*ANALYZERS, *synthesis.missing]},
+        "roles": {name: _role(name) for name in [*_known(), *synthesis.missing]},
         "colours": SEVERITY_COLOURS,
         "money": money,
         "created": assessment.created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
