@@ -280,6 +280,7 @@ def test_cancel_stops_the_running_analyzer(
     page.wait_for_url("**notice=cancelled**")
     follow_to_the_end(page, dashboard, "cancelled")
     assert page.locator(".workflow.assessment").get_attribute("data-state") == "cancelled"
+    assert page.locator("#partial-banner").inner_text().startswith("Cancelled:")
     wait_for(
         lambda: page.reload() is not None and row_status(page, "testing_slow_too") == "cancelled",
         timeout=30,
