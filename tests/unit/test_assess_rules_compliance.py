@@ -149,6 +149,12 @@ def test_eu_ai_act_high_risk_articles() -> None:
     ]
 
 
+def test_a_stated_risk_class_brings_in_the_ai_act() -> None:
+    inv = inventory(workloads__0__ai_act_risk="limited")  # frameworks: GDPR, HIPAA only
+    assert by_code(inv)["compliance.euaiact.disclosure"].evidence == ["workloads[0].kind"]
+    assert analyze(inv, no_progress).metrics["frameworks"] == ["GDPR", "HIPAA", "EU_AI_ACT"]
+
+
 def test_minimal_risk_needs_no_high_risk_articles() -> None:
     inv = inventory(compliance={"frameworks": ["EU_AI_ACT"], "eu_ai_act_risk": "minimal"})
     assert not [c for c in by_code(inv) if c.startswith("compliance.euaiact.")]
@@ -200,3 +206,9 @@ def test_progress_is_reported_and_can_cancel() -> None:
     with pytest.raises(Cancelled):
         analyze(inventory(), progress)
     assert seen == sorted(seen) and seen[0] == 0.0
+
+
+def test_an_unanswered_question_points_at_the_questionnaire() -> None:
+    inv = inventory(compliance={"frameworks": ["EU_AI_ACT"], "eu_ai_act_risk": "high"})
+    finding = by_code(inv)["compliance.euaiact.data-governance"]
+    assert finding.evidence == ["mlops", "compliance.eu_ai_act_risk"]

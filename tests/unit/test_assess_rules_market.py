@@ -50,9 +50,9 @@ def test_families_and_generations_hand_checked() -> None:
     assert set(found) == {
         "market.family-previous-generation",  # p3
         "market.family-retired",  # Azure NC (K80)
-        "market.gpu-legacy",  # V100
-        "market.gpu-end-of-life",  # K80
-        "market.gpu-previous",  # T4 (n1 with a T4 is not the K80 notice)
+        "market.gpu-legacy.v100",  # V100
+        "market.gpu-end-of-life.k80",  # K80
+        "market.gpu-previous.t4",  # T4 (n1 with a T4 is not the K80 notice)
         "market.gpu-unknown",  # TPU-v5e
     }
     assert found["market.family-retired"].evidence == ["compute.instances[1].type"]
@@ -61,18 +61,18 @@ def test_families_and_generations_hand_checked() -> None:
     assert found["market.family-previous-generation"].evidence == ["compute.instances[0].type"]
     # V100 at its own price, 3.06 $/h x 730 h = 2,233.80 $, moved to L40S:
     # (1.86 / 362) / (3.06 / 125) of the price for the same fp16 throughput
-    v100 = found["market.gpu-legacy"]
+    v100 = found["market.gpu-legacy.v100"]
     assert v100.monthly_saving_usd == pytest.approx(
         2233.8 * (1 - (1.86 / 362) / (3.06 / 125)), abs=0.01
     )
     assert v100.monthly_saving_usd == pytest.approx(1764.95, abs=0.1)
     # K80 without a price: the snapshot's 0.90 $/h x 730 h = 657 $, moved to L4
-    k80 = found["market.gpu-end-of-life"]
+    k80 = found["market.gpu-end-of-life.k80"]
     assert k80.monthly_saving_usd == pytest.approx(
         657 * (1 - (0.80 / 121) / (0.90 / 4.4)), abs=0.01
     )
     assert k80.evidence == ["compute.instances[1].gpu.model"]
-    assert found["market.gpu-previous"].monthly_saving_usd == pytest.approx(
+    assert found["market.gpu-previous.t4"].monthly_saving_usd == pytest.approx(
         0.53 * 730 * (1 - (0.80 / 121) / (0.53 / 65)), abs=0.01
     )
     assert found["market.gpu-unknown"].evidence == ["compute.instances[4].gpu.model"]

@@ -105,6 +105,7 @@ def test_profile_of_a_chat_fleet() -> None:
         "problem:on-demand-only",
         "problem:spof",  # one instance serves the chat
         "problem:mlops-gaps",  # nothing answered
+        "problem:over-budget",  # a p4d.24xlarge for 730 h at the price table's price > $10,000
     }
     assert found["problem:idle-gpu"] == ["compute.instances[0].utilisation.gpu_p95"]
 

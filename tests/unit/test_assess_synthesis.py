@@ -11,6 +11,7 @@ from conveyor.packs.assess.synthesis import (
     RISK_POINTS,
     SAVING_POINTS_PER_DECADE,
     deduplicate,
+    resource,
     score,
     synthesize,
 )
@@ -171,3 +172,30 @@ def test_nothing_at_all_is_an_empty_partial_synthesis() -> None:
     assert synthesis.recommendations == [] and synthesis.total_monthly_saving_usd == 0
     # It survives a JSON round trip (the run slice stores it as JSON).
     assert type(synthesis).model_validate_json(synthesis.model_dump_json()) == synthesis
+
+
+def test_savings_on_the_same_resource_are_counted_once_in_the_total() -> None:
+    i3 = "compute.instances[3]"
+    results = [
+        ok(
+            "cloud_engineer",
+            finding("cloud_engineer", "cost.spot", [f"{i3}.pricing"], "medium", 5_000),
+            finding("cloud_engineer", "cost.reserved", [f"{i3}.pricing"], "low", 3_000),
+            finding("cloud_engineer", "cost.rightsize", ["compute.instances[4].type"], "low", 700),
+        ),
+        ok(
+            "ai_consultant",
+            finding("ai_consultant", "serving.quantise", ["workloads[0].model"], "medium", 4_000),
+            finding("ai_consultant", "serving.smaller", ["workloads[0].slo"], "low", 6_000),
+        ),
+        ok("chatbot", finding("chatbot", "chat.cache", ["workloads[0].tokens", i3], "low", 100)),
+    ]
+    synthesis = synthesize(results, ["cloud_engineer", "ai_consultant", "chatbot"])
+    counted = {r.code for r in synthesis.recommendations if r.counted}
+    # Largest first per resource: 6,000 claims workloads[0]; 5,000 claims instances[3]; the
+    # 4,000, 3,000 and 100 overlap one of them; instances[4] is its own.
+    assert counted == {"serving.smaller", "cost.spot", "cost.rightsize"}
+    assert synthesis.total_monthly_saving_usd == 6_000 + 5_000 + 700
+    assert synthesis.gross_monthly_saving_usd == 5_000 + 3_000 + 700 + 4_000 + 6_000 + 100
+    assert resource("compute.instances[12].gpu.count") == "compute.instances[12]"
+    assert resource("budget.monthly_usd") == "budget"

@@ -32,7 +32,7 @@ from conveyor.api.deps import Services, ServicesDep
 from conveyor.egress import Answer, EgressClient, EgressPolicy
 from conveyor.errors import EgressError, EgressFailed, EgressRefused
 from conveyor.web.csrf import require_same_origin
-from conveyor.web.pages import PageError, PagesDep, page_errors
+from conveyor.web.pages import PageError, PagesDep, live_fragment, page_errors
 from conveyor.web.session import page_scope
 
 
@@ -91,6 +91,19 @@ def cancel_workflow(services: Services, workflow_id: str) -> bool:
     return True
 
 
+def workflow_graph(services: Services, workflow_id: str) -> Any | None:
+    """A workflow as the dashboard's workflow page shows it, for a pack page that draws its
+    graph with ``workflow_parts.html``'s ``graph`` macro; None if it is not recorded (yet)."""
+    from conveyor.errors import WorkflowNotFound
+    from conveyor.web.workflow_views import workflow_view
+    from conveyor.workflows import Workflows
+
+    try:
+        return workflow_view(Workflows(services.control).get_workflow(workflow_id))
+    except WorkflowNotFound:
+        return None
+
+
 def watch_job(engine: Engine, job_id: str, **options: Any) -> int:
     """Follow a job in the terminal with a progress bar; its exit code (see cli/watch.py)."""
     from conveyor.cli.watch import watch_job as watch
@@ -120,9 +133,11 @@ __all__ = [
     "cli_services",
     "job_snapshot",
     "job_snapshots",
+    "live_fragment",
     "page_errors",
     "page_scope",
     "require",
     "require_same_origin",
     "watch_job",
+    "workflow_graph",
 ]

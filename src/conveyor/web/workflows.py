@@ -9,7 +9,6 @@ workflow's page, so reloading never repeats them.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from typing import Any
 from urllib.parse import urlencode
@@ -20,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.api.errors import status_for
 from conveyor.errors import InvalidTransition, SubmitError, WorkflowNotFound
-from conveyor.web.pages import Pages, PagesDep, page_errors
+from conveyor.web.pages import Pages, PagesDep, live_fragment, page_errors
 from conveyor.web.session import page_scope
 from conveyor.web.workflow_views import (
     WORKFLOW_STATES,
@@ -271,9 +270,4 @@ def live_parts(
     they are what the script has (its ``If-None-Match``), so a waiting graph costs little."""
     wf = load(services, workflow_id)
     response = pages.render(request, "workflow_live.html", {"wf": wf}, active="workflows")
-    etag = '"' + hashlib.sha256(bytes(response.body)).hexdigest()[:32] + '"'
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-store"})
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return live_fragment(request, response)

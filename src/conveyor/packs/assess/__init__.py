@@ -4,7 +4,7 @@ README.md beside this file and docs/assess.md)."""
 
 from __future__ import annotations
 
-from conveyor.packs import Pack
+from conveyor.packs import NavEntry, Pack
 
 PACK = Pack(
     name="assess",
@@ -13,5 +13,8 @@ PACK = Pack(
     api="conveyor.packs.assess.api:router",
     cli="conveyor.packs.assess.cli:app",
     tables="conveyor.packs.assess.tables:metadata",
-    streaming=("/api/v1/assess/assessments/upload",),
+    web="conveyor.packs.assess.web:router",
+    templates_dir="templates",
+    nav=(NavEntry("Assessments", "assess_assessments", "assess-assessments"),),
+    streaming=("/api/v1/assess/assessments/upload", "/assess/assessments/upload"),
 )

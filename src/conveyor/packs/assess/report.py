@@ -28,7 +28,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict
 
-from conveyor.packs.assess.analyzers import ANALYZERS
+from conveyor.errors import ConveyorError
+from conveyor.packs.assess.analyzers import ANALYZERS, Analyzer
 from conveyor.packs.assess.errors import InventoryError
 from conveyor.packs.assess.findings import SEVERITIES, AnalyzerResult
 from conveyor.packs.assess.inventory import Inventory, load_inventory
@@ -50,6 +51,7 @@ __all__ = [
     "render_html",
     "render_json",
     "render_pdf",
+    "report_context",
 ]
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -138,7 +140,12 @@ def _named_amounts(value: Any, name_keys: Sequence[str], amount_keys: Sequence[s
             if name is not None and amount is not None:
                 pairs.append((name, amount))
     pairs.sort(key=lambda p: (-p[1], p[0]))
-    return [Row(name, amount, f"${amount:,.0f}/mo") for name, amount in pairs]
+    return [Row(name, amount, per_month(amount)) for name, amount in pairs]
+
+
+def per_month(amount: float) -> str:
+    """``12345.6`` → ``$12,346/mo``."""
+    return f"${amount:,.0f}/mo"
 
 
 SERVICE_COST = (("cloud_engineer", "by_service"), ("cto", "by_service"))
@@ -195,7 +202,7 @@ def _fan(percentiles: Any, months_raw: Any, budget_metric: Any, budget: float | 
 def _cost_chart(key: str, title: str, value: Any, empty: str) -> SvgChart:
     rows = _named_amounts(value, ("name", "service", "type"), ("monthly_usd",))
     note = f"${sum(r.value for r in rows):,.0f} a month in total" if rows else ""
-    return bar_chart(key, title, rows, empty, note)
+    return bar_chart(key, title, rows, empty, note, per_month)
 
 
 def charts(
@@ -263,8 +270,19 @@ def _scalar_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out[:16]
 
 
+def _known() -> dict[str, Analyzer]:
+    """The registry and the configured extra analyzers (``CONVEYOR_ASSESS_EXTRA_ANALYZERS``),
+    for their roles; the registry alone when that setting is broken (the report still comes)."""
+    from conveyor.packs.assess.config import analyzers
+
+    try:
+        return analyzers()
+    except ConveyorError:
+        return dict(ANALYZERS)
+
+
 def _role(name: str) -> str:
-    analyzer = ANALYZERS.get(name)
+    analyzer = _known().get(name)
     return analyzer.role if analyzer else name
 
 
@@ -300,20 +318,21 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["money"] = money
     return env
 
 
-def _context(
+def report_context(
     assessment: AssessmentView, synthesis: Synthesis, results: Sequence[AnalyzerResult]
 ) -> dict[str, Any]:
+    """What ``assess_report_body.html`` reads (the dashboard's report page renders it too)."""
     return {
         "a": assessment,
         "s": synthesis,
         "charts": charts(assessment, synthesis, results),
         "sections": _sections(synthesis, results),
-        "roles": {name: _role(name) for name in [*ANALYZERS, *synthesis.missing]},
+        "roles": {name: _role(name) for name in [*_known(), *synthesis.missing]},
         "colours": SEVERITY_COLOURS,
+        "money": money,
         "created": assessment.created.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     }
 
@@ -323,7 +342,7 @@ def render_html(
 ) -> str:
     """The report as one standalone HTML document (inline CSS and SVG, nothing to fetch)."""
     template = _environment().get_template("assess_report_document.html")
-    return template.render(**_context(assessment, synthesis, results))
+    return template.render(**report_context(assessment, synthesis, results))
 
 
 def render_json(
@@ -381,7 +400,7 @@ def render_pdf(
     """The report as PDF (A4): the same sections and SVG charts as the HTML."""
     from conveyor.packs.assess.report_pdf import ReportPdf
 
-    ctx = _context(assessment, synthesis, results)
+    ctx = report_context(assessment, synthesis, results)
     pdf = ReportPdf(pdf_text)
     pdf.render(ctx)
     buffer = io.BytesIO()

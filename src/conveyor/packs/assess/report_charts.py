@@ -9,7 +9,7 @@ labels, and a ``<title>`` per bar for the browser's tooltip. A chart without dat
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -101,15 +101,23 @@ class Row:
     colour: str = ACCENT
 
 
-def bar_chart(key: str, title: str, rows: Sequence[Row], empty: str, note: str = "") -> SvgChart:
-    """Horizontal bars, longest first as given; past :data:`MAX_ROWS` the rest are one row."""
+def bar_chart(
+    key: str,
+    title: str,
+    rows: Sequence[Row],
+    empty: str,
+    note: str = "",
+    figure: Callable[[float], str] = lambda v: f"{v:,.0f}",
+) -> SvgChart:
+    """Horizontal bars, in the order given; past :data:`MAX_ROWS` the rest are one row, its
+    figure written by ``figure``."""
     rows = [r for r in rows if r.value >= 0]
     if not rows or max(r.value for r in rows) <= 0:
         return unavailable(key, title, empty)
     if len(rows) > MAX_ROWS:
         rest = rows[MAX_ROWS - 1 :]
         total = sum(r.value for r in rest)
-        rows = [*rows[: MAX_ROWS - 1], Row(f"{len(rest)} others", total, f"{total:,.0f}", MUTED)]
+        rows = [*rows[: MAX_ROWS - 1], Row(f"{len(rest)} others", total, figure(total), MUTED)]
     top = max(r.value for r in rows)
     span = WIDTH - LABEL_W - VALUE_W
     body: list[str] = []
@@ -188,6 +196,9 @@ def fan_chart(
     if n < 2 or any(len(bands.get(p, ())) != n for p in names):
         return unavailable(key, title, "no simulation percentiles per month")
     top = max(max(bands["p95"]), budget or 0.0) * 1.08 or 1.0
+    # The scale starts at zero unless everything sits high above it (a flat-looking fan).
+    low = min(min(bands["p5"]), budget if budget else float("inf"))
+    bottom = low * 0.85 if low > 0.4 * top else 0.0
     plot_w = WIDTH - FAN_LEFT - FAN_RIGHT
     plot_h = FAN_H - FAN_TOP - FAN_BOTTOM
 
@@ -195,7 +206,7 @@ def fan_chart(
         return FAN_LEFT + plot_w * i / (n - 1)
 
     def y(v: float) -> float:
-        return FAN_TOP + plot_h * (1 - max(v, 0.0) / top)
+        return FAN_TOP + plot_h * (1 - (max(v, bottom) - bottom) / (top - bottom))
 
     def band(lo: str, hi: str, fill: str) -> str:
         upper = [f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(bands[hi])]
@@ -204,7 +215,7 @@ def fan_chart(
 
     body: list[str] = []
     for frac in (0.0, 0.5, 1.0):
-        v = top * frac
+        v = bottom + (top - bottom) * frac
         body.append(_hline(FAN_LEFT, WIDTH - FAN_RIGHT, y(v)))
         body.append(_text(0, y(v) + 4, _money(v), 11, MUTED))
     body.append(band("p5", "p95", "#dbeafe"))

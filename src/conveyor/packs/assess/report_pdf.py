@@ -1,6 +1,6 @@
 """The report's PDF layout with fpdf2 (A4, core fonts, the HTML report's SVG charts embedded).
 
-Content comes from the same context as the HTML report (``report._context``), so the two say
+Content comes from the same context as the HTML report (``report.report_context``), so the two say
 the same things; every string goes through the transliteration ``report.pdf_text`` because the
 core fonts only know Windows-1252.
 """
@@ -117,8 +117,10 @@ class ReportPdf(FPDF):
             banner = f"Partial report: missing {missing}. Their findings are not included."
             self._para(banner, colour=DANGER, style="B", h=6, fill=True)
             self.ln(2)
+        gross = s.gross_monthly_saving_usd
+        upto = f" (up to {money(gross)})" if gross > s.total_monthly_saving_usd else ""
         self._para(
-            f"Estimated saving {money(s.total_monthly_saving_usd)}/month · "
+            f"Estimated saving {money(s.total_monthly_saving_usd)}/month{upto} · "
             f"{len(s.recommendations)} recommendations from {s.findings_total} findings · "
             f"{len(s.completed)} analyzers completed",
             size=11,
@@ -142,6 +144,8 @@ class ReportPdf(FPDF):
         if self.get_y() > self.h - 35:
             self.add_page()
         saving = f" · saves {money(rec.monthly_saving_usd)}/month" if rec.monthly_saving_usd else ""
+        if rec.monthly_saving_usd and not rec.counted:
+            saving += " (overlaps a larger one)"
         head = f"{rec.rank}. [{rec.severity.upper()}] {rec.title}{saving}"
         self._para(head, colour=SEVERITY_RGB[rec.severity], style="B")
         self._para(rec.recommendation, size=9)

@@ -12,7 +12,16 @@ Three steps, each a plain function of the stored :class:`AnalyzerResult` rows:
    from the monthly saving, on a log scale so a large saving outranks a small one without
    swamping a critical risk; ties broken by saving, then by code and first evidence path, so
    the order is deterministic.
-3. **Account for what is missing.** An expected analyzer without an ``ok`` result (failed,
+3. **Total the saving without counting a resource twice.** Savings of different kinds on the
+   same resource are alternatives or overlap (spot *or* reserved for one instance; quantising
+   *and* a smaller model for one workload; the AI consultant's and the chatbot specialist's
+   prefix cache), so they do not add up. The total walks the recommendations from the largest
+   saving down and counts one only if none of its *resources* — each evidence path up to its
+   first index (``compute.instances[12]``, ``workloads[0]``), else its first segment — is
+   claimed by a larger one already counted (``counted`` says which). ``gross`` is the plain sum,
+   an upper bound. Both are estimates: a workload-level saving and an instance-level one on the
+   hardware that serves it are not recognised as overlapping.
+4. **Account for what is missing.** An expected analyzer without an ``ok`` result (failed,
    timed out, cancelled, or with no result at all — ``"absent"``) is named in ``missing``;
    any missing analyzer makes the synthesis ``partial``.
 """
@@ -34,6 +43,7 @@ __all__ = [
     "Recommendation",
     "Synthesis",
     "deduplicate",
+    "resource",
     "score",
     "synthesize",
 ]
@@ -74,6 +84,7 @@ class Recommendation(BaseModel):
     risks: list[str] = []
     rules: list[str] = []
     findings: int = 1  # how many findings were merged into this one
+    counted: bool = False  # its saving is in the total (no larger saving on its resources)
 
 
 class Synthesis(BaseModel):
@@ -82,7 +93,8 @@ class Synthesis(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     recommendations: list[Recommendation]
-    total_monthly_saving_usd: float
+    total_monthly_saving_usd: float  # without counting a resource twice (see the module)
+    gross_monthly_saving_usd: float = 0.0  # every saving added up: an upper bound
     findings_total: int  # before de-duplication
     by_severity: dict[Severity, int]  # recommendations (after de-duplication) per severity
     by_analyzer: dict[str, int]  # findings per analyzer (before de-duplication)
@@ -104,6 +116,28 @@ def score(severity: Severity, monthly_saving_usd: float | None, analyzers: int =
     saving = max(monthly_saving_usd or 0.0, 0.0)
     points = RISK_POINTS[severity] + SAVING_POINTS_PER_DECADE * math.log10(1.0 + saving / 100.0)
     return round(points + CORROBORATION_POINTS * max(analyzers - 1, 0), 4)
+
+
+def resource(path: str) -> str:
+    """What an evidence path is about: up to its first index, else its first segment
+    (``compute.instances[3].gpu.count`` → ``compute.instances[3]``, ``budget.monthly_usd`` →
+    ``budget``)."""
+    end = path.find("]")
+    return path[: end + 1] if end >= 0 else path.split(".", 1)[0]
+
+
+def _counted(ranked: Sequence[Recommendation]) -> set[int]:
+    """Ranks of the savings the total counts: largest first, none on a claimed resource."""
+    claimed: set[str] = set()
+    counted: set[int] = set()
+    with_saving = [r for r in ranked if (r.monthly_saving_usd or 0.0) > 0]
+    for rec in sorted(with_saving, key=lambda r: (-(r.monthly_saving_usd or 0.0), r.rank)):
+        roots = {resource(p) for p in rec.evidence}
+        if roots & claimed:
+            continue
+        claimed |= roots
+        counted.add(rec.rank)
+    return counted
 
 
 def _first_seen(values: Iterable[str]) -> list[str]:
@@ -171,6 +205,8 @@ def synthesize(results: Sequence[AnalyzerResult], expected: Sequence[str]) -> Sy
     merged = [_merge(group) for group in deduplicate(findings)]
     merged.sort(key=lambda r: (-r.score, -(r.monthly_saving_usd or 0.0), r.code, r.evidence[:1]))
     ranked = [r.model_copy(update={"rank": i}) for i, r in enumerate(merged, start=1)]
+    counted = _counted(ranked)
+    ranked = [r.model_copy(update={"counted": r.rank in counted}) for r in ranked]
 
     missing: dict[str, MissingStatus] = {}
     errors: dict[str, str] = {}
@@ -187,7 +223,10 @@ def synthesize(results: Sequence[AnalyzerResult], expected: Sequence[str]) -> Sy
         by_severity[rec.severity] += 1
     return Synthesis(
         recommendations=ranked,
-        total_monthly_saving_usd=round(sum(r.monthly_saving_usd or 0.0 for r in ranked), 2),
+        total_monthly_saving_usd=round(
+            sum(r.monthly_saving_usd or 0.0 for r in ranked if r.counted), 2
+        ),
+        gross_monthly_saving_usd=round(sum(r.monthly_saving_usd or 0.0 for r in ranked), 2),
         findings_total=len(findings),
         by_severity=by_severity,
         by_analyzer={r.analyzer: len(r.findings) for r in ok},

@@ -4,8 +4,9 @@ The rules are data: :data:`RULES` lists each one with its id, framework, the cit
 carries (``GDPR Art. 32(1)(a)``, ``HIPAA §164.312(b)``, ``SOC 2 CC6.1``, ``EU AI Act Art. 14``),
 the inventory paths it looks at and a check that returns the paths that break it. The
 ``baseline`` rules (CIS Controls v8 and the OWASP API Top 10) apply to every inventory; the
-others to the frameworks ``compliance.frameworks`` names. A rule broken anywhere gives one
-finding citing the rule, with every offending path as evidence.
+others to the frameworks ``compliance.frameworks`` names (and the EU AI Act's to an inventory
+that states an AI Act risk class, for the organisation or a workload). A rule broken anywhere
+gives one finding citing the rule, with every offending path as evidence.
 
 An organisation-wide control left unanswered (``None`` in ``compliance.controls``) counts as not
 in place, one severity lower than a control answered ``false``: the finding asks to confirm it.
@@ -23,7 +24,15 @@ from conveyor.packs.assess.analyzers import Progress
 from conveyor.packs.assess.findings import SEVERITIES, AnalyzerOutput, Finding, Severity
 from conveyor.packs.assess.inventory import Controls, Dataset, Inventory
 
-__all__ = ["RULES", "Rule", "analyze", "jurisdiction", "residency_breaches"]
+__all__ = [
+    "RULES",
+    "Rule",
+    "analyze",
+    "applicable",
+    "frameworks_of",
+    "jurisdiction",
+    "residency_breaches",
+]
 
 NAME = "compliance"
 MAX_EVIDENCE = 100  # paths per finding; the title gives the full count
@@ -244,7 +253,9 @@ def _mlops_below(question: str, answers: tuple[str, ...]) -> Check:
     def check(inv: Inventory) -> list[str]:
         if not _is_high_risk(inv) or inv.mlops.get(question, answers[0]) not in answers:
             return []
-        return [f"mlops.{question}", *_ai_act_evidence(inv)]
+        # unanswered counts as the lowest answer; the path then is the questionnaire's
+        where = f"mlops.{question}" if question in inv.mlops else "mlops"
+        return [where, *_ai_act_evidence(inv)]
 
     return check
 
@@ -478,9 +489,19 @@ RULES: tuple[Rule, ...] = (
 )  # fmt: skip
 
 
+def frameworks_of(inv: Inventory) -> list[str]:
+    """The frameworks the inventory names, and the EU AI Act when it states a risk class
+    (for the organisation or a workload) without naming the Act."""
+    named: list[str] = list(inv.compliance.frameworks)
+    stated = inv.compliance.eu_ai_act_risk or any(w.ai_act_risk for w in inv.workloads)
+    if stated and "EU_AI_ACT" not in named:
+        named.append("EU_AI_ACT")
+    return named
+
+
 def applicable(inv: Inventory) -> list[Rule]:
-    """The rules that apply: the baseline, and those of the frameworks the inventory names."""
-    frameworks = {"baseline", *inv.compliance.frameworks}
+    """The rules that apply: the baseline, and those of the inventory's frameworks."""
+    frameworks = {"baseline", *frameworks_of(inv)}
     return [rule for rule in RULES if rule.framework in frameworks]
 
 
@@ -500,7 +521,7 @@ def analyze(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
     progress(1.0, "done")
     failed = len(findings)
     score = round(100.0 * (len(rules) - failed) / len(rules), 1) if rules else 100.0
-    frameworks = list(inventory.compliance.frameworks)
+    frameworks = frameworks_of(inventory)
     named = ", ".join(frameworks) if frameworks else "no framework named"
     summary = (
         f"{len(rules)} rules checked (security baseline; {named}): {failed} broken,"

@@ -106,8 +106,9 @@ def analyze(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
                 code="mlops.unanswered",
                 title=f"{len(unanswered)} of {len(MLOPS_QUESTIONS)} MLOps questions unanswered",
                 severity="low" if len(unanswered) < len(MLOPS_QUESTIONS) else "medium",
-                evidence=[f"mlops.{qid}" for qid in unanswered],
-                recommendation="Answer the questionnaire fully; unanswered questions score 0.",
+                evidence=["mlops"],  # the answers it lacks are not in the inventory to point at
+                recommendation="Answer the questionnaire fully; unanswered questions score 0."
+                f" Unanswered: {', '.join(unanswered)}.",
                 risk="The maturity score understates or hides real gaps.",
             )
         )

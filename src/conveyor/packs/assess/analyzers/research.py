@@ -37,7 +37,9 @@ from importlib import resources
 
 from conveyor.packs.assess.analyzers import Progress
 from conveyor.packs.assess.analyzers.compliance import residency_breaches
+from conveyor.packs.assess.analyzers.mlops import area_levels
 from conveyor.packs.assess.analyzers.web_research import OLD, gpu_generation
+from conveyor.packs.assess.costs import instance_costs, storage_cost
 from conveyor.packs.assess.findings import AnalyzerOutput, Finding
 from conveyor.packs.assess.inventory import Inventory
 
@@ -199,11 +201,11 @@ def profile(inv: Inventory) -> dict[str, list[str]]:
             add("problem:public-no-tls", f"networking.endpoints[{i}].tls")
     if inv.compliance.controls.audit_logging is False:
         add("problem:no-access-log", "compliance.controls.audit_logging")
-    answered = [q for q in inv.mlops.values() if q]
-    if len(answered) < 6 or any(a in ("none", "manual", "no", "cannot") for a in answered):
+    weak = [area for area, v in area_levels(inv).items() if int(v["level"]) < 2]
+    if weak:
         add("problem:mlops-gaps", "mlops")
-    spend = sum((i.hourly_usd or 0.0) * i.hours_per_month for i in instances)
-    if spend > inv.budget.monthly_usd > 0:
+    spend = sum(c.monthly_usd for c in instance_costs(inv)) + storage_cost(inv)
+    if spend > inv.budget.monthly_usd:
         add("problem:over-budget", "budget.monthly_usd")
     return found
 

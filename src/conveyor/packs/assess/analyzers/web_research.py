@@ -9,7 +9,7 @@ Findings:
 
 - ``market.family-<status>``: instances of a family that is retired, retiring or previous
   generation (one finding per family; evidence: the instances' ``type`` paths);
-- ``market.gpu-<status>``: GPUs of an old generation, with the saving of moving the same
+- ``market.gpu-<status>.<model>``: GPUs of an old generation, with the saving of moving the same
   fp16 throughput to the successor: ``cost * (1 - (p_s / t_s) / (p_c / t_c))`` where ``p`` is
   the price per GPU-hour and ``t`` the throughput of the current (c) and successor (s) GPU,
   and ``cost`` the instances' monthly price (their ``hourly_usd`` or the pack's price
@@ -257,7 +257,7 @@ def _gpu_finding(
     gpus = sum(inst.gpu.count for inst in instances if inst.gpu)
     return Finding(
         analyzer=NAME,
-        code=f"market.gpu-{gen.status}",
+        code=f"market.gpu-{gen.status}.{re.sub(r'[^a-z0-9]+', '-', gen.model.lower())}",
         title=f"{gpus} {gen.model} GPUs ({gen.generation}, {gen.status}; snapshot of {snap.date})",
         severity=_GPU_SEVERITY[gen.status],
         evidence=[f"compute.instances[{i}].gpu.model" for i in indexes][:100],
