@@ -163,14 +163,6 @@ def create_from_example(
     )
 
 
-@router.post("/assessments/from-example", status_code=201, response_model=None)
-def create_from_example_body(
-    body: FromExample, principal: Write, services: ServicesDep
-) -> dict[str, Any]:
-    """Store an assessment of the shipped example ``body.example``; 201."""
-    return create_from_example(body.example, principal, services, body)
-
-
 @router.get("/assessments")
 def list_assessments(
     principal: Read,
