@@ -24,9 +24,10 @@ from typing import Any, Literal
 
 from celery import Celery, chain, chord
 from celery.canvas import Signature
+from kombu.exceptions import KombuError
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
-from conveyor.errors import InputRejected, ResourceConflict, ResourceNotFound
+from conveyor.errors import BrokerUnavailable, InputRejected, ResourceConflict, ResourceNotFound
 from conveyor.packs.assess.analyzers import Analyzer
 from conveyor.packs.assess.config import (
     AssessSettings,
@@ -199,7 +200,7 @@ def _send(
     try:
         # ignore_result: the API does not wait on it (no result subscription per start).
         _canvas(services.app, assessment_id, jobs, names).apply_async(ignore_result=True)
-    except Exception:
+    except BaseException as exc:
         # Nothing went out: put the assessment back as it was.
         with services.engine.begin() as conn:
             conn.execute(
@@ -215,6 +216,11 @@ def _send(
             )
             if previous["status"] == "created":
                 conn.execute(results.delete().where(results.c.assessment_id == assessment_id))
+        if isinstance(exc, KombuError | ConnectionError | OSError):
+            raise BrokerUnavailable(
+                f"the broker did not take assessment {assessment_id}'s run ({exc}); nothing "
+                "was started, try again shortly"
+            ) from exc
         raise
 
 
