@@ -6,7 +6,8 @@ The failing and the slow analyzers are real analyzers plugged in as a deployment
 (``CONVEYOR_ASSESS_EXTRA_ANALYZERS``, see ``conveyor.testing.assess_analyzers``); the slow one's
 soft limit is cut to 3 s with ``CONVEYOR_ASSESS_LIMITS`` on this module's worker. The worker
 consumes only ``CONVEYOR_ASSESS_QUEUE``, so the session's shared worker (which knows none of
-the extras) never takes these jobs.
+the extras) never takes these jobs. ``testing_stubborn`` ignores its soft limit and is killed at
+its hard limit, cut to 3 s.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def assess_env() -> Iterator[dict[str, str]]:
     env = {
         "CONVEYOR_ASSESS_QUEUE": QUEUE,
         "CONVEYOR_ASSESS_EXTRA_ANALYZERS": EXTRAS,
-        "CONVEYOR_ASSESS_LIMITS": json.dumps({"testing_slow": 3}),
+        "CONVEYOR_ASSESS_LIMITS": json.dumps({"testing_slow": 3, "testing_stubborn": [1, 3]}),
     }
     before = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -361,3 +362,20 @@ def test_events_stream_until_it_ends(api: Any) -> None:
     assert events[-1]["status"] == "completed"
     progress = [e["progress"] for e in events]
     assert progress == sorted(progress) and progress[-1] == 1.0
+
+
+def test_an_analyzer_killed_at_its_hard_limit_fails_the_run_and_retry_finishes_it(
+    api: Any,
+) -> None:
+    created = create(api, ["cto", "testing_stubborn"])
+    start(api, created["id"])
+    done = until_ended(api, created["id"], timeout=120)
+    # Its job ended without storing a result, so no chord callback can come: reading the
+    # status settles the run as failed, naming the step.
+    assert done["status"] == "failed", done
+    assert "analyze.testing_stubborn" in done["error"]
+    states = by_name(done)
+    assert states["cto"]["status"] == "ok"
+    assert states["testing_stubborn"]["status"] == "failed"
+    r = api.post(f"{BASE}/assessments/{created['id']}/retry")
+    assert r.status_code == 202 and r.json()["analyzers"] == ["testing_stubborn"]

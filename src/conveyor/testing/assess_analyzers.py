@@ -17,7 +17,7 @@ STEADY_SECONDS = 4.0
 EXTRAS = json.dumps(
     [
         f"conveyor.testing.assess_analyzers:{name}"
-        for name in ("BROKEN", "SLOW", "SLOW_TOO", "STEADY")
+        for name in ("BROKEN", "SLOW", "SLOW_TOO", "STEADY", "STUBBORN")
     ]
 )
 """The value of CONVEYOR_ASSESS_EXTRA_ANALYZERS that plugs all three in."""
@@ -40,6 +40,20 @@ def slow(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
     return _work(SLOW_SECONDS, progress)
 
 
+def stubborn(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
+    """Ignores its soft time limit (as code stuck in a C extension would): only the hard
+    limit, which kills its process, stops it."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    began = time.monotonic()
+    while time.monotonic() - began < SLOW_SECONDS:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            continue
+    return AnalyzerOutput(findings=[], metrics={}, summary="Never gets here in the tests.")
+
+
 def steady(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
     return _work(STEADY_SECONDS, progress)
 
@@ -47,4 +61,5 @@ def steady(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
 BROKEN = Analyzer("testing_broken", "Always fails", 60, 90, 0.05, broken)
 SLOW = Analyzer("testing_slow", "Slow", 600, 630, 0.05, slow)
 SLOW_TOO = Analyzer("testing_slow_too", "Slow too", 600, 630, 0.05, slow)
+STUBBORN = Analyzer("testing_stubborn", "Stubborn", 600, 630, 0.05, stubborn)
 STEADY = Analyzer("testing_steady", "Steady", 60, 90, 0.05, steady)

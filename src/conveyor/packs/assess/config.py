@@ -6,13 +6,15 @@
   :class:`~conveyor.packs.assess.analyzers.Analyzer`, run after the ten of the registry by the
   assessments that ask for them (an in-house analyzer, the LLM-backed one). The API and the
   workers must be given the same list.
-- ``CONVEYOR_ASSESS_LIMITS``: JSON object, analyzer name → soft time limit in seconds,
-  overriding the registry's (the hard limit stays 30 s above it). Read by the workers.
+- ``CONVEYOR_ASSESS_LIMITS``: JSON object, analyzer name → soft time limit in seconds
+  (the hard limit stays 30 s above it) or ``[soft, hard]``, overriding the registry's. Read by
+  the workers.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from functools import cache
 
 from pydantic import Field
@@ -29,7 +31,7 @@ class AssessSettings(BaseSettings):
 
     queue: str | None = Field(default=None, min_length=1, max_length=255)
     extra_analyzers: list[str] = Field(default_factory=list)
-    limits: dict[str, int] = Field(default_factory=dict)
+    limits: dict[str, int | tuple[int, int]] = Field(default_factory=dict)
 
 
 def assess_settings() -> AssessSettings:
@@ -71,14 +73,16 @@ def analyzers(settings: AssessSettings | None = None) -> dict[str, Analyzer]:
                 f"CONVEYOR_ASSESS_EXTRA_ANALYZERS: {spec!r} is named {extra.name!r}, which is taken"
             )
         out[extra.name] = extra
-    for name, soft in settings.limits.items():
+    for name, limit in settings.limits.items():
         if name not in out:
             raise ConfigurationError(f"CONVEYOR_ASSESS_LIMITS: no analyzer named {name!r}")
-        if not 1 <= soft <= 86_400:
-            raise ConfigurationError(f"CONVEYOR_ASSESS_LIMITS: {name}: {soft} must be 1 to 86400 s")
-        from dataclasses import replace
-
-        out[name] = replace(out[name], soft_limit=soft, hard_limit=soft + HARD_LIMIT_MARGIN)
+        soft, hard = (limit, limit + HARD_LIMIT_MARGIN) if isinstance(limit, int) else limit
+        if not 1 <= soft < hard <= 86_400 + HARD_LIMIT_MARGIN:
+            raise ConfigurationError(
+                f"CONVEYOR_ASSESS_LIMITS: {name}: {limit} must be a soft limit of 1 to 86400 s,"
+                " or [soft, hard] with soft < hard"
+            )
+        out[name] = replace(out[name], soft_limit=soft, hard_limit=hard)
     return out
 
 
