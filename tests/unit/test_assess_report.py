@@ -284,3 +284,17 @@ def test_startup_example_end_to_end_through_the_real_analyzers() -> None:
     if "simulation" in ok:
         assert 'id="chart-fan" data-available="yes"' in html
     assert render_pdf(view, synthesis, results).startswith(b"%PDF")
+
+
+def test_pdf_lines_are_wrapped_between_words_and_fit_the_page() -> None:
+    from conveyor.packs.assess.report_pdf import ReportPdf
+
+    pdf = ReportPdf(pdf_text)
+    pdf.add_page()
+    pdf.set_font("helvetica", size=10)
+    width = 100.0
+    text = "word " * 60 + "x" * 400 + " tail\nnext paragraph"
+    lines = pdf._wrap(text, width)
+    assert all(pdf.get_string_width(line) <= width + 0.01 for line in lines)
+    assert " ".join(lines).replace(" ", "") == text.replace(" ", "").replace("\n", "")
+    assert lines[0].startswith("word word") and lines[-1] == "next paragraph"

@@ -14,6 +14,7 @@ are for routes that check each job themselves (``authorize_job``).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from rich.console import Console
@@ -50,6 +51,16 @@ def cli_console() -> tuple[Console, Console]:
     from conveyor.cli.common import err, out
 
     return out, err
+
+
+def page_uuid(value: str, what: str) -> uuid.UUID:
+    """A page's id argument as a UUID; anything else is the 404 page "<What> not found"
+    (``what`` in lower case: "batch", "import", "assessment")."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        message = f"No {what} with id {value!r}."
+        raise PageError(404, f"{what.capitalize()} not found", message) from None
 
 
 def job_snapshot(services: Services, job_id: str) -> dict[str, Any] | None:
@@ -136,6 +147,7 @@ __all__ = [
     "live_fragment",
     "page_errors",
     "page_scope",
+    "page_uuid",
     "require",
     "require_same_origin",
     "watch_job",

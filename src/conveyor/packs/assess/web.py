@@ -41,6 +41,7 @@ from conveyor.packs.kit import (
     live_fragment,
     page_errors,
     page_scope,
+    page_uuid,
     workflow_graph,
 )
 
@@ -65,10 +66,7 @@ def _examples() -> list[dict[str, Any]]:
 
 
 def _uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise PageError(404, "Assessment not found", f"No assessment {value!r}.") from None
+    return page_uuid(value, "assessment")
 
 
 def _status(services: Services, assessment_id: uuid.UUID) -> dict[str, Any]:
