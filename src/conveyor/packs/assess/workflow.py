@@ -20,7 +20,7 @@ import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from celery import Celery, chain, chord
 from celery.canvas import Signature
@@ -44,10 +44,8 @@ SYNTHESIZE_TASK = "assess.synthesize"
 REPORT_TASK = "assess.report"
 ANALYZE_PREFIX = "assess.analyze."
 
-Status = Literal["created", "running", "completed", "failed", "cancelled"]
 STATUSES: tuple[str, ...] = ("created", "running", "completed", "failed", "cancelled")
 ENDED = ("ok", "failed", "timeout", "cancelled")
-RERUN = ("failed", "timeout", "cancelled", "queued", "running")
 WEIGHTS = {"validate": 5.0, "analyzers": 70.0, "synthesize": 10.0, "report": 15.0}
 _JOB_FAILED = ("failed", "dead", "cancelled")
 
@@ -348,7 +346,7 @@ def status(services: Services, assessment_id: uuid.UUID) -> dict[str, Any]:
         row = get_row(conn, assessment_id)
         stored = result_rows(conn, assessment_id)
     jobs: dict[str, str] = dict(row["jobs"])
-    snaps = job_snapshots(services, list(jobs.values())) if row["status"] == "running" else {}
+    snaps = job_snapshots(services, list(jobs.values())) if row["run"] else {}
     known = analyzers()
     per = [
         _analyzer_state(known.get(n), n, stored.get(n), snaps.get(jobs.get(f"analyze.{n}", "")))
@@ -399,11 +397,8 @@ def status(services: Services, assessment_id: uuid.UUID) -> dict[str, Any]:
 def _step_state(row: dict[str, Any], job: dict[str, Any] | None, step: str) -> dict[str, Any]:
     if row["status"] == "completed":
         return {"state": "succeeded", "progress": 1.0}
-    if job is None:
-        state = "pending" if row["status"] == "running" else "not run"
-        if step == "validate" and row["status"] in ("failed", "cancelled") and row["run"]:
-            state = "ended"
-        return {"state": state, "progress": 0.0}
+    if job is None:  # not sent yet (or never will be: the run ended before it)
+        return {"state": "pending" if row["status"] == "running" else "not run", "progress": 0.0}
     return {"state": job["state"], "progress": _job_progress(job)}
 
 
