@@ -283,8 +283,8 @@ def retry(
 
 @app.command()
 def examples() -> None:
-    """The example inventories shipped with the pack (create one with
-    ``conveyor assess run $(python -c …)`` or POST /api/v1/assess/examples/NAME/assessments)."""
+    """The example inventories shipped with the pack (run one with
+    `conveyor assess run --example NAME --wait`)."""
     from conveyor.packs.assess import workflow
     from conveyor.packs.kit import cli_console
 
