@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from bench import (
     agri,
     api,
+    assess,
     catalog,
     chord,
     dashboard,
@@ -40,6 +41,7 @@ BENCHMARKS = (
     "dashboard",
     "chord",
     "agri",
+    "assess",
 )
 
 
@@ -167,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             if "agri" in selected:
                 print("agri NDVI statistics, 1,000 plots of one tile:", file=sys.stderr)
                 figures += agri.figures(agri.run(rounds=args.rounds))
+            if "assess" in selected:
+                print("assess pack: concurrent starts, the enterprise example", file=sys.stderr)
+                figures += assess.figures(assess.run(stack))
             if "dashboard" in selected:
                 # Last: the seeded ledger would slow the other runs' inserts.
                 print("dashboard pages over a large ledger:", file=sys.stderr)

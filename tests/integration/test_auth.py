@@ -138,6 +138,19 @@ EXPECTED_SCOPE: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/factory/batches"): "jobs:write",
     ("POST", "/api/v1/factory/batches/{batch_id}/retry"): "jobs:write",
     ("GET", "/api/v1/factory/verify/{token:path}"): None,
+    # The assess pack: reading needs jobs:read, everything that creates or runs jobs:write.
+    ("GET", "/api/v1/assess/examples"): "jobs:read",
+    ("POST", "/api/v1/assess/examples/{example}/assessments"): "jobs:write",
+    ("GET", "/api/v1/assess/assessments"): "jobs:read",
+    ("POST", "/api/v1/assess/assessments"): "jobs:write",
+    ("POST", "/api/v1/assess/assessments/upload"): "jobs:write",
+    ("GET", "/api/v1/assess/assessments/{assessment_id}"): "jobs:read",
+    ("GET", "/api/v1/assess/assessments/{assessment_id}/events"): "jobs:read",
+    ("GET", "/api/v1/assess/assessments/{assessment_id}/result"): "jobs:read",
+    ("GET", "/api/v1/assess/assessments/{assessment_id}/report"): "jobs:read",
+    ("POST", "/api/v1/assess/assessments/{assessment_id}/start"): "jobs:write",
+    ("POST", "/api/v1/assess/assessments/{assessment_id}/cancel"): "jobs:write",
+    ("POST", "/api/v1/assess/assessments/{assessment_id}/retry"): "jobs:write",
     ("GET", "/metrics"): "jobs:read",
 }
 

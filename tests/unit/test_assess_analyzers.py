@@ -246,6 +246,7 @@ def test_simulation_without_volatility_is_compound_growth() -> None:
     assert first == 8
     expected = [1.0 if t >= first else 0.0 for t in range(1, 13)]
     assert out.metrics["breach_probability"] == expected
+    assert out.metrics["first_likely_breach_month"] == 8
     [breach] = by_code(out, "forecast.budget-breach")
     assert breach.severity == "high" and "from month 8" in breach.title
 
@@ -356,6 +357,7 @@ def test_every_analyzer_on_every_example(analyzer: str, example_name: str) -> No
         for path in finding.evidence:
             assert resolves(document, path), f"{finding.code}: {path}"
         assert finding.monthly_saving_usd is None or finding.monthly_saving_usd >= 0
+        assert finding.monthly_saving_usd is not None or finding.risk, finding.code
     assert reported and all(0 <= f <= 1 for f in reported)
     assert reported == sorted(reported)
 

@@ -329,7 +329,10 @@ workflow_nodes = Table(
     Column("group_id", String(255), nullable=True),
     Column("chord", Boolean, nullable=False, server_default=text("false")),
     # A canvas node's message options (chain, chord, group...): a resend of its job keeps them.
-    Column("message", JSONB, nullable=True),
+    # None binds as SQL NULL (not JSON null), so that the recorder's upsert, which keeps the
+    # stored options when a later sighting of the job carries none (coalesce), never erases
+    # them: a chord header member re-sent without its chord would never fire the callback.
+    Column("message", JSONB(none_as_null=True), nullable=True),
     Index("ix_conveyor_workflow_nodes_job", "job_id", postgresql_where=text("job_id IS NOT NULL")),
 )
 

@@ -14,6 +14,7 @@ are for routes that check each job themselves (``authorize_job``).
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from rich.console import Console
@@ -32,7 +33,7 @@ from conveyor.api.deps import Services, ServicesDep
 from conveyor.egress import Answer, EgressClient, EgressPolicy
 from conveyor.errors import EgressError, EgressFailed, EgressRefused
 from conveyor.web.csrf import require_same_origin
-from conveyor.web.pages import PageError, PagesDep, page_errors
+from conveyor.web.pages import PageError, PagesDep, live_fragment, page_errors
 from conveyor.web.session import page_scope
 
 
@@ -52,6 +53,16 @@ def cli_console() -> tuple[Console, Console]:
     return out, err
 
 
+def page_uuid(value: str, what: str) -> uuid.UUID:
+    """A page's id argument as a UUID; anything else is the 404 page "<What> not found"
+    (``what`` in lower case: "batch", "import", "assessment")."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        message = f"No {what} with id {value!r}."
+        raise PageError(404, f"{what.capitalize()} not found", message) from None
+
+
 def job_snapshot(services: Services, job_id: str) -> dict[str, Any] | None:
     """A job as the API shows it (state, progress with rate and ETA), or None if unknown."""
     from conveyor.api.schemas import job_public
@@ -62,6 +73,45 @@ def job_snapshot(services: Services, job_id: str) -> dict[str, Any] | None:
         with services.engine.connect() as conn:
             return job_public(repository.get_job(conn, job_id))
     except JobNotFound:
+        return None
+
+
+def job_snapshots(services: Services, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Several jobs as :func:`job_snapshot` shows them, in one query; unknown ids are left out."""
+    from conveyor.api.schemas import job_public
+    from conveyor.ledger import repository
+
+    if not job_ids:
+        return {}
+    with services.engine.connect() as conn:
+        rows = repository.get_jobs(conn, job_ids)
+    return {str(row["id"]): job_public(row) for row in rows}
+
+
+def cancel_workflow(services: Services, workflow_id: str) -> bool:
+    """Cancel a running workflow as ``POST /api/v1/workflows/{id}/cancel`` does (its queued
+    and running jobs, and a canvas' steps not yet sent); False if it is unknown (not recorded
+    yet) or already ended."""
+    from conveyor.errors import InvalidTransition, WorkflowNotFound
+    from conveyor.workflows import Workflows
+
+    try:
+        Workflows(services.control).cancel(workflow_id)
+    except (WorkflowNotFound, InvalidTransition):
+        return False
+    return True
+
+
+def workflow_graph(services: Services, workflow_id: str) -> Any | None:
+    """A workflow as the dashboard's workflow page shows it, for a pack page that draws its
+    graph with ``workflow_parts.html``'s ``graph`` macro; None if it is not recorded (yet)."""
+    from conveyor.errors import WorkflowNotFound
+    from conveyor.web.workflow_views import workflow_view
+    from conveyor.workflows import Workflows
+
+    try:
+        return workflow_view(Workflows(services.control).get_workflow(workflow_id))
+    except WorkflowNotFound:
         return None
 
 
@@ -89,12 +139,17 @@ __all__ = [
     "WriteJobs",
     "authorize_job",
     "authorize_submit",
+    "cancel_workflow",
     "cli_console",
     "cli_services",
     "job_snapshot",
+    "job_snapshots",
+    "live_fragment",
     "page_errors",
     "page_scope",
+    "page_uuid",
     "require",
     "require_same_origin",
     "watch_job",
+    "workflow_graph",
 ]

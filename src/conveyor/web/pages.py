@@ -197,6 +197,18 @@ def access_context(request: Request) -> dict[str, Any]:
     }
 
 
+def live_fragment(request: Request, response: Response) -> Response:
+    """A page fragment a script polls (the workflow page's parts, a pack's live parts): marked
+    with an ETag of its body and never cached; a 304 without the body when it is what the
+    script already has (its ``If-None-Match``), so a poll while nothing changes costs little."""
+    etag = '"' + hashlib.sha256(bytes(response.body)).hexdigest()[:32] + '"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-store"})
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def get_pages(request: Request) -> Pages:
     """The app's :class:`Pages`, created by ``mount_web``."""
     return request.app.state.pages  # type: ignore[no-any-return]

@@ -9,7 +9,6 @@ workflow's page, so reloading never repeats them.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from typing import Any
 from urllib.parse import urlencode
@@ -20,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.api.errors import status_for
 from conveyor.errors import InvalidTransition, SubmitError, WorkflowNotFound
-from conveyor.web.pages import Pages, PagesDep, page_errors
+from conveyor.web.pages import Pages, PagesDep, live_fragment, page_errors
 from conveyor.web.session import page_scope
 from conveyor.web.workflow_views import (
     WORKFLOW_STATES,
@@ -183,18 +182,7 @@ def live_rows(
         except ValueError:
             return Response(status_code=400)
     context = {"workflows": shown, "state": state, "follow": follows(shown, cursor)}
-    return etagged(request, pages.render(request, "workflows_live.html", context))
-
-
-def etagged(request: Request, response: HTMLResponse) -> Response:
-    """``response`` with an ETag of its body, or a 304 if that is what the caller has (its
-    ``If-None-Match``): a poll of parts that did not change costs a status line."""
-    etag = '"' + hashlib.sha256(bytes(response.body)).hexdigest()[:32] + '"'
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-store"})
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return live_fragment(request, pages.render(request, "workflows_live.html", context))
 
 
 def query_string(**params: str | None) -> str:
@@ -312,6 +300,5 @@ def live_parts(
     counts, the graph), rendered from the ledger, for the page's script to swap in; 304 when
     they are what the script has (its ``If-None-Match``), so a waiting graph costs little."""
     wf = load(services, workflow_id)
-    return etagged(
-        request, pages.render(request, "workflow_live.html", {"wf": wf}, active="workflows")
-    )
+    response = pages.render(request, "workflow_live.html", {"wf": wf}, active="workflows")
+    return live_fragment(request, response)

@@ -19,6 +19,7 @@ from conveyor.packs.kit import (
     job_snapshot,
     page_errors,
     page_scope,
+    page_uuid,
 )
 
 router = APIRouter()
@@ -114,12 +115,7 @@ def skipped_report(import_id: str, services: ServicesDep) -> Response:
 
 
 def _uuid(value: str) -> str:
-    import uuid
-
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise PageError(404, "Import not found", f"No import with id {value!r}.") from None
+    return str(page_uuid(value, "import"))
 
 
 def _to_import(request: Request, import_id: str, **params: str) -> RedirectResponse:

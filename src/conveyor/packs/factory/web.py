@@ -25,6 +25,7 @@ from conveyor.packs.kit import (
     job_snapshot,
     page_errors,
     page_scope,
+    page_uuid,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -33,10 +34,7 @@ ENDED = ("completed", "failed")
 
 
 def _batch_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise PageError(404, "Batch not found", f"No batch with id {value!r}.") from None
+    return page_uuid(value, "batch")
 
 
 def _view(services: Services, batch_id: uuid.UUID) -> dict[str, Any]:

@@ -153,6 +153,7 @@ def _advise(
             evidence=[f"{path}.batching"],
             recommendation="Serve with continuous batching and paged KV cache (vLLM, TGI, "
             "TensorRT-LLM): throughput per GPU typically rises 2x or more.",
+            risk="Requests queue behind each other at peak; GPUs are paid for but half used.",
         )
     if w.model.parameters_b >= LARGE_MODEL_B and w.kind in ("chat", "completion"):
         ratio = SMALL_MODEL_B / w.model.parameters_b

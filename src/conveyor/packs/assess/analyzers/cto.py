@@ -158,6 +158,7 @@ def analyze(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
             recommendation="Start with the weakest areas: "
             + ", ".join(f"{k} ({v:.0f})" for v, k in weakest)
             + ".",
+            risk="The weakest areas are where incidents, overspend or audit findings come from.",
         )
     )
     metrics: dict[str, Any] = {

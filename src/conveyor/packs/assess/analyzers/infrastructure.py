@@ -57,6 +57,7 @@ def analyze(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
                 [path],
                 recommendation="Name the GPU as the table does (see data/gpus.json) so its "
                 "capacity can be checked; it was left out of the capacity figures.",
+                risk="Capacity problems on these instances go unseen.",
             )
         )
     progress(1.0, "done")
@@ -227,6 +228,7 @@ def _training(
                 paths,
                 recommendation="Use fully sharded data parallelism (FSDP / ZeRO-3) with a fast "
                 "interconnect between the instances.",
+                risk="Without sharding the run does not start; on a slow network it crawls.",
             )
         )
     return {"workload": workload.id, "state_gb": need, "gpu_memory_gb": have}
@@ -309,6 +311,7 @@ def _reliability(inventory: Inventory, out: list[Finding]) -> dict[str, list[str
                     [f"{path}.retention_days"],
                     recommendation="Keep backups for at least 30 days so late-detected "
                     "corruption can still be undone.",
+                    risk="Corruption noticed after the retention window cannot be undone.",
                 )
             )
     return zones

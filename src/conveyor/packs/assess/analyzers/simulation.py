@@ -6,11 +6,13 @@ p_t ~ Normal(price_mean_pct, price_sd_pct) / 100 (``inventory.growth``), and com
 load_t = prod(1 + g_i), price_t = prod(1 + p_i), cost_t = cost_0 * load_t * price_t, where
 cost_0 is today's monthly compute + storage cost (capacity is assumed to follow the load).
 Per month: percentiles p5, p25, p50, p75, p95 of cost and load (the report's fan chart) and the
-probability cost_t > budget; over the year: the probability of at least one month over budget.
+probability cost_t > budget; over the year: the probability of at least one month over budget,
+and the first month where a breach is more likely than not.
 
 Metrics: ``months`` (1..12), ``cost_percentiles`` / ``load_percentiles`` ({"p5": [12 values],
-...}), ``breach_probability`` (12 values), ``breach_probability_year``, ``baseline_usd``,
-``budget_usd``, ``paths``, ``seed``.
+...}), ``breach_probability`` (12 values), ``breach_probability_year``,
+``first_likely_breach_month`` (1..12 or None), ``baseline_usd``, ``budget_usd``, ``paths``,
+``seed``.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def forecast(
             load_pct[f"p{p}"].append(round(float(ld), 4))
         if progress is not None:
             progress(month / MONTHS, f"month {month}")
+    likely = next((m for m, p in enumerate(breach, 1) if p >= 0.5), None)
     return {
         "months": list(range(1, MONTHS + 1)),
         "baseline_usd": round(base, 2),
@@ -77,6 +80,7 @@ def forecast(
         "load_percentiles": load_pct,
         "breach_probability": breach,
         "breach_probability_year": round(float(ever_over.mean()), 4),
+        "first_likely_breach_month": likely,
         "paths": paths,
         "seed": SEED,
     }
@@ -91,14 +95,7 @@ def analyze(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
     p95_end = metrics["cost_percentiles"]["p95"][-1]
     findings: list[Finding] = []
     if base <= budget and year >= 0.05:
-        first = next(
-            (
-                m
-                for m, p in zip(metrics["months"], metrics["breach_probability"], strict=True)
-                if p >= 0.5
-            ),
-            None,
-        )
+        first = metrics["first_likely_breach_month"]
         severity: Severity = "high" if year >= 0.5 else "medium" if year >= 0.2 else "low"
         when = f"; more likely than not from month {first}" if first else ""
         findings.append(
@@ -123,6 +120,7 @@ def analyze(inventory: Inventory, progress: Progress) -> AnalyzerOutput:
             severity="info",
             evidence=["growth.load_mean_pct", "growth.price_mean_pct"],
             recommendation="Review the growth assumptions with the business each quarter.",
+            risk=f"Planning on today's ${base:,.0f} when month 12 is likely ${p50_end:,.0f}.",
         )
     )
     summary = (
