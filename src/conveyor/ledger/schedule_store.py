@@ -438,14 +438,12 @@ WHERE j.idempotency_key = ANY(CAST(:keys AS text[])) AND j.state = 'scheduled'
     return {str(k): str(i) for k, i in rows}
 
 
-def release_staged(
-    conn: Connection, job_ids: list[str], publish_grace: float
-) -> dict[str, dict[str, Any]]:
+def release_staged(conn: Connection, job_ids: list[str], publish_grace: float) -> list[str]:
     """Make staged jobs queued now, their outbox rows due after ``publish_grace`` (the relay's
-    safety net, as for any submission); id → outbox message of those that were still staged
-    (an edit, cancel or "run now" since took the others)."""
+    safety net, as for any submission); the ids of those that were still staged (an edit,
+    cancel or "run now" since took the others)."""
     if not job_ids:
-        return {}
+        return []
     rows = conn.execute(
         text(f"""
 WITH flip AS (
@@ -457,9 +455,21 @@ WITH flip AS (
 )
 UPDATE conveyor_outbox o SET available_at = now() + make_interval(secs => :grace)
 FROM flip WHERE o.job_id = flip.id
-RETURNING o.job_id::text, o.message
+RETURNING o.job_id::text
 """),
         {"ids": job_ids, "grace": publish_grace},
+    )
+    return [str(i) for (i,) in rows]
+
+
+def outbox_messages(conn: Connection, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Job id → the message its outbox row holds (what to publish)."""
+    if not job_ids:
+        return {}
+    rows = conn.execute(
+        select(outbox.c.job_id, outbox.c.message).where(
+            outbox.c.job_id == any_(cast(job_ids, ARRAY(UUID(as_uuid=False))))
+        )
     )
     return {str(i): dict(m) for i, m in rows}
 

@@ -303,6 +303,8 @@ class Scheduler:
         self.ticks += 1
         now = now or datetime.now(UTC)
         released_before = self.stager.released_total
+        ledger0 = self.stager.release_ledger_seconds
+        publish0 = self.stager.release_publish_seconds
         t0 = time.perf_counter()
         with self.engine.connect() as conn:
             rows = store.due(conn, now, self.batch)
@@ -340,12 +342,15 @@ class Scheduler:
         if len(rows) >= BIG_TICK:  # where a burst's time went
             log.info(
                 "tick: %d due, %d released as staged, %d submitted; read %.2f s, planned and "
-                "handed in %.2f s, committed %.2f s, recorded %.2f s",
+                "handed in %.2f s (releases: ledger %.2f s, publish %.2f s), committed %.2f s, "
+                "recorded %.2f s",
                 len(rows),
                 self.stager.released_total - released_before,
                 jobs,
                 t1 - t0,
                 t2 - t1,
+                self.stager.release_ledger_seconds - ledger0,
+                self.stager.release_publish_seconds - publish0,
                 t3 - t2,
                 time.perf_counter() - t3,
             )

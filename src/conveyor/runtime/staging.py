@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -83,6 +84,8 @@ class Stager:
         self.published: list[str] = []  # released and published; their outbox rows to drop
         self.staged_total = 0
         self.released_total = 0
+        self.release_ledger_seconds = 0.0  # over all releases: the update's transaction,
+        self.release_publish_seconds = 0.0  # and the publishing after it
 
     # --- before the minute --------------------------------------------------------------------
     def stage(
@@ -163,6 +166,7 @@ class Stager:
         known = {k: self.fires[k] for k in keys if k in self.fires}
         others = [k for k in keys if k not in known]
         ids = {s.job_id: k for k, s in known.items()}
+        t0 = time.perf_counter()
         with self.engine.begin() as conn:
             if not store.hold_lease(conn, store.SCHEDULER_LEASE, holder, token):
                 return {}
@@ -170,29 +174,32 @@ class Stager:
             ids.update({i: k for k, i in store.staged_by_key(conn, others).items()})
             if not ids:
                 return {}
-            messages = store.release_staged(
+            released = store.release_staged(
                 conn, list(ids), self.control.settings.outbox_publish_grace
             )
+        t1 = time.perf_counter()
         for key in keys:
             self.fires.pop(key, None)
-        if not messages:
-            return {}
-        self._publish(messages, known)
-        self.released_total += len(messages)
-        return {ids[i]: i for i in messages}
+        if released:
+            self._publish(released, {s.job_id: s for s in known.values()})
+        self.released_total += len(released)
+        self.release_ledger_seconds += t1 - t0
+        self.release_publish_seconds += time.perf_counter() - t1
+        return {ids[i]: i for i in released}
 
-    def _publish(self, messages: dict[str, dict[str, Any]], known: dict[str, Staged]) -> None:
+    def _publish(self, released: list[str], known: dict[str, Staged]) -> None:
+        """Push the rehearsed queue entries in one pipeline; publish the others (staged by
+        another leader, or on another broker) anew from their outbox messages."""
         commands: list[Command] = []
         rehearsed: list[str] = []
-        anew: list[tuple[str, dict[str, Any]]] = []
-        by_id = {s.job_id: s for s in known.values()}
-        for job_id, message in messages.items():
-            staged = by_id.get(job_id)
+        anew: list[str] = []
+        for job_id in released:
+            staged = known.get(job_id)
             if staged is not None and staged.commands:
                 commands += staged.commands
                 rehearsed.append(job_id)
             else:
-                anew.append((job_id, message))
+                anew.append(job_id)
         try:
             with self.app.producer_or_acquire() as producer:
                 if commands:
@@ -203,10 +210,12 @@ class Stager:
                         pipe.execute()
                     self.published += rehearsed
                 if anew:
+                    with self.engine.connect() as conn:
+                        messages = store.outbox_messages(conn, anew)
                     with producer.batch():
-                        for job_id, message in anew:
+                        for job_id, message in messages.items():
                             publish(self.app, job_id, message, producer)
-                    self.published += [job_id for job_id, _ in anew]
+                    self.published += list(messages)
         except Exception as exc:  # the relay publishes them after the grace
             log.warning("publish of released fires deferred to the outbox: %s", exc)
 
