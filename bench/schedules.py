@@ -19,6 +19,7 @@ scheduler's look-ahead), each configuration on a fresh ledger. Measured:
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +28,7 @@ import psutil
 
 from bench.apps import TASK, consumed_queues, reference
 from bench.report import Figure
-from bench.stack import BenchError, Stack, wait_until
+from bench.stack import BenchError, QueueProbe, Stack, wait_until
 from conveyor.runtime.scheduler import AUTO_CHECK, AUTO_LOOKAHEAD
 
 SCHEDULES = 10_000
@@ -48,6 +49,7 @@ class Result:
     start_cpu_seconds: float | None = None  # auto: look-ahead → 3 s before T
     ready_before: int | None = None  # auto: submitter processes alive 3 s before T
     written_before: float = 0.0  # the first job row written this long before T (staged), s
+    published_seconds: float = 0.0  # T → the last message in the broker's queue
 
 
 def _due_minute(conn: object, lead: float) -> datetime:
@@ -66,7 +68,8 @@ def _leader(conn: object) -> bool:
 
 
 def run(stack: Stack, n: int = SCHEDULES, submitters: int | str = 0) -> Result:
-    stack.reset(consumed_queues(reference("conveyor", stack.settings, stack.prefix)), {})
+    queues = consumed_queues(reference("conveyor", stack.settings, stack.prefix))
+    stack.reset(queues, {})
     # With auto, the idle window ends where the look-ahead would see the burst.
     ahead = AUTO_LOOKAHEAD + AUTO_CHECK + 1.0 if submitters == AUTO else 3.0
     with stack.pg() as conn:
@@ -99,6 +102,15 @@ def run(stack: Stack, n: int = SCHEDULES, submitters: int | str = 0) -> Result:
                 start_cpu, ready = cpu_ready - cpu1, _submitters(proc)
                 cpu1 = cpu_ready
 
+            # From here (3 s or more before T) the broker's queue is watched: no worker runs, so
+            # the 10,000 messages stay there, and the moment the last one arrives is when the
+            # burst was published (after its commit).
+            published: list[float] = []
+            watcher = threading.Thread(
+                target=_watch, args=(stack, queues, n, time.time() + 120, published), daemon=True
+            )
+            watcher.start()
+
             def all_recorded() -> bool:
                 row = conn.execute(
                     "SELECT count(*) FROM conveyor_schedule_fires WHERE fire_time = %s", (due,)
@@ -106,6 +118,7 @@ def run(stack: Stack, n: int = SCHEDULES, submitters: int | str = 0) -> Result:
                 return bool(row and row[0] >= n)
 
             wait_until(all_recorded, 120, f"{n:,} fires recorded", 0.05, (beat,))
+            watcher.join(125)
             cpu2 = _cpu(proc)
             # queued_at: when the job was committed as due (with staging, its row was written
             # before the minute and released at it; without, written then).
@@ -123,6 +136,8 @@ def run(stack: Stack, n: int = SCHEDULES, submitters: int | str = 0) -> Result:
                 (due, due),
             ).fetchone()
     assert row is not None and fires is not None
+    if not published:
+        raise BenchError(f"the {n:,} messages did not all reach the broker's queue")
     if row[1] != n or fires[1] != n:
         raise BenchError(f"expected {n} jobs and submitted fires, got {row[1]} and {fires[1]}")
     result = Result(
@@ -136,18 +151,33 @@ def run(stack: Stack, n: int = SCHEDULES, submitters: int | str = 0) -> Result:
         start_cpu,
         ready,
         float(row[2]),
+        published[0] - due.timestamp(),
     )
     started = "" if ready is None else f"{ready} running 3 s before the minute; "
     print(
         f"  {submitters} submitter(s): idle CPU {result.idle_cpu_percent:.2f}% over "
         f"{result.idle_seconds:.0f} s; {started}"
         f"first job row written {result.written_before:.1f} s before the minute; "
-        f"all {n:,} submitted {result.submitted_seconds:.2f} s after the minute, "
+        f"all {n:,} committed {result.submitted_seconds:.2f} s after the minute, "
+        f"published {result.published_seconds:.2f} s, "
         f"recorded {result.recorded_seconds:.2f} s",
         file=sys.stderr,
         flush=True,
     )
     return result
+
+
+def _watch(stack: Stack, queues: list[str], n: int, until: float, out: list[float]) -> None:
+    """Append the time the broker's queues first hold ``n`` messages (read every 10 ms)."""
+    probe = QueueProbe(stack, queues, {})
+    try:
+        while time.time() < until:
+            if probe.waiting() >= n:
+                out.append(time.time())
+                return
+            time.sleep(0.01)
+    finally:
+        probe.close()
 
 
 def _submitters(proc: psutil.Process) -> int:
@@ -195,10 +225,15 @@ def figures(r: Result) -> list[Figure]:
         *auto,
         Figure(
             section,
-            "minute → all jobs submitted (committed, published) s",
-            f"{r.submitted_seconds:.2f}",
+            "minute → all jobs submitted (the last message in the broker's queue) s",
+            f"{r.published_seconds:.2f}",
             f"≤ {TARGET_SECONDS:g}",
-            r.submitted_seconds <= TARGET_SECONDS,
+            r.published_seconds <= TARGET_SECONDS,
+        ),
+        Figure(
+            section,
+            "minute → last job committed as queued (its transaction's start, `queued_at`) s",
+            f"{r.submitted_seconds:.2f}",
         ),
         Figure(section, "minute → all fires recorded s", f"{r.recorded_seconds:.2f}"),
         Figure(

@@ -108,6 +108,7 @@ def test_a_staged_fire_is_the_fires_job_released_at_its_time(
     wait_for(lambda: job(ledger, row.id).state == "succeeded", timeout=30, message="its run")
     assert staged(ledger, s["id"]) == []
     assert scheduler.stager.released_total >= 1
+    assert scheduler.stager.ready_total >= 1  # (nothing in its way: released before planning)
     with ledger.connect() as conn:
         left = conn.execute(
             text("SELECT count(*) FROM conveyor_outbox WHERE job_id = :id"), {"id": row.id}

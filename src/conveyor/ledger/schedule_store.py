@@ -462,6 +462,29 @@ RETURNING o.job_id::text
     return [str(i) for (i,) in rows]
 
 
+def staged_schedules(conn: Connection, schedule_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """What decides whether a staged fire may be released before the tick plans it: each
+    active schedule's ``updated_at``, next fire, runs, whether a buffered fire waits, and
+    whether a run of it is active (staged rows are not runs)."""
+    if not schedule_ids:
+        return {}
+    rows = conn.execute(
+        text(f"""
+SELECT s.id::text AS id, s.updated_at, s.next_fire_at, s.run_count, s.max_runs,
+  EXISTS (SELECT 1 FROM conveyor_schedule_fires f
+          WHERE f.schedule_id = s.id AND f.outcome = 'buffered') AS buffered,
+  EXISTS (SELECT 1 FROM conveyor_jobs j
+          WHERE j.schedule_id = s.id AND j.state = ANY(CAST(:active AS text[]))
+            AND NOT EXISTS (SELECT 1 FROM conveyor_outbox o WHERE o.job_id = j.id
+                            AND {_STAGED})) AS busy
+FROM conveyor_schedules s
+WHERE s.id = ANY(CAST(:ids AS uuid[])) AND NOT s.paused AND s.retired_at IS NULL
+"""),
+        {"ids": schedule_ids, "active": list(_ACTIVE)},
+    ).mappings()
+    return {r["id"]: dict(r) for r in rows}
+
+
 def outbox_messages(conn: Connection, job_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Job id → the message its outbox row holds (what to publish)."""
     if not job_ids:

@@ -13,14 +13,20 @@ What is due is one indexed query (``next_fire_at <= now``). The leader wakes at 
 next fire, at a NOTIFY on ``conveyor_schedules`` (every change through the service sends one),
 and at least every ``poll`` seconds, so edits apply at once without a restart.
 
-Large bursts can go through submitter processes (``runtime/submitters.py``). By default
-(``submitters="auto"``) the leader looks ahead every ``AUTO_CHECK`` seconds — one count on the
-``next_fire_at`` index, stopping at the threshold — and starts a pool of ``AUTO_POOL`` processes
-when at least ``AUTO_THRESHOLD`` fires are due within ``AUTO_LOOKAHEAD`` seconds, so their
-start-up (a couple of seconds of imports) is over before the burst; a burst finds the pool
-ready or goes through this process as without one. The pool is closed once no burst has been
-seen for ``AUTO_IDLE`` seconds, or when the lease is lost. A whole number instead is a fixed pool
-started with the scheduler (0: none).
+A burst seen coming is staged ahead of its minute (``runtime/staging.py``): once at least
+``stage_threshold`` fires are due within ``STAGE_AHEAD`` seconds, their job rows are written and
+their publishes rehearsed, and at the minute they are released in bulk — first the fires whose
+outcome is certain (``Stager.release_ready``), before the tick reads and plans anything, then
+those the tick decides to submit.
+
+Bursts that are not staged can go through submitter processes (``runtime/submitters.py``).
+With ``submitters="auto"`` and staging off, the leader looks ahead every ``AUTO_CHECK``
+seconds — one count on the ``next_fire_at`` index, stopping at the threshold — and starts a
+pool of ``AUTO_POOL`` processes when at least ``AUTO_THRESHOLD`` fires are due within
+``AUTO_LOOKAHEAD`` seconds, so their start-up (a couple of seconds of imports) is over before
+the burst; a burst finds the pool ready or goes through this process as without one. The pool
+is closed once no burst has been seen for ``AUTO_IDLE`` seconds, or when the lease is lost. A
+whole number instead is a fixed pool started with the scheduler (0: none).
 
 Per fire, the schedule's policies apply (see docs/schedules.md): catch-up window after
 downtime (older fires are recorded as missed; within the window the latest ``catchup_max`` run),
@@ -73,6 +79,10 @@ AUTO_POOL = min(2, os.cpu_count() or 1)
 BIG_TICK = 1000  # a tick firing at least this many logs where its time went
 RELEASE_BATCH = 5000  # staged fires released per statement and pipeline
 STAGE_QUIET = 2.0  # seconds: no staging this close to a fire (it would delay the fire)
+
+
+class LeaseLost(ConveyorError):
+    """The leader lost its lease in the middle of a tick."""
 
 
 @dataclass
@@ -163,6 +173,9 @@ class Scheduler:
                             self.stage_ahead()
                     else:
                         self.stager.forget()
+                except LeaseLost as exc:
+                    log.warning("%s; its fires are left to the new leader", exc)
+                    wait = self.poll
                 except Exception:
                     log.exception("scheduler tick failed; trying again")
                     self.token = None
@@ -306,6 +319,11 @@ class Scheduler:
         ledger0 = self.stager.release_ledger_seconds
         publish0 = self.stager.release_publish_seconds
         t0 = time.perf_counter()
+        if self.stager.fires:
+            assert self.token is not None
+            self.stager.release_ready(now, self.holder, self.token)
+        ready = self.stager.released_total - released_before
+        tr = time.perf_counter()
         with self.engine.connect() as conn:
             rows = store.due(conn, now, self.batch)
             waiting = store.buffered(conn)
@@ -330,9 +348,12 @@ class Scheduler:
             # Handed in a full intake batch at a time: the committer writes and publishes the
             # first batches while the rest is still being planned.
             if len(plan.submit) - plan.handed >= MAX_BATCH or plan.cancel[plan.cancelled :]:
+                self._still_leading()
                 self._hand_in(plan)
             if len(plan.staged) >= RELEASE_BATCH:
+                self._still_leading()
                 self._release_known(plan)
+        self._still_leading()
         self._release_known(plan)
         self._hand_in(plan)
         t2 = time.perf_counter()
@@ -341,13 +362,15 @@ class Scheduler:
         self._record(plan, jobs)
         if len(rows) >= BIG_TICK:  # where a burst's time went
             log.info(
-                "tick: %d due, %d released as staged, %d submitted; read %.2f s, planned and "
-                "handed in %.2f s (releases: ledger %.2f s, publish %.2f s), committed %.2f s, "
-                "recorded %.2f s",
+                "tick: %d due, %d released as staged (%d before planning, in %.2f s), %d "
+                "submitted; read %.2f s, planned and handed in %.2f s (releases: ledger %.2f s, "
+                "publish %.2f s), committed %.2f s, recorded %.2f s",
                 len(rows),
                 self.stager.released_total - released_before,
+                ready,
+                tr - t0,
                 jobs,
-                t1 - t0,
+                t1 - tr,
                 t2 - t1,
                 self.stager.release_ledger_seconds - ledger0,
                 self.stager.release_publish_seconds - publish0,
@@ -361,6 +384,13 @@ class Scheduler:
         if nxt is None:
             return self.poll
         return max(0.0, (nxt - datetime.now(UTC)).total_seconds())
+
+    def _still_leading(self) -> None:
+        """Renew the lease mid-tick (a large burst on a loaded machine can outlast it); the
+        tick is abandoned, and left to the next leader, once it is lost."""
+        self.keep_lease()
+        if self.token is None:
+            raise LeaseLost(f"scheduler {self.holder} lost the lease mid-tick")
 
     def _plan(
         self,
@@ -404,8 +434,13 @@ class Scheduler:
         busy = bool(busy_ids)
         has_buffer = buffer_full
         for fire in run:
+            key = fire_key(sid, fire)
+            # Released before planning (Stager.release_ready), as this would have decided.
+            early = self.stager.released.pop(key, None)
             outcome = "submitted"
-            if busy and row["overlap"] == "skip":
+            if early is not None:
+                pass
+            elif busy and row["overlap"] == "skip":
                 outcome = "skipped_overlap"
             elif busy and row["overlap"] == "buffer_one":
                 outcome = "skipped_overlap" if has_buffer else "buffered"
@@ -416,14 +451,17 @@ class Scheduler:
             fire_row = {"schedule_id": sid, "fire_time": fire, "outcome": outcome}
             plan.fires.append(fire_row)
             plan.counts[outcome] += 1
-            if outcome in ("submitted", "cancelled_previous"):
-                key = fire_key(sid, fire)
-                if key in self.stager.fires:
-                    plan.staged.append((row, fire, fire_row))
-                else:
-                    plan.submit.append((row, fire, fire_row))
-                runs += 1
-                busy = True  # the run just submitted is the one now active
+            if outcome not in ("submitted", "cancelled_previous"):
+                continue
+            if early is not None:
+                fire_row["job_id"] = early
+                plan.pending.append((fire_row, None))
+            elif key in self.stager.fires:
+                plan.staged.append((row, fire, fire_row))
+            else:
+                plan.submit.append((row, fire, fire_row))
+            runs += 1
+            busy = True  # the run just submitted is the one now active
         moved = {**row, "run_count": row["run_count"] + runs}
         if following is None:  # (a long outage: fires skipped past the catch-up cap)
             nxt = self.service.first_fire(moved, max(now, fires[-1] if fires else first))

@@ -48,11 +48,12 @@ from celery import Celery
 from sqlalchemy import Engine
 
 from conveyor.control import Control, publish
+from conveyor.core import schedules as triggers
 from conveyor.errors import ConveyorError
 from conveyor.ledger import repository as repo
 from conveyor.ledger import schedule_store as store
 from conveyor.runtime.context import runtime_of
-from conveyor.schedules import ScheduleService, fire_key
+from conveyor.schedules import ScheduleService, fire_key, trigger_of
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,11 @@ class Staged:
     job_id: str
     fire: datetime
     commands: list[Command] | None  # the rehearsed broker writes (Redis), None: publish anew
+    schedule_id: str = ""
+    seen: datetime | None = None  # the schedule's updated_at it was staged from
+    following: datetime | None = None  # the schedule's fire after this one
+    overlap: str = "skip"
+    catchup_window: float = 0.0
 
 
 class _Rehearsed(Exception):
@@ -82,8 +88,10 @@ class Stager:
         self.service = service
         self.fires: dict[str, Staged] = {}
         self.published: list[str] = []  # released and published; their outbox rows to drop
+        self.released: dict[str, str] = {}  # key → job id, released ahead of the tick
         self.staged_total = 0
         self.released_total = 0
+        self.ready_total = 0  # of those, released before the tick planned them
         self.release_ledger_seconds = 0.0  # over all releases: the update's transaction,
         self.release_publish_seconds = 0.0  # and the publishing after it
 
@@ -96,6 +104,7 @@ class Stager:
         ``lease()`` renews the leader's lease between chunks (a large staging outlasts it) and
         gives its token, None once lost."""
         todo: list[tuple[repo.NewJob, datetime]] = []
+        rows_by_job: dict[str, dict[str, Any]] = {}
         for row in rows:
             fire: datetime | None = row["next_fire_at"]
             if fire is None or row["jitter"] or fire_key(str(row["id"]), fire) in self.fires:
@@ -105,6 +114,7 @@ class Stager:
             except ConveyorError:
                 continue  # the minute reports it (the task is gone, or its signature changed)
             todo.append((dataclasses.replace(job, eta=fire), row["updated_at"]))
+            rows_by_job[job.id] = row
         staged = 0
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
@@ -119,7 +129,19 @@ class Stager:
             rehearsed = self.rehearse(jobs)
             for job in jobs:
                 assert job.eta is not None and job.idempotency_key is not None
-                self.fires[job.idempotency_key] = Staged(job.id, job.eta, rehearsed.get(job.id))
+                row = rows_by_job[job.id]
+                self.fires[job.idempotency_key] = Staged(
+                    job.id,
+                    job.eta,
+                    rehearsed.get(job.id),
+                    schedule_id=str(row["id"]),
+                    seen=row["updated_at"],
+                    following=next(
+                        iter(triggers.iter_fires(trigger_of(row), row["timezone"], job.eta)), None
+                    ),
+                    overlap=row["overlap"],
+                    catchup_window=row["catchup_window"],
+                )
             if jobs and self.control.intake.on_created is not None:
                 try:
                     self.control.intake.on_created(jobs)  # (submitted: counted as created)
@@ -158,6 +180,37 @@ class Stager:
         return out
 
     # --- at the minute ------------------------------------------------------------------------
+    def release_ready(self, now: datetime, holder: str, token: int) -> int:
+        """Release, before the tick plans anything, the staged fires due at ``now`` whose
+        outcome is already certain: the schedule unchanged since staging, this its only fire
+        due, within the catch-up window, runs left, no buffered fire waiting, and no run of it
+        active (or overlap ``allow_all``) — what the tick would decide. The tick then records
+        them (``self.released``); any other staged fire waits for the tick's decision."""
+        due = {k: s for k, s in self.fires.items() if s.fire <= now}
+        if not due:
+            return 0
+        with self.engine.connect() as conn:
+            state = store.staged_schedules(conn, [s.schedule_id for s in due.values()])
+        ready = []
+        for key, s in due.items():
+            row = state.get(s.schedule_id)
+            if (
+                row is not None
+                and row["updated_at"] == s.seen
+                and row["next_fire_at"] == s.fire
+                and s.following is not None
+                and s.following > now
+                and s.fire >= now - timedelta(seconds=s.catchup_window)
+                and (row["max_runs"] is None or row["run_count"] < row["max_runs"])
+                and not row["buffered"]
+                and (s.overlap == "allow_all" or not row["busy"])
+            ):
+                ready.append(key)
+        released = self.release(ready, holder, token)
+        self.released.update(released)
+        self.ready_total += len(released)
+        return len(released)
+
     def release(self, keys: list[str], holder: str, token: int) -> dict[str, str]:
         """Release the staged jobs of these fires (by key) and publish them; key → job id of
         those released. Fires not among them go through the normal path."""
@@ -234,7 +287,11 @@ class Stager:
         horizon = now - timedelta(seconds=STAGE_AHEAD)
         for key in [k for k, s in self.fires.items() if s.fire < horizon]:
             del self.fires[key]
+        if len(self.released) > 0:  # (recorded by the tick that followed their release)
+            self.released.clear()
 
     def forget(self) -> None:
-        """Not leading any more: what this process staged is the next leader's to find."""
+        """Not leading any more: what this process staged is the next leader's to find (and
+        what it released, the next leader's to record: it finds their jobs by key)."""
         self.fires.clear()
+        self.released.clear()
