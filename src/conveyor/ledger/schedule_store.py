@@ -438,51 +438,44 @@ WHERE j.idempotency_key = ANY(CAST(:keys AS text[])) AND j.state = 'scheduled'
     return {str(k): str(i) for k, i in rows}
 
 
-def release_staged(conn: Connection, job_ids: list[str], publish_grace: float) -> list[str]:
+def release_staged(
+    conn: Connection, job_ids: list[str], publish_grace: float, *, if_free: bool = False
+) -> list[str]:
     """Make staged jobs queued now, their outbox rows due after ``publish_grace`` (the relay's
     safety net, as for any submission); the ids of those that were still staged (an edit,
-    cancel or "run now" since took the others)."""
+    cancel or "run now" since took the others).
+
+    ``if_free``: only those whose fire is still their schedule's next one, with no buffered
+    fire waiting and, unless the overlap is ``allow_all``, no run of the schedule active
+    (staged rows are not runs) — the fires the tick would submit anyway."""
     if not job_ids:
         return []
+    free = """
+    AND s.id = j.schedule_id AND s.next_fire_at = j.eta AND NOT s.paused
+    AND s.retired_at IS NULL
+    AND NOT EXISTS (SELECT 1 FROM conveyor_schedule_fires f
+                    WHERE f.schedule_id = s.id AND f.outcome = 'buffered')
+    AND (s.overlap = 'allow_all' OR NOT EXISTS (
+      SELECT 1 FROM conveyor_jobs b
+      WHERE b.schedule_id = s.id AND b.id <> j.id AND b.state = ANY(CAST(:active AS text[]))
+        AND NOT EXISTS (SELECT 1 FROM conveyor_outbox ob WHERE ob.job_id = b.id
+                        AND ob.available_at = 'infinity')))"""
     rows = conn.execute(
         text(f"""
 WITH flip AS (
   UPDATE conveyor_jobs j SET state = 'queued', eta = NULL, queued_at = now(), updated_at = now()
-  FROM conveyor_outbox o
+  FROM conveyor_outbox o{", conveyor_schedules s" if if_free else ""}
   WHERE j.id = ANY(CAST(:ids AS uuid[])) AND j.state = 'scheduled' AND o.job_id = j.id
-    AND {_STAGED}
+    AND {_STAGED}{free if if_free else ""}
   RETURNING j.id
 )
 UPDATE conveyor_outbox o SET available_at = now() + make_interval(secs => :grace)
 FROM flip WHERE o.job_id = flip.id
 RETURNING o.job_id::text
 """),
-        {"ids": job_ids, "grace": publish_grace},
+        {"ids": job_ids, "grace": publish_grace, "active": list(_ACTIVE)},
     )
     return [str(i) for (i,) in rows]
-
-
-def staged_schedules(conn: Connection, schedule_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """What decides whether a staged fire may be released before the tick plans it: each
-    active schedule's ``updated_at``, next fire, runs, whether a buffered fire waits, and
-    whether a run of it is active (staged rows are not runs)."""
-    if not schedule_ids:
-        return {}
-    rows = conn.execute(
-        text(f"""
-SELECT s.id::text AS id, s.updated_at, s.next_fire_at, s.run_count, s.max_runs,
-  EXISTS (SELECT 1 FROM conveyor_schedule_fires f
-          WHERE f.schedule_id = s.id AND f.outcome = 'buffered') AS buffered,
-  EXISTS (SELECT 1 FROM conveyor_jobs j
-          WHERE j.schedule_id = s.id AND j.state = ANY(CAST(:active AS text[]))
-            AND NOT EXISTS (SELECT 1 FROM conveyor_outbox o WHERE o.job_id = j.id
-                            AND {_STAGED})) AS busy
-FROM conveyor_schedules s
-WHERE s.id = ANY(CAST(:ids AS uuid[])) AND NOT s.paused AND s.retired_at IS NULL
-"""),
-        {"ids": schedule_ids, "active": list(_ACTIVE)},
-    ).mappings()
-    return {r["id"]: dict(r) for r in rows}
 
 
 def outbox_messages(conn: Connection, job_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -181,39 +181,30 @@ class Stager:
 
     # --- at the minute ------------------------------------------------------------------------
     def release_ready(self, now: datetime, holder: str, token: int) -> int:
-        """Release, before the tick plans anything, the staged fires due at ``now`` whose
-        outcome is already certain: the schedule unchanged since staging, this its only fire
-        due, within the catch-up window, runs left, no buffered fire waiting, and no run of it
-        active (or overlap ``allow_all``) — what the tick would decide. The tick then records
-        them (``self.released``); any other staged fire waits for the tick's decision."""
-        due = {k: s for k, s in self.fires.items() if s.fire <= now}
-        if not due:
-            return 0
-        with self.engine.connect() as conn:
-            state = store.staged_schedules(conn, [s.schedule_id for s in due.values()])
-        ready = []
-        for key, s in due.items():
-            row = state.get(s.schedule_id)
-            if (
-                row is not None
-                and row["updated_at"] == s.seen
-                and row["next_fire_at"] == s.fire
-                and s.following is not None
-                and s.following > now
-                and s.fire >= now - timedelta(seconds=s.catchup_window)
-                and (row["max_runs"] is None or row["run_count"] < row["max_runs"])
-                and not row["buffered"]
-                and (s.overlap == "allow_all" or not row["busy"])
-            ):
-                ready.append(key)
-        released = self.release(ready, holder, token)
+        """Release, before the tick reads and plans anything, the staged fires due at ``now``
+        whose outcome is already certain — this the schedule's only fire due, within its
+        catch-up window, still its next fire, no buffered fire waiting, no run of it active
+        (or overlap ``allow_all``): what the tick would decide. The tick then records them
+        (``self.released``); any other staged fire waits for the tick's decision."""
+        ready = [
+            k
+            for k, s in self.fires.items()
+            if s.fire <= now
+            and s.following is not None
+            and s.following > now
+            and s.fire >= now - timedelta(seconds=s.catchup_window)
+        ]
+        released = self.release(ready, holder, token, if_free=True)
         self.released.update(released)
         self.ready_total += len(released)
         return len(released)
 
-    def release(self, keys: list[str], holder: str, token: int) -> dict[str, str]:
+    def release(
+        self, keys: list[str], holder: str, token: int, *, if_free: bool = False
+    ) -> dict[str, str]:
         """Release the staged jobs of these fires (by key) and publish them; key → job id of
-        those released. Fires not among them go through the normal path."""
+        those released. Fires not among them go through the normal path. ``if_free``: only
+        those the tick would submit anyway (``schedule_store.release_staged``)."""
         if not keys:
             return {}
         known = {k: self.fires[k] for k in keys if k in self.fires}
@@ -228,10 +219,10 @@ class Stager:
             if not ids:
                 return {}
             released = store.release_staged(
-                conn, list(ids), self.control.settings.outbox_publish_grace
+                conn, list(ids), self.control.settings.outbox_publish_grace, if_free=if_free
             )
         t1 = time.perf_counter()
-        for key in keys:
+        for key in keys if not if_free else [ids[i] for i in released]:
             self.fires.pop(key, None)
         if released:
             self._publish(released, {s.job_id: s for s in known.values()})
