@@ -438,12 +438,10 @@ WHERE j.idempotency_key = ANY(CAST(:keys AS text[])) AND j.state = 'scheduled'
     return {str(k): str(i) for k, i in rows}
 
 
-def release_staged(
-    conn: Connection, job_ids: list[str], publish_grace: float, *, if_free: bool = False
-) -> list[str]:
-    """Make staged jobs queued now, their outbox rows due after ``publish_grace`` (the relay's
-    safety net, as for any submission); the ids of those that were still staged (an edit,
-    cancel or "run now" since took the others).
+def lock_staged(conn: Connection, job_ids: list[str], *, if_free: bool = False) -> list[str]:
+    """Lock (until the transaction ends) the jobs among ``job_ids`` that are still staged (an
+    edit, cancel or "run now" since took the others); their ids. Locked, they can be published
+    before :func:`release_staged` writes them as queued: no edit or cancel comes in between.
 
     ``if_free``: only those whose fire is still their schedule's next one, with no buffered
     fire waiting and, unless the overlap is ``allow_all``, no run of the schedule active
@@ -451,8 +449,8 @@ def release_staged(
     if not job_ids:
         return []
     free = """
-    AND s.id = j.schedule_id AND s.next_fire_at = j.eta AND NOT s.paused
-    AND s.retired_at IS NULL
+  JOIN conveyor_schedules s ON s.id = j.schedule_id AND s.next_fire_at = j.eta
+    AND NOT s.paused AND s.retired_at IS NULL
     AND NOT EXISTS (SELECT 1 FROM conveyor_schedule_fires f
                     WHERE f.schedule_id = s.id AND f.outcome = 'buffered')
     AND (s.overlap = 'allow_all' OR NOT EXISTS (
@@ -462,20 +460,32 @@ def release_staged(
                         AND ob.available_at = 'infinity')))"""
     rows = conn.execute(
         text(f"""
-WITH flip AS (
-  UPDATE conveyor_jobs j SET state = 'queued', eta = NULL, queued_at = now(), updated_at = now()
-  FROM conveyor_outbox o{", conveyor_schedules s" if if_free else ""}
-  WHERE j.id = ANY(CAST(:ids AS uuid[])) AND j.state = 'scheduled' AND o.job_id = j.id
-    AND {_STAGED}{free if if_free else ""}
-  RETURNING j.id
-)
-UPDATE conveyor_outbox o SET available_at = now() + make_interval(secs => :grace)
-FROM flip WHERE o.job_id = flip.id
-RETURNING o.job_id::text
+SELECT j.id::text FROM conveyor_jobs j
+JOIN conveyor_outbox o ON o.job_id = j.id AND {_STAGED}{free if if_free else ""}
+WHERE j.id = ANY(CAST(:ids AS uuid[])) AND j.state = 'scheduled'
+FOR UPDATE OF j
 """),
-        {"ids": job_ids, "grace": publish_grace, "active": list(_ACTIVE)},
+        {"ids": job_ids, "active": list(_ACTIVE)},
     )
     return [str(i) for (i,) in rows]
+
+
+def release_staged(conn: Connection, job_ids: list[str], publish_grace: float) -> None:
+    """Make staged jobs (locked by :func:`lock_staged`) queued now, their outbox rows due after
+    ``publish_grace``: the relay's safety net, as for any submission."""
+    if not job_ids:
+        return
+    conn.execute(
+        text("""
+WITH flip AS (
+  UPDATE conveyor_jobs SET state = 'queued', eta = NULL, queued_at = now(), updated_at = now()
+  WHERE id = ANY(CAST(:ids AS uuid[]))
+)
+UPDATE conveyor_outbox SET available_at = now() + make_interval(secs => :grace)
+WHERE job_id = ANY(CAST(:ids AS uuid[]))
+"""),
+        {"ids": job_ids, "grace": publish_grace},
+    )
 
 
 def outbox_messages(conn: Connection, job_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -45,7 +45,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from conveyor.control import Control, publish
 from conveyor.core import schedules as triggers
@@ -211,6 +211,7 @@ class Stager:
         others = [k for k in keys if k not in known]
         ids = {s.job_id: k for k, s in known.items()}
         t0 = time.perf_counter()
+        publish_seconds = 0.0
         with self.engine.begin() as conn:
             if not store.hold_lease(conn, store.SCHEDULER_LEASE, holder, token):
                 return {}
@@ -218,24 +219,34 @@ class Stager:
             ids.update({i: k for k, i in store.staged_by_key(conn, others).items()})
             if not ids:
                 return {}
-            released = store.release_staged(
-                conn, list(ids), self.control.settings.outbox_publish_grace, if_free=if_free
-            )
-        t1 = time.perf_counter()
+            released = store.lock_staged(conn, list(ids), if_free=if_free)
+            # Published while locked, before the update that makes them queued: the update of
+            # thousands of rows (every index of the jobs table) would delay the burst, and
+            # nothing can edit or cancel them in between. Should this transaction not commit,
+            # they stay staged and the next release publishes them again: a duplicate delivery
+            # of a job id, which the worker drops.
+            published: list[str] = []
+            if released:
+                p0 = time.perf_counter()
+                published = self._publish(conn, released, {s.job_id: s for s in known.values()})
+                publish_seconds = time.perf_counter() - p0
+            store.release_staged(conn, released, self.control.settings.outbox_publish_grace)
+        self.published += published  # (their outbox rows dropped once the tick is recorded)
         for key in keys if not if_free else [ids[i] for i in released]:
             self.fires.pop(key, None)
-        if released:
-            self._publish(released, {s.job_id: s for s in known.values()})
         self.released_total += len(released)
-        self.release_ledger_seconds += t1 - t0
-        self.release_publish_seconds += time.perf_counter() - t1
+        self.release_publish_seconds += publish_seconds
+        self.release_ledger_seconds += time.perf_counter() - t0 - publish_seconds
         return {ids[i]: i for i in released}
 
-    def _publish(self, released: list[str], known: dict[str, Staged]) -> None:
+    def _publish(
+        self, conn: Connection, released: list[str], known: dict[str, Staged]
+    ) -> list[str]:
         """Push the rehearsed queue entries in one pipeline; publish the others (staged by
         another leader, or on another broker) anew from their outbox messages."""
         commands: list[Command] = []
         rehearsed: list[str] = []
+        done: list[str] = []  # published
         anew: list[str] = []
         for job_id in released:
             staged = known.get(job_id)
@@ -252,16 +263,16 @@ class Stager:
                         for command in commands:
                             pipe.execute_command(*command)
                         pipe.execute()
-                    self.published += rehearsed
+                    done += rehearsed
                 if anew:
-                    with self.engine.connect() as conn:
-                        messages = store.outbox_messages(conn, anew)
+                    messages = store.outbox_messages(conn, anew)
                     with producer.batch():
                         for job_id, message in messages.items():
                             publish(self.app, job_id, message, producer)
-                    self.published += list(messages)
+                    done += list(messages)
         except Exception as exc:  # the relay publishes them after the grace
             log.warning("publish of released fires deferred to the outbox: %s", exc)
+        return done
 
     def tidy(self, now: datetime) -> None:
         """After the minute: drop the outbox rows of what was published, forget staged fires
