@@ -223,8 +223,8 @@ class Stager:
             # Published while locked, before the update that makes them queued: the update of
             # thousands of rows (every index of the jobs table) would delay the burst, and
             # nothing can edit or cancel them in between. Should this transaction not commit,
-            # they stay staged and the next release publishes them again: a duplicate delivery
-            # of a job id, which the worker drops.
+            # they stay staged and the next release publishes them again — the window a
+            # submitter has between its publish and its outbox clean-up.
             published: list[str] = []
             if released:
                 p0 = time.perf_counter()
