@@ -359,6 +359,7 @@ class Scheduler:
         t2 = time.perf_counter()
         jobs = self._collect(plan)
         t3 = time.perf_counter()
+        self._still_leading()  # (a first burst through a fixed pool waits for its start-up)
         self._record(plan, jobs)
         if len(rows) >= BIG_TICK:  # where a burst's time went
             log.info(
