@@ -35,6 +35,7 @@ from bench.apps import TASK, consumed_queues, reference
 from bench.report import Figure
 from bench.stack import BenchError, QueueProbe, Stack, wait_until
 from conveyor.runtime.scheduler import AUTO_CHECK, AUTO_LOOKAHEAD
+from conveyor.runtime.staging import STAGE_AHEAD
 
 SCHEDULES = 10_000
 TARGET_SECONDS = 2.0
@@ -76,7 +77,9 @@ def run(stack: Stack, n: int = SCHEDULES, submitters: int | str = 0) -> Result:
     queues = consumed_queues(reference("conveyor", stack.settings, stack.prefix))
     stack.reset(queues, {})
     # With auto, the idle window ends where the look-ahead would see the burst.
-    ahead = AUTO_LOOKAHEAD + AUTO_CHECK + 1.0 if submitters == AUTO else 3.0
+    # The idle window ends where the look-ahead would see the burst (and stage it, in every
+    # configuration).
+    ahead = max(AUTO_LOOKAHEAD, STAGE_AHEAD) + AUTO_CHECK + 1.0
     with stack.pg() as conn:
         due = _due_minute(conn, LEAD + ahead - 3.0)
         conn.execute(
@@ -100,12 +103,11 @@ def run(stack: Stack, n: int = SCHEDULES, submitters: int | str = 0) -> Result:
             time.sleep(left - ahead)
             cpu1, t1 = _cpu(proc), time.monotonic()
             idle = (cpu1 - cpu0) / (t1 - t0) * 100
-            start_cpu = ready = None
-            if submitters == AUTO:
-                time.sleep(ahead - 3.0)
-                cpu_ready = _cpu(proc)
-                start_cpu, ready = cpu_ready - cpu1, _submitters(proc)
-                cpu1 = cpu_ready
+            # From the look-ahead to 3 s before T: the staging (and a pool's start-up).
+            time.sleep(ahead - 3.0)
+            cpu_ready = _cpu(proc)
+            start_cpu, ready = cpu_ready - cpu1, _submitters(proc)
+            cpu1 = cpu_ready
 
             # From here (3 s or more before T) the broker's queue is watched: no worker runs, so
             # the 10,000 messages stay there, and the moment the last one arrives is when the
@@ -222,7 +224,8 @@ def figures(r: Result) -> list[Figure]:
             ),
             Figure(
                 section,
-                "scheduler CPU from the look-ahead to 3 s before the minute (pool start-up) s",
+                "scheduler CPU from the look-ahead to 3 s before the minute (staging; a pool's "
+                "start-up) s",
                 f"{r.start_cpu_seconds:.2f}",
             ),
         ]

@@ -137,7 +137,7 @@ class Scheduler:
         self.auto_check = auto_check
         self.stage_threshold = stage_threshold
         self.stage_quiet = stage_quiet
-        self.stager = Stager(app, engine, self.control, self.service)
+        self.stager = Stager(app, engine, self.control, self.service, quiet=stage_quiet)
         self._staged_look = -float("inf")  # (monotonic) last look for fires to stage
         self.pool: Submitters | None = None
         self.pools_started = 0

@@ -41,7 +41,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Celery
@@ -81,8 +81,16 @@ class _Rehearsed(Exception):
 class Stager:
     """The leader's staged fires (by idempotency key): stage before the minute, release at it."""
 
-    def __init__(self, app: Celery, engine: Engine, control: Control, service: ScheduleService):
+    def __init__(
+        self,
+        app: Celery,
+        engine: Engine,
+        control: Control,
+        service: ScheduleService,
+        quiet: float = 2.0,
+    ) -> None:
         self.app = app
+        self.quiet = quiet  # seconds: no staging closer than this to a fire
         self.engine = engine
         self.control = control
         self.service = service
@@ -118,6 +126,12 @@ class Stager:
         staged = 0
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
+            soonest = min(job.eta for job, _ in chunk if job.eta is not None)
+            if soonest - datetime.now(UTC) < timedelta(seconds=self.quiet):
+                # A staging that ran late (a loaded machine) must not delay the fire itself:
+                # the rest goes through the normal path at its minute.
+                log.warning("staging stopped %g s before the fires it was for", self.quiet)
+                break
             token = lease()
             if token is None:
                 break
