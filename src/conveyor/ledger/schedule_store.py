@@ -448,24 +448,33 @@ def lock_staged(conn: Connection, job_ids: list[str], *, if_free: bool = False) 
     (staged rows are not runs) — the fires the tick would submit anyway."""
     if not job_ids:
         return []
+    # The schedules with a run active (queued, running, retrying, or scheduled but not staged)
+    # and those with a buffered fire, each found once from its own small set — not probed
+    # per schedule through all its past jobs.
     free = """
   JOIN conveyor_schedules s ON s.id = j.schedule_id AND s.next_fire_at = j.eta
     AND NOT s.paused AND s.retired_at IS NULL
-    AND NOT EXISTS (SELECT 1 FROM conveyor_schedule_fires f
-                    WHERE f.schedule_id = s.id AND f.outcome = 'buffered')
-    AND (s.overlap = 'allow_all' OR NOT EXISTS (
-      SELECT 1 FROM conveyor_jobs b
-      WHERE b.schedule_id = s.id AND b.id <> j.id AND b.state = ANY(CAST(:active AS text[]))
-        AND NOT EXISTS (SELECT 1 FROM conveyor_outbox ob WHERE ob.job_id = b.id
-                        AND ob.available_at = 'infinity')))"""
+    AND NOT EXISTS (SELECT 1 FROM buffered WHERE buffered.schedule_id = s.id)
+    AND (s.overlap = 'allow_all'
+         OR NOT EXISTS (SELECT 1 FROM busy WHERE busy.schedule_id = s.id))"""
+    sets = """
+WITH busy AS (
+  SELECT schedule_id FROM conveyor_jobs
+  WHERE state = ANY(CAST(:running AS text[])) AND schedule_id IS NOT NULL
+  UNION
+  SELECT b.schedule_id FROM conveyor_outbox ob JOIN conveyor_jobs b ON b.id = ob.job_id
+  WHERE ob.available_at < 'infinity' AND b.state = 'scheduled' AND b.schedule_id IS NOT NULL
+), buffered AS (
+  SELECT DISTINCT schedule_id FROM conveyor_schedule_fires WHERE outcome = 'buffered'
+)"""
     rows = conn.execute(
-        text(f"""
+        text(f"""{sets if if_free else ""}
 SELECT j.id::text FROM conveyor_jobs j
 JOIN conveyor_outbox o ON o.job_id = j.id AND {_STAGED}{free if if_free else ""}
 WHERE j.id = ANY(CAST(:ids AS uuid[])) AND j.state = 'scheduled'
 FOR UPDATE OF j
 """),
-        {"ids": job_ids, "active": list(_ACTIVE)},
+        {"ids": job_ids, "running": [a for a in _ACTIVE if a != "scheduled"]},
     )
     return [str(i) for (i,) in rows]
 
