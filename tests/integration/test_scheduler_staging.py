@@ -225,3 +225,30 @@ def test_skipped_fires_leave_no_staged_job(client: Any, ledger: Any, scheduler: 
     for f in rows:
         if f.job_id:
             client.post(f"/api/v1/jobs/{f.job_id}/cancel")
+
+
+def test_a_fire_released_by_another_leader_is_not_released_again(
+    client: Any, ledger: Any, scheduler: Scheduler
+) -> None:
+    """Two leaders for a moment: the other one released the staged job first (here by hand,
+    with the same statements). This leader's release finds it no longer staged and the fire
+    keeps that one job (its key), published once."""
+    from conveyor.ledger import schedule_store as store
+
+    at = _at(5)
+    s = create(client, at=at.isoformat(), task="demo.add", args=[3, 4])
+    (row,) = wait_for(lambda: staged(ledger, s["id"]), timeout=10, message="the staged fire")
+    with ledger.begin() as conn:
+        assert store.lock_staged(conn, [row.id]) == [row.id]
+        store.release_staged(conn, [row.id], 5.0)
+    with ledger.begin() as conn:
+        assert store.lock_staged(conn, [row.id]) == []  # released once only
+    (fire,) = wait_for(lambda: fires(ledger, s["id"]), timeout=15, message="the fire")
+    assert fire.outcome == "submitted" and fire.job_id == row.id
+    with ledger.connect() as conn:
+        n = conn.execute(
+            text("SELECT count(*) FROM conveyor_jobs WHERE schedule_id = :id"), {"id": s["id"]}
+        ).scalar()
+    assert n == 1
+    # (Not published by the other "leader" here: the relay publishes it after the grace.)
+    wait_for(lambda: job(ledger, row.id).state == "succeeded", timeout=30, message="its run")
