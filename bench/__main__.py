@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--repeats", type=int, default=20, help="requests per dashboard page")
     p.add_argument("--chord-tasks", type=int, default=1000, help="header tasks of the chord run")
+    p.add_argument(
+        "--submitters",
+        action="append",
+        choices=("0", "2", "auto"),
+        help="schedules: run only this `conveyor beat --submitters` configuration (repeatable;"
+        " default: all three)",
+    )
     p.add_argument("--markdown", action="store_true", help="print Markdown for the docs")
     p.add_argument("--keep", action="store_true", help="keep the run directory (child logs)")
     return p
@@ -161,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                 figures += catalog.figures(catalog.run(stack, args.catalog_rows))
             if "schedules" in selected:
                 print("schedules due in the same minute:", file=sys.stderr)
-                for submitters in (0, 2, schedules.AUTO):
+                configs = args.submitters or ["0", "2", schedules.AUTO]
+                for submitters in (c if c == schedules.AUTO else int(c) for c in configs):
                     figures += schedules.figures(schedules.run(stack, submitters=submitters))
             if "chord" in selected:
                 print(f"chord of {args.chord_tasks:,} header tasks:", file=sys.stderr)

@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,17 +38,27 @@ def scheduler(svc: Any) -> Iterator[Scheduler]:
     app. Schedules made before (the code schedules the API imported, any another module left)
     are paused first, as a user would (an override for code schedules), so that only this
     module's schedules fire into the shared worker."""
+    with leading(svc) as sched:
+        yield sched
+
+
+@contextmanager
+def leading(svc: Any, **options: Any) -> Iterator[Scheduler]:
+    """A scheduler (``options``: the Scheduler's) running in a thread, once it leads; every
+    schedule not paused before is paused first."""
     for s in svc.schedules.list(ScheduleFilter(retired=None)):
         if not s["paused"]:
             svc.schedules.pause(s["id"], "paused by the scheduler tests")
-    sched = Scheduler(svc.app, svc.engine, import_code=False, lease_ttl=3.0)
+    sched = Scheduler(svc.app, svc.engine, import_code=False, lease_ttl=3.0, **options)
     stop = threading.Event()
     thread = threading.Thread(target=sched.run, args=(stop,), name="test-scheduler")
     thread.start()
-    wait_for(lambda: sched.leader, timeout=15, message="the scheduler to lead")
-    yield sched
-    stop.set()
-    thread.join(15)
+    try:
+        wait_for(lambda: sched.leader, timeout=15, message="the scheduler to lead")
+        yield sched
+    finally:
+        stop.set()
+        thread.join(15)
     assert not thread.is_alive()
 
 

@@ -125,7 +125,13 @@ def test_auto_starts_the_pool_ahead_of_a_burst_and_closes_it_when_quiet(
     due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=15)
     ids = _burst(svc, ledger, 40, due)
     sched = Scheduler(
-        svc.app, svc.engine, import_code=False, auto_threshold=40, auto_idle=1.0, auto_check=0.2
+        svc.app,
+        svc.engine,
+        import_code=False,
+        auto_threshold=40,
+        auto_idle=1.0,
+        auto_check=0.2,
+        stage_threshold=0,  # (with staging, auto starts no pool: the burst is staged)
     )
     assert sched.submitters == "auto"
     try:
@@ -149,7 +155,9 @@ def test_auto_starts_no_pool_for_a_few_fires(client: Any, ledger: Any) -> None:
     svc = client.app.state.services
     due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
     ids = _burst(svc, ledger, 5, due)
-    sched = Scheduler(svc.app, svc.engine, import_code=False, auto_threshold=6, auto_check=0.2)
+    sched = Scheduler(
+        svc.app, svc.engine, import_code=False, auto_threshold=6, auto_check=0.2, stage_threshold=0
+    )
     try:
         with _running(sched):
             rows = wait_for(lambda: _fired(ledger, ids, due), 60, message="5 fires submitted")
@@ -164,7 +172,9 @@ def test_auto_starts_the_pool_only_as_leader(client: Any, ledger: Any) -> None:
     svc = client.app.state.services
     due = datetime.now(UTC) + timedelta(seconds=20)
     ids = _burst(svc, ledger, 10, due)
-    sched = Scheduler(svc.app, svc.engine, import_code=False, auto_threshold=10, auto_check=0.0)
+    sched = Scheduler(
+        svc.app, svc.engine, import_code=False, auto_threshold=10, auto_check=0.0, stage_threshold=0
+    )
     other = f"other-{uuid.uuid4().hex[:6]}"
     try:
         with ledger.begin() as conn:

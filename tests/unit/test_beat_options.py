@@ -25,3 +25,10 @@ def test_refused_on_the_command_line() -> None:
     result = CliRunner().invoke(cli, ["beat", "--submitters", "17"])
     assert result.exit_code == 2
     assert "'17' is not 'auto'" in result.output
+
+
+@pytest.mark.parametrize("value", ["-1", "many", "1.5"])
+def test_stage_threshold_refused_on_the_command_line(value: str) -> None:
+    result = CliRunner().invoke(cli, ["beat", "--stage-threshold", value])
+    assert result.exit_code == 2
+    assert "--stage-threshold" in result.output

@@ -158,6 +158,14 @@ def beat(
             "minutes), 0 (none) or a fixed number up to 16",
         ),
     ] = "auto",
+    stage_threshold: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="stage fires ahead of their minute (job rows written, publishes rehearsed) "
+            "once at least this many are due within 30 s; 0: never",
+        ),
+    ] = 1000,  # runtime.scheduler.AUTO_THRESHOLD (not imported: the CLI starts fast)
     log_format: LogFormatOption = None,
 ) -> None:
     """Run the scheduler: fire the schedules stored in the ledger (run several for failover;
@@ -177,7 +185,9 @@ def beat(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     pool: int | Literal["auto"] = "auto" if submitters == "auto" else int(submitters)
-    scheduler = Scheduler(app, engine, import_code=code, submitters=pool)
+    scheduler = Scheduler(
+        app, engine, import_code=code, submitters=pool, stage_threshold=stage_threshold
+    )
     logging.getLogger("conveyor.scheduler").info(
         "conveyor beat: scheduler %s starting", scheduler.holder
     )

@@ -99,6 +99,28 @@ SELECT * FROM ins
 """)
 
 
+def job_params(n: int, job: NewJob) -> dict[str, Any]:
+    """A new job as one JSON record of a batch insert (``n``: its place in the batch)."""
+    return {
+        "n": n,
+        "id": job.id,
+        "task": job.task,
+        "queue": job.queue,
+        "priority": job.priority,
+        "args": job.args,
+        "kwargs": job.kwargs,
+        "eta": job.eta.isoformat() if job.eta is not None else None,
+        "idempotency_key": job.idempotency_key,
+        "payload_hash": job.payload_hash,
+        "retry_of": job.retry_of,
+        "parent_id": job.parent_id,
+        "root_id": job.root_id or job.id,
+        "schedule_id": job.schedule_id,
+        "workflow_id": job.workflow_id,
+        "message": job.message,
+    }
+
+
 def insert_jobs(
     conn: Connection, batch: list[NewJob], *, publish_grace: float = 5.0
 ) -> list[dict[str, Any] | None]:
@@ -109,27 +131,7 @@ def insert_jobs(
     immediate job: the submitter publishes it itself and deletes the row; the relay only steps
     in if that did not happen in time (broker down, or the submitter died after commit).
     """
-    rows = [
-        {
-            "n": n,
-            "id": job.id,
-            "task": job.task,
-            "queue": job.queue,
-            "priority": job.priority,
-            "args": job.args,
-            "kwargs": job.kwargs,
-            "eta": job.eta.isoformat() if job.eta is not None else None,
-            "idempotency_key": job.idempotency_key,
-            "payload_hash": job.payload_hash,
-            "retry_of": job.retry_of,
-            "parent_id": job.parent_id,
-            "root_id": job.root_id or job.id,
-            "schedule_id": job.schedule_id,
-            "workflow_id": job.workflow_id,
-            "message": job.message,
-        }
-        for n, job in enumerate(batch)
-    ]
+    rows = [job_params(n, job) for n, job in enumerate(batch)]
     result = conn.execute(_INSERT_JOBS, {"rows": json.dumps(rows), "grace": publish_grace})
     inserted = {str(r["id"]): dict(r) for r in result.mappings()}
     return [inserted.get(job.id) for job in batch]

@@ -15,13 +15,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, any_, cast, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    any_,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.exc import IntegrityError
 
 from conveyor.core.states import ACTIVE_STATES
 from conveyor.errors import ScheduleExists, ScheduleNotFound
-from conveyor.ledger.tables import jobs, schedule_fires, schedules
+from conveyor.ledger.repository import NewJob, job_params
+from conveyor.ledger.tables import jobs, outbox, schedule_fires, schedules
 
 CHANNEL = "conveyor_schedules"
 """NOTIFY channel: every change to a schedule is announced here (payload: its id)."""
@@ -106,6 +120,9 @@ def update_schedule(conn: Connection, schedule_id: str, values: dict[str, Any]) 
         raise ScheduleExists(values.get("name", "")) from None
     if found is None:
         raise ScheduleNotFound(schedule_id)
+    # A fire staged from the schedule as it was must not run: the leader fires it from the
+    # new definition (or not at all) instead.
+    drop_staged(conn, schedule_id=schedule_id)
     notify(conn, schedule_id)
     return dict(found)
 
@@ -114,6 +131,8 @@ def delete_schedule(conn: Connection, schedule_id: str) -> None:
     result = conn.execute(delete(schedules).where(schedules.c.id == schedule_id))
     if not result.rowcount:
         raise ScheduleNotFound(schedule_id)
+    # (After the delete, which waited for a staging in flight: its rows are seen here.)
+    drop_staged(conn, schedule_id=schedule_id)
     notify(conn, schedule_id)
 
 
@@ -200,13 +219,17 @@ def buffered(conn: Connection) -> list[dict[str, Any]]:
 
 def active_jobs(conn: Connection, schedule_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
     """(id, idempotency key) of each schedule's jobs that are not finished (waiting or
-    running)."""
+    running). Staged fires (not released yet) are not runs."""
     if not schedule_ids:
         return {}
+    staged = exists().where(
+        outbox.c.job_id == jobs.c.id, outbox.c.available_at == literal_column("'infinity'")
+    )
     # One array parameter, not an IN list of thousands of binds.
     q = select(jobs.c.schedule_id, jobs.c.id, jobs.c.idempotency_key).where(
         jobs.c.schedule_id == any_(cast(schedule_ids, ARRAY(UUID(as_uuid=False)))),
         jobs.c.state.in_(_ACTIVE),
+        ~staged,
     )
     out: dict[str, list[tuple[str, str]]] = {}
     for sid, jid, key in conn.execute(q):
@@ -352,3 +375,157 @@ def lock_code_import(conn: Connection) -> None:
 def names_taken(conn: Connection, names: list[str]) -> dict[str, dict[str, Any]]:
     q = select(schedules).where(schedules.c.name.in_(names))
     return {r["name"]: dict(r) for r in conn.execute(q).mappings()}
+
+
+# --- fires staged ahead of their minute (runtime/staging.py) ------------------------------------
+# A staged fire is a job row in state ``scheduled`` (eta: the fire time) whose outbox row is
+# due at 'infinity': the relay never publishes it; the leader releases it at the minute, or an
+# edit of its schedule drops it. "Run now" on it works as on any scheduled job (the relay then
+# publishes it, and the release finds it no longer scheduled).
+_STAGED = "o.available_at = 'infinity'"
+
+_STAGE = text("""
+WITH new AS (
+  SELECT x.* FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(
+    n int, id uuid, task text, queue text, priority smallint, args jsonb, kwargs jsonb,
+    eta timestamptz, idempotency_key text, payload_hash text, schedule_id uuid, seen timestamptz,
+    message jsonb)
+  -- The schedule as it was planned from, locked until this commits: an edit waits for this
+  -- statement and then drops what it staged, or came first and this stages nothing.
+  JOIN conveyor_schedules s ON s.id = x.schedule_id AND s.updated_at = x.seen
+    AND NOT s.paused AND s.retired_at IS NULL
+  FOR SHARE OF s
+), ins AS (
+  INSERT INTO conveyor_jobs (id, task, state, queue, priority, args, kwargs, eta,
+    idempotency_key, payload_hash, root_id, schedule_id)
+  SELECT id, task, 'scheduled', queue, priority, args, kwargs, eta, idempotency_key,
+    payload_hash, id, schedule_id
+  FROM new ORDER BY n
+  ON CONFLICT DO NOTHING
+  RETURNING id
+), box AS (
+  INSERT INTO conveyor_outbox (job_id, message, available_at)
+  SELECT new.id, new.message, 'infinity' FROM new JOIN ins ON ins.id = new.id
+)
+SELECT id::text FROM ins
+""")
+
+
+def stage_jobs(conn: Connection, staged: list[tuple[NewJob, datetime]]) -> set[str]:
+    """Write (job, schedule's ``updated_at`` it was planned from) as staged rows; the ids of
+    those written (not: a job of that fire exists already, or the schedule changed since)."""
+    if not staged:
+        return set()
+    rows = [
+        {**job_params(n, job), "seen": seen.isoformat()} for n, (job, seen) in enumerate(staged)
+    ]
+    return {r[0] for r in conn.execute(_STAGE, {"rows": json.dumps(rows)})}
+
+
+def staged_by_key(conn: Connection, keys: list[str]) -> dict[str, str]:
+    """Idempotency key → id of the staged jobs among ``keys`` (a leader before this one may
+    have staged them)."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        text(f"""
+SELECT j.idempotency_key, j.id::text FROM conveyor_jobs j
+JOIN conveyor_outbox o ON o.job_id = j.id AND {_STAGED}
+WHERE j.idempotency_key = ANY(CAST(:keys AS text[])) AND j.state = 'scheduled'
+"""),
+        {"keys": keys},
+    )
+    return {str(k): str(i) for k, i in rows}
+
+
+def lock_staged(conn: Connection, job_ids: list[str], *, if_free: bool = False) -> list[str]:
+    """Lock (until the transaction ends) the jobs among ``job_ids`` that are still staged (an
+    edit, cancel or "run now" since took the others); their ids. Locked, they can be published
+    before :func:`release_staged` writes them as queued: no edit or cancel comes in between.
+
+    ``if_free``: only those whose fire is still their schedule's next one, with no buffered
+    fire waiting and, unless the overlap is ``allow_all``, no run of the schedule active
+    (staged rows are not runs) — the fires the tick would submit anyway."""
+    if not job_ids:
+        return []
+    # The schedules with a run active (queued, running, retrying, or scheduled but not staged)
+    # and those with a buffered fire, each found once from its own small set — not probed
+    # per schedule through all its past jobs.
+    free = """
+  JOIN conveyor_schedules s ON s.id = j.schedule_id AND s.next_fire_at = j.eta
+    AND NOT s.paused AND s.retired_at IS NULL
+    AND NOT EXISTS (SELECT 1 FROM buffered WHERE buffered.schedule_id = s.id)
+    AND (s.overlap = 'allow_all'
+         OR NOT EXISTS (SELECT 1 FROM busy WHERE busy.schedule_id = s.id))"""
+    sets = """
+WITH busy AS (
+  SELECT schedule_id FROM conveyor_jobs
+  WHERE state = ANY(CAST(:running AS text[])) AND schedule_id IS NOT NULL
+  UNION
+  SELECT b.schedule_id FROM conveyor_outbox ob JOIN conveyor_jobs b ON b.id = ob.job_id
+  WHERE ob.available_at < 'infinity' AND b.state = 'scheduled' AND b.schedule_id IS NOT NULL
+), buffered AS (
+  SELECT DISTINCT schedule_id FROM conveyor_schedule_fires WHERE outcome = 'buffered'
+)"""
+    rows = conn.execute(
+        text(f"""{sets if if_free else ""}
+SELECT j.id::text FROM conveyor_jobs j
+JOIN conveyor_outbox o ON o.job_id = j.id AND {_STAGED}{free if if_free else ""}
+WHERE j.id = ANY(CAST(:ids AS uuid[])) AND j.state = 'scheduled'
+FOR UPDATE OF j
+"""),
+        {"ids": job_ids, "running": [a for a in _ACTIVE if a != "scheduled"]},
+    )
+    return [str(i) for (i,) in rows]
+
+
+def release_staged(conn: Connection, job_ids: list[str], publish_grace: float) -> None:
+    """Make staged jobs (locked by :func:`lock_staged`) queued now, their outbox rows due after
+    ``publish_grace``: the relay's safety net, as for any submission."""
+    if not job_ids:
+        return
+    conn.execute(
+        text("""
+WITH flip AS (
+  UPDATE conveyor_jobs SET state = 'queued', eta = NULL, queued_at = now(), updated_at = now()
+  WHERE id = ANY(CAST(:ids AS uuid[]))
+)
+UPDATE conveyor_outbox SET available_at = now() + make_interval(secs => :grace)
+WHERE job_id = ANY(CAST(:ids AS uuid[]))
+"""),
+        {"ids": job_ids, "grace": publish_grace},
+    )
+
+
+def outbox_messages(conn: Connection, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Job id → the message its outbox row holds (what to publish)."""
+    if not job_ids:
+        return {}
+    rows = conn.execute(
+        select(outbox.c.job_id, outbox.c.message).where(
+            outbox.c.job_id == any_(cast(job_ids, ARRAY(UUID(as_uuid=False))))
+        )
+    )
+    return {str(i): dict(m) for i, m in rows}
+
+
+def drop_staged(
+    conn: Connection, *, schedule_id: str | None = None, keys: list[str] | None = None
+) -> int:
+    """Delete staged jobs (with their outbox rows) of a schedule, or of these fires' keys;
+    how many."""
+    if schedule_id is None and not keys:
+        return 0
+    where = (
+        "j.schedule_id = CAST(:sid AS uuid)"
+        if schedule_id is not None
+        else "j.idempotency_key = ANY(CAST(:keys AS text[]))"
+    )
+    result = conn.execute(
+        text(f"""
+DELETE FROM conveyor_jobs j USING conveyor_outbox o
+WHERE {where} AND j.state = 'scheduled' AND o.job_id = j.id AND {_STAGED}
+"""),
+        {"sid": schedule_id, "keys": keys or []},
+    )
+    return int(result.rowcount or 0)

@@ -13,14 +13,20 @@ What is due is one indexed query (``next_fire_at <= now``). The leader wakes at 
 next fire, at a NOTIFY on ``conveyor_schedules`` (every change through the service sends one),
 and at least every ``poll`` seconds, so edits apply at once without a restart.
 
-Large bursts can go through submitter processes (``runtime/submitters.py``). By default
-(``submitters="auto"``) the leader looks ahead every ``AUTO_CHECK`` seconds — one count on the
-``next_fire_at`` index, stopping at the threshold — and starts a pool of ``AUTO_POOL`` processes
-when at least ``AUTO_THRESHOLD`` fires are due within ``AUTO_LOOKAHEAD`` seconds, so their
-start-up (a couple of seconds of imports) is over before the burst; a burst finds the pool
-ready or goes through this process as without one. The pool is closed once no burst has been
-seen for ``AUTO_IDLE`` seconds, or when the lease is lost. A whole number instead is a fixed pool
-started with the scheduler (0: none).
+A burst seen coming is staged ahead of its minute (``runtime/staging.py``): once at least
+``stage_threshold`` fires are due within ``STAGE_AHEAD`` seconds, their job rows are written and
+their publishes rehearsed, and at the minute they are released in bulk — first the fires whose
+outcome is certain (``Stager.release_ready``), before the tick reads and plans anything, then
+those the tick decides to submit.
+
+Bursts that are not staged can go through submitter processes (``runtime/submitters.py``).
+With ``submitters="auto"`` and staging off, the leader looks ahead every ``AUTO_CHECK``
+seconds — one count on the ``next_fire_at`` index, stopping at the threshold — and starts a
+pool of ``AUTO_POOL`` processes when at least ``AUTO_THRESHOLD`` fires are due within
+``AUTO_LOOKAHEAD`` seconds, so their start-up (a couple of seconds of imports) is over before
+the burst; a burst finds the pool ready or goes through this process as without one. The pool
+is closed once no burst has been seen for ``AUTO_IDLE`` seconds, or when the lease is lost. A
+whole number instead is a fixed pool started with the scheduler (0: none).
 
 Per fire, the schedule's policies apply (see docs/schedules.md): catch-up window after
 downtime (older fires are recorded as missed; within the window the latest ``catchup_max`` run),
@@ -52,6 +58,7 @@ from conveyor.intake import MAX_BATCH
 from conveyor.ledger import schedule_store as store
 from conveyor.ledger.events import METRICS_SCHEDULES
 from conveyor.runtime.context import runtime_of
+from conveyor.runtime.staging import STAGE_AHEAD, Stager
 from conveyor.runtime.submitters import Submitters
 from conveyor.schedules import ScheduleService, fire_job, fire_key, trigger_of
 
@@ -69,6 +76,13 @@ AUTO_LOOKAHEAD = 30.0  # seconds
 AUTO_CHECK = 5.0  # seconds between look-aheads
 AUTO_IDLE = 180.0  # seconds without a burst before the pool is closed
 AUTO_POOL = min(2, os.cpu_count() or 1)
+BIG_TICK = 1000  # a tick firing at least this many logs where its time went
+RELEASE_BATCH = 5000  # staged fires released per statement and pipeline
+STAGE_QUIET = 2.0  # seconds: no staging this close to a fire (it would delay the fire)
+
+
+class LeaseLost(ConveyorError):
+    """The leader lost its lease in the middle of a tick."""
 
 
 @dataclass
@@ -85,6 +99,7 @@ class Plan:
     handed: int = 0  # how many of ``submit`` went to the intake
     cancelled: int = 0  # how many of ``cancel`` were cancelled
     pending: list[tuple[dict[str, Any], Any]] = field(default_factory=list)
+    staged: list[tuple[dict[str, Any], datetime, dict[str, Any]]] = field(default_factory=list)
 
 
 class Scheduler:
@@ -104,6 +119,8 @@ class Scheduler:
         auto_threshold: int = AUTO_THRESHOLD,
         auto_idle: float = AUTO_IDLE,
         auto_check: float = AUTO_CHECK,
+        stage_threshold: int = AUTO_THRESHOLD,
+        stage_quiet: float = STAGE_QUIET,
     ) -> None:
         self.app = app
         self.engine = engine
@@ -118,6 +135,10 @@ class Scheduler:
         self.auto_threshold = auto_threshold
         self.auto_idle = auto_idle
         self.auto_check = auto_check
+        self.stage_threshold = stage_threshold
+        self.stage_quiet = stage_quiet
+        self.stager = Stager(app, engine, self.control, self.service, quiet=stage_quiet)
+        self._staged_look = -float("inf")  # (monotonic) last look for fires to stage
         self.pool: Submitters | None = None
         self.pools_started = 0
         self.pooled_fires = 0  # fires submitted by submitter processes
@@ -146,7 +167,15 @@ class Scheduler:
                     if self.submitters == "auto":
                         self.size_pool()
                     if self.leader:
-                        wait = min(wait, self.tick())
+                        until_next = self.tick()
+                        wait = min(wait, until_next)
+                        if until_next >= self.stage_quiet:
+                            self.stage_ahead()
+                    else:
+                        self.stager.forget()
+                except LeaseLost as exc:
+                    log.warning("%s; its fires are left to the new leader", exc)
+                    wait = self.poll
                 except Exception:
                     log.exception("scheduler tick failed; trying again")
                     self.token = None
@@ -210,7 +239,9 @@ class Scheduler:
             self._close_pool("not leading")
             return
         now = time.monotonic()
-        if AUTO_POOL < 2 or now - self._looked < self.auto_check:
+        # With staging, a burst in sight is staged before its minute and costs one release at
+        # it, which a pool would not speed up: the pool is for bursts without staging.
+        if AUTO_POOL < 2 or self.stage_threshold or now - self._looked < self.auto_check:
             return
         self._looked = now
         until = datetime.now(UTC) + timedelta(seconds=AUTO_LOOKAHEAD)
@@ -222,6 +253,25 @@ class Scheduler:
                 self._start_pool(AUTO_POOL)
         elif now - self._burst_seen >= self.auto_idle:
             self._close_pool(f"no burst for {self.auto_idle:g} s")
+
+    def stage_ahead(self) -> None:
+        """Stage the fires due within ``STAGE_AHEAD`` seconds once at least
+        ``stage_threshold`` are (looked at every ``auto_check`` seconds; 0: never)."""
+        now = time.monotonic()
+        if not self.stage_threshold or now - self._staged_look < self.auto_check:
+            return
+        self._staged_look = now
+        wall = datetime.now(UTC)
+        until = wall + timedelta(seconds=STAGE_AHEAD)
+        with self.engine.connect() as conn:
+            if store.due_count(conn, until, self.stage_threshold) < self.stage_threshold:
+                return
+            rows = [r for r in store.due(conn, until, self.batch) if r["next_fire_at"] > wall]
+        self.stager.stage(rows, self.holder, self._renewed_token)
+
+    def _renewed_token(self) -> int | None:
+        self.keep_lease()
+        return self.token
 
     def release(self) -> None:
         if self.token is None:
@@ -265,6 +315,15 @@ class Scheduler:
         """Fire what is due at ``now``; seconds until the next fire (or a poll)."""
         self.ticks += 1
         now = now or datetime.now(UTC)
+        released_before = self.stager.released_total
+        ledger0 = self.stager.release_ledger_seconds
+        publish0 = self.stager.release_publish_seconds
+        t0 = time.perf_counter()
+        if self.stager.fires:
+            assert self.token is not None
+            self.stager.release_ready(now, self.holder, self.token)
+        ready = self.stager.released_total - released_before
+        tr = time.perf_counter()
         with self.engine.connect() as conn:
             rows = store.due(conn, now, self.batch)
             waiting = store.buffered(conn)
@@ -278,6 +337,7 @@ class Scheduler:
                 ]
                 for sid in missing:
                     by_id.setdefault(sid, store.get(conn, sid))
+        t1 = time.perf_counter()
         plan = Plan(pooled=self._pool_ready())
         self._release_buffered(plan, waiting, by_id, active)
         released = {f["schedule_id"] for f in plan.settle}
@@ -288,10 +348,36 @@ class Scheduler:
             # Handed in a full intake batch at a time: the committer writes and publishes the
             # first batches while the rest is still being planned.
             if len(plan.submit) - plan.handed >= MAX_BATCH or plan.cancel[plan.cancelled :]:
+                self._still_leading()
                 self._hand_in(plan)
+            if len(plan.staged) >= RELEASE_BATCH:
+                self._still_leading()
+                self._release_known(plan)
+        self._still_leading()
+        self._release_known(plan)
         self._hand_in(plan)
+        t2 = time.perf_counter()
         jobs = self._collect(plan)
+        t3 = time.perf_counter()
+        self._still_leading()  # (a first burst through a fixed pool waits for its start-up)
         self._record(plan, jobs)
+        if len(rows) >= BIG_TICK:  # where a burst's time went
+            log.info(
+                "tick: %d due, %d released as staged (%d before planning, in %.2f s), %d "
+                "submitted; read %.2f s, planned and handed in %.2f s (releases: ledger %.2f s, "
+                "publish %.2f s), committed %.2f s, recorded %.2f s",
+                len(rows),
+                self.stager.released_total - released_before,
+                ready,
+                tr - t0,
+                jobs,
+                t1 - tr,
+                t2 - t1,
+                self.stager.release_ledger_seconds - ledger0,
+                self.stager.release_publish_seconds - publish0,
+                t3 - t2,
+                time.perf_counter() - t3,
+            )
         if len(rows) >= self.batch:
             return 0.0  # more are due
         with self.engine.connect() as conn:
@@ -299,6 +385,13 @@ class Scheduler:
         if nxt is None:
             return self.poll
         return max(0.0, (nxt - datetime.now(UTC)).total_seconds())
+
+    def _still_leading(self) -> None:
+        """Renew the lease mid-tick (a large burst on a loaded machine can outlast it); the
+        tick is abandoned, and left to the next leader, once it is lost."""
+        self.keep_lease()
+        if self.token is None:
+            raise LeaseLost(f"scheduler {self.holder} lost the lease mid-tick")
 
     def _plan(
         self,
@@ -342,8 +435,13 @@ class Scheduler:
         busy = bool(busy_ids)
         has_buffer = buffer_full
         for fire in run:
+            key = fire_key(sid, fire)
+            # Released before planning (Stager.release_ready), as this would have decided.
+            early = self.stager.released.pop(key, None)
             outcome = "submitted"
-            if busy and row["overlap"] == "skip":
+            if early is not None:
+                pass
+            elif busy and row["overlap"] == "skip":
                 outcome = "skipped_overlap"
             elif busy and row["overlap"] == "buffer_one":
                 outcome = "skipped_overlap" if has_buffer else "buffered"
@@ -354,10 +452,17 @@ class Scheduler:
             fire_row = {"schedule_id": sid, "fire_time": fire, "outcome": outcome}
             plan.fires.append(fire_row)
             plan.counts[outcome] += 1
-            if outcome in ("submitted", "cancelled_previous"):
+            if outcome not in ("submitted", "cancelled_previous"):
+                continue
+            if early is not None:
+                fire_row["job_id"] = early
+                plan.pending.append((fire_row, None))
+            elif key in self.stager.fires:
+                plan.staged.append((row, fire, fire_row))
+            else:
                 plan.submit.append((row, fire, fire_row))
-                runs += 1
-                busy = True  # the run just submitted is the one now active
+            runs += 1
+            busy = True  # the run just submitted is the one now active
         moved = {**row, "run_count": row["run_count"] + runs}
         if following is None:  # (a long outage: fires skipped past the catch-up cap)
             nxt = self.service.first_fire(moved, max(now, fires[-1] if fires else first))
@@ -406,6 +511,7 @@ class Scheduler:
         if len(plan.cancel) > plan.cancelled:
             self.control.cancel_many(list(dict.fromkeys(plan.cancel[plan.cancelled :])))
             plan.cancelled = len(plan.cancel)
+        self._release_staged(plan)
         if plan.pooled:
             return  # the submitter processes take them all at once (_collect)
         for row, fire, fire_row in plan.submit[plan.handed :]:
@@ -418,6 +524,49 @@ class Scheduler:
                 continue
             plan.pending.append((fire_row, self.control.intake.submit(job)))
         plan.handed = len(plan.submit)
+
+    def _release_known(self, plan: Plan) -> None:
+        """Release the fires this leader staged (one update, one publish pipeline); those an
+        edit, cancel or "run now" took meanwhile go the normal way."""
+        if not plan.staged:
+            return
+        if len(plan.cancel) > plan.cancelled:  # (cancel_previous: the old run first)
+            self.control.cancel_many(list(dict.fromkeys(plan.cancel[plan.cancelled :])))
+            plan.cancelled = len(plan.cancel)
+        todo, plan.staged = plan.staged, []
+        assert self.token is not None
+        keys = [fire_key(str(row["id"]), fire) for row, fire, _ in todo]
+        released = self.stager.release(keys, self.holder, self.token)
+        for item, key in zip(todo, keys, strict=True):
+            job_id = released.get(key)
+            if job_id is None:
+                plan.submit.append(item)
+            else:
+                item[2]["job_id"] = job_id
+                plan.pending.append((item[2], None))
+
+    def _release_staged(self, plan: Plan) -> None:
+        """The fires handed in now whose jobs were staged ahead: released (one update, one
+        publish pipeline) and moved before ``plan.handed``; the others stay to submit."""
+        todo = plan.submit[plan.handed :]
+        if not todo:
+            return
+        assert self.token is not None
+        keys = [fire_key(str(row["id"]), fire) for row, fire, _ in todo]
+        released = self.stager.release(keys, self.holder, self.token)
+        if not released:
+            return
+        done, rest = [], []
+        for item, key in zip(todo, keys, strict=True):
+            job_id = released.get(key)
+            if job_id is None:
+                rest.append(item)
+                continue
+            item[2]["job_id"] = job_id
+            plan.pending.append((item[2], None))
+            done.append(item)
+        plan.submit[plan.handed :] = done + rest
+        plan.handed += len(done)
 
     def _collect(self, plan: Plan) -> int:
         """Wait for the intake to commit every fire handed in, noting each job's id on its
@@ -487,6 +636,15 @@ class Scheduler:
                 self.token = None
                 return
             store.record_fires(conn, [f for f in plan.fires if f not in plan.settle])
+            # Fires not run (skipped, buffered, missed) do not keep a job staged for them.
+            store.drop_staged(
+                conn,
+                keys=[
+                    fire_key(f["schedule_id"], f["fire_time"])
+                    for f in plan.fires
+                    if not f.get("job_id")
+                ],
+            )
             for f in plan.settle:
                 if f.get("job_id"):
                     store.settle_buffered(conn, f["schedule_id"], f["fire_time"], f["job_id"])
@@ -494,6 +652,7 @@ class Scheduler:
         submitted = [f["fire_time"] for f in plan.fires if f.get("job_id")]
         lag = (datetime.now(UTC) - max(submitted)).total_seconds() if submitted else None
         self._report(plan.counts, jobs, lag)
+        self.stager.tidy(datetime.now(UTC))
 
     # --- metrics ------------------------------------------------------------------------------
     def _report(self, counts: Counter[str], jobs: int, lag: float | None) -> None:
