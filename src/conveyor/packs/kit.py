@@ -14,7 +14,7 @@ are for routes that check each job themselves (``authorize_job``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from sqlalchemy import Engine
@@ -34,6 +34,9 @@ from conveyor.errors import EgressError, EgressFailed, EgressRefused
 from conveyor.web.csrf import require_same_origin
 from conveyor.web.pages import PageError, PagesDep, page_errors
 from conveyor.web.session import page_scope
+
+if TYPE_CHECKING:  # web3 is optional: loaded on first use, see __getattr__
+    from conveyor.packs.rpc import GuardedRPCProvider
 
 
 def cli_services() -> Services:
@@ -65,6 +68,15 @@ def job_snapshot(services: Services, job_id: str) -> dict[str, Any] | None:
         return None
 
 
+def __getattr__(name: str) -> Any:
+    # web3 is an optional extra: import the provider only when a pack asks for it.
+    if name == "GuardedRPCProvider":
+        from conveyor.packs.rpc import GuardedRPCProvider
+
+        return GuardedRPCProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def watch_job(engine: Engine, job_id: str, **options: Any) -> int:
     """Follow a job in the terminal with a progress bar; its exit code (see cli/watch.py)."""
     from conveyor.cli.watch import watch_job as watch
@@ -79,6 +91,7 @@ __all__ = [
     "EgressFailed",
     "EgressPolicy",
     "EgressRefused",
+    "GuardedRPCProvider",
     "PageError",
     "PagesDep",
     "Principal",
