@@ -80,6 +80,7 @@ class Pack:
 SHIPPED: dict[str, str] = {
     "catalog": "conveyor.packs.catalog:PACK",
     "factory": "conveyor.packs.factory:PACK",
+    "agri": "conveyor.packs.agri:PACK",
 }
 """Every pack Conveyor ships: name -> where its :class:`Pack` is."""
 

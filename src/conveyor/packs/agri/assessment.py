@@ -1,0 +1,223 @@
+"""Assessing a plot over a period, from stored rows: weather indices against the plot's own
+climatology, NDVI against its 60-day baseline, damage and payout (:mod:`.damage`), and the
+evidence as a canonical document named by its CIDv1 (:mod:`.proofs`).
+
+Idempotent per (plot, period): the row is claimed first (``INSERT … ON CONFLICT DO NOTHING``),
+so a re-run, a retry or a concurrent second job finds the existing assessment and returns it —
+never a second assessment, hence never a second payout. A failure is recorded on the row
+(``failed`` with the reason), visible on the API and the pages, and a later run tries again.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from conveyor.errors import ConveyorError
+from conveyor.packs.agri import damage, proofs, store
+from conveyor.packs.agri.errors import AssessmentError, InvalidWeather
+from conveyor.packs.agri.indices import (
+    DailyWeather,
+    WeatherIndices,
+    climatology_mm,
+    weather_indices,
+)
+from conveyor.packs.agri.policies import Policy, policy_from
+from conveyor.packs.agri.tables import assessments, indices, ndvi_daily, weather
+
+HISTORY_YEARS = 3
+
+
+def policy_of(row: Any) -> Policy:
+    """The domain policy a stored row describes."""
+    return policy_from(
+        {
+            "policy_number": row.policy_number,
+            "farmer_wallet": row.farmer_wallet,
+            "crop": row.crop,
+            "planting_date": row.planting_date,
+            "sum_insured": row.sum_insured,
+            "currency": row.currency,
+            "deductible_pct": row.deductible_pct,
+            "thresholds": row.thresholds,
+            "cover_start": row.cover_start,
+            "cover_end": row.cover_end,
+        }
+    )
+
+
+def _series(conn: Connection, plot_id: UUID, start: date, end: date) -> list[DailyWeather]:
+    rows = conn.execute(
+        select(weather.c.day, weather.c.precipitation_mm, weather.c.tmax_c, weather.c.tmin_c)
+        .where(weather.c.plot_id == plot_id, weather.c.day >= start, weather.c.day <= end)
+        .order_by(weather.c.day)
+    ).all()
+    return [DailyWeather(r.day, r.precipitation_mm, r.tmax_c, r.tmin_c) for r in rows]
+
+
+def plot_indices(conn: Connection, plot_id: UUID, start: date, end: date) -> WeatherIndices:
+    """The weather indices of ``start..end`` for a plot from its stored series; the
+    climatology is the same window over the stored earlier years. :class:`InvalidWeather`
+    says what is missing."""
+    policy = policy_of(store.get_policy(conn, store.get_plot(conn, plot_id).policy_id))
+    series = _series(conn, plot_id, start, end)
+    expected = (end - start).days + 1
+    if len(series) != expected:
+        raise InvalidWeather(
+            f"the plot has weather for {len(series)} of the {expected} days {start}..{end};"
+            " the weather schedule fills it in"
+        )
+    history_start = start.replace(year=start.year - HISTORY_YEARS - 1)
+    history = _series(conn, plot_id, history_start, start - timedelta(days=1))
+    normal = climatology_mm(history, start, end)
+    return weather_indices(series, climatology_mm=normal, profile=policy.profile)
+
+
+def store_daily_indices(engine: Engine, plot_id: UUID, end: date, window_days: int) -> float:
+    """Compute and upsert the plot's indices of the ``window_days`` days to ``end``; stress."""
+    start = end - timedelta(days=window_days - 1)
+    with engine.begin() as conn:
+        result = plot_indices(conn, plot_id, start, end)
+        stmt = pg_insert(indices).values(
+            plot_id=plot_id,
+            day=end,
+            window_days=window_days,
+            values=result.to_json(),
+            stress=result.stress.score,
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["plot_id", "day"],
+                set_={
+                    "values": stmt.excluded["values"],
+                    "stress": stmt.excluded.stress,
+                    "window_days": stmt.excluded.window_days,
+                },
+            )
+        )
+    return result.stress.score
+
+
+def _ndvi(conn: Connection, plot_id: UUID, start: date, end: date) -> dict[str, Any]:
+    rows = conn.execute(
+        select(ndvi_daily).where(ndvi_daily.c.plot_id == plot_id).order_by(ndvi_daily.c.day)
+    ).all()
+    observations = [damage.NdviObservation(r.day, r.mean, r.valid_fraction) for r in rows]
+    baseline = damage.ndvi_baseline(observations, start)
+    inside = [
+        o
+        for o in observations
+        if start <= o.day <= end and o.valid_fraction >= damage.MIN_VALID_FRACTION
+    ]
+    mean = math.fsum(o.mean for o in inside) / len(inside) if inside else None
+    return {
+        "mean": mean,
+        "baseline": baseline,
+        "observations": [
+            {"day": o.day, "mean": o.mean, "valid_fraction": o.valid_fraction} for o in inside
+        ],
+    }
+
+
+def claim(engine: Engine, plot_id: UUID, start: date, end: date) -> tuple[UUID, bool]:
+    """The assessment row of (plot, period), inserted ``pending`` if there was none; (id,
+    whether this call created it)."""
+    with engine.begin() as conn:
+        plot = store.get_plot(conn, plot_id)
+        new_id = uuid4()
+        made = conn.execute(
+            pg_insert(assessments)
+            .values(
+                id=new_id,
+                plot_id=plot_id,
+                policy_id=plot.policy_id,
+                period_start=start,
+                period_end=end,
+            )
+            .on_conflict_do_nothing(constraint="uq_agri_assessments_period")
+            .returning(assessments.c.id)
+        ).scalar()
+        if made is not None:
+            return new_id, True
+        existing = conn.execute(
+            select(assessments.c.id).where(
+                assessments.c.plot_id == plot_id,
+                assessments.c.period_start == start,
+                assessments.c.period_end == end,
+            )
+        ).scalar_one()
+        return existing, False
+
+
+def assess(engine: Engine, plot_id: UUID, start: date, end: date) -> dict[str, Any]:
+    """Assess the plot over ``start..end`` once (see the module); the assessment's row."""
+    if end < start:
+        raise AssessmentError(f"the period ends ({end}) before it starts ({start})")
+    assessment_id, _ = claim(engine, plot_id, start, end)
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(assessments).where(assessments.c.id == assessment_id).with_for_update()
+        ).one()
+        if row.status == "completed":  # a re-run: the same assessment, nothing new
+            return store.public(row)
+        plot = store.get_plot(conn, plot_id)
+        policy_row = store.get_policy(conn, plot.policy_id)
+        try:
+            policy = policy_of(policy_row)
+            weather_result = plot_indices(conn, plot_id, start, end)
+            ndvi = _ndvi(conn, plot_id, start, end)
+            result = damage.assess(
+                policy, weather_result, ndvi_mean=ndvi["mean"], ndvi_baseline=ndvi["baseline"]
+            )
+        except ConveyorError as exc:
+            conn.execute(
+                update(assessments)
+                .where(assessments.c.id == assessment_id)
+                .values(status="failed", error=str(exc))
+            )
+            return store.public(store.get_assessment(conn, assessment_id))
+        now = datetime.now(UTC)
+        document = proofs.evidence_document(
+            plot={
+                "id": plot.id,
+                "name": plot.name,
+                "area_ha": plot.area_ha,
+                "bbox": [plot.min_lon, plot.min_lat, plot.max_lon, plot.max_lat],
+                "geometry": plot.geometry,
+            },
+            policy={
+                "id": policy_row.id,
+                **policy.model_dump(mode="json"),
+            },
+            period={"start": start, "end": end},
+            weather=weather_result.to_json(),
+            ndvi=ndvi if ndvi["mean"] is not None else None,
+            result=result.to_json(),
+            generated_at=now,
+        )
+        canonical = proofs.canonical(document)
+        cid = proofs.cid_of(canonical)
+        satellite = result.satellite
+        conn.execute(
+            update(assessments)
+            .where(assessments.c.id == assessment_id)
+            .values(
+                status="completed",
+                weather_damage=result.weather_damage,
+                satellite_damage=satellite.damage if satellite else None,
+                damage=result.adjusted,
+                triggered=result.triggered,
+                payout_amount=result.payout,
+                details=result.to_json(),
+                evidence=canonical,
+                proof_cid=cid,
+                error=None,
+                completed_at=now,
+            )
+        )
+        return store.public(store.get_assessment(conn, assessment_id))

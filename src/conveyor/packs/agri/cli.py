@@ -1,0 +1,105 @@
+"""``conveyor agri …``: import plots, assess a plot, verify a proof, list payouts."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from conveyor.errors import ConveyorError
+
+app = typer.Typer(no_args_is_help=True, help="Agri pack: plots, assessments, payouts, proofs.")
+
+
+@app.command("verify-proof")
+def verify_proof(
+    cid: Annotated[str, typer.Argument(help="the proof's CIDv1 (b…)")],
+    document: Annotated[
+        Path | None, typer.Option("--document", "-d", help="a local copy of the document")
+    ] = None,
+) -> None:
+    """Recompute the CID of a proof document (a file, or the one stored under CID) and say
+    whether CID names it; exit 1 if not."""
+    from conveyor.packs.agri import proofs, store
+    from conveyor.packs.kit import cli_console, cli_services
+
+    out, err = cli_console()
+    if document is not None:
+        try:
+            data = document.read_bytes()
+        except OSError as exc:
+            err.print(f"[red]refused:[/] cannot read {document}: {exc.strerror}")
+            raise typer.Exit(2) from None
+    else:
+        services = cli_services()
+        try:
+            data = store.proof_document(services.engine, cid)
+        except ConveyorError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+        finally:
+            services.control.close()
+    try:
+        valid = proofs.verify(data, cid)
+    except ConveyorError as exc:
+        err.print(f"[red]refused:[/] {exc}")
+        raise typer.Exit(2) from None
+    out.print_json(json.dumps({"cid": cid, "computed_cid": proofs.cid_of(data), "valid": valid}))
+    raise typer.Exit(0 if valid else 1)
+
+
+@app.command()
+def assess(
+    plot_id: Annotated[str, typer.Argument(help="the plot's id")],
+    end: Annotated[str | None, typer.Option(help="last day (YYYY-MM-DD); yesterday")] = None,
+    days: Annotated[int, typer.Option(min=7, max=366, help="days in the period")] = 30,
+) -> None:
+    """Assess PLOT_ID over a period now, in this process (once per plot and period: a second
+    run prints the same assessment); the assessment as JSON."""
+    from conveyor.packs.agri.assessment import assess as run
+    from conveyor.packs.kit import cli_console, cli_services
+
+    out, err = cli_console()
+    try:
+        key = uuid.UUID(plot_id)
+        last = date.fromisoformat(end) if end else date.today() - timedelta(days=1)
+    except ValueError as exc:
+        err.print(f"[red]refused:[/] {exc}")
+        raise typer.Exit(2) from None
+    services = cli_services()
+    try:
+        row = run(services.engine, key, last - timedelta(days=days - 1), last)
+    except ConveyorError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        services.control.close()
+    out.print_json(json.dumps(row))
+    raise typer.Exit(0 if row["status"] == "completed" else 1)
+
+
+@app.command()
+def payouts(
+    status: Annotated[
+        str | None, typer.Option(help="approved, submitted, confirmed or failed")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+) -> None:
+    """List payouts, newest first (JSON lines)."""
+    from conveyor.packs.agri import store
+    from conveyor.packs.kit import cli_console, cli_services
+
+    out, err = cli_console()
+    if status not in (None, "approved", "submitted", "confirmed", "failed"):
+        err.print(f"[red]refused:[/] unknown status {status!r}")
+        raise typer.Exit(2)
+    services = cli_services()
+    try:
+        for row in store.list_payouts(services.engine, status, None, limit):
+            out.print(json.dumps(row), soft_wrap=True, highlight=False)
+    finally:
+        services.control.close()
