@@ -13,17 +13,12 @@ import pytest
 from sqlalchemy import Engine, text
 
 from conveyor.packs.agri import assessment, store
-from conveyor.packs.agri.indices import DailyWeather
 from conveyor.packs.agri.proofs import canonical, cid_of
+from conveyor.packs.agri.samples import DEMO_WALLET, drought_history, square
 
 BASE = "/api/v1/agri"
-WALLET = "0x90f8bf6a479f320ead074411a4b0e7944ea8c9c1"
-SQUARE = {
-    "type": "Polygon",
-    "coordinates": [
-        [[36.80, -1.30], [36.81, -1.30], [36.81, -1.29], [36.80, -1.29], [36.80, -1.30]]
-    ],
-}
+WALLET = DEMO_WALLET
+SQUARE = square(36.80, -1.30)
 
 
 def policy_body(number: str, **extra: Any) -> dict[str, Any]:
@@ -117,22 +112,10 @@ def test_plot_crud_and_bad_polygons(client: Any) -> None:
     assert client.put(f"{BASE}/plots/{plot['id']}", json=body).status_code == 404
 
 
-def dry_years(end: date, years: int = 4) -> list[DailyWeather]:
-    """Rain every third day in earlier years (10 mm), none in the last 30 days: a drought."""
-    start = end.replace(year=end.year - years)
-    days = []
-    for i in range((end - start).days + 1):
-        day = start + timedelta(days=i)
-        recent = (end - day).days < 30
-        rain = 0.0 if recent else (10.0 if i % 3 == 0 else 0.0)
-        days.append(DailyWeather(day, rain, 31.0 if recent else 27.0, 17.0))
-    return days
-
-
 def test_weather_lands_in_month_partitions_and_reads_back(client: Any, ledger: Engine) -> None:
     plot = make_plot(client, make_policy(client))
     end = date.today() - timedelta(days=1)
-    series = dry_years(end, years=1)
+    series = drought_history(end, years=1)
     assert store.store_weather(ledger, uuid.UUID(plot["id"]), series, "test") == len(series)
     assert store.store_weather(ledger, uuid.UUID(plot["id"]), series[-5:], "test") == 5
     got = client.get(f"{BASE}/plots/{plot['id']}/weather").json()["items"]
@@ -160,7 +143,7 @@ def test_assessment_is_computed_once_and_its_proof_verifies(client: Any, ledger:
     plot = make_plot(client, policy)
     plot_id = uuid.UUID(plot["id"])
     end = date.today() - timedelta(days=1)
-    store.store_weather(ledger, plot_id, dry_years(end), "test")
+    store.store_weather(ledger, plot_id, drought_history(end), "test")
     start = end - timedelta(days=29)
     first = assessment.assess(ledger, plot_id, start, end)
     assert first["status"] == "completed", first
