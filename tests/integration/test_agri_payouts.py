@@ -130,3 +130,22 @@ def test_unknown_and_unreachable_payouts_are_refused(ledger: Engine, node: chain
     assert store.get_payout(ledger, payout_id).status == "approved"
     assert store.get_payout(ledger, payout_id).tx_hash is None
     assert chain.pay(ledger, node, payout_id)["status"] == "confirmed"
+
+
+def test_a_payout_over_json_rpc_through_the_egress_guard(ledger: Engine) -> None:
+    """The local chain as a separate node (HTTP JSON-RPC), reached through the kit's
+    GuardedRPCProvider with the peer allowed, as the worker and `make run` reach it."""
+    from conveyor.egress import parse_allowlist
+    from conveyor.packs.agri.localchain import ChainPeer
+
+    peer = ChainPeer().start()
+    try:
+        policy = EgressPolicy(allow=parse_allowlist([peer.allow_entry]))
+        remote = chain.Chain.from_settings(AgriSettings(eth_rpc_url=peer.url), policy)
+        wallet = farmer()
+        payout_id = drought_payout(ledger, wallet)
+        assert chain.pay(ledger, remote, payout_id)["status"] == "confirmed"
+        assert balance(chain.Chain(peer.w3, DEV_PAYOUT_KEY), wallet) == 180 * 10**18
+        assert peer.requests > 0
+    finally:
+        peer.stop()
