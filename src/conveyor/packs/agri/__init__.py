@@ -29,4 +29,5 @@ PACK = Pack(
     api="conveyor.packs.agri.api:router",
     cli="conveyor.packs.agri.cli:app",
     tables="conveyor.packs.agri.tables:metadata",
+    local="conveyor.packs.agri.demo:start_local",
 )

@@ -216,6 +216,19 @@ def plot_ids(engine: Engine) -> list[UUID]:
         )
 
 
+def plots_without_indices(engine: Engine, day: date) -> list[UUID]:
+    """Plots of active policies that have no indices for ``day``."""
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(plots.c.id)
+                .join(policies, policies.c.id == plots.c.policy_id)
+                .outerjoin(indices, and_(indices.c.plot_id == plots.c.id, indices.c.day == day))
+                .where(policies.c.status == "active", indices.c.plot_id.is_(None))
+            ).scalars()
+        )
+
+
 def unfinished_assessments(engine: Engine, limit: int) -> list[tuple[UUID, date, date]]:
     """Assessments pending for over 10 minutes or failed, oldest first."""
     with engine.connect() as conn:

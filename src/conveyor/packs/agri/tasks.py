@@ -104,8 +104,16 @@ def weather_cycle(self: Task) -> dict[str, Any]:
 
 
 def check_triggers(self: Task) -> dict[str, Any]:
-    """Ask for an assessment of every plot whose latest stress reached the trigger."""
+    """Ask for an assessment of every plot whose latest stress reached the trigger. A plot
+    without indices for yesterday gets them first (the daily run is at midnight; weather that
+    arrived since counts now)."""
     state = _process(self.app)
+    yesterday = _today() - timedelta(days=1)
+    for plot_id in pipeline.plots_without_indices(state.engine, yesterday):
+        try:
+            assessment.store_daily_indices(state.engine, plot_id, yesterday, state.agri.period_days)
+        except conveyor.ConveyorError as exc:  # no weather yet: the next check tries again
+            log.info("no indices for plot %s yet: %s", plot_id, exc)
     due = pipeline.stressed_plots(state.engine, state.agri.trigger_stress, state.agri.period_days)
     for item in due:
         kwargs = {"plot_id": item["plot_id"], "start": str(item["start"]), "end": str(item["end"])}
