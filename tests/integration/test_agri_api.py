@@ -180,3 +180,25 @@ def test_assessment_without_weather_is_a_visible_failure(client: Any, ledger: En
     assert r.status_code == 404
     r = client.post(f"{BASE}/assessments", json={"plot_id": plot["id"], "days": 3})
     assert r.status_code == 422
+
+
+def test_pages_show_plots_assessments_payouts_and_proofs(client: Any, ledger: Engine) -> None:
+    policy = make_policy(client, deductible_pct=5)
+    plot = make_plot(client, policy)
+    plot_id = uuid.UUID(plot["id"])
+    end = date.today() - timedelta(days=1)
+    store.store_weather(ledger, plot_id, drought_history(end), "test")
+    row = assessment.assess(ledger, plot_id, end - timedelta(days=29), end)
+    page = client.get("/agri/plots")
+    assert page.status_code == 200 and plot["id"] in page.text
+    page = client.get(f"/agri/plots/{plot['id']}")
+    assert page.status_code == 200
+    assert 'id="plot-polygon"' in page.text and "<path" in page.text
+    assert row["proof_cid"] in page.text
+    assert client.get("/agri/plots/nope").status_code == 404
+    assert client.get(f"/agri/plots/{uuid.uuid4()}").status_code == 404
+    assert client.get("/agri/payouts?status=garbage").status_code == 200
+    proof = client.get(f"/proofs/{row['proof_cid']}")
+    assert proof.status_code == 200 and 'data-valid="true"' in proof.text
+    forged = client.get(f"/proofs/{cid_of(b'forged')}")
+    assert forged.status_code == 200 and 'data-valid="false"' in forged.text

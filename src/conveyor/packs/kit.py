@@ -31,6 +31,7 @@ from conveyor.api.auth import (
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.egress import Answer, EgressClient, EgressPolicy
 from conveyor.errors import EgressError, EgressFailed, EgressRefused
+from conveyor.web.charts import Bar, Chart
 from conveyor.web.csrf import require_same_origin
 from conveyor.web.pages import PageError, PagesDep, page_errors
 from conveyor.web.session import page_scope
@@ -86,6 +87,8 @@ def watch_job(engine: Engine, job_id: str, **options: Any) -> int:
 
 __all__ = [
     "Answer",
+    "Bar",
+    "Chart",
     "EgressClient",
     "EgressError",
     "EgressFailed",

@@ -20,7 +20,7 @@ The formulas, with units and worked examples, are in ``docs/agri.md``.
 
 from __future__ import annotations
 
-from conveyor.packs import Pack
+from conveyor.packs import NavEntry, Pack
 
 PACK = Pack(
     name="agri",
@@ -28,6 +28,14 @@ PACK = Pack(
     tasks="conveyor.packs.agri.tasks:register",
     api="conveyor.packs.agri.api:router",
     cli="conveyor.packs.agri.cli:app",
+    web="conveyor.packs.agri.web:router",
+    public_web="conveyor.packs.agri.web_proofs:router",
+    templates_dir="templates",
+    nav=(
+        NavEntry("Plots", "agri_plots", "agri-plots"),
+        NavEntry("Payouts", "agri_payouts", "agri-payouts"),
+        NavEntry("Proofs", "agri_proof_form", "agri-proofs"),
+    ),
     tables="conveyor.packs.agri.tables:metadata",
     local="conveyor.packs.agri.demo:start_local",
 )
