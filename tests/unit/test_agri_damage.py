@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -11,10 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conveyor.packs.agri.crops import CROPS, Stage
-from conveyor.packs.agri.damage import NdviObservation, assess, linear, ndvi_baseline
+from conveyor.packs.agri.damage import (
+    NdviObservation,
+    assess,
+    evidence,
+    linear,
+    ndvi_baseline,
+)
 from conveyor.packs.agri.errors import AssessmentError
 from conveyor.packs.agri.indices import DailyWeather, weather_indices
-from conveyor.packs.agri.policies import Threshold, policy_from
+from conveyor.packs.agri.policies import Threshold, plot_from, policy_from
 from conveyor.packs.agri.proofs import FORMULAS_VERSION, canonical, cid_of, verify
 
 START = date(2026, 3, 1)
@@ -147,3 +153,93 @@ def test_payout_never_exceeds_sum_insured(
     )
     assert Decimal(0) <= a.payout <= sum_insured
     assert 0 <= a.composite <= 1 and 0 <= a.adjusted <= 1
+
+
+def test_evidence_document_of_an_assessment() -> None:
+    p = policy()
+    plot = plot_from(
+        {
+            "name": "North",
+            "policy_number": "KE-1",
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[0, 0], [0.01, 0], [0.01, 0.01], [0, 0.01], [0, 0]]],
+            },
+        }
+    )
+    a = assess(p, INDICES, ndvi_mean=0.42, ndvi_baseline=0.70)
+    ndvi = {"mean": 0.42, "p10": 0.3, "p90": 0.5, "valid_fraction": 0.93, "baseline": 0.70}
+    at = datetime(2026, 3, 11, 0, 10, tzinfo=UTC)
+    doc = evidence(
+        plot_id="p-1",
+        plot=plot,
+        policy=p,
+        indices=INDICES,
+        assessment=a,
+        ndvi=ndvi,
+        generated_at=at,
+    )
+    assert doc["formulas_version"] == FORMULAS_VERSION
+    assert doc["result"]["payout"] == "672.20"
+    assert doc["policy"]["sum_insured"] == "1000.00"
+    assert doc["weather"]["drought"]["deficit_pct"] == pytest.approx(59.5)
+    assert doc["plot"]["area_ha"] == pytest.approx(123.09, rel=1e-4)
+    data = canonical(doc)
+    cid = cid_of(data)
+    assert verify(data, cid)
+    # Made again from the same inputs, the document is the same bytes: the CID is stable.
+    again = evidence(
+        plot_id="p-1",
+        plot=plot,
+        policy=p,
+        indices=INDICES,
+        assessment=a,
+        ndvi=dict(reversed(list(ndvi.items()))),
+        generated_at=at,
+    )
+    assert cid_of(canonical(again)) == cid
+    other = assess(
+        p,
+        weather_indices(SERIES[:5], climatology_mm=50.0, profile=CROPS["maize"]),
+        ndvi_mean=None,
+        ndvi_baseline=None,
+    )
+    with pytest.raises(AssessmentError, match="different periods"):
+        evidence(
+            plot_id="p-1",
+            plot=plot,
+            policy=p,
+            indices=INDICES,
+            assessment=other,
+            ndvi=None,
+            generated_at=at,
+        )
+
+
+def test_payouts_never_sum_past_the_sum_insured() -> None:
+    p = policy()
+    a = assess(p, INDICES, ndvi_mean=0.42, ndvi_baseline=0.70, paid_before=Decimal("500.00"))
+    # 672.20 would take the policy to 1,172.20: capped at the 500.00 left
+    assert a.payout == Decimal("500.00")
+    assert a.paid_before == Decimal("500.00")
+    assert "capped at 500.00" in a.notes[-1]
+    assert a.to_json()["paid_before"] == "500.00"
+    spent = assess(p, INDICES, ndvi_mean=0.42, ndvi_baseline=0.70, paid_before=Decimal("1000"))
+    assert spent.payout == 0 and not spent.triggered
+    with pytest.raises(AssessmentError, match="paid before"):
+        assess(p, INDICES, ndvi_mean=None, ndvi_baseline=None, paid_before=Decimal("1000.01"))
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 100)), min_size=1, max_size=5))
+def test_all_periods_together_never_pay_past_the_sum_insured(
+    seasons: list[tuple[float, float]],
+) -> None:
+    # Every period of a policy assessed in turn, each told what the earlier ones paid.
+    p = policy(deductible_pct=0, planting_date="2026-01-10")
+    paid = Decimal("0.00")
+    for ndvi, climatology in seasons:
+        w = weather_indices(SERIES, climatology_mm=climatology, profile=CROPS["maize"])
+        a = assess(p, w, ndvi_mean=ndvi, ndvi_baseline=0.7, paid_before=paid)
+        assert a.payout >= 0
+        paid += a.payout
+    assert paid <= p.sum_insured

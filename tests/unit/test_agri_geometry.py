@@ -125,3 +125,47 @@ def test_garbage_coordinates_refused_or_measured(rings: Any) -> None:
     except InvalidGeometry:
         return
     assert 0 < g.area_ha <= 100_000
+
+
+@given(
+    st.lists(st.tuples(st.floats(-0.05, 0.05), st.floats(-0.05, 0.05)), min_size=3, max_size=30),
+    st.floats(-170, 170),
+    st.floats(-80, 80),
+)
+def test_valid_polygons_round_trip(
+    points: list[tuple[float, float]], lon: float, lat: float
+) -> None:
+    # The convex hull of random points near (lon, lat) is a valid polygon (when it has an area);
+    # its normalised GeoJSON parses again to the same area, bbox and coordinates.
+    from shapely.geometry import MultiPoint
+
+    hull = MultiPoint([(lon + x, lat + y) for x, y in points]).convex_hull
+    if hull.geom_type != "Polygon" or hull.area < 1e-12:
+        return
+    ring = [list(p) for p in hull.exterior.coords]
+    try:
+        first = parse_geometry(polygon(ring))
+    except InvalidGeometry as exc:
+        assert "no area" in str(exc) or "not valid" in str(exc)
+        return
+    again = parse_geometry(first.geojson)
+    assert again.geojson == first.geojson
+    assert again.area_ha == pytest.approx(first.area_ha)
+    assert again.bbox == first.bbox
+
+
+def test_errors_are_input_rejected() -> None:
+    # The API maps InputRejected to 422 in one place: every agri refusal is one.
+    from conveyor.errors import InputRejected
+    from conveyor.packs.agri import errors
+
+    for name in (
+        "InvalidGeometry",
+        "InvalidPolicy",
+        "InvalidWeather",
+        "AssessmentError",
+        "ProofError",
+        "ImportRejected",
+    ):
+        kind = getattr(errors, name)
+        assert issubclass(kind, InputRejected) and issubclass(kind, errors.AgriError)

@@ -107,6 +107,7 @@ def test_policy_defaults_and_calendar() -> None:
         ({"planting_date": "2026-02-30"}, "planting_date"),
         ({"cover_start": "2026-02-01"}, "before planting"),
         ({"cover_start": "2026-04-01", "cover_end": "2026-03-30"}, "cover ends"),
+        ({"cover_end": "2026-07-29"}, "after the maize season does"),
         ({"thresholds": {"drought": {"trigger": 50, "exit": 40}}}, "exit .* above trigger"),
         ({"thresholds": {"drought": {"trigger": 50, "exit": 140}}}, "percentage"),
         ({"thresholds": {"flood": {"trigger": -1, "exit": 40}}}, "thresholds.flood.trigger"),
@@ -166,3 +167,21 @@ def test_garbage_policy_is_invalid_policy(data: dict[str, Any]) -> None:
 def test_garbage_plot_is_invalid_policy(geometry: Any) -> None:
     with pytest.raises(InvalidPolicy):
         plot_from({"name": "x", "policy_number": "P", "geometry": geometry})
+
+
+def test_assessment_periods_fixed_by_the_policy() -> None:
+    p = policy_from(policy(cover_end="2026-04-15"))
+    # 1 March..15 April: 30 + 16 days
+    assert p.periods() == [
+        (date(2026, 3, 1), date(2026, 3, 30)),
+        (date(2026, 3, 31), date(2026, 4, 15)),
+    ]
+    assert p.period_containing(date(2026, 3, 30)) == (date(2026, 3, 1), date(2026, 3, 30))
+    assert p.period_containing(date(2026, 4, 15)) == (date(2026, 3, 31), date(2026, 4, 15))
+    assert p.period_containing(date(2026, 4, 16)) is None
+    assert p.period_containing(date(2026, 2, 28)) is None
+    # the maize season (150 days) is exactly five periods
+    assert len(policy_from(policy()).periods()) == 5
+    assert p.periods(7)[-1] == (date(2026, 4, 12), date(2026, 4, 15))
+    with pytest.raises(InvalidPolicy, match="1 to 366"):
+        p.periods(0)

@@ -10,23 +10,24 @@
    the assessment says so in ``notes`` and in the weights it records — never a silent zero.
 5. Growth-stage multiplier of the stage on the period's last day; the result is capped at 1.
 6. Deductible: ``payable = max(0, adjusted - deductible_pct / 100)``.
-7. Payout = payable x sum insured, rounded down to the cent.
+7. Payout = payable x sum insured, rounded down to the cent, and never more than what the
+   policy has left: the sum insured less what earlier periods paid (``paid_before``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from conveyor.packs.agri.crops import STAGE_MULTIPLIERS, Stage
 from conveyor.packs.agri.errors import AssessmentError
 from conveyor.packs.agri.indices import WeatherIndices
-from conveyor.packs.agri.policies import PERIL_UNITS, Peril, Policy, Threshold
-from conveyor.packs.agri.proofs import FORMULAS_VERSION
+from conveyor.packs.agri.policies import PERIL_UNITS, Peril, Plot, Policy, Threshold
+from conveyor.packs.agri.proofs import FORMULAS_VERSION, evidence_document
 
 WEATHER_WEIGHT = 0.6
 SATELLITE_WEIGHT = 0.4
@@ -110,6 +111,8 @@ class Assessment:
     sum_insured: Decimal
     payout: Decimal
     notes: tuple[str, ...]
+    paid_before: Decimal = Decimal("0.00")
+    """What earlier periods of the policy paid; the payout is capped at the rest."""
     formulas_version: str = FORMULAS_VERSION
 
     @property
@@ -123,6 +126,7 @@ class Assessment:
         data["stage"] = self.stage.value
         data["sum_insured"] = str(self.sum_insured)
         data["payout"] = str(self.payout)
+        data["paid_before"] = str(self.paid_before)
         data["triggered"] = self.triggered
         data["perils"] = [asdict(p) for p in self.perils]
         data["notes"] = list(self.notes)
@@ -157,8 +161,15 @@ def assess(
     *,
     ndvi_mean: float | None,
     ndvi_baseline: float | None,
+    paid_before: Decimal = Decimal("0.00"),
 ) -> Assessment:
-    """Damage and payout for ``policy`` over the period of ``indices`` (see the module)."""
+    """Damage and payout for ``policy`` over the period of ``indices`` (see the module);
+    ``paid_before`` is what the policy's earlier periods paid."""
+    if not Decimal(0) <= paid_before <= policy.sum_insured:
+        raise AssessmentError(
+            f"paid before ({paid_before}) must be between 0 and the sum insured "
+            f"({policy.sum_insured})"
+        )
     start, end = indices.start, indices.end
     if start < policy.effective_cover_start or end > policy.effective_cover_end:
         raise AssessmentError(
@@ -199,6 +210,10 @@ def assess(
     adjusted = min(1.0, composite * multiplier)
     payable = max(0.0, adjusted - policy.deductible_pct / 100.0)
     payout = (policy.sum_insured * Decimal(repr(payable))).quantize(CENT, rounding=ROUND_DOWN)
+    left = policy.sum_insured - paid_before
+    if payout > left:
+        notes.append(f"payout {payout} capped at {left}: the sum insured less {paid_before} paid")
+        payout = left
     return Assessment(
         policy_number=policy.policy_number,
         period_start=start,
@@ -217,4 +232,37 @@ def assess(
         sum_insured=policy.sum_insured,
         payout=payout,
         notes=tuple(notes),
+        paid_before=paid_before,
+    )
+
+
+def evidence(
+    *,
+    plot_id: str,
+    plot: Plot,
+    policy: Policy,
+    indices: WeatherIndices,
+    assessment: Assessment,
+    ndvi: Mapping[str, Any] | None,
+    generated_at: datetime,
+) -> dict[str, Any]:
+    """The proof document of ``assessment`` (see :func:`.proofs.evidence_document`): the plot
+    and its boundary, the policy as agreed, the weather indices with their climatology, the
+    NDVI statistics as measured (or None) and every step of the damage and payout."""
+    if (indices.start, indices.end) != (assessment.period_start, assessment.period_end):
+        raise AssessmentError("the indices and the assessment are of different periods")
+    return evidence_document(
+        plot={
+            "id": plot_id,
+            "name": plot.name,
+            "area_ha": plot.area_ha,
+            "bbox": list(plot.bbox),
+            "geometry": plot.geometry,
+        },
+        policy=policy.model_dump(mode="json"),
+        period={"start": indices.start, "end": indices.end, "days": indices.days},
+        weather=indices.to_json(),
+        ndvi=ndvi,
+        result=assessment.to_json(),
+        generated_at=generated_at,
     )

@@ -92,6 +92,10 @@ class DroughtIndex:
 def drought(series: Sequence[DailyWeather], climatology_mm: float) -> DroughtIndex:
     """Rain deficit against ``climatology_mm`` (the normal total for the same days), dry spells."""
     check_series(series)
+    return _drought(series, climatology_mm)
+
+
+def _drought(series: Sequence[DailyWeather], climatology_mm: float) -> DroughtIndex:
     if not math.isfinite(climatology_mm) or climatology_mm < 0:
         raise InvalidWeather(f"the climatology must be a total >= 0 mm, got {climatology_mm}")
     rain = math.fsum(row.precipitation_mm for row in series)
@@ -120,6 +124,10 @@ class FloodIndex:
 def flood(series: Sequence[DailyWeather]) -> FloodIndex:
     """Largest daily and 3-day rain totals and the rain's intensity."""
     check_series(series)
+    return _flood(series)
+
+
+def _flood(series: Sequence[DailyWeather]) -> FloodIndex:
     rain = [row.precipitation_mm for row in series]
     window = min(FLOOD_WINDOW_DAYS, len(rain))
     totals = [math.fsum(rain[i : i + window]) for i in range(len(rain) - window + 1)]
@@ -145,6 +153,10 @@ class HeatIndex:
 def heat(series: Sequence[DailyWeather], threshold_c: float) -> HeatIndex:
     """Days, degree days and the longest run of days with Tmax above ``threshold_c``."""
     check_series(series)
+    return _heat(series, threshold_c)
+
+
+def _heat(series: Sequence[DailyWeather], threshold_c: float) -> HeatIndex:
     hot = [row.tmax_c > threshold_c for row in series]
     return HeatIndex(
         threshold_c=threshold_c,
@@ -158,6 +170,10 @@ def growing_degree_days(series: Sequence[DailyWeather], base_c: float, cap_c: fl
     """GDD, McMaster & Wilhelm's method 2: Tmax and Tmin clipped to [base, cap], then
     sum of ((Tmax + Tmin) / 2 - base) over days, in °C·day."""
     check_series(series)
+    return _growing_degree_days(series, base_c, cap_c)
+
+
+def _growing_degree_days(series: Sequence[DailyWeather], base_c: float, cap_c: float) -> float:
     if not cap_c > base_c:
         raise InvalidWeather(f"the GDD cap ({cap_c} °C) must be above the base ({base_c} °C)")
 
@@ -211,10 +227,10 @@ def weather_indices(
     series: Sequence[DailyWeather], *, climatology_mm: float, profile: CropProfile
 ) -> WeatherIndices:
     """Every index of a period, with the crop's GDD base/cap and heat threshold."""
-    check_series(series)
-    d = drought(series, climatology_mm)
-    f = flood(series)
-    h = heat(series, profile.heat_c)
+    check_series(series)  # once: the parts below trust it
+    d = _drought(series, climatology_mm)
+    f = _flood(series)
+    h = _heat(series, profile.heat_c)
     return WeatherIndices(
         start=series[0].day,
         end=series[-1].day,
@@ -222,7 +238,7 @@ def weather_indices(
         drought=d,
         flood=f,
         heat=h,
-        growing_degree_days=growing_degree_days(series, profile.gdd_base_c, profile.gdd_cap_c),
+        growing_degree_days=_growing_degree_days(series, profile.gdd_base_c, profile.gdd_cap_c),
         stress=stress_score(d, f, h),
     )
 

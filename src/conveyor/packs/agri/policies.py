@@ -12,6 +12,7 @@ at or below ``trigger``, all of its share at or above ``exit``, linearly between
   baseline (0 to 100); it scales the satellite part of the damage.
 
 Money is ``Decimal`` with at most 2 places; the deductible is a percentage of the sum insured.
+Assessments are made per period (:meth:`Policy.periods`): fixed windows from the cover's start.
 The farmer's wallet is an EIP-55 checksummed address: all-lower or all-upper case hex is
 accepted and checksummed, mixed case must carry a correct checksum (a wrong one is a typo).
 """
@@ -19,6 +20,7 @@ accepted and checksummed, mixed case must carry a correct checksum (a wrong one 
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -41,6 +43,8 @@ from conveyor.packs.agri.errors import InvalidGeometry, InvalidPolicy
 from conveyor.packs.agri.geometry import Bbox, PlotGeometry, parse_geometry
 
 MAX_SUM_INSURED = Decimal("1000000000")
+PERIOD_DAYS = 30
+"""Length of an assessment period (days) unless a caller asks for another."""
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _ZERO_ADDRESS = "0x" + "0" * 40
 _CURRENCY = re.compile(r"[A-Z][A-Z0-9]{2,9}")
@@ -207,6 +211,11 @@ class Policy(BaseModel):
             )
         if self.effective_cover_start < self.planting_date:
             raise ValueError("cover cannot start before planting")
+        if self.effective_cover_end > self.calendar.season_end:
+            raise ValueError(
+                f"cover cannot end after the {self.crop} season does "
+                f"({self.calendar.season_end}, day {self.profile.season_days - 1})"
+            )
         return self
 
     @property
@@ -224,6 +233,35 @@ class Policy(BaseModel):
     @property
     def effective_cover_end(self) -> date:
         return self.cover_end or self.calendar.season_end
+
+    def periods(self, period_days: int = PERIOD_DAYS) -> list[tuple[date, date]]:
+        """The assessment periods of the cover: consecutive windows of ``period_days`` from
+        the cover's start, the last one cut at its end (both days inclusive).
+
+        Periods are fixed by the policy alone, never by when an assessment runs, so
+        (plot, period) names one assessment: a re-run on another day finds the same period.
+        """
+        if not 1 <= period_days <= 366:
+            raise InvalidPolicy(f"an assessment period is 1 to 366 days, not {period_days}")
+        start, end = self.effective_cover_start, self.effective_cover_end
+        out = []
+        while start <= end:
+            last = min(end, start + timedelta(days=period_days - 1))
+            out.append((start, last))
+            start = last + timedelta(days=1)
+        return out
+
+    def period_containing(
+        self, day: date, period_days: int = PERIOD_DAYS
+    ) -> tuple[date, date] | None:
+        """The assessment period ``day`` falls in; None outside the cover."""
+        if not self.effective_cover_start <= day <= self.effective_cover_end:
+            return None
+        index = (day - self.effective_cover_start).days // period_days
+        return self.periods(period_days)[index]
+
+
+_measured: ContextVar[PlotGeometry | None] = ContextVar("agri_plot_measured", default=None)
 
 
 class Plot(BaseModel):
@@ -247,12 +285,22 @@ class Plot(BaseModel):
     @classmethod
     def _geometry(cls, value: Any) -> dict[str, Any]:
         try:
-            return parse_geometry(value).geojson
+            checked = parse_geometry(value)
         except InvalidGeometry as exc:
             raise ValueError(str(exc)) from None
+        _measured.set(checked)
+        return checked.geojson
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._checked = parse_geometry(self.geometry)
+    @model_validator(mode="after")
+    def _measure(self) -> Self:
+        # The field validator measured this very dict: take its result rather than checking
+        # the polygon twice (half the cost of a plot import). Anything else is measured here.
+        checked = _measured.get()
+        _measured.set(None)
+        if checked is None or checked.geojson is not self.geometry:
+            checked = parse_geometry(self.geometry)
+        self._checked = checked
+        return self
 
     @property
     def area_ha(self) -> float:
