@@ -14,6 +14,7 @@ import time
 from urllib.parse import urlsplit
 
 from bench import (
+    agri,
     api,
     catalog,
     chord,
@@ -38,6 +39,7 @@ BENCHMARKS = (
     "schedules",
     "dashboard",
     "chord",
+    "agri",
 )
 
 
@@ -162,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             if "chord" in selected:
                 print(f"chord of {args.chord_tasks:,} header tasks:", file=sys.stderr)
                 figures += chord.figures(chord.run(stack, args.chord_tasks, args.rounds))
+            if "agri" in selected:
+                print("agri NDVI statistics, 1,000 plots of one tile:", file=sys.stderr)
+                figures += agri.figures(agri.run(rounds=args.rounds))
             if "dashboard" in selected:
                 # Last: the seeded ledger would slow the other runs' inserts.
                 print("dashboard pages over a large ledger:", file=sys.stderr)

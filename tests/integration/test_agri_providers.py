@@ -5,16 +5,29 @@ client against the local pinning peer that recomputes every CID."""
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conveyor.egress import parse_allowlist
-from conveyor.packs.agri.errors import ProviderError, ProviderRateLimited
-from conveyor.packs.agri.peers import WeatherPeer, synthetic_day
+from conveyor.packs.agri.errors import ObjectNotFound, ProviderError, ProviderRateLimited
+from conveyor.packs.agri.ipfs import IpfsRpc, Pinata, multipart
+from conveyor.packs.agri.objectstore import FileStore, ObjectStore, S3Store
+from conveyor.packs.agri.peers import IpfsPeer, WeatherPeer, synthetic_day
+from conveyor.packs.agri.proofs import cid_of
+from conveyor.packs.agri.raster import plot_stats
+from conveyor.packs.agri.satellite import LocalSatellite
 from conveyor.packs.agri.weather import OpenMeteo, WeatherSeries
-from conveyor.packs.kit import EgressPolicy
+from conveyor.packs.kit import EgressClient, EgressPolicy
 
 TODAY = date(2026, 6, 30)
 
@@ -148,3 +161,268 @@ def test_the_peers_rate_limit_answers_429_and_counts(weather_peer: WeatherPeer) 
             client.forecast(1.0, 1.0, TODAY, TODAY)
     assert (weather_peer.requests, weather_peer.refused) == (4, 1)
     assert weather_peer.max_in_window(1.0) == 4
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+PLOT_BOUNDS = (36.80, -1.30, 36.81, -1.29)
+PLOT = {"type": "Polygon", "coordinates": [[
+    [36.80, -1.30], [36.81, -1.30], [36.81, -1.29], [36.80, -1.29], [36.80, -1.30]]]}  # fmt: skip
+
+
+def test_an_order_goes_pending_then_completed_with_a_scene(tmp_path: Path) -> None:
+    clock = Clock()
+    provider = LocalSatellite(tmp_path, clock=clock)
+    order = provider.order("plot-1", PLOT_BOUNDS, date(2026, 6, 1))
+    assert order.status == "pending"
+    clock.now += timedelta(minutes=5)
+    assert provider.status(order.id).status == "pending"
+    clock.now += timedelta(minutes=30)
+    done = provider.status(order.id)
+    assert done.status == "completed" and done.scene is not None
+    assert LocalSatellite(tmp_path, clock=clock).status(order.id) == done  # kept on disk
+    stats = plot_stats(done.scene.bands, PLOT)
+    assert stats.ndvi is not None and stats.ndvi.mean > 0.75
+
+
+def test_orders_fail_or_expire_after_seven_days(tmp_path: Path) -> None:
+    clock = Clock()
+    failing = LocalSatellite(tmp_path, clock=clock, fails=lambda order: "fully clouded")
+    failed = failing.order("plot-1", PLOT_BOUNDS, date(2026, 6, 1))
+    clock.now += timedelta(hours=1)
+    assert (failing.status(failed.id).status, failing.status(failed.id).reason) == (
+        "failed", "fully clouded")  # fmt: skip
+    slow = LocalSatellite(tmp_path, clock=clock, ready_after=timedelta(days=30))
+    order = slow.order("plot-2", PLOT_BOUNDS, date(2026, 6, 1))
+    clock.now += timedelta(days=6, hours=23)
+    assert slow.status(order.id).status == "pending"
+    clock.now += timedelta(hours=1)
+    assert slow.status(order.id).status == "expired"
+    clock.now += timedelta(days=30)
+    assert slow.status(order.id).status == "expired"  # never completed afterwards
+
+
+def test_orders_refuse_garbage(tmp_path: Path) -> None:
+    provider = LocalSatellite(tmp_path)
+    with pytest.raises(ValueError, match="at most"):
+        provider.order("p", (30.0, 0.0, 31.0, 0.1), date(2026, 6, 1))
+    with pytest.raises(ValueError, match="west < east"):
+        provider.order("p", (31.0, 0.0, 30.9, 0.1), date(2026, 6, 1))
+    with pytest.raises(ProviderError, match="not an order id"):
+        provider.status("../../etc/passwd")
+    with pytest.raises(ProviderError, match="no order"):
+        provider.status(str(uuid.uuid4()))
+
+
+def test_the_drought_plots_canopy_withers_in_the_local_provider(tmp_path: Path) -> None:
+    peer = WeatherPeer(today=TODAY)
+    peer.set_regime(-1.295, 36.805, "drought")
+    clock = Clock()
+    provider = LocalSatellite(tmp_path, clock=clock, vigour=peer.vigour, ready_after=timedelta(0))
+    early = provider.order("p", PLOT_BOUNDS, TODAY - timedelta(days=95))
+    late = provider.order("p", PLOT_BOUNDS, TODAY - timedelta(days=5))
+    ndvi = []
+    for order in (early, late):
+        scene = provider.status(order.id).scene
+        assert scene is not None
+        found = plot_stats(scene.bands, PLOT).ndvi
+        assert found is not None
+        ndvi.append(found.mean)
+    assert ndvi[0] > 0.75 and ndvi[1] < 0.45
+
+
+# -- object stores -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's standalone S3 server as a real process on loopback; its URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"moto did not start: {log.read_text()[-2000:]}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def s3_store(url: str, **options: Any) -> S3Store:
+    store = S3Store(
+        "agri-proofs", endpoint_url=url, access_key="testing", secret_key="testing",
+        policy=allowing(url.removeprefix("http://")), **options,
+    )  # fmt: skip
+    store.create_bucket()
+    return store
+
+
+def check_store(store: ObjectStore) -> None:
+    assert store.keys() == []
+    store.put("ndvi/plot-1/2026-06-01.tif", b"II*\x00cog", "image/tiff")
+    store.put("proofs/bafk.json", b'{"a":1}', "application/json")
+    store.put("proofs/bafk.json", b'{"a":2}', "application/json")  # replaced
+    assert store.get("proofs/bafk.json") == b'{"a":2}'
+    assert store.exists("ndvi/plot-1/2026-06-01.tif") and not store.exists("ndvi/none.tif")
+    assert store.keys("proofs/") == ["proofs/bafk.json"]
+    assert store.keys() == ["ndvi/plot-1/2026-06-01.tif", "proofs/bafk.json"]
+    store.delete("proofs/bafk.json")
+    store.delete("proofs/bafk.json")  # deleting a missing object is fine
+    with pytest.raises(ObjectNotFound, match=r"proofs/bafk\.json"):
+        store.get("proofs/bafk.json")
+    for bad in ("../etc/passwd", "/abs", "a//b", "a/./b", "", "sp ace", "x" * 1025):
+        with pytest.raises(ValueError, match="object key"):
+            store.put(bad, b"x")
+
+
+def test_the_filesystem_store(tmp_path: Path) -> None:
+    check_store(FileStore(tmp_path / "objects"))
+    assert not (tmp_path / "etc").exists()
+
+
+def test_the_s3_store_against_motos_server(moto_server: str) -> None:
+    check_store(s3_store(moto_server, prefix="tenant-a"))
+    other = s3_store(moto_server, prefix="tenant-b")
+    other.put("x.json", b"{}")
+    assert s3_store(moto_server, prefix="tenant-a").keys() == ["ndvi/plot-1/2026-06-01.tif"]
+    assert other.keys() == ["x.json"]
+
+
+def test_the_s3_store_refuses_an_unlisted_endpoint_and_reports_failures(moto_server: str) -> None:
+    with pytest.raises(ProviderError, match=r"S3 endpoint refused.*loopback"):
+        S3Store("agri-proofs", endpoint_url=moto_server)
+    dead = f"http://127.0.0.1:{free_port()}"
+    store = S3Store("agri-proofs", endpoint_url=dead, access_key="t", secret_key="t",
+                    policy=allowing(dead.removeprefix("http://")), timeout=1.0)  # fmt: skip
+    with pytest.raises(ProviderError, match=r"S3 put 'a\.json' failed"):
+        store.put("a.json", b"{}")
+    policy = allowing(moto_server.removeprefix("http://"))
+    missing = S3Store("no-such-bucket", endpoint_url=moto_server, access_key="t",
+                      secret_key="t", policy=policy)  # fmt: skip
+    with pytest.raises(ProviderError, match="NoSuchBucket"):
+        missing.put("a.json", b"{}")
+    with pytest.raises(ValueError, match="bucket name"):
+        S3Store("Not_A_Bucket")
+
+
+# -- IPFS pinning --------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def ipfs_peer() -> Iterator[IpfsPeer]:
+    peer = IpfsPeer().start()
+    yield peer
+    peer.stop()
+
+
+DOCUMENT = b'{"formulas":"agri-formulas/1","payout":"1250.00","plot":"p-1"}'
+
+
+def test_pinning_through_the_ipfs_rpc(ipfs_peer: IpfsPeer) -> None:
+    client = IpfsRpc(ipfs_peer.url, allowing(ipfs_peer.allow_entry))
+    cid = client.pin(DOCUMENT, "proof-p-1.json")
+    assert cid == cid_of(DOCUMENT) and cid.startswith("bafkrei")
+    assert ipfs_peer.pins[cid] == DOCUMENT
+    ipfs_peer.script("wrong_cid")
+    with pytest.raises(ProviderError, match="but its CID is"):
+        client.pin(DOCUMENT, "proof-p-1.json")
+    ipfs_peer.script("server_error")
+    with pytest.raises(ProviderError, match="HTTP 500"):
+        client.pin(DOCUMENT, "proof-p-1.json")
+
+
+def test_pinning_through_a_pinata_compatible_api(ipfs_peer: IpfsPeer) -> None:
+    client = Pinata(ipfs_peer.jwt, ipfs_peer.url, allowing(ipfs_peer.allow_entry))
+    assert client.pin(DOCUMENT, "proof.json") == cid_of(DOCUMENT)
+    ipfs_peer.script("wrong_cid")
+    with pytest.raises(ProviderError, match="refused"):
+        client.pin(DOCUMENT, "proof.json")
+    with pytest.raises(ProviderError, match="credentials"):
+        Pinata("wrong", ipfs_peer.url, allowing(ipfs_peer.allow_entry)).pin(DOCUMENT, "p.json")
+
+
+def test_the_peer_refuses_a_document_whose_cid_does_not_match(ipfs_peer: IpfsPeer) -> None:
+    body, content_type = multipart([
+        ("file", "p.json", "application/json", DOCUMENT),
+        ("pinataMetadata", None, "application/json",
+         json.dumps({"keyvalues": {"cid": cid_of(b"another document")}}).encode()),
+        ("pinataOptions", None, "application/json", b'{"cidVersion": 1}'),
+    ])  # fmt: skip
+    with EgressClient(allowing(ipfs_peer.allow_entry)) as http:
+        answer = http.post(
+            f"{ipfs_peer.url}/pinning/pinFileToIPFS", content=body,
+            headers={"Content-Type": content_type, "Authorization": f"Bearer {ipfs_peer.jwt}"},
+        )  # fmt: skip
+        assert answer.status_code == 400 and b"refused" in answer.content
+        plain = http.post(f"{ipfs_peer.url}/api/v0/add?cid-version=0", content=body,
+                          headers={"Content-Type": content_type})  # fmt: skip
+        assert plain.status_code == 400
+    assert ipfs_peer.pins == {}
+
+
+def test_pinning_refuses_garbage_documents(ipfs_peer: IpfsPeer) -> None:
+    client = IpfsRpc(ipfs_peer.url, allowing(ipfs_peer.allow_entry))
+    with pytest.raises(ValueError, match="one raw IPFS block"):
+        client.pin(b"x" * 300_000, "big.json")
+    with pytest.raises(ValueError, match="non-empty"):
+        client.pin(b"", "empty.json")
+    with pytest.raises(ValueError, match="pin name"):
+        client.pin(DOCUMENT, 'bad"name')
+    with pytest.raises(ProviderError, match="loopback"):
+        IpfsRpc(ipfs_peer.url).pin(DOCUMENT, "p.json")
+    assert ipfs_peer.requests == 0
+
+
+def test_the_peers_run_as_one_process_for_make_run() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "conveyor.packs.agri.peers", "--today", "2026-06-30",
+         "--drought", "5.0,5.0"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        urls = dict(process.stdout.readline().split() for _ in range(2))
+        entries = [u.removeprefix("http://") for u in urls.values()]
+        with OpenMeteo(allowing(*entries), forecast_url=urls["weather"],
+                       today=lambda: TODAY) as client:  # fmt: skip
+            dry = client.forecast(5.0, 5.0, TODAY - timedelta(days=59), TODAY)
+        assert sum(d.precipitation_mm for d in dry.days) < 20
+        assert IpfsRpc(urls["ipfs"], allowing(*entries)).pin(DOCUMENT, "p.json") == cid_of(DOCUMENT)
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+
+
+def test_a_damaged_order_record_is_a_clear_error(tmp_path: Path) -> None:
+    provider = LocalSatellite(tmp_path)
+    order = provider.order("p", PLOT_BOUNDS, date(2026, 6, 1))
+    path = tmp_path / "orders" / f"{order.id}.json"
+    for damage in ("{", '{"id": 1}', '{"bounds": "x"}', "[]"):
+        path.write_text(damage)
+        with pytest.raises(ProviderError, match="unreadable"):
+            provider.status(order.id)

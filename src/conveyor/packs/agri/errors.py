@@ -13,8 +13,9 @@ ConveyorError
     ├── RasterError         a corrupt GeoTIFF, or one that does not cover the plot (422)
     └── ObjectNotFound      no object under that key in the object store (404)
 
-Each is also :class:`~conveyor.errors.InputRejected`, so the API answers 422 with the message
-without a route translating it.
+Those marked (422) are also :class:`~conveyor.errors.InputRejected` and (404)
+:class:`~conveyor.errors.ResourceNotFound`, so the API answers with the message without a route
+translating it; a ProviderError is a failure of the outside service, recorded where it happened.
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ five a drought and one in ten a flood) or set by hand; the anomaly applies only 
 event window (by default the 90 days up to the peer's ``today``), so the years before are the
 location's normal climatology a rain deficit is measured against.
 
-The egress guard refuses loopback unless allowed: tests allow :attr:`WeatherPeer.allow_entry`.
+:class:`IpfsPeer` is a pinning service speaking the IPFS HTTP RPC and Pinata's API that
+recomputes every document's CID and refuses a mismatch.
+
+The egress guard refuses loopback unless allowed: tests allow each peer's ``allow_entry``.
 """
 
 from __future__ import annotations
@@ -29,13 +32,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from email import policy as email_policy
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from conveyor.packs.agri.weather import DAILY_VARIABLES, EXPECTED_UNITS, DailyWeather
+from conveyor.packs.agri.indices import DailyWeather
+from conveyor.packs.agri.proofs import cid_of
+from conveyor.packs.agri.weather import DAILY_VARIABLES, EXPECTED_UNITS
 
-__all__ = ["LoopbackPeer", "Regime", "WeatherPeer", "regime_of", "synthetic_day"]
+__all__ = ["IpfsPeer", "LoopbackPeer", "Regime", "WeatherPeer", "regime_of", "synthetic_day"]
 
 Regime = Literal["normal", "drought", "flood"]
 ARCHIVE_FIRST_DAY = date(1940, 1, 1)
@@ -85,6 +92,8 @@ def synthetic_day(
 class LoopbackPeer:
     """A threaded HTTP server on 127.0.0.1 whose handler calls :meth:`handle`."""
 
+    bind_port: int = 0
+    """The port to listen on; 0 picks a free one (see :attr:`port`)."""
     server: ThreadingHTTPServer | None = field(default=None, init=False, repr=False)
 
     def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[
@@ -114,7 +123,7 @@ class LoopbackPeer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.bind_port), Handler)
         self.server.daemon_threads = True
         server = self.server
         threading.Thread(target=lambda: server.serve_forever(0.05), daemon=True).start()
@@ -193,6 +202,14 @@ class WeatherPeer(LoopbackPeer):
         event = self.today - timedelta(days=self.event_days) < day <= self.today
         return synthetic_day(latitude, longitude, day, self.regime(latitude, longitude),
                              event=event)  # fmt: skip
+
+    def vigour(self, latitude: float, longitude: float, day: date) -> float:
+        """The canopy's vigour 0..1 at a point on a day, for the local satellite provider: 0.9,
+        falling linearly to 0.3 over the first 45 days of a drought's event window."""
+        start = self.today - timedelta(days=self.event_days)
+        if self.regime(latitude, longitude) != "drought" or not start < day <= self.today:
+            return 0.9
+        return 0.9 - 0.6 * min(1.0, (day - start).days / 45)
 
     def max_in_window(self, seconds: float = 1.0) -> int:
         """The most requests that arrived within any ``seconds``-long window (answered or not)."""
@@ -318,3 +335,161 @@ def _date(query: dict[str, str], name: str) -> date:
         return date.fromisoformat(raw)
     except ValueError:
         raise _Refused(f"Invalid date format '{raw}' for key {name}") from None
+
+
+def _form_parts(content_type: str, body: bytes) -> dict[str, bytes]:
+    """The fields of a ``multipart/form-data`` body by name (the last of a repeated name)."""
+    message = BytesParser(policy=email_policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    if not message.is_multipart():
+        raise _Refused("the body is not multipart/form-data")
+    parts: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            parts[name] = payload
+    return parts
+
+
+@dataclass
+class IpfsPeer(LoopbackPeer):
+    """A local pinning service speaking both the IPFS HTTP RPC (``/api/v0/add``, ``/api/v0/cat``)
+    and Pinata's ``/pinning/pinFileToIPFS``. It computes every document's CID itself with
+    :func:`~conveyor.packs.agri.proofs.cid_of` and refuses (400) a Pinata upload whose metadata
+    names another CID, or an ``add`` without ``cid-version=1`` and ``raw-leaves=true``.
+    ``script("wrong_cid")`` makes the next answer name a wrong CID (a lying service), for
+    tests of the clients' check; ``"server_error"`` a 500."""
+
+    jwt: str = "peer-pinata-jwt"
+    pins: dict[str, bytes] = field(default_factory=dict)
+    requests: int = 0
+    queue: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def script(self, *answers: str) -> IpfsPeer:
+        self.queue.extend(answers)
+        return self
+
+    def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[
+        int, dict[str, str], bytes
+    ]:  # fmt: skip
+        with self.lock:
+            self.requests += 1
+            scripted = self.queue.pop(0) if self.queue else None
+        if scripted == "server_error":
+            return _json(500, {"Message": "internal error", "Code": 0, "Type": "error"})
+        parts = urlsplit(path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        try:
+            if method == "POST" and parts.path == "/api/v0/add":
+                return self._add(query, headers, body, scripted)
+            if method == "POST" and parts.path == "/api/v0/cat":
+                document = self.pins.get(query.get("arg", ""))
+                if document is None:
+                    return _json(500, {"Message": "block was not found locally (offline)",
+                                       "Code": 0, "Type": "error"})  # fmt: skip
+                return 200, {"Content-Type": "application/octet-stream"}, document
+            if method == "POST" and parts.path == "/pinning/pinFileToIPFS":
+                return self._pinata(headers, body, scripted)
+        except _Refused as exc:
+            return _json(400, {"Message": str(exc), "Code": 0, "Type": "error"})
+        return _json(404, {"Message": "404 page not found", "Code": 0, "Type": "error"})
+
+    def _document(self, headers: Any, body: bytes) -> tuple[bytes, dict[str, bytes]]:
+        parts = _form_parts(headers.get("Content-Type", ""), body)
+        document = parts.get("file")
+        if not document:
+            raise _Refused("file argument 'data' is required")
+        return document, parts
+
+    def _add(self, query: dict[str, str], headers: Any, body: bytes, scripted: str | None) -> tuple[
+        int, dict[str, str], bytes
+    ]:  # fmt: skip
+        if query.get("cid-version") != "1" or query.get("raw-leaves") != "true":
+            raise _Refused("this node pins only with cid-version=1 and raw-leaves=true")
+        document, _ = self._document(headers, body)
+        cid = self._pin(document)
+        shown = _wrong(cid) if scripted == "wrong_cid" else cid
+        return _json(200, {"Name": "document", "Hash": shown, "Size": str(len(document))})
+
+    def _pinata(self, headers: Any, body: bytes, scripted: str | None) -> tuple[
+        int, dict[str, str], bytes
+    ]:  # fmt: skip
+        if headers.get("Authorization") != f"Bearer {self.jwt}":
+            return _json(401, {"error": {"reason": "INVALID_CREDENTIALS",
+                                         "details": "Invalid/expired credentials"}})  # fmt: skip
+        document, parts = self._document(headers, body)
+        try:
+            options = json.loads(parts.get("pinataOptions", b"{}"))
+            metadata = json.loads(parts.get("pinataMetadata", b"{}"))
+        except ValueError:
+            raise _Refused("pinataOptions and pinataMetadata are JSON") from None
+        if not isinstance(options, dict) or options.get("cidVersion") != 1:
+            raise _Refused("this service pins with cidVersion 1 only")
+        cid = cid_of(document)
+        claimed = metadata.get("keyvalues", {}).get("cid") if isinstance(metadata, dict) else None
+        if claimed is not None and claimed != cid:
+            raise _Refused(f"the document's CID is {cid}, not {str(claimed)[:80]}: refused")
+        self._pin(document)
+        shown = _wrong(cid) if scripted == "wrong_cid" else cid
+        return _json(200, {"IpfsHash": shown, "PinSize": len(document),
+                           "Timestamp": datetime.now(UTC).isoformat()})  # fmt: skip
+
+    def _pin(self, document: bytes) -> str:
+        cid = cid_of(document)
+        with self.lock:
+            self.pins[cid] = document
+        return cid
+
+
+def _wrong(cid: str) -> str:
+    return cid_of(cid.encode())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m conveyor.packs.agri.peers``: the local weather server and pinning service as
+    one process (for ``make run``), until interrupted. Prints each one's URL."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m conveyor.packs.agri.peers",
+                                     description=main.__doc__)  # fmt: skip
+    parser.add_argument("--weather-port", type=int, default=0)
+    parser.add_argument("--ipfs-port", type=int, default=0)
+    parser.add_argument("--today", type=date.fromisoformat, help="the weather's today (UTC)")
+    parser.add_argument("--rate-limit", type=float, help="weather requests per second")
+    parser.add_argument("--drought", action="append", default=[], metavar="LAT,LON",
+                        help="a location in drought (repeatable)")  # fmt: skip
+    parser.add_argument("--flood", action="append", default=[], metavar="LAT,LON")
+    args = parser.parse_args(argv)
+    weather = WeatherPeer(bind_port=args.weather_port, rate_limit=args.rate_limit)
+    if args.today:
+        weather.today = args.today
+    chosen: list[tuple[Regime, list[str]]] = [("drought", args.drought), ("flood", args.flood)]
+    for regime, points in chosen:
+        for point in points:
+            try:
+                lat, lon = (float(v) for v in point.split(","))
+            except ValueError:
+                parser.error(f"--{regime} {point!r}: expected LAT,LON")
+            weather.set_regime(lat, lon, regime)
+    ipfs = IpfsPeer(bind_port=args.ipfs_port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    weather.start()
+    ipfs.start()
+    print(f"weather {weather.url}\nipfs {ipfs.url}", flush=True)
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        weather.stop()
+        ipfs.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from conveyor.packs.agri.errors import ProviderError, ProviderRateLimited
+from conveyor.packs.agri.indices import DailyWeather
 from conveyor.packs.kit import Answer, EgressClient, EgressError, EgressPolicy
 
 __all__ = [
@@ -49,16 +50,6 @@ EXPECTED_UNITS = {"precipitation_sum": "mm", "temperature_2m_max": "°C",
                   "temperature_2m_min": "°C"}  # fmt: skip
 MAX_DAYS = 366 * 5
 """The longest span one request asks for (the archive answers decades; a plot needs less)."""
-
-
-@dataclass(frozen=True)
-class DailyWeather:
-    """One UTC day at a point: rain in mm, the day's highest and lowest 2 m temperature in °C."""
-
-    day: date
-    precipitation_mm: float
-    tmax_c: float
-    tmin_c: float
 
 
 @dataclass(frozen=True)
