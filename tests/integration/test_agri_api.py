@@ -178,8 +178,11 @@ def test_assessment_without_weather_is_a_visible_failure(client: Any, ledger: En
     assert row["proof_cid"] is None
     r = client.post(f"{BASE}/assessments", json={"plot_id": str(uuid.uuid4())})
     assert r.status_code == 404
-    r = client.post(f"{BASE}/assessments", json={"plot_id": plot["id"], "days": 3})
-    assert r.status_code == 422
+    tomorrow = (date.today() + timedelta(days=1)).isoformat()
+    r = client.post(f"{BASE}/assessments", json={"plot_id": plot["id"], "day": tomorrow})
+    assert r.status_code == 422 and "not ended" in r.text
+    r = client.post(f"{BASE}/assessments", json={"plot_id": plot["id"], "day": "2001-01-01"})
+    assert r.status_code == 422 and "outside" in r.text
 
 
 def test_pages_show_plots_assessments_payouts_and_proofs(client: Any, ledger: Engine) -> None:

@@ -13,7 +13,7 @@ CID from a transaction must be able to check it.
 from __future__ import annotations
 
 import base64
-from datetime import date, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.errors import InputRejected, ResourceConflict
 from conveyor.packs.agri import store
+from conveyor.packs.agri.assessment import last_ended_period, period_of, policy_of
 from conveyor.packs.agri.errors import ProofError
 from conveyor.packs.agri.policies import plot_from, policy_from
 from conveyor.packs.agri.proofs import cid_of, verify
@@ -168,13 +169,12 @@ def list_images(
 
 
 class AssessmentRequest(BaseModel):
-    """Assess ``plot_id`` over ``period_end - days + 1 … period_end`` (default: to yesterday)."""
+    """Assess ``plot_id`` over the policy period holding ``day`` (default: the last ended)."""
 
     model_config = ConfigDict(extra="forbid")
 
     plot_id: UUID
-    period_end: date | None = None
-    days: int = Field(default=30, ge=7, le=366)
+    day: date | None = None
 
 
 @router.post("/assessments", status_code=202)
@@ -183,9 +183,17 @@ def start_assessment(
 ) -> dict[str, Any]:
     """Start an assessment job. The same plot and period give the same job (an idempotency
     key), and the assessment itself is unique per plot and period: never two payouts."""
-    store.get_plot(services.engine, body.plot_id)
-    end = body.period_end or date.today() - timedelta(days=1)
-    start = end - timedelta(days=body.days - 1)
+    today = datetime.now(UTC).date()
+    with services.engine.connect() as conn:
+        plot = store.get_plot(conn, body.plot_id)
+        if body.day is not None:
+            start, end = period_of(conn, body.plot_id, body.day, today)
+        else:
+            policy = policy_of(store.get_policy(conn, plot.policy_id))
+            period = last_ended_period(policy, today)
+            if period is None:
+                raise InputRejected("none of the policy's assessment periods has ended yet")
+            start, end = period
     kwargs = {"plot_id": str(body.plot_id), "start": start.isoformat(), "end": end.isoformat()}
     job, created = services.control.submit(
         ASSESS_TASK,

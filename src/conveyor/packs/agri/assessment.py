@@ -2,6 +2,10 @@
 climatology, NDVI against its 60-day baseline, damage and payout (:mod:`.damage`), and the
 evidence as a canonical document named by its CIDv1 (:mod:`.proofs`).
 
+Periods are the policy's own (``Policy.periods``: consecutive 30-day windows from the cover's
+start), never "the last 30 days" of whenever a run happens — so a drought that lasts a week more
+is still the one assessment of its period. Only a period that has ended is assessed.
+
 Idempotent per (plot, period): the row is claimed first (``INSERT … ON CONFLICT DO NOTHING``),
 so a re-run, a retry or a concurrent second job finds the existing assessment and returns it —
 never a second assessment, hence never a second payout. A failure is recorded on the row
@@ -12,10 +16,11 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from conveyor.errors import ConveyorError
@@ -27,8 +32,8 @@ from conveyor.packs.agri.indices import (
     climatology_mm,
     weather_indices,
 )
-from conveyor.packs.agri.policies import Policy, policy_from
-from conveyor.packs.agri.tables import assessments, indices, ndvi_daily, weather
+from conveyor.packs.agri.policies import Policy, plot_from, policy_from
+from conveyor.packs.agri.tables import assessments, indices, ndvi_daily, policies, weather
 
 HISTORY_YEARS = 3
 
@@ -124,6 +129,32 @@ def _ndvi(conn: Connection, plot_id: UUID, start: date, end: date) -> dict[str, 
     }
 
 
+def last_ended_period(policy: Policy, today: date) -> tuple[date, date] | None:
+    """The policy's latest assessment period that ended before ``today``; None if none has."""
+    period = policy.period_containing(today - timedelta(days=1))
+    if period is None:  # past the cover: its last period, if the cover has ended
+        ended = [p for p in policy.periods() if p[1] < today]
+        return ended[-1] if ended else None
+    if period[1] < today:
+        return period
+    return policy.period_containing(period[0] - timedelta(days=1))
+
+
+def period_of(conn: Connection, plot_id: UUID, day: date, today: date) -> tuple[date, date]:
+    """The plot's policy period holding ``day``; :class:`AssessmentError` if there is none or
+    it has not ended by ``today``."""
+    policy = policy_of(store.get_policy(conn, store.get_plot(conn, plot_id).policy_id))
+    period = policy.period_containing(day)
+    if period is None:
+        raise AssessmentError(
+            f"{day} is outside the policy's cover {policy.effective_cover_start}.."
+            f"{policy.effective_cover_end}"
+        )
+    if period[1] >= today:
+        raise AssessmentError(f"the period {period[0]}..{period[1]} has not ended yet")
+    return period
+
+
 def claim(engine: Engine, plot_id: UUID, start: date, end: date) -> tuple[UUID, bool]:
     """The assessment row of (plot, period), inserted ``pending`` if there was none; (id,
     whether this call created it)."""
@@ -158,6 +189,13 @@ def assess(engine: Engine, plot_id: UUID, start: date, end: date) -> dict[str, A
     """Assess the plot over ``start..end`` once (see the module); the assessment's row."""
     if end < start:
         raise AssessmentError(f"the period ends ({end}) before it starts ({start})")
+    with engine.connect() as conn:
+        policy = policy_of(store.get_policy(conn, store.get_plot(conn, plot_id).policy_id))
+    if (start, end) not in policy.periods():
+        raise AssessmentError(
+            f"{start}..{end} is not one of the policy's assessment periods (30 days from"
+            f" {policy.effective_cover_start})"
+        )
     assessment_id, _ = claim(engine, plot_id, start, end)
     with engine.begin() as conn:
         row = conn.execute(
@@ -166,13 +204,28 @@ def assess(engine: Engine, plot_id: UUID, start: date, end: date) -> dict[str, A
         if row.status == "completed":  # a re-run: the same assessment, nothing new
             return store.public(row)
         plot = store.get_plot(conn, plot_id)
-        policy_row = store.get_policy(conn, plot.policy_id)
+        # One assessment of a policy at a time: what its other periods and plots paid is read
+        # and this one's payout capped by the rest of the sum insured, with no race between.
+        policy_row = conn.execute(
+            select(policies).where(policies.c.id == plot.policy_id).with_for_update()
+        ).one()
+        paid_before = conn.execute(
+            select(func.coalesce(func.sum(assessments.c.payout_amount), 0)).where(
+                assessments.c.policy_id == plot.policy_id,
+                assessments.c.status == "completed",
+                assessments.c.id != assessment_id,
+            )
+        ).scalar_one()
         try:
             policy = policy_of(policy_row)
             weather_result = plot_indices(conn, plot_id, start, end)
             ndvi = _ndvi(conn, plot_id, start, end)
             result = damage.assess(
-                policy, weather_result, ndvi_mean=ndvi["mean"], ndvi_baseline=ndvi["baseline"]
+                policy,
+                weather_result,
+                ndvi_mean=ndvi["mean"],
+                ndvi_baseline=ndvi["baseline"],
+                paid_before=min(Decimal(paid_before), policy.sum_insured),
             )
         except ConveyorError as exc:
             conn.execute(
@@ -182,22 +235,19 @@ def assess(engine: Engine, plot_id: UUID, start: date, end: date) -> dict[str, A
             )
             return store.public(store.get_assessment(conn, assessment_id))
         now = datetime.now(UTC)
-        document = proofs.evidence_document(
-            plot={
-                "id": plot.id,
-                "name": plot.name,
-                "area_ha": plot.area_ha,
-                "bbox": [plot.min_lon, plot.min_lat, plot.max_lon, plot.max_lat],
-                "geometry": plot.geometry,
-            },
-            policy={
-                "id": policy_row.id,
-                **policy.model_dump(mode="json"),
-            },
-            period={"start": start, "end": end},
-            weather=weather_result.to_json(),
+        document = damage.evidence(
+            plot_id=str(plot.id),
+            plot=plot_from(
+                {
+                    "name": plot.name,
+                    "policy_number": policy.policy_number,
+                    "geometry": plot.geometry,
+                }
+            ),
+            policy=policy,
+            indices=weather_result,
+            assessment=result,
             ndvi=ndvi if ndvi["mean"] is not None else None,
-            result=result.to_json(),
             generated_at=now,
         )
         canonical = proofs.canonical(document)

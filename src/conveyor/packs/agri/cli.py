@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -55,24 +55,29 @@ def verify_proof(
 @app.command()
 def assess(
     plot_id: Annotated[str, typer.Argument(help="the plot's id")],
-    end: Annotated[str | None, typer.Option(help="last day (YYYY-MM-DD); yesterday")] = None,
-    days: Annotated[int, typer.Option(min=7, max=366, help="days in the period")] = 30,
+    day: Annotated[
+        str | None, typer.Option(help="a day (YYYY-MM-DD) of the period; the last ended one")
+    ] = None,
 ) -> None:
-    """Assess PLOT_ID over a period now, in this process (once per plot and period: a second
-    run prints the same assessment); the assessment as JSON."""
+    """Assess PLOT_ID over one of its policy's periods now, in this process (once per plot and
+    period: a second run prints the same assessment); the assessment as JSON."""
     from conveyor.packs.agri.assessment import assess as run
+    from conveyor.packs.agri.assessment import period_of
     from conveyor.packs.kit import cli_console, cli_services
 
     out, err = cli_console()
     try:
         key = uuid.UUID(plot_id)
-        last = date.fromisoformat(end) if end else date.today() - timedelta(days=1)
+        today = datetime.now(UTC).date()
+        when = date.fromisoformat(day) if day else today - timedelta(days=1)
     except ValueError as exc:
         err.print(f"[red]refused:[/] {exc}")
         raise typer.Exit(2) from None
     services = cli_services()
     try:
-        row = run(services.engine, key, last - timedelta(days=days - 1), last)
+        with services.engine.connect() as conn:
+            start, end = period_of(conn, key, when, today)
+        row = run(services.engine, key, start, end)
     except ConveyorError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None

@@ -124,34 +124,39 @@ def update_baselines(engine: Engine, today: date) -> int:
     return int(result.rowcount or 0)
 
 
-def stressed_plots(engine: Engine, threshold: float, period_days: int) -> list[dict[str, Any]]:
-    """Plots whose latest stress score is at least ``threshold`` and that have no assessment of
-    the period ending on that day: what the trigger schedule assesses."""
+def stressed_plots(engine: Engine, threshold: float, today: date) -> list[dict[str, Any]]:
+    """Plots whose latest stress score is at least ``threshold`` and whose policy's last ended
+    period has no assessment yet: what the trigger schedule assesses."""
+    from conveyor.packs.agri.assessment import last_ended_period, policy_of
+
     with engine.connect() as conn:
         rows = conn.execute(
             text(
                 """
-                SELECT DISTINCT ON (i.plot_id) i.plot_id, i.day, i.stress
+                SELECT DISTINCT ON (i.plot_id) i.plot_id, i.stress
                 FROM agri_indices i ORDER BY i.plot_id, i.day DESC
                 """
             )
         ).all()
         out = []
-        for plot_id, day, stress in rows:
+        for plot_id, stress in rows:
             if stress < threshold:
                 continue
-            start = day - timedelta(days=period_days - 1)
+            plot = store.get_plot(conn, plot_id)
+            period = last_ended_period(policy_of(store.get_policy(conn, plot.policy_id)), today)
+            if period is None:
+                continue
             done = conn.execute(
                 select(assessments.c.id).where(
                     and_(
                         assessments.c.plot_id == plot_id,
-                        assessments.c.period_start == start,
-                        assessments.c.period_end == day,
+                        assessments.c.period_start == period[0],
+                        assessments.c.period_end == period[1],
                     )
                 )
             ).first()
             if done is None:
-                out.append({"plot_id": str(plot_id), "start": start, "end": day})
+                out.append({"plot_id": str(plot_id), "start": period[0], "end": period[1]})
     return out
 
 

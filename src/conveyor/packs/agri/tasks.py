@@ -114,7 +114,7 @@ def check_triggers(self: Task) -> dict[str, Any]:
             assessment.store_daily_indices(state.engine, plot_id, yesterday, state.agri.period_days)
         except conveyor.ConveyorError as exc:  # no weather yet: the next check tries again
             log.info("no indices for plot %s yet: %s", plot_id, exc)
-    due = pipeline.stressed_plots(state.engine, state.agri.trigger_stress, state.agri.period_days)
+    due = pipeline.stressed_plots(state.engine, state.agri.trigger_stress, _today())
     for item in due:
         kwargs = {"plot_id": item["plot_id"], "start": str(item["start"]), "end": str(item["end"])}
         self.app.send_task(ASSESS_TASK, kwargs=kwargs)
