@@ -15,6 +15,42 @@ from conveyor.errors import ConveyorError
 app = typer.Typer(no_args_is_help=True, help="Agri pack: plots, assessments, payouts, proofs.")
 
 
+@app.command("import")
+def import_plots(
+    path: Annotated[Path, typer.Argument(help="plots as GeoJSON (.geojson/.json) or CSV")],
+) -> None:
+    """Import the plots of a GeoJSON FeatureCollection (properties ``name`` and
+    ``policy_number``) or a CSV (``name,policy_number,geometry`` with GeoJSON or WKT cells):
+    all or nothing, every problem numbered by feature or row; the plots created as JSON lines."""
+    from conveyor.packs.agri import store
+    from conveyor.packs.agri.imports import parse_plots
+    from conveyor.packs.kit import cli_console, cli_services
+
+    out, err = cli_console()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        err.print(f"[red]refused:[/] cannot read {path}: {exc.strerror}")
+        raise typer.Exit(2) from None
+    try:
+        plots = parse_plots(data, filename=path.name)
+    except ConveyorError as exc:
+        for line in getattr(exc, "problems", [str(exc)]):
+            err.print(f"[red]refused:[/] {line}", soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
+    services = cli_services()
+    try:
+        created = store.create_plots(services.engine, plots)
+    except ConveyorError as exc:
+        err.print(f"[red]refused:[/] {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        services.control.close()
+    for row in created:
+        out.print(json.dumps(row), soft_wrap=True, highlight=False)
+    err.print(f"{len(created)} plot(s) imported")
+
+
 @app.command("verify-proof")
 def verify_proof(
     cid: Annotated[str, typer.Argument(help="the proof's CIDv1 (b…)")],
