@@ -6,6 +6,8 @@ against the local chain of tests and ``make run`` and is refused in production.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,6 +25,9 @@ class AgriSettings(BaseSettings):
     weather_forecast_url: str = "https://api.open-meteo.com"
     weather_archive_url: str = "https://archive-api.open-meteo.com"
     weather_days: int = Field(default=60, ge=1, le=366)
+    # Where the local satellite provider keeps its scenes and the filesystem object store its
+    # objects (NDVI rasters, proofs); unset: `agri/` under CONVEYOR_HOME.
+    data_dir: Path | None = None
     # Payouts: any JSON-RPC endpoint (sent through the egress guard); unset means payouts stay
     # `approved` and the payout schedule reports that no chain is configured.
     eth_rpc_url: str | None = None

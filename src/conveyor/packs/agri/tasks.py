@@ -25,6 +25,7 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -156,8 +157,18 @@ def process_pending_assessments(self: Task) -> dict[str, Any]:
 
 
 def process_pending_images(self: Task) -> dict[str, Any]:
-    """Expire orders pending for more than 7 days (the seed's lifecycle)."""
+    """Order images for plots without a recent one, check the pending orders that are due and
+    process the completed ones; expire orders pending for more than 7 days."""
+    from conveyor.packs.agri import imagery
+    from conveyor.packs.agri.objectstore import FileStore
+    from conveyor.packs.agri.satellite import LocalSatellite
+
     state = _process(self.app)
+    data = state.agri.data_dir or Path(settings_of(self.app).home) / "agri"
+    provider = LocalSatellite(data / "satellite")
+    now = datetime.now(UTC)
+    ordered = imagery.order_images(state.engine, provider, now)
+    checked = imagery.check_pending(state.engine, provider, FileStore(data / "objects"), now)
     with state.engine.begin() as conn:
         expired = conn.execute(
             update(images)
@@ -167,7 +178,7 @@ def process_pending_images(self: Task) -> dict[str, Any]:
             )
             .values(status="expired", error="no image within 7 days of the order")
         ).rowcount
-    return {"expired": int(expired or 0)}
+    return {"ordered": len(ordered), **checked, "expired_unchecked": int(expired or 0)}
 
 
 def daily_ndvi(self: Task, day: str | None = None) -> dict[str, Any]:
