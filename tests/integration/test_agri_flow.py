@@ -21,7 +21,7 @@ import pytest
 
 from conveyor.packs.agri import tasks
 from conveyor.packs.agri.localchain import ChainPeer
-from conveyor.packs.agri.peers import WeatherPeer
+from conveyor.packs.agri.peers import IpfsPeer, WeatherPeer
 from conveyor.packs.agri.proofs import cid_of
 from conveyor.packs.agri.samples import DEMO_WALLET, square
 from conveyor.testing.services import Process, provision_services, wait_for
@@ -36,6 +36,7 @@ class Stack:
     client: Any
     weather: WeatherPeer
     chain: ChainPeer
+    pinning: IpfsPeer
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,9 @@ def stack(artifacts: Path) -> Iterator[Stack]:
     weather = WeatherPeer(today=datetime.now(UTC).date()).start()
     weather.set_regime(LAT + 0.005, LON + 0.005, "drought")
     node = ChainPeer().start()
+    pinning = IpfsPeer().start()
     home = Path(tempfile.mkdtemp(prefix="conveyor-agri-flow-"))
-    allow = [weather.allow_entry, node.allow_entry]
+    allow = [weather.allow_entry, node.allow_entry, pinning.allow_entry]
     try:
         with provision_services(home, egress_allow=allow) as svc:
             env = {
@@ -56,6 +58,8 @@ def stack(artifacts: Path) -> Iterator[Stack]:
                 "CONVEYOR_AGRI_WEATHER_FORECAST_URL": weather.url,
                 "CONVEYOR_AGRI_WEATHER_ARCHIVE_URL": weather.url,
                 "CONVEYOR_AGRI_ETH_RPC_URL": node.url,
+                "CONVEYOR_AGRI_IPFS_URL": pinning.url,
+                "CONVEYOR_AGRI_DATA_DIR": str(home / "agri"),
             }
             procs = [
                 Process(
@@ -72,13 +76,14 @@ def stack(artifacts: Path) -> Iterator[Stack]:
                         timeout=60,
                         message="the agri worker's first heartbeat",
                     )
-                    yield Stack(client, weather, node)
+                    yield Stack(client, weather, node, pinning)
             finally:
                 for p in procs:
                     p.stop()
     finally:
         weather.stop()
         node.stop()
+        pinning.stop()
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -127,10 +132,16 @@ def test_a_drought_plot_is_assessed_and_paid_once(stack: Stack) -> None:
 
     def assessed() -> dict[str, Any] | None:
         items = client.get(f"{BASE}/assessments", params={"plot_id": plot["id"]}).json()["items"]
-        return items[0] if items and items[0]["status"] == "completed" else None
+        done = items and items[0]["status"] == "completed" and items[0]["pinned"]
+        return items[0] if done else None
 
-    assessment = wait_for(assessed, timeout=60, message="the triggered assessment")
+    assessment = wait_for(assessed, timeout=60, message="the assessment, its proof pinned")
     assert assessment["triggered"] and float(assessment["payout_amount"]) > 0
+    assert assessment["pinned"] and assessment["proof_key"]
+    assert (
+        stack.pinning.pins[assessment["proof_cid"]]
+        == client.get(f"{BASE}/proofs/{assessment['proof_cid']}").content
+    )
 
     paid = run(stack, tasks.PAYOUTS_TASK)
     assert paid["approved"] >= 1 and not paid["failed"], paid

@@ -32,6 +32,8 @@ from conveyor.packs.agri.indices import (
     climatology_mm,
     weather_indices,
 )
+from conveyor.packs.agri.ipfs import Pinner
+from conveyor.packs.agri.objectstore import ObjectStore
 from conveyor.packs.agri.policies import Policy, plot_from, policy_from
 from conveyor.packs.agri.tables import assessments, indices, ndvi_daily, policies, weather
 
@@ -271,3 +273,29 @@ def assess(engine: Engine, plot_id: UUID, start: date, end: date) -> dict[str, A
             )
         )
         return store.public(store.get_assessment(conn, assessment_id))
+
+
+def publish_proof(
+    engine: Engine, assessment_id: UUID, objects: ObjectStore, pinner: Pinner | None
+) -> dict[str, Any]:
+    """Store a completed assessment's evidence in the object store under its CID and pin it
+    (when a pinning service is configured); safe to repeat. A pinning failure is recorded on
+    the row and retried by the pending-assessments schedule."""
+    row = store.get_assessment(engine, assessment_id)
+    if row.proof_cid is None or row.evidence is None:
+        raise AssessmentError(f"assessment {assessment_id} has no proof yet")
+    key = f"proofs/{row.proof_cid}.json"
+    document = bytes(row.evidence)
+    if not objects.exists(key):
+        objects.put(key, document, "application/json")
+    values: dict[str, Any] = {"proof_key": key}
+    if pinner is not None and not row.pinned:
+        try:
+            pinned = pinner.pin(document, f"{row.proof_cid}.json")
+        except ConveyorError as exc:
+            values["error"] = f"pinning failed (retried): {exc}"
+        else:
+            values.update(pinned=pinned == row.proof_cid, error=None)
+    with engine.begin() as conn:
+        conn.execute(update(assessments).where(assessments.c.id == assessment_id).values(**values))
+    return store.public(store.get_assessment(engine, assessment_id))

@@ -28,6 +28,9 @@ class AgriSettings(BaseSettings):
     # Where the local satellite provider keeps its scenes and the filesystem object store its
     # objects (NDVI rasters, proofs); unset: `agri/` under CONVEYOR_HOME.
     data_dir: Path | None = None
+    # Proof documents are pinned through this IPFS HTTP RPC endpoint (a Kubo node, a gateway
+    # or the local pinning peer); unset, they are only kept in the object store.
+    ipfs_url: str | None = None
     # Payouts: any JSON-RPC endpoint (sent through the egress guard); unset means payouts stay
     # `approved` and the payout schedule reports that no chain is configured.
     eth_rpc_url: str | None = None

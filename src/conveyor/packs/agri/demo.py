@@ -1,14 +1,15 @@
 """``conveyor up`` for the agri pack: the local peers and the demo's policies and plots.
 
-When no weather host and no chain are configured (``CONVEYOR_AGRI_WEATHER_*_URL`` at Open-Meteo's
-defaults and ``CONVEYOR_AGRI_ETH_RPC_URL`` unset), :func:`start_local` starts, in the ``up``
-process, the local Open-Meteo peer (:class:`~.peers.WeatherPeer`) and the local chain
-(:class:`~.localchain.ChainPeer`), points the children at them, and adds three demo plots under
-two policies if the demo policies are missing: one in a drought (the peer's regime for its
-coordinates), one normal, one in a flood. The pack's schedules then do the rest: weather every
-5 minutes, the trigger check every 10 (it computes the day's indices if the midnight run has not),
-the drought plot's assessment with its proof, and its payout sent and confirmed on the local chain
-within the next payout run — about 20 minutes after ``make run`` starts, all on the dashboard.
+When no weather host and no chain are configured (``CONVEYOR_AGRI_WEATHER_*_URL`` at
+Open-Meteo's defaults and ``CONVEYOR_AGRI_ETH_RPC_URL`` unset), :func:`start_local` starts, in
+the ``up`` process, the local Open-Meteo peer (:class:`~.peers.WeatherPeer`), the local pinning
+service (:class:`~.peers.IpfsPeer`) and the local chain (:class:`~.localchain.ChainPeer`),
+points the children at them, and adds three demo plots under two policies if the demo policies
+are missing: one in a drought (the peer's regime for its coordinates), one normal, one in a
+flood. The pack's schedules then do the rest: weather every 5 minutes, the trigger check every
+10 (it computes the day's indices if the midnight run has not), the drought plot's assessment
+with its proof stored and pinned, and its payout sent and confirmed on the local chain within
+the next payout run — about 20 minutes after ``make run`` starts, all on the dashboard.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def start_local(settings: Settings) -> LocalServices | None:
         or agri.weather_forecast_url != AgriSettings.model_fields["weather_forecast_url"].default
     ):
         return None
-    from conveyor.packs.agri.peers import WeatherPeer
+    from conveyor.packs.agri.peers import IpfsPeer, WeatherPeer
 
     weather = WeatherPeer(today=datetime.now(UTC).date())
     for _, _, lon, lat, regime in DEMO_PLOTS:
@@ -100,7 +101,9 @@ def start_local(settings: Settings) -> LocalServices | None:
         "CONVEYOR_AGRI_WEATHER_FORECAST_URL": weather.url,
         "CONVEYOR_AGRI_WEATHER_ARCHIVE_URL": weather.url,
     }
-    allow = [weather.allow_entry]
+    pinning = IpfsPeer().start()
+    env["CONVEYOR_AGRI_IPFS_URL"] = pinning.url
+    allow = [weather.allow_entry, pinning.allow_entry]
     chain = _local_chain()
     if chain is not None:
         env["CONVEYOR_AGRI_ETH_RPC_URL"] = chain.url
@@ -120,6 +123,7 @@ def start_local(settings: Settings) -> LocalServices | None:
 
     def stop() -> None:
         weather.stop()
+        pinning.stop()
         if chain is not None:
             chain.stop()
 

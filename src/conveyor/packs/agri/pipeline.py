@@ -249,6 +249,22 @@ def unfinished_assessments(engine: Engine, limit: int) -> list[tuple[UUID, date,
     return [(r.plot_id, r.period_start, r.period_end) for r in rows]
 
 
+def unpublished_proofs(engine: Engine, pinning: bool, limit: int = 50) -> list[UUID]:
+    """Completed assessments whose proof is not in the object store yet (or not pinned, when a
+    pinning service is configured)."""
+    cond = "proof_key IS NULL" + (" OR NOT pinned" if pinning else "")
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT id FROM agri_assessments WHERE status = 'completed'"
+                    f" AND proof_cid IS NOT NULL AND ({cond}) ORDER BY created_at LIMIT :n"
+                ),
+                {"n": limit},
+            ).scalars()
+        )
+
+
 def latest_stress(engine: Engine, plot_id: UUID) -> float | None:
     with engine.connect() as conn:
         value = conn.execute(

@@ -136,12 +136,33 @@ def daily_indices(self: Task, day: str | None = None) -> dict[str, Any]:
     return {"day": end.isoformat(), "plots": done, "failed": failed}
 
 
+def _data_dir(self: Task, state: _Process) -> Path:
+    return state.agri.data_dir or Path(settings_of(self.app).home) / "agri"
+
+
+def _publish(self: Task, state: _Process, assessment_id: UUID) -> None:
+    """Store (and pin) the assessment's proof document."""
+    from conveyor.packs.agri.ipfs import IpfsRpc
+    from conveyor.packs.agri.objectstore import FileStore
+
+    objects = FileStore(_data_dir(self, state) / "objects")
+    pinner = IpfsRpc(state.agri.ipfs_url, state.egress) if state.agri.ipfs_url else None
+    try:
+        assessment.publish_proof(state.engine, assessment_id, objects, pinner)
+    finally:
+        if pinner is not None:
+            pinner.close()
+
+
 def assess(self: Task, plot_id: str, start: str, end: str) -> dict[str, Any]:
-    """Assess one plot over one period (once; a re-run returns the same assessment)."""
+    """Assess one plot over one period (once; a re-run returns the same assessment), then
+    store and pin its proof."""
     state = _process(self.app)
     row = assessment.assess(
         state.engine, UUID(plot_id), date.fromisoformat(start), date.fromisoformat(end)
     )
+    if row["status"] == "completed":
+        _publish(self, state, UUID(row["id"]))
     return {k: row[k] for k in ("id", "status", "triggered", "payout_amount", "proof_cid")}
 
 
@@ -153,7 +174,10 @@ def process_pending_assessments(self: Task) -> dict[str, Any]:
     for plot_id, start, end in pipeline.unfinished_assessments(state.engine, limit=10):
         row = assessment.assess(state.engine, plot_id, start, end)
         done.append({"id": row["id"], "status": row["status"]})
-    return {"assessed": done}
+    published = pipeline.unpublished_proofs(state.engine, pinning=bool(state.agri.ipfs_url))
+    for assessment_id in published:
+        _publish(self, state, assessment_id)
+    return {"assessed": done, "proofs_published": len(published)}
 
 
 def process_pending_images(self: Task) -> dict[str, Any]:
@@ -164,7 +188,7 @@ def process_pending_images(self: Task) -> dict[str, Any]:
     from conveyor.packs.agri.satellite import LocalSatellite
 
     state = _process(self.app)
-    data = state.agri.data_dir or Path(settings_of(self.app).home) / "agri"
+    data = _data_dir(self, state)
     provider = LocalSatellite(data / "satellite")
     now = datetime.now(UTC)
     ordered = imagery.order_images(state.engine, provider, now)
