@@ -21,6 +21,8 @@ task bodies it does not run:
   migration: starts the pack's local peers (an HTTP server speaking a provider's shapes, a
   local chain) when nothing real is configured, and returns :class:`LocalServices` — the
   environment and egress allowlist entries the children need, and how to stop them;
+- ``health``: ``module:function`` taking the API's ``Services``, returning check name -> "ok"
+  or why not (its providers, its object store); shown under ``details`` of ``/readyz``;
 - ``streaming``: path prefixes whose routes read large bodies themselves (uploads), exempt from
   the JSON body cap of ``RequestLimits``.
 
@@ -87,6 +89,7 @@ class Pack:
     nav: tuple[NavEntry, ...] = ()
     streaming: tuple[str, ...] = ()
     local: str | None = None  # `conveyor up`'s local peers (see the module docstring)
+    health: str | None = None  # the pack's checks for /readyz's details
 
     def attribute(self, spec: str) -> Any:
         """Import ``module:attribute``."""

@@ -38,4 +38,5 @@ PACK = Pack(
     ),
     tables="conveyor.packs.agri.tables:metadata",
     local="conveyor.packs.agri.demo:start_local",
+    health="conveyor.packs.agri.health:health",
 )
