@@ -5,14 +5,17 @@ public proof page as someone who never logged in opens it from a payout's CID.""
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine
 from test_layout import CHECK
 
-from conveyor.packs.agri import assessment, pipeline, store
+from conveyor.packs.agri import assessment, imagery, pipeline, store
+from conveyor.packs.agri.objectstore import FileStore
 from conveyor.packs.agri.samples import DEMO_WALLET, drought_history, square
+from conveyor.packs.agri.satellite import LocalSatellite
 
 if TYPE_CHECKING:
     from conftest import Dashboard
@@ -51,6 +54,12 @@ def drought_plot(dashboard: Dashboard) -> dict[str, Any]:
         assessment.store_daily_indices(engine, plot_id, end, 30)
         plot["assessment"] = assessment.assess(engine, plot_id, end - timedelta(days=29), end)
         pipeline.approve_payouts(engine)
+        # A processed satellite image, where the API looks for it (CONVEYOR_HOME/agri).
+        data = Path(dashboard.env["CONVEYOR_HOME"]) / "agri"
+        now = datetime.now(UTC)
+        provider = LocalSatellite(data / "satellite", ready_after=timedelta(0))
+        imagery.order_images(engine, provider, now - imagery.PROCESS_DELAY)
+        imagery.check_pending(engine, provider, FileStore(data / "objects"), now)
     finally:
         engine.dispose()
     return plot
@@ -79,6 +88,8 @@ def test_agri_pages_fit_and_link_to_a_proof_that_verifies(
 
     page.goto(f"{dashboard.url}/agri/plots/{plot['id']}")
     assert page.locator("#plot-polygon path").count() == 1
+    overlay = page.locator("#plot-ndvi-overlay").get_attribute("href")
+    assert overlay and page.request.get(overlay).headers["content-type"] == ("image/png")
     assert page.locator("#plot-charts figure.chart").count() == 3
     assert page.locator("#plot-charts rect").count() > 30
     page.locator(f"#plot-assessments a[href*='{cid}']").click()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from conveyor.packs.agri import imagery, pipeline, store
+from conveyor.packs.agri import imagery, pipeline, store, views
 from conveyor.packs.agri.objectstore import FileStore
 from conveyor.packs.agri.policies import plot_from, policy_from
 from conveyor.packs.agri.samples import DEMO_WALLET, square
@@ -66,6 +66,8 @@ def test_images_are_ordered_processed_and_aggregated(ledger: Engine, tmp_path: P
     assert good.stats["p10"] <= good.stats["mean"] <= good.stats["p90"]
     assert objects.exists(good.ndvi_key) and objects.get(good.ndvi_key)[:2] in (b"II", b"MM")
     assert bad.status == "failed" and bad.error == "fully clouded"
+    png = views.ndvi_png(objects.get(good.ndvi_key))
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
 
     assert pipeline.daily_ndvi(ledger, good.acquired_on) >= 1
     with ledger.connect() as conn:

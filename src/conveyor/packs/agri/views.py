@@ -18,6 +18,16 @@ POLYGON_BOX = 240
 def polygon_path(geometry: dict[str, Any], box: int = POLYGON_BOX) -> str:
     """SVG path data drawing a GeoJSON (Multi)Polygon in a ``box``-unit square, north up,
     keeping its proportions (longitude scaled by the cosine of the latitude)."""
+    return _drawing(geometry, box)[0]
+
+
+def polygon_extent(geometry: dict[str, Any], box: int = POLYGON_BOX) -> tuple[float, ...]:
+    """(x, y, width, height) of the polygon's bounding box in :func:`polygon_path`'s units:
+    where the NDVI raster of the plot's window is laid under the outline."""
+    return _drawing(geometry, box)[1]
+
+
+def _drawing(geometry: dict[str, Any], box: int) -> tuple[str, tuple[float, ...]]:
     polygons = (
         geometry["coordinates"] if geometry["type"] == "MultiPolygon" else [geometry["coordinates"]]
     )
@@ -37,7 +47,32 @@ def polygon_path(geometry: dict[str, Any], box: int = POLYGON_BOX) -> str:
     for poly in polygons:
         for ring in poly:
             parts.append("M" + " L".join(xy(lon, lat) for lon, lat in ring) + " Z")
-    return " ".join(parts)
+    width = (max(lons) - min(lons)) * mid * scale
+    height = (max(lats) - min(lats)) * scale
+    return " ".join(parts), (10.0, 10.0, width, height)
+
+
+def ndvi_png(cog: bytes) -> bytes:
+    """An NDVI GeoTIFF as a PNG for the page: brown (bare, NDVI ≤ 0) to green (dense, 0.9),
+    transparent where no valid pixel."""
+    import numpy as np
+    from rasterio.io import MemoryFile
+
+    with MemoryFile(cog) as src_file, src_file.open() as src:
+        ndvi = src.read(1).astype("float32")
+    valid = np.isfinite(ndvi)
+    t = np.clip(np.nan_to_num(ndvi, nan=0.0) / 0.9, 0.0, 1.0)
+    rgba = np.zeros((4, *ndvi.shape), dtype="uint8")
+    rgba[0] = (166 * (1 - t) + 22 * t).astype("uint8")
+    rgba[1] = (124 * (1 - t) + 163 * t).astype("uint8")
+    rgba[2] = (82 * (1 - t) + 74 * t).astype("uint8")
+    rgba[3] = np.where(valid, 255, 0).astype("uint8")
+    profile = {"driver": "PNG", "width": ndvi.shape[1], "height": ndvi.shape[0], "count": 4,
+               "dtype": "uint8"}  # fmt: skip
+    with MemoryFile() as out_file:
+        with out_file.open(**profile) as dst:
+            dst.write(rgba)
+        return bytes(out_file.read())
 
 
 def series_chart(

@@ -6,10 +6,11 @@ is in ``web_proofs.py``."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import text
 
 from conveyor.errors import ConveyorError
@@ -85,6 +86,7 @@ def plot_page(
         "plot": plot,
         "policy": policy,
         "path": views.polygon_path(plot["geometry"]),
+        "extent": views.polygon_extent(plot["geometry"]),
         "box": views.POLYGON_BOX,
         "charts": charts,
         "ndvi_chart": ndvi_chart,
@@ -119,3 +121,23 @@ def payouts_page(
         "total": sum(counts.values()),
     }
     return pages.render(request, "agri_payouts.html", context, active="agri-payouts")
+
+
+@router.get("/agri/plots/{plot_id}/ndvi.png", name="agri_plot_ndvi")
+def ndvi_image(plot_id: str, services: ServicesDep) -> Response:
+    """The plot's latest NDVI raster (from the object store) as a PNG, for the plot page."""
+    from conveyor.packs.agri.config import AgriSettings
+    from conveyor.packs.agri.objectstore import FileStore
+
+    key = _plot_id(plot_id)
+    latest = next((i for i in store.list_images(services.engine, key, 20) if i["ndvi_key"]), None)
+    if latest is None:
+        raise PageError(404, "No NDVI image", "No processed satellite image for this plot yet.")
+    data = AgriSettings().data_dir or Path(services.settings.home) / "agri"
+    try:
+        cog = FileStore(data / "objects").get(latest["ndvi_key"])
+    except ConveyorError:
+        raise PageError(404, "No NDVI image", "The image is not in the object store.") from None
+    return Response(
+        views.ndvi_png(cog), media_type="image/png", headers={"Cache-Control": "max-age=300"}
+    )
