@@ -103,7 +103,12 @@ def make_plots(count: int, size: int) -> list[dict[str, Any]]:
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    """This process's peak resident memory (VmHWM: ru_maxrss would carry the parent's peak
+    across fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_pack(bands: dict[str, str], plots: list[dict[str, Any]]) -> dict[str, Any]:

@@ -22,10 +22,10 @@ from conveyor.egress import parse_allowlist
 from conveyor.packs.agri.errors import ObjectNotFound, ProviderError, ProviderRateLimited
 from conveyor.packs.agri.ipfs import IpfsRpc, Pinata, multipart
 from conveyor.packs.agri.objectstore import FileStore, ObjectStore, S3Store
-from conveyor.packs.agri.peers import IpfsPeer, WeatherPeer, synthetic_day
+from conveyor.packs.agri.peers import IpfsPeer, SatellitePeer, WeatherPeer, synthetic_day
 from conveyor.packs.agri.proofs import cid_of
 from conveyor.packs.agri.raster import plot_stats
-from conveyor.packs.agri.satellite import LocalSatellite
+from conveyor.packs.agri.satellite import HttpSatellite, LocalSatellite
 from conveyor.packs.agri.weather import OpenMeteo, WeatherSeries
 from conveyor.packs.kit import EgressClient, EgressPolicy
 
@@ -406,13 +406,18 @@ def test_the_peers_run_as_one_process_for_make_run() -> None:
     )  # fmt: skip
     try:
         assert process.stdout is not None
-        urls = dict(process.stdout.readline().split() for _ in range(2))
+        urls = dict(process.stdout.readline().split() for _ in range(3))
         entries = [u.removeprefix("http://") for u in urls.values()]
         with OpenMeteo(allowing(*entries), forecast_url=urls["weather"],
                        today=lambda: TODAY) as client:  # fmt: skip
             dry = client.forecast(5.0, 5.0, TODAY - timedelta(days=59), TODAY)
         assert sum(d.precipitation_mm for d in dry.days) < 20
-        assert IpfsRpc(urls["ipfs"], allowing(*entries)).pin(DOCUMENT, "p.json") == cid_of(DOCUMENT)
+        pinned = IpfsRpc(urls["ipfs"], allowing(*entries)).pin(DOCUMENT, "p.json")
+        assert pinned == cid_of(DOCUMENT)
+        key = "peer-satellite-key"
+        satellite = HttpSatellite(urls["satellite"], Path("/nonexistent"), api_key=key,
+                                  policy=allowing(*entries))  # fmt: skip
+        assert satellite.order("p", PLOT_BOUNDS, TODAY).status == "pending"
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
@@ -426,3 +431,52 @@ def test_a_damaged_order_record_is_a_clear_error(tmp_path: Path) -> None:
         path.write_text(damage)
         with pytest.raises(ProviderError, match="unreadable"):
             provider.status(order.id)
+
+
+@pytest.fixture()
+def satellite_peer(tmp_path: Path) -> Iterator[tuple[SatellitePeer, Clock]]:
+    clock = Clock()
+    peer = SatellitePeer(provider=LocalSatellite(tmp_path / "provider", clock=clock)).start()
+    yield peer, clock
+    peer.stop()
+
+
+def test_orders_over_the_http_order_api(
+    satellite_peer: tuple[SatellitePeer, Clock], tmp_path: Path
+) -> None:
+    peer, clock = satellite_peer
+    client = HttpSatellite(peer.url, tmp_path / "client", api_key=peer.key,
+                           policy=allowing(peer.allow_entry))  # fmt: skip
+    order = client.order("plot-1", PLOT_BOUNDS, date(2026, 6, 1))
+    assert (order.status, order.bounds, order.scene) == ("pending", PLOT_BOUNDS, None)
+    assert client.status(order.id).status == "pending"
+    clock.now += timedelta(minutes=25)
+    done = client.status(order.id)
+    assert done.status == "completed" and done.scene is not None
+    assert Path(done.scene.bands["B04"]).parent == tmp_path / "client" / "scenes" / order.id
+    stats = plot_stats(done.scene.bands, PLOT)
+    assert stats.ndvi is not None and stats.ndvi.mean > 0.75
+    clock.now += timedelta(days=8)
+    assert client.status(order.id).status == "completed"  # completed stays completed
+
+
+def test_the_http_order_api_refusals_are_clear(
+    satellite_peer: tuple[SatellitePeer, Clock], tmp_path: Path
+) -> None:
+    peer, _ = satellite_peer
+    policy = allowing(peer.allow_entry)
+    with pytest.raises(ProviderError, match="HTTP 401"):
+        HttpSatellite(peer.url, tmp_path, api_key="wrong", policy=policy).order(
+            "p", PLOT_BOUNDS, date(2026, 6, 1)
+        )
+    client = HttpSatellite(peer.url, tmp_path, api_key=peer.key, policy=policy)
+    with pytest.raises(ProviderError, match="HTTP 404"):
+        client.status(str(uuid.uuid4()))
+    with pytest.raises(ProviderError, match="not an order id"):
+        client.status("../../x")
+    with pytest.raises(ValueError, match="at most"):
+        client.order("p", (30.0, 0.0, 31.0, 0.1), date(2026, 6, 1))
+    with pytest.raises(ProviderError, match="loopback"):
+        HttpSatellite(peer.url, tmp_path, api_key=peer.key).order(
+            "p", PLOT_BOUNDS, date(2026, 6, 1)
+        )

@@ -15,6 +15,7 @@ five a drought and one in ten a flood) or set by hand; the anomaly applies only 
 event window (by default the 90 days up to the peer's ``today``), so the years before are the
 location's normal climatology a rain deficit is measured against.
 
+:class:`SatellitePeer` serves an HTTP satellite order API over the local Sentinel-2 provider.
 :class:`IpfsPeer` is a pinning service speaking the IPFS HTTP RPC and Pinata's API that
 recomputes every document's CID and refuses a mismatch.
 
@@ -27,6 +28,7 @@ import hashlib
 import json
 import math
 import random
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -35,14 +37,25 @@ from datetime import UTC, date, datetime, timedelta
 from email import policy as email_policy
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from conveyor.packs.agri.errors import ProviderError
 from conveyor.packs.agri.indices import DailyWeather
 from conveyor.packs.agri.proofs import cid_of
+from conveyor.packs.agri.satellite import LocalSatellite, order_json
 from conveyor.packs.agri.weather import DAILY_VARIABLES, EXPECTED_UNITS
 
-__all__ = ["IpfsPeer", "LoopbackPeer", "Regime", "WeatherPeer", "regime_of", "synthetic_day"]
+__all__ = [
+    "IpfsPeer",
+    "LoopbackPeer",
+    "Regime",
+    "SatellitePeer",
+    "WeatherPeer",
+    "regime_of",
+    "synthetic_day",
+]
 
 Regime = Literal["normal", "drought", "flood"]
 ARCHIVE_FIRST_DAY = date(1940, 1, 1)
@@ -449,8 +462,9 @@ def _wrong(cid: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m conveyor.packs.agri.peers``: the local weather server and pinning service as
-    one process (for ``make run``), until interrupted. Prints each one's URL."""
+    """``python -m conveyor.packs.agri.peers``: the local weather server, pinning service and
+    satellite order API as one process (for ``make run``), until interrupted. Prints each
+    one's URL."""
     import argparse
     import signal
 
@@ -458,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
                                      description=main.__doc__)  # fmt: skip
     parser.add_argument("--weather-port", type=int, default=0)
     parser.add_argument("--ipfs-port", type=int, default=0)
+    parser.add_argument("--satellite-port", type=int, default=0)
+    parser.add_argument("--satellite-dir", type=Path, help="where the local provider keeps"
+                        " orders and scenes (default: a temporary directory)")  # fmt: skip
     parser.add_argument("--today", type=date.fromisoformat, help="the weather's today (UTC)")
     parser.add_argument("--rate-limit", type=float, help="weather requests per second")
     parser.add_argument("--drought", action="append", default=[], metavar="LAT,LON",
@@ -476,19 +493,64 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--{regime} {point!r}: expected LAT,LON")
             weather.set_regime(lat, lon, regime)
     ipfs = IpfsPeer(bind_port=args.ipfs_port)
+    scratch = tempfile.TemporaryDirectory(prefix="conveyor-agri-satellite-")
+    provider = LocalSatellite(args.satellite_dir or Path(scratch.name), vigour=weather.vigour)
+    satellite = SatellitePeer(bind_port=args.satellite_port, provider=provider)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    weather.start()
-    ipfs.start()
-    print(f"weather {weather.url}\nipfs {ipfs.url}", flush=True)
+    peers: list[LoopbackPeer] = [weather, ipfs, satellite]
+    for peer in peers:
+        peer.start()
+    print(f"weather {weather.url}\nipfs {ipfs.url}\nsatellite {satellite.url}", flush=True)
     try:
         stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        weather.stop()
-        ipfs.stop()
+        for peer in peers:
+            peer.stop()
+        scratch.cleanup()
     return 0
+
+
+@dataclass
+class SatellitePeer(LoopbackPeer):
+    """The HTTP order API of :class:`~conveyor.packs.agri.satellite.HttpSatellite` over a
+    :class:`~conveyor.packs.agri.satellite.LocalSatellite`: ``POST /v1/orders``,
+    ``GET /v1/orders/{id}``, ``GET /v1/orders/{id}/assets/{band}.tif``; a bearer ``key``;
+    ``{"error": …}`` with 400, 401 and 404."""
+
+    provider: LocalSatellite | None = None
+    key: str = "peer-satellite-key"
+
+    def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[
+        int, dict[str, str], bytes
+    ]:  # fmt: skip
+        provider = self.provider
+        assert provider is not None, "give the peer a LocalSatellite"
+        if headers.get("Authorization") != f"Bearer {self.key}":
+            return _json(401, {"error": "a valid bearer key is required"})
+        parts = urlsplit(path).path.strip("/").split("/")
+        try:
+            if method == "POST" and parts == ["v1", "orders"]:
+                request = json.loads(body)
+                order = provider.order(str(request["plot"]), tuple(request["bbox"]),
+                                       date.fromisoformat(request["date"]))  # fmt: skip
+                return _json(201, order_json(order, "/v1/orders"))
+            if method == "GET" and len(parts) == 3 and parts[:2] == ["v1", "orders"]:
+                return _json(200, order_json(provider.status(parts[2]), "/v1/orders"))
+            if method == "GET" and len(parts) == 5 and parts[3] == "assets":
+                order = provider.status(parts[2])
+                band = parts[4].removesuffix(".tif")
+                if order.scene is None or band not in order.scene.bands:
+                    return _json(404, {"error": "no such asset"})
+                content = Path(order.scene.bands[band]).read_bytes()
+                return 200, {"Content-Type": "image/tiff"}, content
+        except ProviderError as exc:
+            return _json(404, {"error": str(exc)})
+        except (ValueError, KeyError, TypeError) as exc:
+            return _json(400, {"error": f"the request cannot be used: {exc}"})
+        return _json(404, {"error": "not found"})
 
 
 if __name__ == "__main__":

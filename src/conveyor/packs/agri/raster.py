@@ -4,6 +4,7 @@ Only the window of the plot's bounding box is read from each band (bounded memor
 :data:`MAX_WINDOW_PIXELS` pixels at most, whatever the tile's size), and within it only the
 pixels whose centre lies inside the plot's polygon count (``rasterio.features.geometry_mask``).
 The polygon is GeoJSON in WGS 84 longitude/latitude; it is projected to the raster's CRS first.
+GDAL's block cache is held to :data:`GDAL_CACHE_MB` while a scene is read.
 
 Reflectance r = (DN + BOA_ADD_OFFSET) / 10,000, the offset read from the band's tags (-1000 for
 processing baseline 04.00 and later, 0 before). A pixel is valid when it is inside the polygon,
@@ -71,6 +72,8 @@ INDICES = ("ndvi", "evi", "savi", "lai")
 MAX_WINDOW_PIXELS = 25_000_000
 """The largest plot window read (2,500 ha at 10 m): about 300 MB for the four bands."""
 BASE_BANDS = ("B04", "B08", "SCL")
+GDAL_CACHE_MB = 64
+"""GDAL's block cache while a scene is read (its default, 5 % of RAM, grows with the tile)."""
 
 Float = NDArray[np.float32]
 
@@ -125,6 +128,8 @@ def _open_bands(
     bands: Mapping[str, str], needed: Sequence[str]
 ) -> Iterator[dict[str, DatasetReader]]:
     with ExitStack() as stack:
+        # GDAL's block cache defaults to 5 % of RAM: bounded here, as the windows are.
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB))
         opened: dict[str, DatasetReader] = {}
         for name in needed:
             path = bands.get(name)

@@ -14,11 +14,13 @@ Sentinel-2 L2A product of processing baseline 04.00 or later: ``B02`` (blue), ``
 nodata; ``SCL`` is the scene classification (:data:`SCL_CLASSES`; 0 = nodata, 3 = cloud shadow,
 8/9 = cloud, 10 = thin cirrus).
 
-:class:`LocalSatellite` keeps its orders as JSON files in a directory (so a worker and the API
-see the same orders) and writes each completed order's scene there, deterministically from the
-bounding box and day (:func:`write_scene`): a plot in drought has a vegetation vigour that falls
-through the drought, so its NDVI drops against the weeks before; scenes carry deterministic
-cloud blobs with shadows and a nodata strip at the swath edge.
+:class:`HttpSatellite` is the client of an HTTP order API (orders, their state, the band files
+to download); :class:`~conveyor.packs.agri.peers.SatellitePeer` serves that API locally over a
+:class:`LocalSatellite`, which keeps its orders as JSON files in a directory (so a worker and
+the API see the same orders) and writes each completed order's scene there, deterministically
+from the bounding box and day (:func:`write_scene`): a plot in drought has a vegetation vigour
+that falls through the drought, so its NDVI drops against the weeks before; scenes carry
+deterministic cloud blobs with shadows and a nodata strip at the swath edge.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,6 +43,7 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from conveyor.packs.agri.errors import ProviderError
+from conveyor.packs.kit import EgressClient, EgressError, EgressPolicy
 
 __all__ = [
     "BANDS",
@@ -47,11 +51,13 @@ __all__ = [
     "ORDER_EXPIRY",
     "SCL_CLASSES",
     "Bounds",
+    "HttpSatellite",
     "LocalSatellite",
     "Order",
     "OrderStatus",
     "SatelliteProvider",
     "Scene",
+    "order_json",
     "utm_epsg",
     "write_scene",
 ]
@@ -336,3 +342,113 @@ class LocalSatellite:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProviderError(f"{self.name}: order {order_id} is unreadable") from exc
+
+
+ORDER_STATES = frozenset({"pending", "completed", "failed", "expired"})
+_ORDER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_BAND_BYTES = 256 * 1024 * 1024
+"""The largest band file downloaded (a whole 10,980² uint16 tile is 241 MB)."""
+
+
+class HttpSatellite:
+    """A satellite order API over HTTP (the shape :class:`~conveyor.packs.agri.peers.
+    SatellitePeer` serves; see docs/agri-providers.md), through the kit's ``EgressClient``:
+
+    - ``POST /v1/orders`` ``{"plot", "bbox": [w, s, e, n], "date", "product": "S2L2A"}`` →
+      ``201`` the order;
+    - ``GET /v1/orders/{id}`` → ``{"id", "state", "reason", "created", "updated", "assets":
+      {"B02": path, …}}`` (assets once completed);
+    - ``GET`` each asset → the band's GeoTIFF, saved under ``directory/scenes/{id}/``.
+
+    A bearer ``api_key`` authenticates. Any other status or a malformed answer is a
+    :class:`ProviderError`."""
+
+    name = "http-satellite"
+
+    def __init__(
+        self, url: str, directory: Path, *, api_key: str = "", policy: EgressPolicy | None = None
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.directory = Path(directory)
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = EgressClient(policy, user_agent="conveyor-agri")
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _request(
+        self, method: str, path: str, body: Any = None, max_bytes: int | None = None
+    ) -> Any:
+        try:
+            return self.client.request(method, f"{self.url}{path}", json=body,
+                                       headers=self.headers, max_bytes=max_bytes)  # fmt: skip
+        except EgressError as exc:
+            raise ProviderError(f"{self.name}: {exc}") from exc
+
+    def _order(self, answer: Any, expected: int) -> Order:
+        if answer.status_code != expected:
+            raise ProviderError(f"{self.name} answered {answer.status_line}")
+        try:
+            body = answer.json()
+            order_id = str(body["id"])
+            if not _ORDER_ID.fullmatch(order_id) or body["state"] not in ORDER_STATES:
+                raise ValueError("id or state")
+            order = Order(
+                id=order_id, plot=str(body["plot"]), bounds=check_bounds(tuple(body["bbox"])),
+                day=date.fromisoformat(body["date"]), status=body["state"],
+                placed_at=datetime.fromisoformat(body["created"]),
+                updated_at=datetime.fromisoformat(body["updated"]),
+                reason=str(body.get("reason") or "")[:300],
+            )  # fmt: skip
+            assets = body.get("assets") or {}
+            if not isinstance(assets, dict):
+                raise ValueError("assets")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ProviderError(f"{self.name}'s order answer is malformed") from exc
+        if order.status == "completed":
+            order.scene = Scene(self._download(order.id, assets), order.day)
+        return order
+
+    def _download(self, order_id: str, assets: dict[str, Any]) -> dict[str, str]:
+        missing = [b for b in BANDS if not isinstance(assets.get(b), str)]
+        if missing:
+            raise ProviderError(f"{self.name}: a completed order lacks {', '.join(missing)}")
+        folder = self.directory / "scenes" / order_id
+        folder.mkdir(parents=True, exist_ok=True)
+        paths: dict[str, str] = {}
+        for band in BANDS:
+            path = folder / f"{band}.tif"
+            if not path.exists():
+                link = str(assets[band])
+                if not link.startswith("/"):
+                    raise ProviderError(f"{self.name}: asset {band} is not a path on the service")
+                answer = self._request("GET", link, max_bytes=MAX_BAND_BYTES)
+                if not answer.is_success:
+                    raise ProviderError(f"{self.name}: asset {band} answered {answer.status_line}")
+                temporary = path.with_suffix(".part")
+                temporary.write_bytes(answer.content)
+                temporary.replace(path)
+            paths[band] = str(path)
+        return paths
+
+    def order(self, plot: str, bounds: Bounds, day: date) -> Order:
+        west, south, east, north = check_bounds(bounds)
+        body = {"plot": plot, "bbox": [west, south, east, north], "date": day.isoformat(),
+                "product": "S2L2A"}  # fmt: skip
+        return self._order(self._request("POST", "/v1/orders", body), 201)
+
+    def status(self, order_id: str) -> Order:
+        if not _ORDER_ID.fullmatch(order_id):
+            raise ProviderError(f"{self.name}: {order_id[:60]!r} is not an order id")
+        return self._order(self._request("GET", f"/v1/orders/{order_id}"), 200)
+
+
+def order_json(order: Order, asset_base: str) -> dict[str, Any]:
+    """An order as the HTTP order API shows it (see :class:`HttpSatellite`)."""
+    return {
+        "id": order.id, "plot": order.plot, "bbox": list(order.bounds),
+        "date": order.day.isoformat(), "state": order.status, "reason": order.reason or None,
+        "created": order.placed_at.isoformat(), "updated": order.updated_at.isoformat(),
+        "assets": {b: f"{asset_base}/{order.id}/assets/{b}.tif" for b in BANDS}
+        if order.status == "completed" else None,
+    }  # fmt: skip
