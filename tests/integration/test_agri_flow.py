@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conveyor.packs.agri import tasks
@@ -24,7 +25,7 @@ from conveyor.packs.agri.localchain import ChainPeer
 from conveyor.packs.agri.peers import IpfsPeer, WeatherPeer
 from conveyor.packs.agri.proofs import cid_of
 from conveyor.packs.agri.samples import DEMO_WALLET, square
-from conveyor.testing.services import Process, provision_services, wait_for
+from conveyor.testing.services import Process, provision_services, start_api, wait_for
 
 pytest.importorskip("web3")
 BASE = "/api/v1/agri"
@@ -41,10 +42,6 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(artifacts: Path) -> Iterator[Stack]:
-    from fastapi.testclient import TestClient
-
-    from conveyor.api import create_app
-
     weather = WeatherPeer(today=datetime.now(UTC).date()).start()
     weather.set_regime(LAT + 0.005, LON + 0.005, "drought")
     node = ChainPeer().start()
@@ -69,8 +66,12 @@ def stack(artifacts: Path) -> Iterator[Stack]:
             ]
             for p in procs:
                 p.start()
+            # The API as a process of its own too: this test process already holds the session's
+            # Celery app (another broker), which an in-process API would publish through.
+            api, url = start_api(env, artifacts / "agri-api.log")
+            procs.append(api)
             try:
-                with TestClient(create_app(svc.settings)) as client:
+                with httpx.Client(base_url=url, timeout=30) as client:
                     wait_for(
                         lambda: any(w["alive"] for w in client.get("/api/v1/workers").json()),
                         timeout=60,
