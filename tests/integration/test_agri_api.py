@@ -168,6 +168,9 @@ def test_assessment_is_computed_once_and_its_proof_verifies(client: Any, ledger:
         r = client.post(f"{BASE}/proofs/verify", json={"cid": bad, "document": "{}"})
         assert r.status_code == 200 and r.json()["valid"] is False and r.json()["reason"]
     assert client.get(f"{BASE}/proofs/{cid_of(b'nothing')}").status_code == 404
+    assert client.get(f"{BASE}/proofs/%00").status_code == 422
+    nul = client.post(f"{BASE}/proofs/verify", json={"cid": "\x00"})
+    assert nul.status_code == 200 and nul.json()["valid"] is False
 
 
 def test_assessment_without_weather_is_a_visible_failure(client: Any, ledger: Engine) -> None:

@@ -36,6 +36,7 @@ Read = Annotated[Principal, Depends(require("jobs:read", ASSESS_TASK))]
 Write = Annotated[Principal, Depends(require("jobs:write", ASSESS_TASK))]
 Pay = Annotated[Principal, Depends(require("jobs:write", PAYOUT_TASK))]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 PayoutStatus = Literal["approved", "submitted", "confirmed", "failed"]
 MAX_DOCUMENT = 1 << 20
 
@@ -53,7 +54,7 @@ def create_policy(
 
 @router.get("/policies")
 def list_policies(
-    principal: Read, services: ServicesDep, limit: Limit = 100, offset: int = Query(0, ge=0)
+    principal: Read, services: ServicesDep, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
     return {"items": store.list_policies(services.engine, limit, offset)}
 
@@ -98,7 +99,7 @@ def list_plots(
     services: ServicesDep,
     policy_id: UUID | None = None,
     limit: Limit = 100,
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     return {"items": store.list_plots(services.engine, policy_id, limit, offset)}
 
@@ -286,7 +287,10 @@ def verify_proof(body: VerifyRequest, services: ServicesDep) -> dict[str, Any]:
     elif body.document is not None:
         data = body.document.encode("utf-8")
     else:
-        data = store.proof_document(services.engine, body.cid)
+        try:
+            data = store.proof_document(services.engine, body.cid)
+        except ProofError as exc:
+            return {"valid": False, "cid": body.cid, "computed_cid": None, "reason": str(exc)}
     try:
         valid = verify(data, body.cid)
     except ProofError as exc:

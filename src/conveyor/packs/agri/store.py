@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from conveyor.errors import ResourceConflict, ResourceNotFound
 from conveyor.packs.agri.policies import Plot, Policy
+from conveyor.packs.agri.proofs import digest_of
 from conveyor.packs.agri.tables import (
     assessments,
     images,
@@ -337,7 +338,9 @@ def get_payout(bind: Bind, payout_id: UUID) -> Any:
 
 
 def proof_document(bind: Bind, cid: str) -> bytes:
-    """The canonical evidence document a proof CID names; 404 if no assessment has it."""
+    """The canonical evidence document a proof CID names; 404 if no assessment has it, 422
+    (:class:`ProofError`) for something that is not a proof CID at all."""
+    digest_of(cid)
     row = _one(bind, select(assessments.c.evidence).where(assessments.c.proof_cid == cid).limit(1))
     if row is None or row.evidence is None:
         raise ResourceNotFound(f"no proof {cid}")
