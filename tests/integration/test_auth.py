@@ -371,6 +371,9 @@ OPEN_ROUTES = {
     ("POST", "/logout"),
     ("GET", "/verify"),
     ("GET", "/verify/{token:path}"),
+    # The agri pack's public proof page: anyone holding a payout's CID checks it.
+    ("GET", "/proofs"),
+    ("GET", "/proofs/{cid}"),
 }
 
 
