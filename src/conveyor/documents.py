@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,7 +20,7 @@ import yaml
 
 from conveyor.errors import ConveyorError
 
-__all__ = ["DocumentError", "parse_document", "path_of"]
+__all__ = ["DocumentError", "check_json_depth", "parse_document", "path_of"]
 
 
 class DocumentError(ConveyorError):
@@ -75,6 +76,8 @@ def parse_document(
     suffix = filename.lower().rsplit(".", 1)[-1] if filename and "." in filename else ""
     as_json = suffix == "json" or (suffix not in ("yaml", "yml") and text.lstrip()[:1] == "{")
     try:
+        if as_json:
+            check_json_depth(text, max_depth)
         document = _parse_json(text) if as_json else _parse_yaml(text)
     except RecursionError:
         raise DocumentError(f"nested deeper than {max_depth} levels") from None
@@ -84,6 +87,26 @@ def parse_document(
         kind = type(document).__name__ if document is not None else "nothing"
         raise DocumentError(f"expected a mapping at the top, got {kind}")
     return document
+
+
+_STRING = re.compile(r'"(?:\\.|[^"\\])*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def check_json_depth(text: str, limit: int) -> None:
+    """Refuse JSON nested deeper than ``limit`` *before* parsing it: the json module's C
+    parser recurses per level, and a hundred thousand ``[`` can overflow the C stack (a crash
+    of the whole process, not a RecursionError) where the thread's stack is small."""
+    if text.count("[") + text.count("{") <= limit:
+        return
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                raise DocumentError(f"nested deeper than {limit} levels")
+        else:
+            depth -= 1
 
 
 def _parse_json(text: str) -> Any:

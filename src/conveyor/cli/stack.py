@@ -24,6 +24,7 @@ from conveyor.config import Settings
 from conveyor.embedded.stack import EmbeddedStack
 from conveyor.ledger.migrate import upgrade
 from conveyor.logs import configure_logging
+from conveyor.packs import LocalServices
 from conveyor.runtime.context import STACK_FILE
 
 console = Console(stderr=True)
@@ -66,6 +67,27 @@ def _banner(url: str, resolved: Settings, seconds: float, open_access: bool) -> 
         )
 
 
+def _start_local_peers(settings: Settings, env: dict[str, str]) -> list[LocalServices]:
+    """Start the enabled packs' local peers (see ``Pack.local``) and add what the children
+    need to ``env``; what was started."""
+    from conveyor.packs import enabled
+
+    started: list[LocalServices] = []
+    allow = list(settings.egress_allow)
+    for pack in enabled(settings):
+        if not pack.local:
+            continue
+        peers: LocalServices | None = pack.attribute(pack.local)(settings)
+        if peers is None:
+            continue
+        started.append(peers)
+        env.update(peers.env)
+        allow += peers.allow
+    if allow:
+        env["CONVEYOR_EGRESS_ALLOW"] = ",".join(allow)
+    return started
+
+
 def run_stack(
     settings: Settings,
     *,
@@ -89,6 +111,7 @@ def run_stack(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     supervisor: Supervisor | None = None
+    local: list[LocalServices] = []
     state_path = home / STACK_FILE
     try:
         started = time.monotonic()
@@ -113,6 +136,7 @@ def run_stack(
             "CONVEYOR_API_HOST": settings.api_host,
             "CONVEYOR_API_PORT": str(settings.api_port),
         }
+        local = _start_local_peers(resolved, env)
         conc = str(concurrency or os.cpu_count() or 2)
         children = [Child("api", ["api"])]
         for i in range(workers):
@@ -148,5 +172,7 @@ def run_stack(
         if supervisor is not None:
             supervisor.stop(grace=15)
         state_path.unlink(missing_ok=True)
+        for peers in local:
+            peers.stop()
         stack.stop()
         _say(settings, "Conveyor stopped.")

@@ -17,6 +17,12 @@ task bodies it does not run:
 - ``tables``: the pack's SQLAlchemy ``MetaData``; its Alembic migrations live with the ledger's
   (``ledger/migrations/versions``), and a test checks the two agree;
 - ``cli``: a typer app, added to the ``conveyor`` command as ``conveyor <name> …``;
+- ``local``: ``module:function`` taking the settings, called by ``conveyor up`` after the
+  migration: starts the pack's local peers (an HTTP server speaking a provider's shapes, a
+  local chain) when nothing real is configured, and returns :class:`LocalServices` — the
+  environment and egress allowlist entries the children need, and how to stop them;
+- ``health``: ``module:function`` taking the API's ``Services``, returning check name -> "ok"
+  or why not (its providers, its object store); shown under ``details`` of ``/readyz``;
 - ``streaming``: path prefixes whose routes read large bodies themselves (uploads), exempt from
   the JSON body cap of ``RequestLimits``.
 
@@ -27,7 +33,8 @@ API (``conveyor``, ``conveyor.packs`` and ``conveyor.packs.kit``) and never each
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.config import Settings
@@ -35,6 +42,7 @@ from conveyor.errors import ConfigurationError
 
 __all__ = [
     "SHIPPED",
+    "LocalServices",
     "NavEntry",
     "Pack",
     "all_tables",
@@ -55,6 +63,16 @@ class NavEntry:
     key: str
 
 
+@dataclass
+class LocalServices:
+    """What a pack's ``local`` hook started for ``conveyor up``."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    allow: list[str] = field(default_factory=list)
+    """``CONVEYOR_EGRESS_ALLOW`` entries for the peers (loopback is refused otherwise)."""
+    stop: Callable[[], None] = lambda: None
+
+
 @dataclass(frozen=True)
 class Pack:
     """What a pack contributes; every part is an import string, loaded on use."""
@@ -70,6 +88,8 @@ class Pack:
     cli: str | None = None  # a typer app, added as `conveyor <name> …`
     nav: tuple[NavEntry, ...] = ()
     streaming: tuple[str, ...] = ()
+    local: str | None = None  # `conveyor up`'s local peers (see the module docstring)
+    health: str | None = None  # the pack's checks for /readyz's details
 
     def attribute(self, spec: str) -> Any:
         """Import ``module:attribute``."""
@@ -81,6 +101,7 @@ SHIPPED: dict[str, str] = {
     "catalog": "conveyor.packs.catalog:PACK",
     "factory": "conveyor.packs.factory:PACK",
     "assess": "conveyor.packs.assess:PACK",
+    "agri": "conveyor.packs.agri:PACK",
 }
 """Every pack Conveyor ships: name -> where its :class:`Pack` is."""
 

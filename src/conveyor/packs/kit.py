@@ -15,7 +15,7 @@ are for routes that check each job themselves (``authorize_job``).
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from sqlalchemy import Engine
@@ -32,9 +32,13 @@ from conveyor.api.auth import (
 from conveyor.api.deps import Services, ServicesDep
 from conveyor.egress import Answer, EgressClient, EgressPolicy
 from conveyor.errors import EgressError, EgressFailed, EgressRefused
+from conveyor.web.charts import Bar, Chart
 from conveyor.web.csrf import require_same_origin
 from conveyor.web.pages import PageError, PagesDep, live_fragment, page_errors
 from conveyor.web.session import page_scope
+
+if TYPE_CHECKING:  # web3 is optional: loaded on first use, see __getattr__
+    from conveyor.packs.rpc import GuardedRPCProvider
 
 
 def cli_services() -> Services:
@@ -115,6 +119,15 @@ def workflow_graph(services: Services, workflow_id: str) -> Any | None:
         return None
 
 
+def __getattr__(name: str) -> Any:
+    # web3 is an optional extra: import the provider only when a pack asks for it.
+    if name == "GuardedRPCProvider":
+        from conveyor.packs.rpc import GuardedRPCProvider
+
+        return GuardedRPCProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def watch_job(engine: Engine, job_id: str, **options: Any) -> int:
     """Follow a job in the terminal with a progress bar; its exit code (see cli/watch.py)."""
     from conveyor.cli.watch import watch_job as watch
@@ -124,11 +137,14 @@ def watch_job(engine: Engine, job_id: str, **options: Any) -> int:
 
 __all__ = [
     "Answer",
+    "Bar",
+    "Chart",
     "EgressClient",
     "EgressError",
     "EgressFailed",
     "EgressPolicy",
     "EgressRefused",
+    "GuardedRPCProvider",
     "PageError",
     "PagesDep",
     "Principal",

@@ -191,6 +191,11 @@ def healthz() -> dict[str, str]:
 class Readiness(BaseModel):
     status: str = Field(description='"ok", or "unavailable" when a dependency is unreachable')
     checks: dict[str, str] = Field(description="postgres, redis, broker: ok or why not")
+    details: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="each enabled pack's own checks (its providers): ok or why not. Details"
+        " only: an outside provider being down does not make this API unready",
+    )
 
 
 @health.get(
@@ -246,11 +251,15 @@ def readyz(services: ServicesDep) -> JSONResponse:
         ) as conn:
             conn.ensure_connection(max_retries=1, timeout=timeout)
 
+    from conveyor.packs import enabled
+
     probes = {"postgres": postgres, "redis": redis_ping, "broker": broker}
-    pool = ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="readyz")
+    packs = [p for p in enabled(services.settings) if p.health]
+    pool = ThreadPoolExecutor(max_workers=len(probes) + len(packs), thread_name_prefix="readyz")
     futures = {name: pool.submit(probe) for name, probe in probes.items()}
+    pack_futures = {p.name: pool.submit(p.attribute(p.health or ""), services) for p in packs}
     # A safety net over the per-step timeouts; a probe past it is reported, not waited for.
-    wait(futures.values(), timeout=3 * timeout + 1)
+    wait([*futures.values(), *pack_futures.values()], timeout=3 * timeout + 1)
     pool.shutdown(wait=False)
     checks: dict[str, str] = {}
     for name, future in futures.items():
@@ -261,6 +270,15 @@ def readyz(services: ServicesDep) -> JSONResponse:
         else:
             checks[name] = "ok"
     ok = all(v == "ok" for v in checks.values())
+    details: dict[str, dict[str, str]] = {}
+    for name, answer in pack_futures.items():
+        if not answer.done():
+            details[name] = {"health": f"no answer within {3 * timeout + 1} s"}
+        elif (exc := answer.exception()) is not None:
+            details[name] = {"health": f"failed: {type(exc).__name__}"}
+        else:
+            details[name] = answer.result()
     return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+        {"status": "ok" if ok else "unavailable", "checks": checks, "details": details},
+        status_code=200 if ok else 503,
     )

@@ -25,12 +25,14 @@ import shapely.wkt
 from shapely.errors import ShapelyError
 from shapely.geometry import mapping
 
+from conveyor.documents import DocumentError, check_json_depth
 from conveyor.packs.agri.errors import ImportRejected, InvalidPolicy
 from conveyor.packs.agri.policies import Plot, plot_from
 
 MAX_BYTES = 50 * 1024 * 1024
 MAX_PLOTS = 100_000
 MAX_PROBLEMS = 200
+MAX_DEPTH = 32  # a FeatureCollection of MultiPolygons nests 8 levels
 REQUIRED_COLUMNS = ("name", "policy_number", "geometry")
 FIELD_LIMIT = 4 * 1024 * 1024
 
@@ -101,7 +103,10 @@ Row = tuple[str, dict[str, Any] | str]
 
 def _geojson_rows(text: str) -> Iterator[Row]:
     try:
+        check_json_depth(text, MAX_DEPTH)
         document = json.loads(text)
+    except DocumentError:
+        raise ImportRejected(["not usable JSON: nested too deep"]) from None
     except json.JSONDecodeError as exc:
         raise ImportRejected(
             [f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]
@@ -200,8 +205,9 @@ def _cell_geometry(cell: str) -> dict[str, Any] | str:
         return "empty"
     if text.startswith("{"):
         try:
+            check_json_depth(text, MAX_DEPTH)
             value = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (json.JSONDecodeError, RecursionError, DocumentError) as exc:
             return f"not GeoJSON ({exc})"
         return value if isinstance(value, dict) else "not a GeoJSON object"
     try:

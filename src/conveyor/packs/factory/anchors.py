@@ -300,7 +300,7 @@ class EthereumAnchor:
         try:
             from web3 import Web3
 
-            from conveyor.packs.factory.rpc import GuardedRPCProvider
+            from conveyor.packs.kit import GuardedRPCProvider
         except ImportError as exc:
             raise AnchorError(
                 "the ethereum anchor needs web3: pip install 'conveyor[factory]'"

@@ -4,6 +4,10 @@ web3's own ``HTTPProvider`` sends with ``requests`` wherever the URL points; thi
 every call through :class:`~conveyor.packs.kit.EgressClient`, so an RPC URL is held to the
 same rules as a webhook (no private, loopback or metadata address unless allowed, the address
 checked is the one connected to, bounded answers). Needs web3 (the ``factory`` extra).
+
+Shared by the packs that talk to a chain (the factory's ethereum anchor, the agri pack's
+payouts); packs import it as ``conveyor.packs.kit.GuardedRPCProvider``, which loads web3 only
+when the name is used.
 """
 
 from __future__ import annotations
