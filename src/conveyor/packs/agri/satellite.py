@@ -352,7 +352,7 @@ MAX_BAND_BYTES = 256 * 1024 * 1024
 
 class HttpSatellite:
     """A satellite order API over HTTP (the shape :class:`~conveyor.packs.agri.peers.
-    SatellitePeer` serves; see docs/agri-providers.md), through the kit's ``EgressClient``:
+    SatellitePeer` serves; see docs/agri.md), through the kit's ``EgressClient``:
 
     - ``POST /v1/orders`` ``{"plot", "bbox": [w, s, e, n], "date", "product": "S2L2A"}`` →
       ``201`` the order;
