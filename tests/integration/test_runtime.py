@@ -234,7 +234,7 @@ def test_message_priority_orders_jobs_within_a_queue(
 # Task ids Celery accepts that are not a UUID in its usual form (and one that is, in capitals).
 ODD_TASK_IDS = {
     "order number": "order-{n}",
-    "capital UUID": "{N}-0000-4000-8000-000000000000",
+    "capital UUID": "{N}-0000-4000-8000-0000000000AB",  # capitals even when {N} is all digits
     "UUID in braces": "{{{N}-0000-4000-8000-000000000000}}",
     "spaces and unicode": "\u0437\u0430\u043a\u0430\u0437 {n} \u00b7 \u03b1",
     "query characters": "a?b#c&d=e+f-{n}",
