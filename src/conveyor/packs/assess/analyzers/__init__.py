@@ -55,12 +55,7 @@ class _Lazy:
     module: str
 
     def __call__(self, inventory: Inventory, progress: Progress) -> AnalyzerOutput:
-        try:
-            mod = importlib.import_module(self.module)
-        except ModuleNotFoundError as exc:
-            if exc.name != self.module:
-                raise
-            raise NotImplementedError(f"analyzer module {self.module} is not written yet") from None
+        mod = importlib.import_module(self.module)
         output: AnalyzerOutput = mod.analyze(inventory, progress)
         return output
 
