@@ -45,7 +45,8 @@ def _app_routes() -> list[tuple[str, str, Any]]:
         env="test",
         app=TEST_APP,
     )
-    app = create_app(routes_only, celery_app=Celery("routes-only"))
+    # Not the current app: publishes later in this process must not be recorded through it.
+    app = create_app(routes_only, celery_app=Celery("routes-only", set_as_current=False))
     found = [
         (method, route.path, route)
         for route in every_route(app)

@@ -294,3 +294,30 @@ def test_the_apps_own_priorities_keep_celerys_meaning(settings: Any) -> None:
             conn.default_channel.queue_delete(queue)
     assert sent[mine.id] == 3
     assert sent[theirs.id] == (6 if broker.startswith("redis") else 3)
+
+
+def test_a_publish_is_recorded_by_the_app_that_sent_it(settings: Any, caplog: Any) -> None:
+    """Two installed apps in one process share a task (as shared tasks are): a publish through
+    one is recorded through its own runtime, even while the other, unreachable, is current."""
+    broker = settings.broker_url or settings.redis_url
+    sender = conveyor.install(plain_app("fid-sender", broker_url=broker), settings)
+    elsewhere = settings.model_copy(update={"redis_url": "redis://unreachable.invalid:6379/0"})
+    current = conveyor.install(plain_app("fid-current", broker_url=broker), elsewhere)
+
+    def shared() -> None:
+        return None
+
+    task = sender.task(name="fid.shared")(shared)
+    current.task(name="fid.shared")(shared)
+    sender.finalize()
+    current.finalize()
+    current.set_current()
+    queue = f"fid-shared-{os.getpid()}"
+    try:
+        with caplog.at_level("WARNING", logger="conveyor.runtime.install"):
+            task.apply_async(queue=queue)
+    finally:
+        sender.set_current()
+        with Connection(broker) as conn:
+            conn.default_channel.queue_delete(queue)
+    assert not [r for r in caplog.records if "could not record publish" in r.getMessage()]

@@ -10,6 +10,8 @@ plain ``.delay()``, ``apply_async`` or ``send_task`` are recorded too:
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
 import random
 import time
@@ -316,14 +318,39 @@ def _timestamp(value: Any) -> float | None:
 
 
 _runtimes: list[Runtime] = []  # of every installed app in this process, in install order
+# The installed app whose ``send_task`` is publishing (every publish goes through it).
+_sending: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
+    "conveyor_sending_runtime", default=None
+)
+
+
+def _note_sender(app: Celery, rt: Runtime) -> None:
+    """Make ``app.send_task`` name its runtime while it publishes, so that a process with
+    several installed apps (shared tasks are in all of them) records each publish through the
+    app that sent it, not through whichever app happens to be current."""
+    send_task = app.send_task
+
+    @functools.wraps(send_task)
+    def sending(*args: Any, **kwargs: Any) -> Any:
+        token = _sending.set(rt)
+        try:
+            return send_task(*args, **kwargs)
+        finally:
+            _sending.reset(token)
+
+    app.send_task = sending
 
 
 def _runtime_for(task_name: str | None) -> Runtime | None:
     """The installed app a publish comes from. Celery's ``before_task_publish`` does not name
     the app, and one handler serves all of them, so a publish is recorded (and its priority
-    translated) once, by the app that has the task or else the current app."""
+    translated) once: by the app whose ``send_task`` is running, else by the app that has the
+    task or else the current app."""
     if len(_runtimes) <= 1:
         return _runtimes[0] if _runtimes else None
+    sending = _sending.get()
+    if sending is not None:
+        return sending
     current = getattr(get_current_app(), "conveyor_runtime", None)
     # `_tasks`, not `tasks`: reading `tasks` would finalize an app mid-publish.
     if current is not None and task_name in current.app._tasks:
@@ -466,6 +493,7 @@ def install_runtime(app: Celery, settings: Settings | None, *, production: bool)
     app.on_after_finalize.connect(lambda sender, **_: _adopt_tasks(sender), weak=False)
     signals.worker_init.connect(lambda sender=None, **_: _adopt_tasks(app), weak=False)
     _runtimes.append(rt)
+    _note_sender(app, rt)
     _connect_signals()
     connect_task_logs(app)
     from conveyor.runtime.heartbeat import connect_heartbeat
